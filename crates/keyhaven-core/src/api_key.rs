@@ -1,0 +1,356 @@
+//! API keys: their lifecycle, derived status and the validation of their fields.
+
+use chrono::Duration;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+use crate::id::Id;
+use crate::principal::Principal;
+use crate::time::Timestamp;
+
+/// Longest key name.
+pub const MAX_NAME: usize = 100;
+/// Largest `metadata` object, serialized.
+pub const MAX_METADATA_BYTES: usize = 4096;
+/// Longest regeneration grace period: seven days.
+pub const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;
+/// Most CIDRs in `allowed_cidrs`.
+pub const MAX_CIDRS: usize = 100;
+
+/// A key's status as shown. `expired` is derived from the clock, never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// Verifies.
+    Active,
+    /// Revoked: final.
+    Revoked,
+    /// Past `expires_at`.
+    Expired,
+}
+
+impl KeyStatus {
+    /// The displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Parses a filter value.
+    pub fn parse(s: &str, param: &str) -> Result<Self, DomainError> {
+        match s {
+            "active" => Ok(Self::Active),
+            "revoked" => Ok(Self::Revoked),
+            "expired" => Ok(Self::Expired),
+            _ => Err(DomainError::invalid(
+                "invalid_status",
+                param,
+                format!("{param} must be active, revoked or expired"),
+            )),
+        }
+    }
+}
+
+/// A per-key rate limit: `limit` verifications per `duration_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Verifications allowed per window, 1..=1,000,000,000.
+    pub limit: i64,
+    /// Window length in milliseconds, 1 s ..= 1 day.
+    pub duration_ms: i64,
+}
+
+/// An API key as stored (never with its secret).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    /// Its id.
+    pub id: Id,
+    /// The organization it belongs to.
+    pub org_id: Id,
+    /// Name, unique per organization among non-deleted keys.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Labels for filtering.
+    pub tags: Vec<String>,
+    /// A service account, or the user of a personal key.
+    pub owner: Principal,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Extra permissions (application scopes or management permissions).
+    pub scopes: Vec<String>,
+    /// SHA-256 of the current secret, hex.
+    pub digest: String,
+    /// Prefix and last four characters.
+    pub masked_key: String,
+    /// `None` = never expires.
+    pub expires_at: Option<Timestamp>,
+    /// Who created it.
+    pub created_by: Principal,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Last verification.
+    pub last_used_at: Option<Timestamp>,
+    /// When it was revoked; revocation is final.
+    pub revoked_at: Option<Timestamp>,
+    /// Optional rate limit.
+    pub ratelimit: Option<RateLimit>,
+    /// Verifications left; `None` = unlimited.
+    pub remaining: Option<i64>,
+    /// Client networks allowed to use it; empty = any.
+    pub allowed_cidrs: Vec<IpNet>,
+    /// A JSON object of at most 4 KiB.
+    pub metadata: serde_json::Value,
+    /// Digest of the secret replaced by the last regeneration, while its grace lasts.
+    pub previous_digest: Option<String>,
+    /// End of the regeneration grace period.
+    pub previous_valid_until: Option<Timestamp>,
+}
+
+impl ApiKey {
+    /// The status at `now`: revoked wins, then expiry.
+    pub fn status(&self, now: Timestamp) -> KeyStatus {
+        status_at(self.revoked_at, self.expires_at, now)
+    }
+}
+
+/// Status from the two timestamps that define it.
+pub fn status_at(
+    revoked_at: Option<Timestamp>,
+    expires_at: Option<Timestamp>,
+    now: Timestamp,
+) -> KeyStatus {
+    if revoked_at.is_some() {
+        KeyStatus::Revoked
+    } else if expires_at.is_some_and(|e| e <= now) {
+        KeyStatus::Expired
+    } else {
+        KeyStatus::Active
+    }
+}
+
+/// Validates a key name.
+pub fn validate_name(name: &str) -> Result<String, DomainError> {
+    crate::validate::name(name, "name", MAX_NAME)
+}
+
+/// Works out the expiry from `expires_at` or `expires_in_days` (at most one), refusing
+/// past dates. Neither given → never expires.
+pub fn resolve_expiry(
+    expires_at: Option<Timestamp>,
+    expires_in_days: Option<i64>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, DomainError> {
+    match (expires_at, expires_in_days) {
+        (Some(_), Some(_)) => Err(DomainError::invalid(
+            "conflicting_expiry",
+            "expires_in_days",
+            "give either expires_at or expires_in_days, not both",
+        )),
+        (Some(at), None) => validate_future(at, now, "expires_at").map(Some),
+        (None, Some(days)) => {
+            if !(1..=3650).contains(&days) {
+                return Err(DomainError::invalid(
+                    "invalid_expires_in_days",
+                    "expires_in_days",
+                    "expires_in_days must be between 1 and 3650",
+                ));
+            }
+            Ok(Some(now + Duration::days(days)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Refuses an instant that is not in the future.
+pub fn validate_future(
+    at: Timestamp,
+    now: Timestamp,
+    param: &str,
+) -> Result<Timestamp, DomainError> {
+    if at <= now {
+        Err(DomainError::invalid(
+            "expires_at_in_past",
+            param,
+            format!("{param} must be in the future"),
+        ))
+    } else {
+        Ok(at)
+    }
+}
+
+/// Validates a rate limit.
+pub fn validate_ratelimit(rl: &RateLimit) -> Result<(), DomainError> {
+    if !(1..=1_000_000_000).contains(&rl.limit) {
+        return Err(DomainError::invalid(
+            "invalid_ratelimit",
+            "ratelimit.limit",
+            "ratelimit.limit must be between 1 and 1000000000",
+        ));
+    }
+    if !(1000..=86_400_000).contains(&rl.duration_ms) {
+        return Err(DomainError::invalid(
+            "invalid_ratelimit",
+            "ratelimit.duration_ms",
+            "ratelimit.duration_ms must be between 1000 (1 second) and 86400000 (1 day)",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a number of remaining uses.
+pub fn validate_remaining(n: i64) -> Result<(), DomainError> {
+    if !(0..=1_000_000_000_000).contains(&n) {
+        Err(DomainError::invalid(
+            "invalid_remaining",
+            "remaining",
+            "remaining must be between 0 and 1000000000000",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses `allowed_cidrs`; a bare address is taken as a single-host network.
+pub fn parse_cidrs(input: &[String]) -> Result<Vec<IpNet>, DomainError> {
+    if input.len() > MAX_CIDRS {
+        return Err(DomainError::invalid(
+            "too_many_cidrs",
+            "allowed_cidrs",
+            format!("allowed_cidrs may hold at most {MAX_CIDRS} entries"),
+        ));
+    }
+    input
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.trim();
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| {
+                    DomainError::invalid(
+                        "invalid_cidr",
+                        format!("allowed_cidrs[{i}]"),
+                        format!("allowed_cidrs[{i}] must be an IP network such as 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Validates `metadata`: a JSON object of at most 4 KiB.
+pub fn validate_metadata(v: &serde_json::Value) -> Result<(), DomainError> {
+    if !v.is_object() {
+        return Err(DomainError::invalid(
+            "invalid_metadata",
+            "metadata",
+            "metadata must be a JSON object",
+        ));
+    }
+    if v.to_string().len() > MAX_METADATA_BYTES {
+        return Err(DomainError::invalid(
+            "metadata_too_large",
+            "metadata",
+            "metadata must be at most 4096 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a regeneration grace period.
+pub fn validate_grace(seconds: i64) -> Result<Duration, DomainError> {
+    if !(0..=MAX_GRACE_SECONDS).contains(&seconds) {
+        Err(DomainError::invalid(
+            "invalid_grace_period",
+            "grace_period_seconds",
+            "grace_period_seconds must be between 0 and 604800 (7 days)",
+        ))
+    } else {
+        Ok(Duration::seconds(seconds))
+    }
+}
+
+/// Refuses a change to a revoked key (revocation is final).
+pub fn check_not_revoked(key: &ApiKey) -> Result<(), DomainError> {
+    if key.revoked_at.is_some() {
+        Err(DomainError::conflict(
+            "key_revoked",
+            "the key is revoked; revocation is final",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn now() -> Timestamp {
+        Utc.with_ymd_and_hms(2026, 11, 22, 18, 20, 0).unwrap()
+    }
+
+    #[test]
+    fn status_is_derived() {
+        let n = now();
+        assert_eq!(status_at(None, None, n), KeyStatus::Active);
+        assert_eq!(
+            status_at(None, Some(n + Duration::seconds(1)), n),
+            KeyStatus::Active
+        );
+        assert_eq!(status_at(None, Some(n), n), KeyStatus::Expired);
+        assert_eq!(
+            status_at(Some(n), Some(n - Duration::days(1)), n),
+            KeyStatus::Revoked
+        );
+    }
+
+    #[test]
+    fn expiry_rules() {
+        let n = now();
+        assert_eq!(resolve_expiry(None, None, n), Ok(None));
+        assert_eq!(
+            resolve_expiry(None, Some(30), n),
+            Ok(Some(n + Duration::days(30)))
+        );
+        assert!(resolve_expiry(Some(n - Duration::seconds(1)), None, n).is_err());
+        assert!(resolve_expiry(Some(n + Duration::days(1)), Some(3), n).is_err());
+        assert!(resolve_expiry(None, Some(0), n).is_err());
+    }
+
+    #[test]
+    fn limits_and_cidrs() {
+        assert!(validate_ratelimit(&RateLimit {
+            limit: 100,
+            duration_ms: 60_000
+        })
+        .is_ok());
+        assert!(validate_ratelimit(&RateLimit {
+            limit: 0,
+            duration_ms: 60_000
+        })
+        .is_err());
+        assert!(validate_ratelimit(&RateLimit {
+            limit: 1,
+            duration_ms: 10
+        })
+        .is_err());
+        assert!(validate_remaining(-1).is_err());
+        let c = parse_cidrs(&["10.1.2.3/8".into(), "::1".into()]).unwrap();
+        assert_eq!(c[0].to_string(), "10.0.0.0/8");
+        assert_eq!(c[1].to_string(), "::1/128");
+        assert!(parse_cidrs(&["nope".into()]).is_err());
+        assert!(validate_metadata(&serde_json::json!([1])).is_err());
+        assert!(validate_metadata(&serde_json::json!({"a": "x".repeat(5000)})).is_err());
+        assert!(validate_grace(604_801).is_err());
+    }
+}

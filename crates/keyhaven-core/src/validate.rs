@@ -1,0 +1,195 @@
+//! Field validation shared by several resources.
+
+use crate::error::DomainError;
+
+/// Longest description accepted on any resource.
+pub const MAX_DESCRIPTION: usize = 1000;
+
+/// A required single-line name of 1..=`max` characters, trimmed of surrounding spaces.
+pub fn name(input: &str, param: &str, max: usize) -> Result<String, DomainError> {
+    let v = input.trim();
+    if v.is_empty() {
+        return Err(DomainError::invalid(
+            "name_required",
+            param,
+            format!("{param} must not be empty"),
+        ));
+    }
+    if v.chars().count() > max {
+        return Err(DomainError::invalid(
+            "name_too_long",
+            param,
+            format!("{param} must be at most {max} characters"),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            "invalid_characters",
+            param,
+            format!("{param} must not contain control characters"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// An optional free-text description of at most [`MAX_DESCRIPTION`] characters.
+pub fn description(input: &str, param: &str) -> Result<String, DomainError> {
+    if input.chars().count() > MAX_DESCRIPTION {
+        return Err(DomainError::invalid(
+            "description_too_long",
+            param,
+            format!("{param} must be at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    if input
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(DomainError::invalid(
+            "invalid_characters",
+            param,
+            format!("{param} must not contain control characters"),
+        ));
+    }
+    Ok(input.trim().to_string())
+}
+
+/// Tags: at most 20, each 1–64 characters, without duplicates (duplicates are dropped).
+pub fn tags(input: &[String], param: &str) -> Result<Vec<String>, DomainError> {
+    if input.len() > 20 {
+        return Err(DomainError::invalid(
+            "too_many_tags",
+            param,
+            format!("{param} may hold at most 20 tags"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(input.len());
+    for (i, t) in input.iter().enumerate() {
+        let p = format!("{param}[{i}]");
+        let t = t.trim();
+        if t.is_empty() || t.chars().count() > 64 || t.chars().any(char::is_control) {
+            return Err(DomainError::invalid(
+                "invalid_tag",
+                p.clone(),
+                format!("{p} must be 1-64 printable characters"),
+            ));
+        }
+        if !out.iter().any(|o| o == t) {
+            out.push(t.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// An email address: trimmed, lowercased, one `@` with text on both sides, ≤ 254 chars.
+pub fn email(input: &str, param: &str) -> Result<String, DomainError> {
+    let v = input.trim().to_lowercase();
+    let bad = || {
+        DomainError::invalid(
+            "invalid_email",
+            param,
+            format!("{param} must be an email address such as name@example.com"),
+        )
+    };
+    if v.is_empty() || v.len() > 254 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = v.split_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.contains('@')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+/// A new password: 12–1024 characters.
+pub fn new_password(input: &str, param: &str) -> Result<(), DomainError> {
+    let n = input.chars().count();
+    if n < 12 {
+        return Err(DomainError::invalid(
+            "password_too_short",
+            param,
+            format!("{param} must be at least 12 characters"),
+        ));
+    }
+    if n > 1024 {
+        return Err(DomainError::invalid(
+            "password_too_long",
+            param,
+            format!("{param} must be at most 1024 characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A list of names without duplicates, at most `max` long (e.g. role names).
+pub fn distinct_list(
+    input: &[String],
+    param: &str,
+    max: usize,
+) -> Result<Vec<String>, DomainError> {
+    if input.len() > max {
+        return Err(DomainError::invalid(
+            "too_many_items",
+            param,
+            format!("{param} may hold at most {max} entries"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(input.len());
+    for v in input {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(name("  ci deploy ", "name", 100).unwrap(), "ci deploy");
+        assert!(name("", "name", 100).is_err());
+        assert!(name("   ", "name", 100).is_err());
+        assert!(name(&"x".repeat(101), "name", 100).is_err());
+        assert!(name(&"é".repeat(100), "name", 100).is_ok());
+        assert!(name("a\u{0}b", "name", 100).is_err());
+    }
+
+    #[test]
+    fn tag_rules() {
+        let many: Vec<String> = (0..21).map(|i| i.to_string()).collect();
+        assert!(tags(&many, "tags").is_err());
+        assert_eq!(tags(&["a".into(), "a".into()], "tags").unwrap(), vec!["a"]);
+        match tags(&["ok".into(), "".into()], "tags") {
+            Err(DomainError::Invalid { param, .. }) => {
+                assert_eq!(param.as_deref(), Some("tags[1]"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(tags(&["x".repeat(65)], "tags").is_err());
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            email(" Ana@Example.COM ", "email").unwrap(),
+            "ana@example.com"
+        );
+        for bad in ["", "ana", "@x.com", "ana@", "a b@x.com", "a@b@c", "a@.com"] {
+            assert!(email(bad, "email").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(new_password("short", "password").is_err());
+        assert!(new_password("twelve chars", "password").is_ok());
+    }
+}
