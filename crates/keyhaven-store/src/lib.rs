@@ -1,1 +1,107 @@
+//! Keyhaven's persistence.
+//!
+//! The server talks to storage through the [`Store`] trait: it opens a transaction
+//! ([`Store::begin`] for changes, [`Store::read`] for queries) and calls the per-resource
+//! traits that [`Tx`] gathers — [`Organizations`], [`Users`], [`Roles`], … — then commits.
+//! Every mutation and its audit entry go through the same transaction, so a crash can't
+//! leave an action unaudited.
+//!
+//! Two backends implement it: SQLite (the embedded default: one file, WAL, foreign keys
+//! on, writers serialized with `BEGIN IMMEDIATE`) and PostgreSQL (several stateless nodes
+//! on one database). Both run the same portable SQL through sqlx's `Any` driver — times
+//! are Unix milliseconds, lists are JSON text — and differ only where the databases do:
+//! connection settings, the statement that opens a write transaction, and their own
+//! versioned migrations (`migrations/sqlite`, `migrations/postgres`). One conformance
+//! suite (`tests/conformance.rs`) runs against both.
 
+mod api_keys;
+mod audit;
+mod backend;
+mod credentials;
+mod error;
+mod organizations;
+mod roles;
+mod row;
+mod service_accounts;
+mod sessions;
+mod shared_secrets;
+mod sql;
+mod usage;
+mod users;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use api_keys::{ApiKeyFilter, ApiKeys, KeyCounts, KeyMatch};
+pub use audit::{Audit, AuditFilter};
+pub use backend::Backend;
+pub use credentials::Credentials;
+pub use error::{StoreError, StoreResult};
+pub use organizations::Organizations;
+pub use roles::Roles;
+pub use service_accounts::{ServiceAccountFilter, ServiceAccounts};
+pub use sessions::{Session, Sessions};
+pub use shared_secrets::{SharedSecretRecord, SharedSecrets};
+pub use sql::{connect, SqlStore};
+pub use usage::{Usage, UsageCount};
+pub use users::{UserFilter, Users};
+
+use async_trait::async_trait;
+
+/// A page request: at most `limit` items after `cursor` (the last id of the page before).
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// 1..=100.
+    pub limit: i64,
+    /// The id the previous page ended with.
+    pub cursor: Option<String>,
+}
+
+/// One page of results, newest first.
+#[derive(Debug, Clone)]
+pub struct Listing<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Whether another page follows.
+    pub has_more: bool,
+    /// The cursor for the next page (the last item's id) when there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// A database transaction offering every storage operation. Dropping it without
+/// [`Tx::commit`] rolls it back.
+#[async_trait]
+pub trait Tx:
+    Organizations
+    + Users
+    + Roles
+    + Sessions
+    + ServiceAccounts
+    + ApiKeys
+    + Credentials
+    + Audit
+    + SharedSecrets
+    + Usage
+    + Send
+{
+    /// Makes the transaction's changes durable.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// A database: opens transactions, answers health checks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+    /// Opens a transaction that may write. On SQLite it holds the write lock from the
+    /// start, so read-then-write sequences never fail to upgrade.
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+    /// Opens a transaction for reading only (a consistent snapshot).
+    async fn read(&self) -> StoreResult<Box<dyn Tx>>;
+    /// Whether the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Closes the connection pool.
+    async fn close(&self);
+}

@@ -1,0 +1,369 @@
+//! API keys (stored by digest, never in plain text).
+
+use async_trait::async_trait;
+use keyhaven_core::api_key::{ApiKey, KeyStatus, RateLimit};
+use keyhaven_core::id::Id;
+use keyhaven_core::principal::{Principal, PrincipalKind};
+use keyhaven_core::time::Timestamp;
+use sqlx::any::AnyRow;
+
+use crate::error::{StoreError, StoreResult};
+use crate::row::{
+    bind_all, id, int, json, json_element_pattern, like_pattern, listing, ms, opt_int, opt_ms,
+    opt_text, opt_time, text, time, to_json, Arg, Where,
+};
+use crate::sql::SqlTx;
+use crate::{Listing, Page};
+
+/// Filters of `GET /api-keys`, combined with AND.
+#[derive(Debug, Clone)]
+pub struct ApiKeyFilter {
+    /// Only keys with this status at `now`.
+    pub status: Option<KeyStatus>,
+    /// Only keys holding this role.
+    pub role: Option<String>,
+    /// Only keys carrying this tag.
+    pub tag: Option<String>,
+    /// Only keys owned by this service account or user.
+    pub owner_id: Option<String>,
+    /// Case-insensitive substring of name or description.
+    pub q: Option<String>,
+    /// The instant `status` is judged at.
+    pub now: Timestamp,
+}
+
+/// Key counts for the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// Every key.
+    pub total: i64,
+    /// Neither revoked nor expired.
+    pub active: i64,
+    /// Past expiry, not revoked.
+    pub expired: i64,
+    /// Revoked.
+    pub revoked: i64,
+}
+
+/// A key found by digest: by its current secret, or by the previous one during a
+/// regeneration grace period.
+#[derive(Debug, Clone)]
+pub struct KeyMatch {
+    /// The key.
+    pub key: ApiKey,
+    /// True when the digest matched the replaced secret.
+    pub previous: bool,
+}
+
+/// Storage of API keys.
+#[async_trait]
+pub trait ApiKeys {
+    /// Adds a key; a taken name is [`StoreError::Duplicate`].
+    async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
+    /// One key.
+    async fn api_key(&mut self, org_id: &Id, id: &Id) -> StoreResult<Option<ApiKey>>;
+    /// A key by the digest of its current or previous secret, in whatever organization.
+    async fn api_key_by_digest(&mut self, digest: &str) -> StoreResult<Option<KeyMatch>>;
+    /// A page of keys, newest first.
+    async fn list_api_keys(
+        &mut self,
+        org_id: &Id,
+        filter: &ApiKeyFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<ApiKey>>;
+    /// Saves every mutable field of a key.
+    async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
+    /// Removes a key; false when there was none.
+    async fn delete_api_key(&mut self, org_id: &Id, id: &Id) -> StoreResult<bool>;
+    /// Revokes every live key of an owner; returns their ids.
+    async fn revoke_keys_of_owner(
+        &mut self,
+        org_id: &Id,
+        owner_id: &Id,
+        at: Timestamp,
+    ) -> StoreResult<Vec<Id>>;
+    /// Ids of every key of an owner.
+    async fn key_ids_of_owner(&mut self, org_id: &Id, owner_id: &Id) -> StoreResult<Vec<Id>>;
+    /// Dashboard counts at `now`.
+    async fn key_counts(&mut self, org_id: &Id, now: Timestamp) -> StoreResult<KeyCounts>;
+    /// Takes one use from a key with a `remaining` budget: `Some(left)` after taking,
+    /// `None` when the budget was already exhausted.
+    async fn take_remaining(&mut self, key_id: &Id) -> StoreResult<Option<i64>>;
+}
+
+const SELECT: &str =
+    "SELECT k.*, COALESCE(sa.name, u.display_name, '') AS owner_name FROM api_keys k \
+     LEFT JOIN service_accounts sa ON k.owner_type = 'service_account' AND sa.id = k.owner_id \
+     LEFT JOIN users u ON k.owner_type = 'user' AND u.id = k.owner_id";
+
+fn from_row(r: &AnyRow) -> StoreResult<ApiKey> {
+    let owner_type = text(r, "owner_type")?;
+    let owner_kind = PrincipalKind::parse(&owner_type)
+        .ok_or_else(|| StoreError::Corrupt(format!("owner type {owner_type}")))?;
+    let cidrs: Vec<String> = json(r, "allowed_cidrs")?;
+    let allowed_cidrs = cidrs
+        .iter()
+        .map(|c| {
+            c.parse()
+                .map_err(|_| StoreError::Corrupt(format!("cidr {c}")))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let ratelimit = match (
+        opt_int(r, "ratelimit_limit")?,
+        opt_int(r, "ratelimit_duration_ms")?,
+    ) {
+        (Some(limit), Some(duration_ms)) => Some(RateLimit { limit, duration_ms }),
+        _ => None,
+    };
+    Ok(ApiKey {
+        id: id(r, "id")?,
+        org_id: id(r, "org_id")?,
+        name: text(r, "name")?,
+        description: text(r, "description")?,
+        tags: json(r, "tags")?,
+        owner: Principal {
+            kind: owner_kind,
+            id: text(r, "owner_id")?,
+            name: text(r, "owner_name")?,
+        },
+        roles: json(r, "roles")?,
+        scopes: json(r, "scopes")?,
+        digest: text(r, "digest")?,
+        masked_key: text(r, "masked_key")?,
+        expires_at: opt_time(r, "expires_at")?,
+        created_by: json(r, "created_by")?,
+        created_at: time(r, "created_at")?,
+        updated_at: time(r, "updated_at")?,
+        last_used_at: opt_time(r, "last_used_at")?,
+        revoked_at: opt_time(r, "revoked_at")?,
+        ratelimit,
+        remaining: opt_int(r, "remaining")?,
+        allowed_cidrs,
+        metadata: json(r, "metadata")?,
+        previous_digest: opt_text(r, "previous_digest")?,
+        previous_valid_until: opt_time(r, "previous_valid_until")?,
+    })
+}
+
+fn cidrs_json(k: &ApiKey) -> String {
+    to_json(
+        &k.allowed_cidrs
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[async_trait]
+impl ApiKeys for SqlTx {
+    async fn insert_api_key(&mut self, k: &ApiKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, org_id, name, description, tags, owner_type, owner_id, roles, scopes, digest, \
+             masked_key, expires_at, created_by, created_at, updated_at, last_used_at, revoked_at, ratelimit_limit, \
+             ratelimit_duration_ms, remaining, allowed_cidrs, metadata, previous_digest, previous_valid_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+        )
+        .bind(k.id.as_str())
+        .bind(k.org_id.as_str())
+        .bind(&k.name)
+        .bind(&k.description)
+        .bind(to_json(&k.tags))
+        .bind(k.owner.kind.as_str())
+        .bind(&k.owner.id)
+        .bind(to_json(&k.roles))
+        .bind(to_json(&k.scopes))
+        .bind(&k.digest)
+        .bind(&k.masked_key)
+        .bind(opt_ms(&k.expires_at))
+        .bind(to_json(&k.created_by))
+        .bind(ms(&k.created_at))
+        .bind(ms(&k.updated_at))
+        .bind(opt_ms(&k.last_used_at))
+        .bind(opt_ms(&k.revoked_at))
+        .bind(k.ratelimit.map(|r| r.limit))
+        .bind(k.ratelimit.map(|r| r.duration_ms))
+        .bind(k.remaining)
+        .bind(cidrs_json(k))
+        .bind(to_json(&k.metadata))
+        .bind(k.previous_digest.clone())
+        .bind(opt_ms(&k.previous_valid_until))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn api_key(&mut self, org_id: &Id, key_id: &Id) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query(&format!("{SELECT} WHERE k.org_id = $1 AND k.id = $2"))
+            .bind(org_id.as_str())
+            .bind(key_id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn api_key_by_digest(&mut self, digest: &str) -> StoreResult<Option<KeyMatch>> {
+        let row = sqlx::query(&format!(
+            "{SELECT} WHERE k.digest = $1 OR k.previous_digest = $1"
+        ))
+        .bind(digest)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let key = from_row(&r)?;
+                let previous = key.digest != digest;
+                Ok(Some(KeyMatch { key, previous }))
+            }
+        }
+    }
+
+    async fn list_api_keys(
+        &mut self,
+        org_id: &Id,
+        f: &ApiKeyFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<ApiKey>> {
+        let mut w = Where::new();
+        w.push("k.org_id = ?", Arg::Text(org_id.to_string()));
+        let now = ms(&f.now);
+        match f.status {
+            Some(KeyStatus::Revoked) => w.clauses.push("k.revoked_at IS NOT NULL".into()),
+            Some(KeyStatus::Expired) => {
+                w.push("k.revoked_at IS NULL AND k.expires_at <= ?", Arg::Int(now))
+            }
+            Some(KeyStatus::Active) => w.push(
+                "k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?)",
+                Arg::Int(now),
+            ),
+            None => {}
+        }
+        if let Some(r) = &f.role {
+            w.push(
+                "k.roles LIKE ? ESCAPE '\\'",
+                Arg::Text(json_element_pattern(r)),
+            );
+        }
+        if let Some(t) = &f.tag {
+            w.push(
+                "k.tags LIKE ? ESCAPE '\\'",
+                Arg::Text(json_element_pattern(t)),
+            );
+        }
+        if let Some(o) = &f.owner_id {
+            w.push("k.owner_id = ?", Arg::Text(o.clone()));
+        }
+        if let Some(q) = &f.q {
+            w.push(
+                "(lower(k.name) LIKE ? ESCAPE '\\' OR lower(k.description) LIKE ? ESCAPE '\\')",
+                Arg::Text(like_pattern(q)),
+            );
+        }
+        let (sql, args) = w.finish(page, "k.id");
+        let rows = bind_all(sqlx::query(&format!("{SELECT} WHERE {sql}")), args)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(listing(items, page, |k| k.id.to_string()))
+    }
+
+    async fn update_api_key(&mut self, k: &ApiKey) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE api_keys SET name = $3, description = $4, tags = $5, roles = $6, scopes = $7, digest = $8, \
+             masked_key = $9, expires_at = $10, updated_at = $11, revoked_at = $12, ratelimit_limit = $13, \
+             ratelimit_duration_ms = $14, remaining = $15, allowed_cidrs = $16, metadata = $17, previous_digest = $18, \
+             previous_valid_until = $19 WHERE org_id = $1 AND id = $2",
+        )
+        .bind(k.org_id.as_str())
+        .bind(k.id.as_str())
+        .bind(&k.name)
+        .bind(&k.description)
+        .bind(to_json(&k.tags))
+        .bind(to_json(&k.roles))
+        .bind(to_json(&k.scopes))
+        .bind(&k.digest)
+        .bind(&k.masked_key)
+        .bind(opt_ms(&k.expires_at))
+        .bind(ms(&k.updated_at))
+        .bind(opt_ms(&k.revoked_at))
+        .bind(k.ratelimit.map(|r| r.limit))
+        .bind(k.ratelimit.map(|r| r.duration_ms))
+        .bind(k.remaining)
+        .bind(cidrs_json(k))
+        .bind(to_json(&k.metadata))
+        .bind(k.previous_digest.clone())
+        .bind(opt_ms(&k.previous_valid_until))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_api_key(&mut self, org_id: &Id, key_id: &Id) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM api_keys WHERE org_id = $1 AND id = $2")
+            .bind(org_id.as_str())
+            .bind(key_id.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn revoke_keys_of_owner(
+        &mut self,
+        org_id: &Id,
+        owner_id: &Id,
+        at: Timestamp,
+    ) -> StoreResult<Vec<Id>> {
+        let rows = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $3, updated_at = $3, previous_digest = NULL, previous_valid_until = NULL \
+             WHERE org_id = $1 AND owner_id = $2 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(org_id.as_str())
+        .bind(owner_id.as_str())
+        .bind(ms(&at))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(|r| id(r, "id")).collect()
+    }
+
+    async fn key_ids_of_owner(&mut self, org_id: &Id, owner_id: &Id) -> StoreResult<Vec<Id>> {
+        let rows =
+            sqlx::query("SELECT id FROM api_keys WHERE org_id = $1 AND owner_id = $2 ORDER BY id")
+                .bind(org_id.as_str())
+                .bind(owner_id.as_str())
+                .fetch_all(&mut *self.tx)
+                .await?;
+        rows.iter().map(|r| id(r, "id")).collect()
+    }
+
+    async fn key_counts(&mut self, org_id: &Id, now: Timestamp) -> StoreResult<KeyCounts> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, \
+             CAST(COALESCE(SUM(CASE WHEN revoked_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS revoked, \
+             CAST(COALESCE(SUM(CASE WHEN revoked_at IS NULL AND expires_at <= $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS expired \
+             FROM api_keys WHERE org_id = $1",
+        )
+        .bind(org_id.as_str())
+        .bind(ms(&now))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let total = int(&row, "total")?;
+        let revoked = int(&row, "revoked")?;
+        let expired = int(&row, "expired")?;
+        Ok(KeyCounts {
+            total,
+            active: total - revoked - expired,
+            expired,
+            revoked,
+        })
+    }
+
+    async fn take_remaining(&mut self, key_id: &Id) -> StoreResult<Option<i64>> {
+        let row = sqlx::query(
+            "UPDATE api_keys SET remaining = remaining - 1 WHERE id = $1 AND remaining > 0 RETURNING remaining",
+        )
+        .bind(key_id.as_str())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(|r| int(r, "remaining")).transpose()
+    }
+}

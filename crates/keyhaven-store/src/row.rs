@@ -1,0 +1,168 @@
+//! Reading rows: typed getters, JSON text columns and millisecond timestamps.
+
+use keyhaven_core::id::Id;
+use keyhaven_core::time::{from_millis, to_millis, Timestamp};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::error::{StoreError, StoreResult};
+use crate::{Listing, Page};
+
+pub(crate) fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
+    row.try_get::<String, _>(col)
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(crate) fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
+    row.try_get::<Option<String>, _>(col)
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(crate) fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {
+    row.try_get::<i64, _>(col)
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(crate) fn opt_int(row: &AnyRow, col: &str) -> StoreResult<Option<i64>> {
+    row.try_get::<Option<i64>, _>(col)
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(crate) fn id(row: &AnyRow, col: &str) -> StoreResult<Id> {
+    text(row, col).map(Id::from_trusted)
+}
+
+pub(crate) fn time(row: &AnyRow, col: &str) -> StoreResult<Timestamp> {
+    int(row, col).map(from_millis)
+}
+
+pub(crate) fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<Timestamp>> {
+    opt_int(row, col).map(|v| v.map(from_millis))
+}
+
+pub(crate) fn json<T: DeserializeOwned>(row: &AnyRow, col: &str) -> StoreResult<T> {
+    let s = text(row, col)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(crate) fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
+}
+
+pub(crate) fn ms(t: &Timestamp) -> i64 {
+    to_millis(t)
+}
+
+pub(crate) fn opt_ms(t: &Option<Timestamp>) -> Option<i64> {
+    t.as_ref().map(to_millis)
+}
+
+/// `%…%` pattern for a case-insensitive substring search with `LIKE … ESCAPE '\'`.
+pub(crate) fn like_pattern(q: &str) -> String {
+    let mut s = String::with_capacity(q.len() + 2);
+    s.push('%');
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('%');
+    s
+}
+
+/// Pattern that finds `value` as an element of a JSON string array column.
+pub(crate) fn json_element_pattern(value: &str) -> String {
+    let quoted = to_json(value);
+    let mut s = String::with_capacity(quoted.len() + 2);
+    s.push('%');
+    for c in quoted.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('%');
+    s
+}
+
+/// Builds a listing from `limit + 1` fetched rows.
+pub(crate) fn listing<T>(
+    mut items: Vec<T>,
+    page: &Page,
+    id_of: impl Fn(&T) -> String,
+) -> Listing<T> {
+    let limit = page.limit.clamp(1, 1000) as usize;
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    let next_cursor = if has_more {
+        items.last().map(&id_of)
+    } else {
+        None
+    };
+    Listing {
+        items,
+        has_more,
+        next_cursor,
+    }
+}
+
+/// A tiny builder for `WHERE` clauses with numbered placeholders (`$1`, `$2`, …),
+/// which both SQLite and PostgreSQL accept.
+pub(crate) struct Where {
+    pub(crate) clauses: Vec<String>,
+    pub(crate) args: Vec<Arg>,
+}
+
+/// A bound value.
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Where {
+    pub(crate) fn new() -> Self {
+        Where {
+            clauses: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds a clause; every `?` in it becomes the placeholder of `arg`.
+    pub(crate) fn push(&mut self, clause: &str, arg: Arg) {
+        self.args.push(arg);
+        let n = self.args.len();
+        self.clauses.push(clause.replace('?', &format!("${n}")));
+    }
+
+    /// Adds the pagination clause and returns `(where, limit placeholder)`.
+    pub(crate) fn finish(mut self, page: &Page, id_col: &str) -> (String, Vec<Arg>) {
+        if let Some(c) = &page.cursor {
+            self.push(&format!("{id_col} < ?"), Arg::Text(c.clone()));
+        }
+        let limit = page.limit.clamp(1, 1000) + 1;
+        let w = if self.clauses.is_empty() {
+            "1 = 1".to_string()
+        } else {
+            self.clauses.join(" AND ")
+        };
+        self.args.push(Arg::Int(limit));
+        let n = self.args.len();
+        (format!("{w} ORDER BY {id_col} DESC LIMIT ${n}"), self.args)
+    }
+}
+
+pub(crate) fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s),
+            Arg::Int(i) => q.bind(i),
+        };
+    }
+    q
+}

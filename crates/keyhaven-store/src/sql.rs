@@ -1,0 +1,85 @@
+//! The SQL implementation of [`Store`], shared by SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{Any, AnyPool, Transaction};
+
+use crate::backend::Backend;
+use crate::error::StoreResult;
+use crate::{Store, Tx};
+
+/// A store on SQLite or PostgreSQL.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Opens the database at `url` (`sqlite://…` or `postgres://…`) and applies pending
+/// migrations when `migrate` is set.
+pub async fn connect(url: &str, migrate: bool) -> StoreResult<Arc<dyn Store>> {
+    let store = SqlStore::connect(url).await?;
+    if migrate {
+        store.migrate().await?;
+    }
+    Ok(Arc::new(store))
+}
+
+impl SqlStore {
+    /// Opens a pool without migrating.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let backend = Backend::from_url(url)?;
+        let pool = backend.connect(url).await?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// The underlying pool, for backend-specific features.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// A transaction on a [`SqlStore`].
+pub(crate) struct SqlTx {
+    pub(crate) tx: Transaction<'static, Any>,
+}
+
+#[async_trait]
+impl Tx for SqlTx {
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        let tx = self.pool.begin_with(self.backend.begin_write()).await?;
+        Ok(Box::new(SqlTx { tx }))
+    }
+
+    async fn read(&self) -> StoreResult<Box<dyn Tx>> {
+        let tx = self.pool.begin_with(self.backend.begin_read()).await?;
+        Ok(Box::new(SqlTx { tx }))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        self.backend.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,109 @@
+//! Test support: a fresh database per test, on either backend.
+//!
+//! PostgreSQL tests connect to `KEYHAVEN_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), create a database of their own and
+//! drop it afterwards. When PostgreSQL is not reachable they print a loud SKIPPED line
+//! and do nothing — except under `CI=true`, where a missing PostgreSQL fails the test.
+
+use std::sync::Arc;
+
+use rand::Rng;
+
+use crate::{connect, Backend, Store};
+
+/// The server PostgreSQL tests use.
+pub fn postgres_admin_url() -> String {
+    std::env::var("KEYHAVEN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database that lives as long as this value.
+pub struct TestDb {
+    /// URL of the database.
+    pub url: String,
+    /// Which backend.
+    pub backend: Backend,
+    /// The migrated store.
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    /// A fresh SQLite file in a temporary directory.
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/keyhaven.db", dir.path().display());
+        let store = connect(&url, true).await.expect("sqlite store");
+        TestDb {
+            url,
+            backend: Backend::Sqlite,
+            store,
+            _dir: Some(dir),
+            pg_name: None,
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (after a loud message) when PostgreSQL
+    /// is not reachable outside CI.
+    pub async fn postgres(test: &str) -> Option<TestDb> {
+        let admin = postgres_admin_url();
+        let admin_store = match crate::SqlStore::connect(&admin).await {
+            Ok(s) => s,
+            Err(e) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("CI=true but PostgreSQL is not reachable at {admin}: {e}");
+                }
+                eprintln!("\n*** SKIPPED PostgreSQL test {test}: cannot reach {admin}: {e} ***\n");
+                return None;
+            }
+        };
+        let name = format!("kh_test_{:016x}", rand::thread_rng().gen::<u64>());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(admin_store.pool())
+            .await
+            .expect("create test database");
+        admin_store.pool().close().await;
+        let url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("KEYHAVEN_TEST_POSTGRES_URL must end with /<database>"),
+        };
+        let store = connect(&url, true).await.expect("postgres store");
+        Some(TestDb {
+            url,
+            backend: Backend::Postgres,
+            store,
+            _dir: None,
+            pg_name: Some(name),
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            let store = self.store.clone();
+            // Dropping needs async work; do it on a thread with its own runtime so it
+            // works whether or not the test's runtime is still alive.
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    store.close().await;
+                    if let Ok(admin) = crate::SqlStore::connect(&postgres_admin_url()).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(admin.pool())
+                                .await;
+                        admin.pool().close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Portal users.
+
+use async_trait::async_trait;
+use keyhaven_core::id::Id;
+use keyhaven_core::time::Timestamp;
+use keyhaven_core::user::{User, UserStatus};
+use sqlx::any::AnyRow;
+
+use crate::error::{StoreError, StoreResult};
+use crate::row::{
+    bind_all, id, json, json_element_pattern, like_pattern, listing, ms, opt_ms, opt_time, text,
+    time, to_json, Arg, Where,
+};
+use crate::sql::SqlTx;
+use crate::{Listing, Page};
+
+/// Filters of `GET /users`, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Only this status.
+    pub status: Option<UserStatus>,
+    /// Only users holding this role.
+    pub role: Option<String>,
+    /// Case-insensitive substring of email or display name.
+    pub q: Option<String>,
+}
+
+/// Storage of portal users.
+#[async_trait]
+pub trait Users {
+    /// Adds a user; a taken email is [`StoreError::Duplicate`].
+    async fn insert_user(&mut self, user: &User) -> StoreResult<()>;
+    /// One user of an organization.
+    async fn user(&mut self, org_id: &Id, id: &Id) -> StoreResult<Option<User>>;
+    /// A user by id in whatever organization (sessions resolve users this way).
+    async fn user_any_org(&mut self, id: &Id) -> StoreResult<Option<User>>;
+    /// A user by (lowercased) email, across the installation.
+    async fn user_by_email(&mut self, email: &str) -> StoreResult<Option<User>>;
+    /// A page of users, newest first.
+    async fn list_users(
+        &mut self,
+        org_id: &Id,
+        filter: &UserFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<User>>;
+    /// Saves display name, roles, status, password hash and updated_at.
+    async fn update_user(&mut self, user: &User) -> StoreResult<()>;
+    /// Removes a user; false when there was none.
+    async fn delete_user(&mut self, org_id: &Id, id: &Id) -> StoreResult<bool>;
+    /// Active users holding `role`.
+    async fn count_active_with_role(&mut self, org_id: &Id, role: &str) -> StoreResult<i64>;
+    /// Stamps a successful sign-in.
+    async fn record_login(&mut self, id: &Id, at: Timestamp) -> StoreResult<()>;
+}
+
+fn from_row(r: &AnyRow) -> StoreResult<User> {
+    let status = text(r, "status")?;
+    Ok(User {
+        id: id(r, "id")?,
+        org_id: id(r, "org_id")?,
+        email: text(r, "email")?,
+        display_name: text(r, "display_name")?,
+        password_hash: text(r, "password_hash")?,
+        roles: json(r, "roles")?,
+        status: UserStatus::parse(&status, "status")
+            .map_err(|_| StoreError::Corrupt(format!("user status {status}")))?,
+        last_login_at: opt_time(r, "last_login_at")?,
+        created_at: time(r, "created_at")?,
+        updated_at: time(r, "updated_at")?,
+    })
+}
+
+#[async_trait]
+impl Users for SqlTx {
+    async fn insert_user(&mut self, u: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, org_id, email, display_name, password_hash, roles, status, last_login_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(u.id.as_str())
+        .bind(u.org_id.as_str())
+        .bind(&u.email)
+        .bind(&u.display_name)
+        .bind(&u.password_hash)
+        .bind(to_json(&u.roles))
+        .bind(u.status.as_str())
+        .bind(opt_ms(&u.last_login_at))
+        .bind(ms(&u.created_at))
+        .bind(ms(&u.updated_at))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn user(&mut self, org_id: &Id, user_id: &Id) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE org_id = $1 AND id = $2")
+            .bind(org_id.as_str())
+            .bind(user_id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn user_any_org(&mut self, user_id: &Id) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(user_id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn user_by_email(&mut self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
+            .bind(email.to_lowercase())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn list_users(
+        &mut self,
+        org_id: &Id,
+        f: &UserFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<User>> {
+        let mut w = Where::new();
+        w.push("org_id = ?", Arg::Text(org_id.to_string()));
+        if let Some(s) = f.status {
+            w.push("status = ?", Arg::Text(s.as_str().into()));
+        }
+        if let Some(r) = &f.role {
+            w.push(
+                "roles LIKE ? ESCAPE '\\'",
+                Arg::Text(json_element_pattern(r)),
+            );
+        }
+        if let Some(q) = &f.q {
+            w.push(
+                "(lower(email) LIKE ? ESCAPE '\\' OR lower(display_name) LIKE ? ESCAPE '\\')",
+                Arg::Text(like_pattern(q)),
+            );
+        }
+        let (sql, args) = w.finish(page, "id");
+        let rows = bind_all(
+            sqlx::query(&format!("SELECT * FROM users WHERE {sql}")),
+            args,
+        )
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(listing(items, page, |u| u.id.to_string()))
+    }
+
+    async fn update_user(&mut self, u: &User) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE users SET display_name = $3, password_hash = $4, roles = $5, status = $6, updated_at = $7 \
+             WHERE org_id = $1 AND id = $2",
+        )
+        .bind(u.org_id.as_str())
+        .bind(u.id.as_str())
+        .bind(&u.display_name)
+        .bind(&u.password_hash)
+        .bind(to_json(&u.roles))
+        .bind(u.status.as_str())
+        .bind(ms(&u.updated_at))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_user(&mut self, org_id: &Id, user_id: &Id) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM users WHERE org_id = $1 AND id = $2")
+            .bind(org_id.as_str())
+            .bind(user_id.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn count_active_with_role(&mut self, org_id: &Id, role: &str) -> StoreResult<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE org_id = $1 AND status = 'active' AND roles LIKE $2 ESCAPE '\\'",
+        )
+        .bind(org_id.as_str())
+        .bind(json_element_pattern(role))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(n)
+    }
+
+    async fn record_login(&mut self, user_id: &Id, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1")
+            .bind(user_id.as_str())
+            .bind(ms(&at))
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
