@@ -1,1 +1,12 @@
+//! The Keyhaven server: configuration, use cases, HTTP API, authentication.
+//!
+//! Follow a behaviour by its noun through the layers: `api/<noun>.rs` (HTTP) →
+//! `service/<noun>.rs` (the use case: permission, rules, storage, audit) →
+//! `keyhaven_core::<noun>` (the rules) → `keyhaven_store` (persistence).
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod secrets;
+pub mod service;

@@ -1,1 +1,327 @@
-fn main() {}
+//! `keyhaven`: the one binary. `serve` runs the server; `admin`, `audit` and `migrate`
+//! act on the same database from the shell, also while a server runs.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use keyhaven_core::audit::verify_chain;
+use keyhaven_core::id::Id;
+use keyhaven_core::principal::PrincipalKind;
+use keyhaven_server::app::{build_state, serve, AppState};
+use keyhaven_server::config::Settings;
+use keyhaven_server::service::api_keys::{CreateApiKey, OwnerRef};
+use keyhaven_server::service::users::CreateUser;
+use keyhaven_server::service::{Caller, SystemClock};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "keyhaven",
+    version,
+    about = "Issues, verifies and governs API keys, service accounts and their credentials"
+)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (REST API, verification endpoint and console).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage organizations, users and bootstrap keys.
+    #[command(subcommand)]
+    Admin(Admin),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum Admin {
+    /// Create an organization with its first super-admin; prints the organization's id.
+    CreateOrg {
+        /// Organization name.
+        #[arg(long)]
+        name: String,
+        /// The super-admin's email.
+        #[arg(long)]
+        admin_email: String,
+        /// The super-admin's password (at least 12 characters).
+        #[arg(long)]
+        admin_password: String,
+    },
+    /// Create a portal user; prints the user's id.
+    CreateUser {
+        /// Organization id (may be left out when there is exactly one).
+        #[arg(long)]
+        org: Option<String>,
+        /// Email.
+        #[arg(long)]
+        email: String,
+        /// Display name [default: the part of the email before @].
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Password (at least 12 characters).
+        #[arg(long)]
+        password: String,
+        /// Role name; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Create an API key for automation; prints the key once.
+    CreateKey {
+        /// Organization id (may be left out when there is exactly one).
+        #[arg(long)]
+        org: Option<String>,
+        /// Key name.
+        #[arg(long)]
+        name: String,
+        /// Owner: a service account id.
+        #[arg(long, conflicts_with = "user")]
+        service_account: Option<String>,
+        /// Owner: a user's email (a personal key) [default: the organization's first super-admin].
+        #[arg(long)]
+        user: Option<String>,
+        /// Role name; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Scope; repeat for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Expire after this many days [default: never].
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verify every organization's hash chain; reports the first broken link.
+    Verify {
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_env("KEYHAVEN_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let json = std::env::var("KEYHAVEN_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}
+
+async fn state(settings: &Settings) -> anyhow::Result<AppState> {
+    let config = settings.resolve()?;
+    build_state(config, Arc::new(SystemClock)).await
+}
+
+async fn org_id(state: &AppState, given: Option<String>) -> anyhow::Result<Id> {
+    if let Some(g) = given {
+        let id = Id::parse(&g, "--org")?;
+        let mut tx = state.service.store.read().await?;
+        return match tx.organization(&id).await? {
+            Some(o) => Ok(o.id),
+            None => anyhow::bail!("there is no organization {g}"),
+        };
+    }
+    let mut tx = state.service.store.read().await?;
+    let orgs = tx.organizations().await?;
+    match orgs.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => anyhow::bail!("there is no organization yet; run `keyhaven serve` once or `keyhaven admin create-org`"),
+        _ => anyhow::bail!("there are several organizations; choose one with --org"),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve => {
+            let config = cli.settings.resolve()?;
+            serve(config).await?;
+        }
+        Command::Migrate => {
+            let s = state(&cli.settings).await?;
+            s.service.store.migrate().await?;
+            println!("database is up to date");
+        }
+        Command::Admin(Admin::CreateOrg {
+            name,
+            admin_email,
+            admin_password,
+        }) => {
+            let s = state(&cli.settings).await?;
+            let (org, _) = s
+                .service
+                .create_organization(&name, &admin_email, &admin_password)
+                .await?;
+            println!("{}", org.id);
+        }
+        Command::Admin(Admin::CreateUser {
+            org,
+            email,
+            display_name,
+            password,
+            roles,
+        }) => {
+            let s = state(&cli.settings).await?;
+            let org = org_id(&s, org).await?;
+            let display_name = display_name
+                .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
+            let caller = Caller::system(org, "keyhaven admin");
+            let u = s
+                .service
+                .create_user(
+                    &caller,
+                    CreateUser {
+                        email,
+                        display_name,
+                        password,
+                        roles,
+                    },
+                )
+                .await?;
+            println!("{}", u.id);
+        }
+        Command::Admin(Admin::CreateKey {
+            org,
+            name,
+            service_account,
+            user,
+            roles,
+            scopes,
+            expires_in_days,
+        }) => {
+            let s = state(&cli.settings).await?;
+            let org = org_id(&s, org).await?;
+            let owner = match (service_account, user) {
+                (Some(sa), _) => OwnerRef {
+                    kind: PrincipalKind::ServiceAccount,
+                    id: sa,
+                },
+                (None, email) => {
+                    let mut tx = s.service.store.read().await?;
+                    let u = match email {
+                        Some(e) => tx
+                            .user_by_email(&e)
+                            .await?
+                            .filter(|u| u.org_id == org)
+                            .ok_or_else(|| {
+                                anyhow::anyhow!("there is no user {e} in this organization")
+                            })?,
+                        None => {
+                            let page = keyhaven_store::Page {
+                                limit: 1,
+                                cursor: None,
+                            };
+                            let filter = keyhaven_store::UserFilter {
+                                role: Some(keyhaven_core::role::SUPER_ADMIN.into()),
+                                status: Some(keyhaven_core::user::UserStatus::Active),
+                                q: None,
+                            };
+                            tx.list_users(&org, &filter, &page)
+                                .await?
+                                .items
+                                .into_iter()
+                                .next()
+                                .ok_or_else(|| {
+                                    anyhow::anyhow!(
+                                        "the organization has no active super-admin; pass --user"
+                                    )
+                                })?
+                        }
+                    };
+                    OwnerRef {
+                        kind: PrincipalKind::User,
+                        id: u.id.to_string(),
+                    }
+                }
+            };
+            let caller = Caller::system(org, "keyhaven admin");
+            let (_, secret) = s
+                .service
+                .create_api_key(
+                    &caller,
+                    CreateApiKey {
+                        name,
+                        roles: Some(roles),
+                        scopes: Some(scopes),
+                        owner: Some(owner),
+                        expires_in_days,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            println!("{}", secret.expose());
+        }
+        Command::Audit(AuditCmd::Verify { org }) => {
+            let s = state(&cli.settings).await?;
+            let orgs = match org {
+                Some(o) => vec![org_id(&s, Some(o)).await?],
+                None => {
+                    let mut tx = s.service.store.read().await?;
+                    tx.organizations()
+                        .await?
+                        .into_iter()
+                        .map(|o| o.id)
+                        .collect()
+                }
+            };
+            let mut broken = false;
+            for o in orgs {
+                let mut tx = s.service.store.read().await?;
+                let chain = tx.audit_chain(&o).await?;
+                let head = tx.audit_head(&o).await?;
+                match verify_chain(&chain, head.as_ref().map(|(s, h)| (*s, h.as_str()))) {
+                    Ok(()) => println!("organization {o}: ok ({} entries)", chain.len()),
+                    Err(b) => {
+                        broken = true;
+                        println!(
+                            "organization {o}: BROKEN at entry {} ({}): {}",
+                            b.seq, b.id, b.reason
+                        );
+                    }
+                }
+            }
+            if broken {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,338 @@
+//! The contract's error object, produced in one place.
+//!
+//! Handlers return [`ApiError`]. Its response carries the error's fields in an extension;
+//! the request middleware (`app::request_context`) renders the final JSON with the
+//! request id, so no handler builds error JSON by hand.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyhaven_core::DomainError;
+use keyhaven_store::StoreError;
+use serde::de::DeserializeOwned;
+
+use crate::service::ServiceError;
+
+/// The fields of the error object, minus the request id.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    /// `invalid_request`, `authentication_required`, …
+    pub kind: &'static str,
+    /// Machine-readable code.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The parameter at fault.
+    pub param: Option<String>,
+}
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The error object's fields.
+    pub info: ErrorInfo,
+    /// Seconds for `Retry-After` (429).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &str,
+        message: impl Into<String>,
+        param: Option<&str>,
+    ) -> Self {
+        ApiError {
+            status,
+            info: ErrorInfo {
+                kind,
+                code: code.to_string(),
+                message: message.into(),
+                param: param.map(str::to_string),
+            },
+            retry_after: None,
+        }
+    }
+
+    /// 400 for a bad parameter.
+    pub fn bad_request(code: &str, message: impl Into<String>, param: Option<&str>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            code,
+            message,
+            param,
+        )
+    }
+
+    /// 404.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "not_found",
+            format!("no such {what}"),
+            None,
+        )
+    }
+
+    /// 401.
+    pub fn unauthenticated(message: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_required",
+            "authentication_required",
+            message,
+            None,
+        )
+    }
+
+    /// 500 with nothing internal in the message.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal",
+            "something went wrong on our side; the request id lets an operator find the details",
+            None,
+        )
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid {
+                code,
+                param,
+                message,
+            } => ApiError::bad_request(code, message, param.as_deref()),
+            DomainError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", code, message, None)
+            }
+            DomainError::PermissionDenied { permission } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_denied",
+                "permission_denied",
+                format!("this needs the {permission} permission"),
+                None,
+            ),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Domain(d) => d.into(),
+            ServiceError::NotFound(what) => ApiError::not_found(what),
+            ServiceError::Unauthenticated(m) => ApiError::unauthenticated(m),
+            ServiceError::RateLimited(secs) => ApiError {
+                retry_after: Some(secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too_many_attempts",
+                    "too many failed sign-ins for this email; try again later",
+                    None,
+                )
+            },
+            ServiceError::Store(StoreError::Duplicate(what)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "duplicate",
+                format!("the {what} is already taken"),
+                None,
+            ),
+            ServiceError::Store(e) => {
+                tracing::error!(error = %e, "storage error");
+                ApiError::internal()
+            }
+            ServiceError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = self.status.into_response();
+        if let Some(s) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        res.extensions_mut().insert(self.info);
+        res
+    }
+}
+
+/// Renders the error object with the request id.
+pub fn render(info: &ErrorInfo, request_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "error": {
+            "type": info.kind,
+            "code": info.code,
+            "message": info.message,
+            "param": info.param,
+            "request_id": request_id,
+        }
+    })
+}
+
+/// A JSON body extractor whose every rejection is the contract's error:
+/// wrong content type → 415, too large → 413, not JSON → 400, unknown field → 400
+/// `unknown_field`, wrong type → 400 naming the parameter.
+pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| {
+                let v = v.trim().to_ascii_lowercase();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+                None,
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "invalid_request",
+                        "body_too_large",
+                        "the request body is too large",
+                        None,
+                    )
+                } else {
+                    ApiError::bad_request(
+                        "invalid_body",
+                        "the request body could not be read",
+                        None,
+                    )
+                }
+            })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses a JSON body with the contract's errors.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let msg = inner.to_string();
+            let clean = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(ApiError::bad_request(
+                    "invalid_json",
+                    format!("the body is not valid JSON: {clean}"),
+                    None,
+                ));
+            }
+            if let Some(rest) = clean.strip_prefix("unknown field `") {
+                // The path already ends with the unknown field's name.
+                let field = rest.split('`').next().unwrap_or_default();
+                let param = if path == "." || path.is_empty() {
+                    field.to_string()
+                } else {
+                    path.clone()
+                };
+                return Err(ApiError::bad_request(
+                    "unknown_field",
+                    format!("unknown field {param}"),
+                    Some(&param),
+                ));
+            }
+            if let Some(rest) = clean.strip_prefix("missing field `") {
+                let field = rest.split('`').next().unwrap_or_default();
+                let param = if path == "." || path.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                };
+                return Err(ApiError::bad_request(
+                    "parameter_missing",
+                    format!("{param} is required"),
+                    Some(&param),
+                ));
+            }
+            let param = if path == "." || path.is_empty() {
+                None
+            } else {
+                Some(path.as_str())
+            };
+            let message = match param {
+                Some(p) => format!("{p}: {clean}"),
+                None => format!("the body has the wrong shape: {clean}"),
+            };
+            Err(ApiError::bad_request("invalid_parameter", message, param))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        n: Option<i64>,
+    }
+
+    fn code(r: Result<Body, ApiError>) -> (String, Option<String>) {
+        let e = r.unwrap_err();
+        (e.info.code, e.info.param)
+    }
+
+    #[test]
+    fn json_errors_name_the_parameter() {
+        assert_eq!(code(parse_json(b"{")).0, "invalid_json");
+        assert_eq!(
+            code(parse_json(b"{\"name\":\"a\",\"x\":1}")),
+            ("unknown_field".into(), Some("x".into()))
+        );
+        assert_eq!(
+            code(parse_json(b"{\"name\":1}")),
+            ("invalid_parameter".into(), Some("name".into()))
+        );
+        assert_eq!(
+            code(parse_json(b"{}")),
+            ("parameter_missing".into(), Some("name".into()))
+        );
+        assert_eq!(code(parse_json(b"[]")).0, "invalid_parameter");
+        assert!(parse_json::<Body>(b"{\"name\":\"a\"}").is_ok());
+    }
+}

@@ -1,0 +1,202 @@
+//! Router assembly, the per-request middleware and the server's life cycle.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use keyhaven_core::time::Clock;
+
+use crate::api;
+use crate::api::error::{render, ApiError, ErrorInfo};
+use crate::config::{prepare_data_dir, Config};
+use crate::service::organizations::Bootstrap;
+use crate::service::{Service, SystemClock};
+
+/// Largest request body, except where a route sets its own.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The use cases.
+    pub service: Service,
+    /// Resolved settings.
+    pub config: Arc<Config>,
+}
+
+/// The request id of the current request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn sane_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_string())
+}
+
+/// Gives every request an id (the caller's, if sane), echoes it in `X-Request-Id`,
+/// renders error objects with it, and logs the request.
+pub async fn request_context(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let rid = req
+        .headers()
+        .get("x-request-id")
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| ulid::Ulid::new().to_string().to_ascii_lowercase());
+    req.extensions_mut().insert(RequestId(rid.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut res = next.run(req).await;
+    if let Some(info) = res.extensions_mut().remove::<ErrorInfo>() {
+        let status = res.status();
+        let retry = res.headers().get(header::RETRY_AFTER).cloned();
+        res = (status, axum::Json(render(&info, &rid))).into_response();
+        if let Some(r) = retry {
+            res.headers_mut().insert(header::RETRY_AFTER, r);
+        }
+        if status.is_server_error() {
+            tracing::error!(request_id = %rid, %method, %path, status = status.as_u16(), "request failed");
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    tracing::debug!(
+        request_id = %rid,
+        %method,
+        %path,
+        status = res.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    res
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "route_not_found",
+        "no such endpoint",
+        None,
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+        None,
+    )
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    api::routes()
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+/// Builds the state from settings: opens (and migrates) the database.
+pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    if config.database_url.starts_with("sqlite:") {
+        prepare_data_dir(&config.data_dir)?;
+    }
+    let store = keyhaven_store::connect(&config.database_url, true).await?;
+    let service = Service {
+        store,
+        clock,
+        master_key: config.master_key.clone(),
+    };
+    Ok(AppState {
+        service,
+        config: Arc::new(config),
+    })
+}
+
+/// Runs `keyhaven serve` until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let state = build_state(config, Arc::new(SystemClock)).await?;
+    let cfg = state.config.clone();
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    let local = listener.local_addr()?;
+    match state
+        .service
+        .bootstrap(
+            &cfg.bootstrap_admin_email,
+            cfg.bootstrap_admin_password.as_deref(),
+        )
+        .await?
+    {
+        Bootstrap::Created {
+            organization,
+            admin,
+            generated_password,
+        } => {
+            println!(
+                "Created organization {:?} ({}) and its super-admin.",
+                organization.name, organization.id
+            );
+            println!("  Console:  {}/", cfg.public_url);
+            println!("  Email:    {}", admin.email);
+            match generated_password {
+                Some(p) => println!("  Password: {p}   (shown once: write it down, then change it on the account page)"),
+                None => println!("  Password: the one set in KEYHAVEN_BOOTSTRAP_ADMIN_PASSWORD"),
+            }
+        }
+        Bootstrap::AlreadyInitialized => {}
+    }
+    println!(
+        "Keyhaven listening on http://{local} (console: {}/)",
+        cfg.public_url
+    );
+    tracing::info!(%local, backend = ?state.service.store.backend(), "listening");
+    let store = state.service.store.clone();
+    let app = router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    tracing::info!("shutting down");
+    store.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

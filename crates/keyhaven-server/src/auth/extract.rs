@@ -1,0 +1,148 @@
+//! Extractors that turn a request into who is calling and from where.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, Method};
+use ipnet::IpNet;
+use subtle::ConstantTimeEq;
+
+use crate::api::error::ApiError;
+use crate::app::{AppState, RequestId};
+use crate::service::{Caller, RequestContext};
+
+/// Name of the console session cookie.
+pub const SESSION_COOKIE: &str = "kh_session";
+
+/// The client's IP: the peer, or the forwarding headers when the peer is a trusted proxy.
+pub fn client_ip(parts: &Parts, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return Some(peer);
+    }
+    // Walk X-Forwarded-For from the right, skipping our own trusted proxies.
+    if let Some(xff) = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        for hop in xff.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) if trusted.iter().any(|n| n.contains(&ip)) => continue,
+                Ok(ip) => return Some(ip),
+                Err(_) => break,
+            }
+        }
+    }
+    if let Some(ip) = parts
+        .headers
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    {
+        return Some(ip);
+    }
+    Some(peer)
+}
+
+/// Builds the audit context of a request.
+pub fn request_context(parts: &Parts, state: &AppState) -> RequestContext {
+    RequestContext {
+        ip: client_ip(parts, &state.config.trusted_proxies).map(|i| i.to_string()),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect()),
+        request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
+    }
+}
+
+impl FromRequestParts<AppState> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(request_context(parts, state))
+    }
+}
+
+/// The value of one cookie.
+pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The bearer token of the `Authorization` header, if any.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// An authenticated caller: by `Authorization: Bearer <key>`, or by the session cookie
+/// (with `X-CSRF-Token` on state-changing methods).
+pub struct Auth {
+    /// Who is calling.
+    pub caller: Caller,
+    /// The session token, when authenticated by cookie.
+    pub session_token: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ctx = request_context(parts, state);
+        if let Some(key) = bearer(parts) {
+            let caller = state.service.authenticate_key(key, ctx).await?;
+            return Ok(Auth {
+                caller,
+                session_token: None,
+            });
+        }
+        let Some(token) = cookie(parts, SESSION_COOKIE).map(str::to_string) else {
+            return Err(ApiError::unauthenticated(
+                "sign in, or send an API key as Authorization: Bearer <key>",
+            ));
+        };
+        let (caller, session) = state.service.authenticate_session(&token, ctx).await?;
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe {
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !bool::from(sent.as_bytes().ct_eq(session.csrf_token.as_bytes())) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "permission_denied",
+                    "csrf_token_invalid",
+                    "the X-CSRF-Token header is missing or does not match the session",
+                    Some("X-CSRF-Token"),
+                ));
+            }
+        }
+        Ok(Auth {
+            caller,
+            session_token: Some(token),
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! Authentication: password hashing, and resolving a request's credential (bearer key
+//! or console session cookie with its CSRF token) into a [`crate::service::Caller`].
+
+pub mod extract;
+pub mod password;

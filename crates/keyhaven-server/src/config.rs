@@ -1,0 +1,374 @@
+//! Settings: command-line flags, then `KEYHAVEN_*` environment variables, then an
+//! optional TOML file (`--config`), then defaults — in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::secrets::MasterKey;
+
+/// The settings as given (every one optional), shared by `serve` and the CLI commands
+/// that open the database.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Settings {
+    /// TOML file with any of the settings below (keys in snake_case, e.g. `listen`).
+    #[arg(long, env = "KEYHAVEN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to serve on [default: 127.0.0.1:8080].
+    #[arg(long, env = "KEYHAVEN_LISTEN", global = true)]
+    pub listen: Option<String>,
+    /// Directory for the embedded database, the mail outbox and generated keys [default: ./keyhaven-data].
+    #[arg(long, env = "KEYHAVEN_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://…` or `postgres://…` [default: sqlite://<data dir>/keyhaven.db].
+    #[arg(long, env = "KEYHAVEN_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Base URL for links in emails and the OAuth issuer [default: http://<listen>].
+    #[arg(long, env = "KEYHAVEN_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// 32-byte key, base64, that encrypts stored secrets [default: generated into the data dir].
+    #[arg(
+        long,
+        env = "KEYHAVEN_MASTER_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub master_key: Option<String>,
+    /// SMTP server, e.g. smtp://127.0.0.1:1025 [default: write .eml files to <data dir>/outbox].
+    #[arg(long, env = "KEYHAVEN_SMTP_URL", global = true)]
+    pub smtp_url: Option<String>,
+    /// Sender address of notices [default: keyhaven@localhost].
+    #[arg(long, env = "KEYHAVEN_MAIL_FROM", global = true)]
+    pub mail_from: Option<String>,
+    /// How often background jobs look for due work, e.g. 60s, 5m [default: 60s].
+    #[arg(long, env = "KEYHAVEN_JOB_INTERVAL", global = true)]
+    pub job_interval: Option<String>,
+    /// Comma-separated CIDRs whose X-Forwarded-For / X-Real-IP is believed [default: none].
+    #[arg(long, env = "KEYHAVEN_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
+    /// Email of the first super-admin, created when the database has no organization [default: admin@localhost].
+    #[arg(long, env = "KEYHAVEN_BOOTSTRAP_ADMIN_EMAIL", global = true)]
+    pub bootstrap_admin_email: Option<String>,
+    /// Password of the first super-admin [default: random, printed once].
+    #[arg(
+        long,
+        env = "KEYHAVEN_BOOTSTRAP_ADMIN_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub bootstrap_admin_password: Option<String>,
+}
+
+/// The TOML file's shape: the same settings, all optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    master_key: Option<String>,
+    smtp_url: Option<String>,
+    mail_from: Option<String>,
+    job_interval: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    bootstrap_admin_email: Option<String>,
+    bootstrap_admin_password: Option<String>,
+}
+
+/// Resolved settings.
+#[derive(Clone)]
+pub struct Config {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// Data directory (created if missing).
+    pub data_dir: PathBuf,
+    /// Database URL.
+    pub database_url: String,
+    /// Public base URL, without a trailing slash.
+    pub public_url: String,
+    /// Encrypts stored secrets.
+    pub master_key: MasterKey,
+    /// SMTP server, if any.
+    pub smtp_url: Option<String>,
+    /// Sender address.
+    pub mail_from: String,
+    /// Background job period.
+    pub job_interval: Duration,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// First super-admin's email.
+    pub bootstrap_admin_email: String,
+    /// First super-admin's password, if given.
+    pub bootstrap_admin_password: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A setting that can't be used, with the reason in one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// Parses `60s`, `5m`, `1h`, `250ms` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| {
+        err(format!(
+            "job interval {s:?} is not a duration such as 60s or 5m"
+        ))
+    })?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(err(format!(
+                "job interval {s:?} has an unknown unit (use ms, s, m or h)"
+            )))
+        }
+    };
+    if d.is_zero() {
+        return Err(err("job interval must be greater than zero"));
+    }
+    Ok(d)
+}
+
+impl Settings {
+    /// Merges the file (if any) under the flags and environment, applies defaults and
+    /// prepares the data directory. Does not generate the master key.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let file: FileSettings = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err(format!("cannot read config file {}: {e}", path.display())))?;
+                toml::from_str(&text).map_err(|e| {
+                    err(format!(
+                        "config file {} is not valid: {}",
+                        path.display(),
+                        e.message()
+                    ))
+                })?
+            }
+            None => FileSettings::default(),
+        };
+        let listen_s = self
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            err(format!(
+                "listen address {listen_s:?} is not an address such as 127.0.0.1:8080"
+            ))
+        })?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./keyhaven-data"));
+        let database_url = self
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("keyhaven.db").display()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(err("database URL must start with sqlite:// or postgres://"));
+        }
+        let public_url = self
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_string();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(err("public URL must start with http:// or https://"));
+        }
+        let trusted = match &self.trusted_proxies {
+            Some(s) => s
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            None => file.trusted_proxies.unwrap_or_default(),
+        };
+        let trusted_proxies = trusted
+            .iter()
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        err(format!(
+                            "trusted proxy {p:?} is not a CIDR such as 10.0.0.0/8"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let job_interval = parse_duration(
+            &self
+                .job_interval
+                .clone()
+                .or(file.job_interval)
+                .unwrap_or_else(|| "60s".into()),
+        )?;
+        let master_key_text = self.master_key.clone().or(file.master_key);
+        let master_key = match master_key_text {
+            Some(t) => MasterKey::from_base64(&t)?,
+            None => MasterKey::load_or_create(&data_dir)?,
+        };
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            public_url,
+            master_key,
+            smtp_url: self.smtp_url.clone().or(file.smtp_url),
+            mail_from: self
+                .mail_from
+                .clone()
+                .or(file.mail_from)
+                .unwrap_or_else(|| "keyhaven@localhost".into()),
+            job_interval,
+            trusted_proxies,
+            bootstrap_admin_email: self
+                .bootstrap_admin_email
+                .clone()
+                .or(file.bootstrap_admin_email)
+                .unwrap_or_else(|| "admin@localhost".into()),
+            bootstrap_admin_password: self
+                .bootstrap_admin_password
+                .clone()
+                .or(file.bootstrap_admin_password),
+        })
+    }
+}
+
+/// Creates the data directory (and checks it is writable).
+pub fn prepare_data_dir(dir: &Path) -> Result<(), ConfigError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        err(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let probe = dir.join(".keyhaven-write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| {
+        err(format!(
+            "data directory {} is not writable: {e}",
+            dir.display()
+        ))
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Decodes standard or URL-safe base64.
+pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s))
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(s))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn precedence_flags_over_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "listen = \"127.0.0.1:9999\"\nmail_from = \"file@x\"\ndata_dir = \"{}\"\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let s = Settings {
+            config: Some(file.clone()),
+            mail_from: Some("flag@x".into()),
+            ..Default::default()
+        };
+        let c = s.resolve().unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.mail_from, "flag@x");
+        assert_eq!(c.public_url, "http://127.0.0.1:9999");
+        assert!(c.database_url.ends_with("keyhaven.db"));
+
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let s = Settings {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert!(s.resolve().unwrap_err().0.contains("not valid"));
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Settings {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let s = Settings {
+            listen: Some("nope".into()),
+            ..base.clone()
+        };
+        assert!(s.resolve().is_err());
+        let s = Settings {
+            database_url: Some("mysql://x".into()),
+            ..base.clone()
+        };
+        assert!(s.resolve().is_err());
+        let s = Settings {
+            master_key: Some("short".into()),
+            ..base.clone()
+        };
+        assert!(s.resolve().is_err());
+        let s = Settings {
+            trusted_proxies: Some("10.0.0.0/8, bad".into()),
+            ..base
+        };
+        assert!(s.resolve().is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! Use cases: one function per action, the only place that combines permission checks,
+//! domain rules, storage and audit. The REST API, the console and the CLI all call these,
+//! so the three can never disagree about a rule.
+//!
+//! Every mutation runs in one store transaction together with its audit entry. Denied
+//! requests are audited too, in a transaction of their own.
+
+pub mod api_keys;
+pub mod organizations;
+pub mod sessions;
+pub mod users;
+
+use std::sync::Arc;
+
+use keyhaven_core::audit::{AuditDraft, Outcome};
+use keyhaven_core::id::Id;
+use keyhaven_core::permission::{Permission, PermissionSet};
+use keyhaven_core::principal::{Principal, PrincipalKind};
+use keyhaven_core::time::{Clock, Timestamp};
+use keyhaven_core::DomainError;
+use keyhaven_store::{Store, StoreError, Tx};
+use rand::rngs::OsRng;
+
+use crate::secrets::MasterKey;
+
+/// Why a use case did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A domain rule refused it (validation, conflict, missing permission).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// No such resource in the caller's organization.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// No valid credential.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// Too many failed sign-ins; retry after this many seconds.
+    #[error("too many failed sign-ins")]
+    RateLimited(u64),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something that should not happen.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Result alias for use cases.
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// Where a request came from, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Client IP.
+    pub ip: Option<String>,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+    /// Request id.
+    pub request_id: Option<String>,
+}
+
+/// An authenticated principal acting in one organization.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who acts.
+    pub principal: Principal,
+    /// Their organization.
+    pub org_id: Id,
+    /// Effective permissions (management and scopes).
+    pub permissions: PermissionSet,
+    /// For a key: its owner (a new key created with it gets the same owner).
+    pub key_owner: Option<Principal>,
+    /// Request metadata for audit entries.
+    pub ctx: RequestContext,
+}
+
+impl Caller {
+    /// Keyhaven itself acting in `org_id` with every permission (CLI, bootstrap).
+    pub fn system(org_id: Id, what: &str) -> Self {
+        Caller {
+            principal: Principal::system(what),
+            org_id,
+            permissions: keyhaven_core::permission::all_management(),
+            key_owner: None,
+            ctx: RequestContext::default(),
+        }
+    }
+
+    /// Whether the caller holds `p`.
+    pub fn has(&self, p: Permission) -> bool {
+        self.permissions.contains(p.as_str())
+    }
+
+    /// The caller's user id when the caller is a portal user.
+    pub fn user_id(&self) -> Option<Id> {
+        (self.principal.kind == PrincipalKind::User)
+            .then(|| Id::from_trusted(self.principal.id.clone()))
+    }
+}
+
+/// What the use cases need: storage, time, randomness and the master key.
+#[derive(Clone)]
+pub struct Service {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// The clock (injected in tests).
+    pub clock: Arc<dyn Clock>,
+    /// Encrypts recoverable secrets.
+    pub master_key: MasterKey,
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+}
+
+impl Service {
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// A new id for now.
+    pub fn new_id(&self) -> Id {
+        Id::generate(self.now().timestamp_millis(), &mut OsRng)
+    }
+
+    /// Appends an audit entry inside `tx`.
+    pub async fn audit(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        action: &str,
+        target: Option<Principal>,
+        outcome: Outcome,
+        changes: serde_json::Value,
+    ) -> ServiceResult<()> {
+        let draft = AuditDraft {
+            actor: caller.principal.clone(),
+            action: action.to_string(),
+            target,
+            outcome,
+            ip: caller.ctx.ip.clone(),
+            user_agent: caller.ctx.user_agent.clone(),
+            request_id: caller.ctx.request_id.clone(),
+            changes,
+        };
+        tx.append_audit(&caller.org_id, self.new_id(), self.now(), draft)
+            .await?;
+        Ok(())
+    }
+
+    /// Checks that the caller holds `p`; otherwise records a denied entry for `action`
+    /// and refuses.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        p: Permission,
+        action: &str,
+    ) -> ServiceResult<()> {
+        if caller.has(p) {
+            return Ok(());
+        }
+        self.record_denied(caller, action, None, p.as_str()).await;
+        Err(DomainError::denied(p.as_str()).into())
+    }
+
+    /// Records a denied request; a failure to record is logged, never hidden behind
+    /// the denial the caller gets anyway.
+    pub async fn record_denied(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: Option<Principal>,
+        missing: &str,
+    ) {
+        let result = async {
+            let mut tx = self.store.begin().await?;
+            self.audit(
+                tx.as_mut(),
+                caller,
+                action,
+                target,
+                Outcome::Denied,
+                serde_json::json!({ "missing_permission": missing }),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, ServiceError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, action, "could not record a denied request in the audit log");
+        }
+    }
+
+    /// Refuses to grant management permissions the caller lacks: checks every
+    /// permission of `roles` (by name, in the caller's organization) and `scopes`.
+    /// Unknown role names are a validation error on `param`.
+    pub async fn check_grant(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        roles: &[String],
+        scopes: &[String],
+        param: &str,
+    ) -> ServiceResult<Vec<keyhaven_core::role::Role>> {
+        let mut found = Vec::with_capacity(roles.len());
+        for (i, name) in roles.iter().enumerate() {
+            match tx.role(&caller.org_id, name).await? {
+                Some(r) => found.push(r),
+                None => {
+                    return Err(DomainError::invalid(
+                        "unknown_role",
+                        format!("{param}[{i}]"),
+                        format!("there is no role named {name:?}"),
+                    )
+                    .into())
+                }
+            }
+        }
+        let granted: Vec<String> = keyhaven_core::role::union(&found)
+            .into_iter()
+            .chain(scopes.iter().cloned())
+            .collect();
+        keyhaven_core::permission::check_no_escalation(&caller.permissions, &granted)?;
+        Ok(found)
+    }
+}
+
+/// Maps a store "duplicate" to a conflict with a message about `what`.
+pub fn duplicate_as_conflict(e: StoreError, code: &'static str, message: &str) -> ServiceError {
+    match e {
+        StoreError::Duplicate(_) => DomainError::conflict(code, message).into(),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,139 @@
+//! Organizations: creation (CLI and first start) with built-in roles and a first
+//! super-admin.
+
+use keyhaven_core::audit::Outcome;
+use keyhaven_core::organization::{self, Organization, DEFAULT_KEY_PREFIX};
+use keyhaven_core::principal::{Principal, PrincipalKind};
+use keyhaven_core::role::SUPER_ADMIN;
+use keyhaven_core::user::{User, UserStatus};
+use keyhaven_core::validate;
+use serde_json::json;
+
+use super::sessions::user_principal;
+use super::{duplicate_as_conflict, Caller, Service, ServiceResult};
+use crate::auth::password;
+
+/// What first start did.
+pub enum Bootstrap {
+    /// The database already had an organization.
+    AlreadyInitialized,
+    /// Created organization "Default" and its super-admin; `password` is set when it
+    /// was generated (and must be shown once).
+    Created {
+        /// The organization.
+        organization: Organization,
+        /// The super-admin.
+        admin: User,
+        /// The generated password, if none was configured.
+        generated_password: Option<String>,
+    },
+}
+
+fn org_principal(o: &Organization) -> Principal {
+    Principal {
+        kind: PrincipalKind::System,
+        id: o.id.to_string(),
+        name: o.name.clone(),
+    }
+}
+
+impl Service {
+    /// Creates an organization with the built-in roles and its first super-admin, all
+    /// in one transaction.
+    pub async fn create_organization(
+        &self,
+        name: &str,
+        admin_email: &str,
+        admin_password: &str,
+    ) -> ServiceResult<(Organization, User)> {
+        let name = organization::validate_name(name)?;
+        let email = validate::email(admin_email, "admin_email")?;
+        validate::new_password(admin_password, "admin_password")?;
+        let hash = password::hash(admin_password).await?;
+        let now = self.now();
+        let org = Organization {
+            id: self.new_id(),
+            name,
+            key_prefix: DEFAULT_KEY_PREFIX.to_string(),
+            created_at: now,
+            updated_at: now,
+        };
+        let admin = User {
+            id: self.new_id(),
+            org_id: org.id.clone(),
+            display_name: email.split('@').next().unwrap_or("admin").to_string(),
+            email,
+            password_hash: hash,
+            roles: vec![SUPER_ADMIN.to_string()],
+            status: UserStatus::Active,
+            last_login_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_organization(&org).await?;
+        for r in self.built_in_roles() {
+            tx.insert_role(&org.id, &r).await?;
+        }
+        tx.insert_user(&admin).await.map_err(|e| {
+            duplicate_as_conflict(e, "email_taken", "a user with this email already exists")
+        })?;
+        let caller = Caller::system(org.id.clone(), "keyhaven");
+        self.audit(
+            tx.as_mut(),
+            &caller,
+            "organization.create",
+            Some(org_principal(&org)),
+            Outcome::Success,
+            json!({ "name": org.name, "key_prefix": org.key_prefix }),
+        )
+        .await?;
+        self.audit(
+            tx.as_mut(),
+            &caller,
+            "user.create",
+            Some(user_principal(&admin)),
+            Outcome::Success,
+            json!({ "email": admin.email, "roles": admin.roles }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((org, admin))
+    }
+
+    /// On an empty database, creates organization "Default" and its super-admin.
+    pub async fn bootstrap(
+        &self,
+        admin_email: &str,
+        admin_password: Option<&str>,
+    ) -> ServiceResult<Bootstrap> {
+        let existing = {
+            let mut tx = self.store.read().await?;
+            tx.organizations().await?
+        };
+        if !existing.is_empty() {
+            return Ok(Bootstrap::AlreadyInitialized);
+        }
+        let generated = match admin_password {
+            Some(_) => None,
+            None => Some(generate_password()),
+        };
+        let pw = admin_password.or(generated.as_deref()).unwrap_or_default();
+        let (organization, admin) = self.create_organization("Default", admin_email, pw).await?;
+        Ok(Bootstrap::Created {
+            organization,
+            admin,
+            generated_password: generated,
+        })
+    }
+}
+
+/// A random 24-character password from an unambiguous alphabet.
+pub fn generate_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..24)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect()
+}

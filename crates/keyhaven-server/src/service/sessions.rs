@@ -1,0 +1,370 @@
+//! Signing in and out, resolving sessions and bearer keys into callers, and changing
+//! one's own password.
+
+use chrono::Duration;
+use keyhaven_core::api_key::KeyStatus;
+use keyhaven_core::audit::Outcome;
+use keyhaven_core::id::Id;
+use keyhaven_core::key_format;
+use keyhaven_core::organization::Organization;
+use keyhaven_core::permission::{is_management, PermissionSet};
+use keyhaven_core::principal::{Principal, PrincipalKind};
+use keyhaven_core::role;
+use keyhaven_core::service_account::ServiceAccountStatus;
+use keyhaven_core::user::{User, UserStatus};
+use keyhaven_core::validate;
+use keyhaven_store::{Session, Tx};
+use rand::RngCore;
+use serde_json::json;
+
+use super::{Caller, RequestContext, Service, ServiceError, ServiceResult};
+use crate::auth::password;
+
+/// Sessions end after this long without a request.
+pub const IDLE_TIMEOUT_HOURS: i64 = 12;
+/// Failed sign-ins for one email allowed within [`FAILURE_WINDOW_MINUTES`].
+pub const MAX_FAILURES: i64 = 5;
+/// The window in which failures count.
+pub const FAILURE_WINDOW_MINUTES: i64 = 15;
+
+const BAD_CREDENTIALS: &str = "invalid email or password";
+
+/// A new session: the cookie token (shown only to the browser), its CSRF token, and who.
+pub struct SignedIn {
+    /// Random token for the cookie; only its digest is stored.
+    pub token: String,
+    /// Token for `X-CSRF-Token`.
+    pub csrf_token: String,
+    /// The user.
+    pub user: User,
+    /// Their organization.
+    pub organization: Organization,
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Digest under which a session token is stored.
+pub fn token_digest(token: &str) -> String {
+    key_format::digest_hex(token)
+}
+
+/// A user's principal reference.
+pub fn user_principal(u: &User) -> Principal {
+    Principal {
+        kind: PrincipalKind::User,
+        id: u.id.to_string(),
+        name: u.email.clone(),
+    }
+}
+
+/// Permissions from a list of role names in an organization (unknown names add nothing).
+pub async fn role_permissions(
+    tx: &mut dyn Tx,
+    org_id: &Id,
+    roles: &[String],
+) -> ServiceResult<PermissionSet> {
+    let mut out = PermissionSet::new();
+    for name in roles {
+        if let Some(r) = tx.role(org_id, name).await? {
+            out.extend(r.permissions);
+        }
+    }
+    Ok(out)
+}
+
+impl Service {
+    /// Signs a user in with email and password.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password_text: &str,
+        ctx: RequestContext,
+    ) -> ServiceResult<SignedIn> {
+        let now = self.now();
+        let email = email.trim().to_lowercase();
+        let window_start = now - Duration::minutes(FAILURE_WINDOW_MINUTES);
+        let (failures, oldest) = {
+            let mut tx = self.store.read().await?;
+            tx.login_failures_since(&email, window_start).await?
+        };
+        if failures >= MAX_FAILURES {
+            let oldest = oldest.unwrap_or(now.timestamp_millis());
+            let until = oldest + FAILURE_WINDOW_MINUTES * 60_000;
+            let secs = ((until - now.timestamp_millis()) / 1000).max(1);
+            return Err(ServiceError::RateLimited(secs as u64));
+        }
+        let user = if validate::email(&email, "email").is_ok() {
+            let mut tx = self.store.read().await?;
+            tx.user_by_email(&email).await?
+        } else {
+            None
+        };
+        let ok = password::verify(
+            password_text,
+            user.as_ref().map(|u| u.password_hash.as_str()),
+        )
+        .await;
+        let user = match user {
+            Some(u) if ok && u.status == UserStatus::Active => u,
+            other => {
+                let mut tx = self.store.begin().await?;
+                tx.record_login_failure(&self.new_id(), &email, now).await?;
+                if let Some(u) = &other {
+                    let caller = Caller {
+                        principal: user_principal(u),
+                        org_id: u.org_id.clone(),
+                        permissions: PermissionSet::new(),
+                        key_owner: None,
+                        ctx: ctx.clone(),
+                    };
+                    let reason = if ok {
+                        "user inactive"
+                    } else {
+                        "wrong password"
+                    };
+                    self.audit(
+                        tx.as_mut(),
+                        &caller,
+                        "session.sign_in",
+                        Some(user_principal(u)),
+                        Outcome::Denied,
+                        json!({ "reason": reason }),
+                    )
+                    .await?;
+                } else {
+                    tracing::info!(request_id = ?ctx.request_id, "sign-in failed for an unknown email");
+                }
+                tx.commit().await?;
+                return Err(ServiceError::Unauthenticated(BAD_CREDENTIALS));
+            }
+        };
+        let token = random_token();
+        let csrf_token = random_token();
+        let mut tx = self.store.begin().await?;
+        tx.insert_session(&Session {
+            token_digest: token_digest(&token),
+            user_id: user.id.clone(),
+            csrf_token: csrf_token.clone(),
+            created_at: now,
+            last_seen_at: now,
+        })
+        .await?;
+        tx.record_login(&user.id, now).await?;
+        tx.clear_login_failures(&email, window_start).await?;
+        let organization = tx
+            .organization(&user.org_id)
+            .await?
+            .ok_or(ServiceError::Internal("user without organization".into()))?;
+        let caller = Caller {
+            principal: user_principal(&user),
+            org_id: user.org_id.clone(),
+            permissions: PermissionSet::new(),
+            key_owner: None,
+            ctx,
+        };
+        self.audit(
+            tx.as_mut(),
+            &caller,
+            "session.sign_in",
+            Some(user_principal(&user)),
+            Outcome::Success,
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        let mut user = user;
+        user.last_login_at = Some(now);
+        Ok(SignedIn {
+            token,
+            csrf_token,
+            user,
+            organization,
+        })
+    }
+
+    /// Ends a session.
+    pub async fn sign_out(&self, caller: &Caller, token: &str) -> ServiceResult<()> {
+        let mut tx = self.store.begin().await?;
+        tx.delete_session(&token_digest(token)).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "session.sign_out",
+            Some(caller.principal.clone()),
+            Outcome::Success,
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Resolves a session cookie into its caller and session.
+    pub async fn authenticate_session(
+        &self,
+        token: &str,
+        ctx: RequestContext,
+    ) -> ServiceResult<(Caller, Session)> {
+        let now = self.now();
+        let digest = token_digest(token);
+        let mut tx = self.store.read().await?;
+        let session = tx
+            .session(&digest)
+            .await?
+            .ok_or(ServiceError::Unauthenticated(
+                "the session has ended; sign in again",
+            ))?;
+        if session.last_seen_at + Duration::hours(IDLE_TIMEOUT_HOURS) <= now {
+            drop(tx);
+            let mut w = self.store.begin().await?;
+            w.delete_session(&digest).await?;
+            w.commit().await?;
+            return Err(ServiceError::Unauthenticated(
+                "the session has expired; sign in again",
+            ));
+        }
+        let user = tx
+            .user_any_org(&session.user_id)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(ServiceError::Unauthenticated(
+                "the session has ended; sign in again",
+            ))?;
+        let permissions = role_permissions(tx.as_mut(), &user.org_id, &user.roles).await?;
+        drop(tx);
+        // Refresh the idle timer at most once a minute, not on every request.
+        if now - session.last_seen_at > Duration::minutes(1) {
+            let mut w = self.store.begin().await?;
+            w.touch_session(&digest, now).await?;
+            w.commit().await?;
+        }
+        Ok((
+            Caller {
+                principal: user_principal(&user),
+                org_id: user.org_id.clone(),
+                permissions,
+                key_owner: None,
+                ctx,
+            },
+            session,
+        ))
+    }
+
+    /// Resolves a bearer API key into its caller: the key must be well formed, known,
+    /// active (or in its regeneration grace) and its owner enabled.
+    pub async fn authenticate_key(&self, key: &str, ctx: RequestContext) -> ServiceResult<Caller> {
+        const INVALID: &str = "the API key is not valid";
+        key_format::parse(key).map_err(|_| ServiceError::Unauthenticated(INVALID))?;
+        let now = self.now();
+        let mut tx = self.store.read().await?;
+        let found = tx
+            .api_key_by_digest(&key_format::digest_hex(key))
+            .await?
+            .ok_or(ServiceError::Unauthenticated(INVALID))?;
+        let k = found.key;
+        if k.status(now) != KeyStatus::Active {
+            return Err(ServiceError::Unauthenticated(
+                "the API key is expired or revoked",
+            ));
+        }
+        if found.previous && !k.previous_valid_until.is_some_and(|t| t > now) {
+            return Err(ServiceError::Unauthenticated(INVALID));
+        }
+        let mut permissions = role_permissions(tx.as_mut(), &k.org_id, &k.roles).await?;
+        permissions.extend(k.scopes.iter().cloned());
+        match k.owner.kind {
+            PrincipalKind::User => {
+                let owner = tx
+                    .user(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
+                    .await?
+                    .filter(|u| u.status == UserStatus::Active)
+                    .ok_or(ServiceError::Unauthenticated(
+                        "the API key's user is inactive",
+                    ))?;
+                let held = role_permissions(tx.as_mut(), &k.org_id, &owner.roles).await?;
+                permissions.retain(|p| !is_management(p) || held.contains(p));
+            }
+            PrincipalKind::ServiceAccount => {
+                let sa = tx
+                    .service_account(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
+                    .await?;
+                if !sa.is_some_and(|s| s.status == ServiceAccountStatus::Active) {
+                    return Err(ServiceError::Unauthenticated(
+                        "the API key's service account is disabled",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(Caller {
+            principal: Principal {
+                kind: PrincipalKind::ApiKey,
+                id: k.id.to_string(),
+                name: k.name.clone(),
+            },
+            org_id: k.org_id.clone(),
+            permissions,
+            key_owner: Some(k.owner.clone()),
+            ctx,
+        })
+    }
+
+    /// Changes the signed-in user's own password, given the current one.
+    pub async fn change_own_password(
+        &self,
+        caller: &Caller,
+        current: &str,
+        new: &str,
+    ) -> ServiceResult<()> {
+        let user_id = caller
+            .user_id()
+            .ok_or(keyhaven_core::DomainError::conflict(
+                "users_only",
+                "only portal users have a password",
+            ))?;
+        validate::new_password(new, "new_password")?;
+        let user = {
+            let mut tx = self.store.read().await?;
+            tx.user(&caller.org_id, &user_id)
+                .await?
+                .ok_or(ServiceError::NotFound("user"))?
+        };
+        if !password::verify(current, Some(&user.password_hash)).await {
+            return Err(keyhaven_core::DomainError::invalid(
+                "wrong_password",
+                "current_password",
+                "current_password is not correct",
+            )
+            .into());
+        }
+        let hash = password::hash(new).await?;
+        let mut tx = self.store.begin().await?;
+        let mut user = tx
+            .user(&caller.org_id, &user_id)
+            .await?
+            .ok_or(ServiceError::NotFound("user"))?;
+        user.password_hash = hash;
+        user.updated_at = self.now();
+        tx.update_user(&user).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "user.password_change",
+            Some(user_principal(&user)),
+            Outcome::Success,
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The built-in roles for a new organization, stamped now.
+    pub fn built_in_roles(&self) -> Vec<role::Role> {
+        role::built_in_roles(self.now())
+    }
+}
