@@ -43,6 +43,7 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::enum_variant_names)] // the subcommands are create-org, create-user, create-key
 enum Admin {
     /// Create an organization with its first super-admin; prints the organization's id.
     CreateOrg {

@@ -21,9 +21,9 @@ pub enum Bootstrap {
     /// was generated (and must be shown once).
     Created {
         /// The organization.
-        organization: Organization,
+        organization: Box<Organization>,
         /// The super-admin.
-        admin: User,
+        admin: Box<User>,
         /// The generated password, if none was configured.
         generated_password: Option<String>,
     },
@@ -121,8 +121,8 @@ impl Service {
         let pw = admin_password.or(generated.as_deref()).unwrap_or_default();
         let (organization, admin) = self.create_organization("Default", admin_email, pw).await?;
         Ok(Bootstrap::Created {
-            organization,
-            admin,
+            organization: Box::new(organization),
+            admin: Box::new(admin),
             generated_password: generated,
         })
     }

@@ -271,7 +271,7 @@ impl Service {
                 "the API key is expired or revoked",
             ));
         }
-        if found.previous && !k.previous_valid_until.is_some_and(|t| t > now) {
+        if found.previous && k.previous_valid_until.is_none_or(|t| t <= now) {
             return Err(ServiceError::Unauthenticated(INVALID));
         }
         let mut permissions = role_permissions(tx.as_mut(), &k.org_id, &k.roles).await?;
