@@ -14,6 +14,14 @@ pub enum PrincipalKind {
     ServiceAccount,
     /// Keyhaven itself (bootstrap, background jobs, the CLI).
     System,
+    /// A role (as an audit target).
+    Role,
+    /// An organization (as an audit target).
+    Organization,
+    /// A client credential (as an audit target).
+    Credential,
+    /// The shared secret (as an audit target).
+    SharedSecret,
 }
 
 impl PrincipalKind {
@@ -24,6 +32,10 @@ impl PrincipalKind {
             Self::ApiKey => "api_key",
             Self::ServiceAccount => "service_account",
             Self::System => "system",
+            Self::Role => "role",
+            Self::Organization => "organization",
+            Self::Credential => "credential",
+            Self::SharedSecret => "shared_secret",
         }
     }
 
@@ -34,6 +46,10 @@ impl PrincipalKind {
             "api_key" => Some(Self::ApiKey),
             "service_account" => Some(Self::ServiceAccount),
             "system" => Some(Self::System),
+            "role" => Some(Self::Role),
+            "organization" => Some(Self::Organization),
+            "credential" => Some(Self::Credential),
+            "shared_secret" => Some(Self::SharedSecret),
             _ => None,
         }
     }

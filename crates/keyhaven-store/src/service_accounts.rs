@@ -42,7 +42,7 @@ pub trait ServiceAccounts {
     /// Removes a service account with its keys and credentials; false when there was none.
     async fn delete_service_account(&mut self, org_id: &Id, id: &Id) -> StoreResult<bool>;
     /// Number of API keys each of `ids` owns.
-    async fn key_counts(&mut self, org_id: &Id, ids: &[Id]) -> StoreResult<Vec<(Id, i64)>>;
+    async fn owned_key_counts(&mut self, org_id: &Id, ids: &[Id]) -> StoreResult<Vec<(Id, i64)>>;
 }
 
 fn from_row(r: &AnyRow) -> StoreResult<ServiceAccount> {
@@ -159,7 +159,7 @@ impl ServiceAccounts for SqlTx {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn key_counts(&mut self, org_id: &Id, ids: &[Id]) -> StoreResult<Vec<(Id, i64)>> {
+    async fn owned_key_counts(&mut self, org_id: &Id, ids: &[Id]) -> StoreResult<Vec<(Id, i64)>> {
         let mut out = Vec::with_capacity(ids.len());
         for sa_id in ids {
             let n: i64 = sqlx::query_scalar(

@@ -336,3 +336,54 @@ mod tests {
         assert!(parse_json::<Body>(b"{\"name\":\"a\"}").is_ok());
     }
 }
+
+/// The error object, as documented in the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorObject,
+}
+
+/// Fields of an error.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// `invalid_request`, `authentication_required`, `permission_denied`, `not_found`,
+    /// `conflict`, `rate_limited` or `internal`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Machine-readable code.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The parameter at fault.
+    pub param: Option<String>,
+    /// The request's id.
+    pub request_id: String,
+}
+
+/// The error answers every management endpoint may give.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum CommonErrors {
+    /// Malformed JSON, failed validation or a bad query parameter.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No credential, or an invalid one.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// The credential lacks the permission.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such resource in this organization.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Duplicate name, built-in role, role in use, last super-admin, state clash.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// Body too large.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Body is not JSON.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+}

@@ -3,31 +3,43 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::error::{ApiError, Json};
+use super::error::{ApiError, CommonErrors, Json};
+use super::views::PrincipalView;
 use crate::app::AppState;
 use crate::auth::extract::Auth;
 
+/// `GET /v1/me`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct MeView {
+    pub principal: PrincipalView,
+    pub organization_id: String,
+    pub permissions: Vec<String>,
+}
+
 /// Who the credential belongs to and what it may do.
-pub async fn me(auth: Auth) -> axum::Json<Value> {
+#[utoipa::path(get, path = "/v1/me", tag = "session",
+    responses((status = 200, body = MeView), CommonErrors), security(("bearer" = [])))]
+pub async fn me(auth: Auth) -> axum::Json<MeView> {
     let c = &auth.caller;
-    axum::Json(json!({
-        "principal": { "type": c.principal.kind, "id": c.principal.id, "name": c.principal.name },
-        "organization_id": c.org_id,
-        "permissions": c.permissions,
-    }))
+    axum::Json(MeView {
+        principal: (&c.principal).into(),
+        organization_id: c.org_id.to_string(),
+        permissions: c.permissions.iter().cloned().collect(),
+    })
 }
 
 /// Password change body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     current_password: String,
     new_password: String,
 }
 
-/// Changes the signed-in user's password.
+/// Changes the signed-in user's password (users only).
+#[utoipa::path(post, path = "/v1/me/password", tag = "session", request_body = ChangePassword,
+    responses((status = 204, description = "changed"), CommonErrors), security(("bearer" = [])))]
 pub async fn change_password(
     State(state): State<AppState>,
     auth: Auth,

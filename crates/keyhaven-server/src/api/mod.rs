@@ -1,9 +1,18 @@
 //! The JSON API: one module per resource, each a thin adapter from HTTP to a use case.
 
+pub mod api_keys;
+pub mod audit_events;
 pub mod error;
 pub mod health;
 pub mod me;
+pub mod openapi;
+pub mod organizations;
+pub mod params;
+pub mod roles;
+pub mod service_accounts;
 pub mod session;
+pub mod shared_secret;
+pub mod users;
 pub mod views;
 
 use axum::routing::{get, post};
@@ -13,13 +22,80 @@ use crate::app::AppState;
 
 /// Every API route.
 pub fn routes() -> Router<AppState> {
+    let org = Router::new()
+        .route("/users", get(users::list).post(users::create))
+        .route(
+            "/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route("/users/{id}/reset-password", post(users::reset_password))
+        .route("/roles", get(roles::list).post(roles::create))
+        .route(
+            "/roles/{name}",
+            get(roles::get).patch(roles::update).delete(roles::delete),
+        )
+        .route(
+            "/service-accounts",
+            get(service_accounts::list).post(service_accounts::create),
+        )
+        .route(
+            "/service-accounts/{id}",
+            get(service_accounts::get)
+                .patch(service_accounts::update)
+                .delete(service_accounts::delete),
+        )
+        .route(
+            "/service-accounts/{id}/suspend",
+            post(service_accounts::suspend),
+        )
+        .route(
+            "/service-accounts/{id}/reactivate",
+            post(service_accounts::reactivate),
+        )
+        .route(
+            "/service-accounts/{id}/archive",
+            post(service_accounts::archive),
+        )
+        .route(
+            "/service-accounts/{id}/credentials",
+            get(service_accounts::list_credentials).post(service_accounts::create_credential),
+        )
+        .route(
+            "/service-accounts/{id}/credentials/{cred}",
+            get(service_accounts::get_credential)
+                .patch(service_accounts::update_credential)
+                .delete(service_accounts::delete_credential),
+        )
+        .route("/api-keys", get(api_keys::list).post(api_keys::create))
+        .route("/api-keys/batch-delete", post(api_keys::batch_delete))
+        .route(
+            "/api-keys/{id}",
+            get(api_keys::get)
+                .patch(api_keys::update)
+                .delete(api_keys::delete),
+        )
+        .route("/api-keys/{id}/regenerate", post(api_keys::regenerate))
+        .route("/api-keys/{id}/revoke", post(api_keys::revoke))
+        .route("/api-keys/{id}/usage", get(api_keys::usage))
+        .route("/metrics", get(api_keys::metrics))
+        .route("/shared-secret", get(shared_secret::status))
+        .route("/shared-secret/reveal", post(shared_secret::reveal))
+        .route("/shared-secret/rotate", post(shared_secret::rotate))
+        .route("/audit-events", get(audit_events::list));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/v1/openapi.json", get(openapi::document))
         .route(
             "/v1/session",
             post(session::sign_in).delete(session::sign_out),
         )
         .route("/v1/me", get(me::me))
         .route("/v1/me/password", post(me::change_password))
+        .route("/v1/permissions", get(roles::catalog))
+        .route(
+            "/v1/organizations/{org}",
+            get(organizations::get).patch(organizations::update),
+        )
+        .nest("/v1/organizations/{org}", org)
 }

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::error::{ApiError, Json};
 use super::views;
@@ -14,11 +13,20 @@ use crate::service::sessions::IDLE_TIMEOUT_HOURS;
 use crate::service::RequestContext;
 
 /// Sign-in body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     email: String,
     password: String,
+}
+
+/// The sign-in answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    pub user: views::UserView,
+    pub organization: views::OrganizationView,
+    /// Echo it in `X-CSRF-Token` on state-changing requests.
+    pub csrf_token: String,
 }
 
 fn cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
@@ -34,6 +42,8 @@ fn cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
 }
 
 /// Signs in; sets the session cookie and returns the user, organization and CSRF token.
+#[utoipa::path(post, path = "/v1/session", tag = "session", request_body = SignIn,
+    responses((status = 200, body = SessionView), (status = 429, body = super::error::ErrorBody), super::error::CommonErrors))]
 pub async fn sign_in(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -43,11 +53,11 @@ pub async fn sign_in(
         .service
         .sign_in(&body.email, &body.password, ctx)
         .await?;
-    let mut res = axum::Json(json!({
-        "user": views::user(&s.user),
-        "organization": views::organization(&s.organization),
-        "csrf_token": s.csrf_token,
-    }))
+    let mut res = axum::Json(SessionView {
+        user: views::UserView::from(&s.user),
+        organization: views::OrganizationView::from(&s.organization),
+        csrf_token: s.csrf_token,
+    })
     .into_response();
     if let Some(c) = cookie(&state, &s.token, IDLE_TIMEOUT_HOURS * 3600) {
         res.headers_mut().insert(header::SET_COOKIE, c);
@@ -56,6 +66,8 @@ pub async fn sign_in(
 }
 
 /// Signs out the session of the cookie.
+#[utoipa::path(delete, path = "/v1/session", tag = "session",
+    responses((status = 204, description = "signed out"), super::error::CommonErrors))]
 pub async fn sign_out(State(state): State<AppState>, auth: Auth) -> Result<Response, ApiError> {
     let Some(token) = auth.session_token else {
         return Err(ApiError::bad_request(

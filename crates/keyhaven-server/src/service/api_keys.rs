@@ -16,18 +16,19 @@ use serde_json::json;
 use super::{duplicate_as_conflict, Caller, Service, ServiceError, ServiceResult};
 
 /// `{type, id}` naming a key's owner.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnerRef {
     /// `service_account` (or `user`, for one's own personal key).
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "service_account")]
     pub kind: PrincipalKind,
     /// The owner's id.
     pub id: String,
 }
 
 /// Body of `POST /api-keys`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// Required, 1–100 characters, unique in the organization.
@@ -49,12 +50,14 @@ pub struct CreateApiKey {
     pub owner: Option<OwnerRef>,
     /// Expiry instant (future).
     #[serde(default, with = "time::serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
     /// Or expiry in days from now.
     #[serde(default)]
     pub expires_in_days: Option<i64>,
     /// Optional rate limit.
     #[serde(default)]
+    #[schema(value_type = Option<RateLimitInput>)]
     pub ratelimit: Option<RateLimit>,
     /// Optional number of uses.
     #[serde(default)]
@@ -64,7 +67,18 @@ pub struct CreateApiKey {
     pub allowed_cidrs: Option<Vec<String>>,
     /// A JSON object ≤ 4 KiB.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+}
+
+/// `{limit, duration_ms}`: at most `limit` verifications per `duration_ms`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitInput {
+    /// 1..=1,000,000,000.
+    pub limit: i64,
+    /// 1000..=86,400,000.
+    pub duration_ms: i64,
 }
 
 /// The audit target for a key.
@@ -265,5 +279,532 @@ impl Service {
                 }
             },
         }
+    }
+}
+
+/// Body of `PATCH /api-keys/{id}`: absent fields stay, `null` clears optional ones.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApiKey {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New tags (replaces the list).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// New roles (replaces the list).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// New scopes (replaces the list).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// New rate limit, or `null` for none.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<RateLimitInput>)]
+    pub ratelimit: Option<Option<RateLimit>>,
+    /// New number of uses left, or `null` for unlimited.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub remaining: Option<Option<i64>>,
+    /// New allowed networks (replaces the list).
+    #[serde(default)]
+    pub allowed_cidrs: Option<Vec<String>>,
+    /// New metadata object.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Body of `POST /api-keys/{id}/regenerate`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateApiKey {
+    /// Required: the new expiry, or `null` for never.
+    #[serde(deserialize_with = "super::patch::double_option", default)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    pub expires_at: Option<Option<String>>,
+    /// Seconds the old secret keeps verifying (0–604800).
+    #[serde(default)]
+    pub grace_period_seconds: Option<i64>,
+}
+
+/// The dashboard numbers.
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct Metrics {
+    /// Every key.
+    pub total_keys: i64,
+    /// Neither revoked nor expired.
+    pub active_keys: i64,
+    /// Expired.
+    pub expired_keys: i64,
+    /// Revoked.
+    pub revoked_keys: i64,
+    /// Verifications since 00:00 UTC.
+    pub api_calls_today: i64,
+}
+
+/// Verifications of one key on one UTC day.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DailyUsage {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Successful verifications.
+    pub valid: i64,
+    /// Refused verifications.
+    pub invalid: i64,
+}
+
+/// Result of a batch delete.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct BatchDeleted {
+    /// Ids that were deleted.
+    pub deleted: Vec<String>,
+    /// Ids that did not exist in the organization.
+    pub not_found: Vec<String>,
+}
+
+/// The start of `t`'s UTC day.
+pub fn day_start(t: Timestamp) -> Timestamp {
+    t.date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc())
+        .unwrap_or(t)
+}
+
+impl Service {
+    /// A key's effective permissions: its roles' permissions and its scopes; for a
+    /// personal key, management permissions only as far as its user holds them now.
+    pub async fn key_permissions(
+        &self,
+        tx: &mut dyn keyhaven_store::Tx,
+        k: &ApiKey,
+    ) -> ServiceResult<Vec<String>> {
+        let mut perms = super::sessions::role_permissions(tx, &k.org_id, &k.roles).await?;
+        perms.extend(k.scopes.iter().cloned());
+        if k.owner.kind == PrincipalKind::User {
+            let held = match tx
+                .user(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
+                .await?
+            {
+                Some(u) => super::sessions::role_permissions(tx, &k.org_id, &u.roles).await?,
+                None => Default::default(),
+            };
+            perms.retain(|p| !permission::is_management(p) || held.contains(p));
+        }
+        Ok(perms.into_iter().collect())
+    }
+
+    /// A page of keys, each with its effective permissions.
+    pub async fn list_api_keys(
+        &self,
+        caller: &Caller,
+        filter: &keyhaven_store::ApiKeyFilter,
+        page: &keyhaven_store::Page,
+    ) -> ServiceResult<keyhaven_store::Listing<(ApiKey, Vec<String>)>> {
+        self.authorize(caller, Permission::ApiKeysView, "api_key.list")
+            .await?;
+        let mut tx = self.store.read().await?;
+        let l = tx.list_api_keys(&caller.org_id, filter, page).await?;
+        let mut items = Vec::with_capacity(l.items.len());
+        for k in l.items {
+            let p = self.key_permissions(tx.as_mut(), &k).await?;
+            items.push((k, p));
+        }
+        Ok(keyhaven_store::Listing {
+            items,
+            has_more: l.has_more,
+            next_cursor: l.next_cursor,
+        })
+    }
+
+    /// One key with its effective permissions.
+    pub async fn get_api_key(
+        &self,
+        caller: &Caller,
+        id: &Id,
+    ) -> ServiceResult<(ApiKey, Vec<String>)> {
+        self.authorize(caller, Permission::ApiKeysView, "api_key.view")
+            .await?;
+        let mut tx = self.store.read().await?;
+        let k = tx
+            .api_key(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("API key"))?;
+        let p = self.key_permissions(tx.as_mut(), &k).await?;
+        Ok((k, p))
+    }
+
+    /// Changes a key's fields.
+    pub async fn update_api_key(
+        &self,
+        caller: &Caller,
+        id: &Id,
+        input: UpdateApiKey,
+    ) -> ServiceResult<(ApiKey, Vec<String>)> {
+        self.authorize(caller, Permission::ApiKeysManage, "api_key.update")
+            .await?;
+        let name = input
+            .name
+            .as_deref()
+            .map(api_key::validate_name)
+            .transpose()?;
+        let description = input
+            .description
+            .as_deref()
+            .map(|d| validate::description(d, "description"))
+            .transpose()?;
+        let tags = input
+            .tags
+            .as_deref()
+            .map(|t| validate::tags(t, "tags"))
+            .transpose()?;
+        let roles = input
+            .roles
+            .as_deref()
+            .map(|r| validate::distinct_list(r, "roles", 20))
+            .transpose()?;
+        let scopes = input
+            .scopes
+            .as_deref()
+            .map(|s| validate::distinct_list(s, "scopes", 100))
+            .transpose()?;
+        if let Some(s) = &scopes {
+            for (i, p) in s.iter().enumerate() {
+                permission::validate_scope(p, &format!("scopes[{i}]"))?;
+            }
+        }
+        if let Some(Some(rl)) = &input.ratelimit {
+            api_key::validate_ratelimit(rl)?;
+        }
+        if let Some(Some(n)) = input.remaining {
+            api_key::validate_remaining(n)?;
+        }
+        let cidrs = input
+            .allowed_cidrs
+            .as_deref()
+            .map(api_key::parse_cidrs)
+            .transpose()?;
+        if let Some(m) = &input.metadata {
+            api_key::validate_metadata(m)?;
+        }
+        let mut tx = self.store.begin().await?;
+        let mut k = tx
+            .api_key(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("API key"))?;
+        api_key::check_not_revoked(&k)?;
+        let new_roles = roles.unwrap_or_else(|| k.roles.clone());
+        let new_scopes = scopes.unwrap_or_else(|| k.scopes.clone());
+        let found = match self
+            .check_grant(tx.as_mut(), caller, &new_roles, &new_scopes, "roles")
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                drop(tx);
+                self.deny_if_escalation(caller, "api_key.update", &e).await;
+                return Err(e);
+            }
+        };
+        let new_name = name.unwrap_or_else(|| k.name.clone());
+        role::check_name_patterns(&found, &new_name)?;
+        let mut ch = super::changes::Changes::default();
+        ch.field("name", &k.name, &new_name);
+        k.name = new_name;
+        if let Some(d) = description {
+            ch.field("description", &k.description, &d);
+            k.description = d;
+        }
+        if let Some(t) = tags {
+            ch.field("tags", &k.tags, &t);
+            k.tags = t;
+        }
+        ch.field("roles", &k.roles, &new_roles);
+        k.roles = new_roles;
+        ch.field("scopes", &k.scopes, &new_scopes);
+        k.scopes = new_scopes;
+        if let Some(rl) = input.ratelimit {
+            ch.field("ratelimit", &k.ratelimit, &rl);
+            k.ratelimit = rl;
+        }
+        if let Some(r) = input.remaining {
+            ch.field("remaining", &k.remaining, &r);
+            k.remaining = r;
+        }
+        if let Some(c) = cidrs {
+            let old: Vec<String> = k.allowed_cidrs.iter().map(|c| c.to_string()).collect();
+            let new: Vec<String> = c.iter().map(|c| c.to_string()).collect();
+            ch.field("allowed_cidrs", &old, &new);
+            k.allowed_cidrs = c;
+        }
+        if let Some(m) = input.metadata {
+            ch.field("metadata", &k.metadata, &m);
+            k.metadata = m;
+        }
+        if !ch.is_empty() {
+            k.updated_at = self.now();
+            tx.update_api_key(&k).await.map_err(|e| {
+                duplicate_as_conflict(e, "name_taken", "an API key with this name already exists")
+            })?;
+            self.audit(
+                tx.as_mut(),
+                caller,
+                "api_key.update",
+                Some(key_principal(&k)),
+                Outcome::Success,
+                ch.into_value(),
+            )
+            .await?;
+        }
+        let p = self.key_permissions(tx.as_mut(), &k).await?;
+        tx.commit().await?;
+        Ok((k, p))
+    }
+
+    /// Replaces a key's secret; the old one may verify during a grace period.
+    pub async fn regenerate_api_key(
+        &self,
+        caller: &Caller,
+        id: &Id,
+        input: RegenerateApiKey,
+    ) -> ServiceResult<(ApiKey, Vec<String>, Secret)> {
+        self.authorize(caller, Permission::ApiKeysManage, "api_key.regenerate")
+            .await?;
+        let now = self.now();
+        let expires_at = match input.expires_at {
+            None => {
+                return Err(DomainError::invalid(
+                    "parameter_missing",
+                    "expires_at",
+                    "expires_at is required (null for a key that never expires)",
+                )
+                .into())
+            }
+            Some(None) => None,
+            Some(Some(s)) => {
+                let t = chrono::DateTime::parse_from_rfc3339(&s)
+                    .map_err(|_| {
+                        DomainError::invalid(
+                            "invalid_timestamp",
+                            "expires_at",
+                            "expires_at must be an RFC 3339 timestamp such as 2026-11-22T18:20:00Z",
+                        )
+                    })?
+                    .with_timezone(&chrono::Utc);
+                Some(api_key::validate_future(t, now, "expires_at")?)
+            }
+        };
+        let grace = api_key::validate_grace(input.grace_period_seconds.unwrap_or(0))?;
+        let mut tx = self.store.begin().await?;
+        let mut k = tx
+            .api_key(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("API key"))?;
+        api_key::check_not_revoked(&k)?;
+        let org = tx
+            .organization(&caller.org_id)
+            .await?
+            .ok_or(ServiceError::NotFound("organization"))?;
+        let secret = key_format::generate(&org.key_prefix, &mut rand::rngs::OsRng);
+        if grace.num_seconds() > 0 {
+            k.previous_digest = Some(k.digest.clone());
+            k.previous_valid_until = Some(now + grace);
+        } else {
+            k.previous_digest = None;
+            k.previous_valid_until = None;
+        }
+        let old_expiry = k.expires_at;
+        k.digest = key_format::digest_hex(secret.expose());
+        k.masked_key = key_format::mask(secret.expose());
+        k.expires_at = expires_at;
+        k.updated_at = now;
+        tx.update_api_key(&k).await?;
+        let mut ch = super::changes::Changes::default();
+        ch.field(
+            "expires_at",
+            &old_expiry.as_ref().map(time::rfc3339),
+            &k.expires_at.as_ref().map(time::rfc3339),
+        );
+        let mut changes = ch.into_value();
+        changes["grace_period_seconds"] = json!(grace.num_seconds());
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "api_key.regenerate",
+            Some(key_principal(&k)),
+            Outcome::Success,
+            changes,
+        )
+        .await?;
+        let p = self.key_permissions(tx.as_mut(), &k).await?;
+        tx.commit().await?;
+        Ok((k, p, secret))
+    }
+
+    /// Revokes a key (final); revoking a revoked key changes nothing.
+    pub async fn revoke_api_key(
+        &self,
+        caller: &Caller,
+        id: &Id,
+    ) -> ServiceResult<(ApiKey, Vec<String>)> {
+        self.authorize(caller, Permission::ApiKeysManage, "api_key.revoke")
+            .await?;
+        let mut tx = self.store.begin().await?;
+        let mut k = tx
+            .api_key(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("API key"))?;
+        if k.revoked_at.is_none() {
+            let now = self.now();
+            k.revoked_at = Some(now);
+            k.updated_at = now;
+            k.previous_digest = None;
+            k.previous_valid_until = None;
+            tx.update_api_key(&k).await?;
+            self.audit(
+                tx.as_mut(),
+                caller,
+                "api_key.revoke",
+                Some(key_principal(&k)),
+                Outcome::Success,
+                json!({}),
+            )
+            .await?;
+        }
+        let p = self.key_permissions(tx.as_mut(), &k).await?;
+        tx.commit().await?;
+        Ok((k, p))
+    }
+
+    /// Deletes a key permanently.
+    pub async fn delete_api_key(&self, caller: &Caller, id: &Id) -> ServiceResult<()> {
+        self.authorize(caller, Permission::ApiKeysManage, "api_key.delete")
+            .await?;
+        let mut tx = self.store.begin().await?;
+        let k = tx
+            .api_key(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("API key"))?;
+        tx.delete_api_key(&caller.org_id, id).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "api_key.delete",
+            Some(key_principal(&k)),
+            Outcome::Success,
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes up to 100 keys in one transaction.
+    pub async fn batch_delete_api_keys(
+        &self,
+        caller: &Caller,
+        ids: &[String],
+    ) -> ServiceResult<BatchDeleted> {
+        self.authorize(caller, Permission::ApiKeysManage, "api_key.delete")
+            .await?;
+        if ids.is_empty() || ids.len() > 100 {
+            return Err(
+                DomainError::invalid("invalid_ids", "ids", "ids must hold 1 to 100 ids").into(),
+            );
+        }
+        let mut out = BatchDeleted::default();
+        let mut tx = self.store.begin().await?;
+        for raw in ids {
+            if out.deleted.contains(raw) || out.not_found.contains(raw) {
+                continue;
+            }
+            let Ok(id) = Id::parse(raw, "ids") else {
+                out.not_found.push(raw.clone());
+                continue;
+            };
+            match tx.api_key(&caller.org_id, &id).await? {
+                Some(k) => {
+                    tx.delete_api_key(&caller.org_id, &id).await?;
+                    self.audit(
+                        tx.as_mut(),
+                        caller,
+                        "api_key.delete",
+                        Some(key_principal(&k)),
+                        Outcome::Success,
+                        json!({ "batch": true }),
+                    )
+                    .await?;
+                    out.deleted.push(raw.clone());
+                }
+                None => out.not_found.push(raw.clone()),
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Daily verification counts of a key for the last `days` days (oldest first,
+    /// zero days included).
+    pub async fn api_key_usage(
+        &self,
+        caller: &Caller,
+        id: &Id,
+        days: i64,
+    ) -> ServiceResult<Vec<DailyUsage>> {
+        self.authorize(caller, Permission::ApiKeysView, "api_key.usage")
+            .await?;
+        if !(1..=90).contains(&days) {
+            return Err(DomainError::invalid(
+                "invalid_days",
+                "days",
+                "days must be between 1 and 90",
+            )
+            .into());
+        }
+        let today = day_start(self.now());
+        let from = today - chrono::Duration::days(days - 1);
+        let to = today + chrono::Duration::days(1);
+        let mut tx = self.store.read().await?;
+        tx.api_key(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("API key"))?;
+        let hours = tx.usage(id, from, to).await?;
+        let mut out: Vec<DailyUsage> = (0..days)
+            .map(|d| DailyUsage {
+                date: (from + chrono::Duration::days(d))
+                    .format("%Y-%m-%d")
+                    .to_string(),
+                valid: 0,
+                invalid: 0,
+            })
+            .collect();
+        for h in hours {
+            let idx = (h.hour - from.timestamp_millis()) / 86_400_000;
+            if let Some(slot) = usize::try_from(idx).ok().and_then(|i| out.get_mut(i)) {
+                slot.valid += h.valid;
+                slot.invalid += h.invalid;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The dashboard numbers.
+    pub async fn metrics(&self, caller: &Caller) -> ServiceResult<Metrics> {
+        self.authorize(caller, Permission::ApiKeysView, "api_key.metrics")
+            .await?;
+        let now = self.now();
+        let mut tx = self.store.read().await?;
+        let c = tx.key_counts(&caller.org_id, now).await?;
+        let calls = tx.calls_since(&caller.org_id, day_start(now)).await?;
+        Ok(Metrics {
+            total_keys: c.total,
+            active_keys: c.active,
+            expired_keys: c.expired,
+            revoked_keys: c.revoked,
+            api_calls_today: calls,
+        })
     }
 }

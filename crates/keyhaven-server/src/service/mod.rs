@@ -6,8 +6,15 @@
 //! requests are audited too, in a transaction of their own.
 
 pub mod api_keys;
+pub mod audit_log;
+pub mod changes;
+pub mod credentials;
 pub mod organizations;
+pub mod patch;
+pub mod roles;
+pub mod service_accounts;
 pub mod sessions;
+pub mod shared_secret;
 pub mod users;
 
 use std::sync::Arc;

@@ -31,7 +31,7 @@ pub enum Bootstrap {
 
 fn org_principal(o: &Organization) -> Principal {
     Principal {
-        kind: PrincipalKind::System,
+        kind: PrincipalKind::Organization,
         id: o.id.to_string(),
         name: o.name.clone(),
     }
@@ -136,4 +136,83 @@ pub fn generate_password() -> String {
     (0..24)
         .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
         .collect()
+}
+
+/// Body of `PATCH /organizations/{org}`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrganization {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New key prefix for keys created from now on.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+}
+
+impl Service {
+    /// The caller's organization.
+    pub async fn get_organization(&self, caller: &Caller) -> ServiceResult<Organization> {
+        self.authorize(
+            caller,
+            keyhaven_core::Permission::OrganizationView,
+            "organization.view",
+        )
+        .await?;
+        let mut tx = self.store.read().await?;
+        tx.organization(&caller.org_id)
+            .await?
+            .ok_or(super::ServiceError::NotFound("organization"))
+    }
+
+    /// Renames the organization or changes its key prefix.
+    pub async fn update_organization(
+        &self,
+        caller: &Caller,
+        input: UpdateOrganization,
+    ) -> ServiceResult<Organization> {
+        self.authorize(
+            caller,
+            keyhaven_core::Permission::OrganizationManage,
+            "organization.update",
+        )
+        .await?;
+        let name = input
+            .name
+            .as_deref()
+            .map(organization::validate_name)
+            .transpose()?;
+        if let Some(p) = &input.key_prefix {
+            organization::validate_key_prefix(p)?;
+        }
+        let mut tx = self.store.begin().await?;
+        let mut org = tx
+            .organization(&caller.org_id)
+            .await?
+            .ok_or(super::ServiceError::NotFound("organization"))?;
+        let mut changes = super::changes::Changes::default();
+        if let Some(n) = name {
+            changes.field("name", &org.name, &n);
+            org.name = n;
+        }
+        if let Some(p) = input.key_prefix {
+            changes.field("key_prefix", &org.key_prefix, &p);
+            org.key_prefix = p;
+        }
+        if !changes.is_empty() {
+            org.updated_at = self.now();
+            tx.update_organization(&org).await?;
+            self.audit(
+                tx.as_mut(),
+                caller,
+                "organization.update",
+                Some(org_principal(&org)),
+                Outcome::Success,
+                changes.into_value(),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(org)
+    }
 }

@@ -12,7 +12,7 @@ use super::{duplicate_as_conflict, Caller, Service, ServiceResult};
 use crate::auth::password;
 
 /// Body of `POST /users`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Unique email.
@@ -81,5 +81,226 @@ impl Service {
         .await?;
         tx.commit().await?;
         Ok(u)
+    }
+}
+
+/// Body of `PATCH /users/{id}`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// New display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// New role names (replaces the list).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// `active` or `inactive`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub status: Option<UserStatus>,
+}
+
+impl Service {
+    /// A page of users.
+    pub async fn list_users(
+        &self,
+        caller: &Caller,
+        filter: &keyhaven_store::UserFilter,
+        page: &keyhaven_store::Page,
+    ) -> ServiceResult<keyhaven_store::Listing<User>> {
+        self.authorize(caller, Permission::UsersView, "user.list")
+            .await?;
+        let mut tx = self.store.read().await?;
+        Ok(tx.list_users(&caller.org_id, filter, page).await?)
+    }
+
+    /// One user.
+    pub async fn get_user(&self, caller: &Caller, id: &keyhaven_core::Id) -> ServiceResult<User> {
+        self.authorize(caller, Permission::UsersView, "user.view")
+            .await?;
+        let mut tx = self.store.read().await?;
+        tx.user(&caller.org_id, id)
+            .await?
+            .ok_or(super::ServiceError::NotFound("user"))
+    }
+
+    /// Active super-admins that would remain if `user` became `after_roles`/`after_status`.
+    async fn check_super_admins_remain(
+        &self,
+        tx: &mut dyn keyhaven_store::Tx,
+        user: &User,
+        still_super_admin: bool,
+    ) -> ServiceResult<()> {
+        let was = user.status == UserStatus::Active
+            && user
+                .roles
+                .iter()
+                .any(|r| r == keyhaven_core::role::SUPER_ADMIN);
+        if was && !still_super_admin {
+            let n = tx
+                .count_active_with_role(&user.org_id, keyhaven_core::role::SUPER_ADMIN)
+                .await?;
+            user::check_keeps_super_admin((n - 1).max(0) as usize)?;
+        }
+        Ok(())
+    }
+
+    /// Changes a user's display name, roles or status.
+    pub async fn update_user(
+        &self,
+        caller: &Caller,
+        id: &keyhaven_core::Id,
+        input: UpdateUser,
+    ) -> ServiceResult<User> {
+        self.authorize(caller, Permission::UsersUpdate, "user.update")
+            .await?;
+        let display_name = input
+            .display_name
+            .as_deref()
+            .map(user::validate_display_name)
+            .transpose()?;
+        let roles = input
+            .roles
+            .as_deref()
+            .map(|r| validate::distinct_list(r, "roles", 20))
+            .transpose()?;
+        let mut tx = self.store.begin().await?;
+        let mut u = tx
+            .user(&caller.org_id, id)
+            .await?
+            .ok_or(super::ServiceError::NotFound("user"))?;
+        if let Some(r) = &roles {
+            if let Err(e) = self.check_grant(tx.as_mut(), caller, r, &[], "roles").await {
+                drop(tx);
+                self.deny_if_escalation(caller, "user.update", &e).await;
+                return Err(e);
+            }
+        }
+        let new_roles = roles.clone().unwrap_or_else(|| u.roles.clone());
+        let new_status = input.status.unwrap_or(u.status);
+        let still = new_status == UserStatus::Active
+            && new_roles
+                .iter()
+                .any(|r| r == keyhaven_core::role::SUPER_ADMIN);
+        self.check_super_admins_remain(tx.as_mut(), &u, still)
+            .await?;
+        let mut changes = super::changes::Changes::default();
+        if let Some(d) = display_name {
+            changes.field("display_name", &u.display_name, &d);
+            u.display_name = d;
+        }
+        changes.field("roles", &u.roles, &new_roles);
+        u.roles = new_roles;
+        changes.field("status", u.status.as_str(), new_status.as_str());
+        let deactivated = u.status == UserStatus::Active && new_status == UserStatus::Inactive;
+        u.status = new_status;
+        if !changes.is_empty() {
+            u.updated_at = self.now();
+            tx.update_user(&u).await?;
+            if deactivated {
+                tx.delete_sessions_of_user(&u.id).await?;
+            }
+            self.audit(
+                tx.as_mut(),
+                caller,
+                "user.update",
+                Some(user_principal(&u)),
+                Outcome::Success,
+                changes.into_value(),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(u)
+    }
+
+    /// Deletes a user (not oneself, not the last super-admin).
+    pub async fn delete_user(&self, caller: &Caller, id: &keyhaven_core::Id) -> ServiceResult<()> {
+        self.authorize(caller, Permission::UsersDelete, "user.delete")
+            .await?;
+        let mut tx = self.store.begin().await?;
+        let u = tx
+            .user(&caller.org_id, id)
+            .await?
+            .ok_or(super::ServiceError::NotFound("user"))?;
+        if let Some(me) = caller.user_id() {
+            user::check_not_self(&me, &u.id, "delete")?;
+        }
+        self.check_super_admins_remain(tx.as_mut(), &u, false)
+            .await?;
+        tx.delete_user(&caller.org_id, id).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "user.delete",
+            Some(user_principal(&u)),
+            Outcome::Success,
+            json!({ "email": u.email }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets another user's password (not one's own: that goes through `/v1/me/password`).
+    pub async fn reset_password(
+        &self,
+        caller: &Caller,
+        id: &keyhaven_core::Id,
+        new: &str,
+    ) -> ServiceResult<()> {
+        self.authorize(
+            caller,
+            Permission::UsersResetPassword,
+            "user.reset_password",
+        )
+        .await?;
+        {
+            let mut tx = self.store.read().await?;
+            let u = tx
+                .user(&caller.org_id, id)
+                .await?
+                .ok_or(super::ServiceError::NotFound("user"))?;
+            if let Some(me) = caller.user_id() {
+                user::check_not_self(&me, &u.id, "reset the password of")?;
+            }
+        }
+        validate::new_password(new, "password")?;
+        let hash = password::hash(new).await?;
+        let mut tx = self.store.begin().await?;
+        let mut u = tx
+            .user(&caller.org_id, id)
+            .await?
+            .ok_or(super::ServiceError::NotFound("user"))?;
+        u.password_hash = hash;
+        u.updated_at = self.now();
+        tx.update_user(&u).await?;
+        tx.delete_sessions_of_user(&u.id).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "user.reset_password",
+            Some(user_principal(&u)),
+            Outcome::Success,
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a denial when `e` is a refused escalation.
+    pub(crate) async fn deny_if_escalation(
+        &self,
+        caller: &Caller,
+        action: &str,
+        e: &super::ServiceError,
+    ) {
+        if let super::ServiceError::Domain(keyhaven_core::DomainError::PermissionDenied {
+            permission,
+        }) = e
+        {
+            self.record_denied(caller, action, None, permission).await;
+        }
     }
 }

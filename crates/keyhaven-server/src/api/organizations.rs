@@ -1,0 +1,40 @@
+//! `GET|PATCH /v1/organizations/{org}`.
+
+use axum::extract::State;
+
+use super::error::{ApiError, CommonErrors, Json};
+use super::params::{org_scope, PathParams};
+use super::views::OrganizationView;
+use crate::app::AppState;
+use crate::auth::extract::Auth;
+use crate::service::organizations::UpdateOrganization;
+
+/// The organization [organization.view].
+#[utoipa::path(get, path = "/v1/organizations/{org}", tag = "organization",
+    params(("org" = String, Path, description = "organization id")),
+    responses((status = 200, body = OrganizationView), CommonErrors), security(("bearer" = [])))]
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams(org): PathParams<String>,
+) -> Result<axum::Json<OrganizationView>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let o = s.service.get_organization(&auth.caller).await?;
+    Ok(axum::Json((&o).into()))
+}
+
+/// Renames the organization or changes its key prefix [organization.manage].
+#[utoipa::path(patch, path = "/v1/organizations/{org}", tag = "organization",
+    params(("org" = String, Path, description = "organization id")),
+    request_body = UpdateOrganization,
+    responses((status = 200, body = OrganizationView), CommonErrors), security(("bearer" = [])))]
+pub async fn update(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams(org): PathParams<String>,
+    Json(body): Json<UpdateOrganization>,
+) -> Result<axum::Json<OrganizationView>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let o = s.service.update_organization(&auth.caller, body).await?;
+    Ok(axum::Json((&o).into()))
+}

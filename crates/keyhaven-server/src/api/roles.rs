@@ -1,0 +1,103 @@
+//! `/v1/permissions` and `/v1/organizations/{org}/roles`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use keyhaven_core::permission::Permission;
+
+use super::error::{ApiError, CommonErrors, Json};
+use super::params::{org_scope, PathParams};
+use super::views::{ListView, PermissionView, RoleView};
+use crate::app::AppState;
+use crate::auth::extract::Auth;
+use crate::service::roles::{CreateRole, UpdateRole};
+
+/// The management permission catalog (any authenticated caller).
+#[utoipa::path(get, path = "/v1/permissions", tag = "roles",
+    responses((status = 200, body = ListView<PermissionView>), CommonErrors), security(("bearer" = [])))]
+pub async fn catalog(_auth: Auth) -> axum::Json<ListView<PermissionView>> {
+    axum::Json(ListView {
+        data: Permission::ALL
+            .iter()
+            .map(|p| PermissionView {
+                name: p.as_str().to_string(),
+                description: p.description().to_string(),
+            })
+            .collect(),
+        has_more: false,
+        next_cursor: None,
+    })
+}
+
+/// Every role [roles.view].
+#[utoipa::path(get, path = "/v1/organizations/{org}/roles", tag = "roles", params(("org" = String, Path)),
+    responses((status = 200, body = ListView<RoleView>), CommonErrors), security(("bearer" = [])))]
+pub async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams(org): PathParams<String>,
+) -> Result<axum::Json<ListView<RoleView>>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let roles = s.service.list_roles(&auth.caller).await?;
+    Ok(axum::Json(ListView {
+        data: roles.iter().map(RoleView::from).collect(),
+        has_more: false,
+        next_cursor: None,
+    }))
+}
+
+/// Creates a custom role [roles.manage].
+#[utoipa::path(post, path = "/v1/organizations/{org}/roles", tag = "roles", params(("org" = String, Path)),
+    request_body = CreateRole, responses((status = 201, body = RoleView), CommonErrors), security(("bearer" = [])))]
+pub async fn create(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams(org): PathParams<String>,
+    Json(body): Json<CreateRole>,
+) -> Result<(StatusCode, axum::Json<RoleView>), ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let r = s.service.create_role(&auth.caller, body).await?;
+    Ok((StatusCode::CREATED, axum::Json((&r).into())))
+}
+
+/// One role [roles.view].
+#[utoipa::path(get, path = "/v1/organizations/{org}/roles/{name}", tag = "roles",
+    params(("org" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = RoleView), CommonErrors), security(("bearer" = [])))]
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, name)): PathParams<(String, String)>,
+) -> Result<axum::Json<RoleView>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let r = s.service.get_role(&auth.caller, &name).await?;
+    Ok(axum::Json((&r).into()))
+}
+
+/// Changes a custom role [roles.manage]; built-in roles → 409.
+#[utoipa::path(patch, path = "/v1/organizations/{org}/roles/{name}", tag = "roles",
+    params(("org" = String, Path), ("name" = String, Path)), request_body = UpdateRole,
+    responses((status = 200, body = RoleView), CommonErrors), security(("bearer" = [])))]
+pub async fn update(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, name)): PathParams<(String, String)>,
+    Json(body): Json<UpdateRole>,
+) -> Result<axum::Json<RoleView>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let r = s.service.update_role(&auth.caller, &name, body).await?;
+    Ok(axum::Json((&r).into()))
+}
+
+/// Deletes a custom role nobody holds [roles.manage].
+#[utoipa::path(delete, path = "/v1/organizations/{org}/roles/{name}", tag = "roles",
+    params(("org" = String, Path), ("name" = String, Path)),
+    responses((status = 204, description = "deleted"), CommonErrors), security(("bearer" = [])))]
+pub async fn delete(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, name)): PathParams<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    s.service.delete_role(&auth.caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

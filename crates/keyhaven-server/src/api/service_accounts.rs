@@ -1,0 +1,339 @@
+//! `/v1/organizations/{org}/service-accounts` and their credentials.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use keyhaven_core::permission::Permission;
+use keyhaven_core::service_account::{ServiceAccountStatus, Transition};
+use keyhaven_store::ServiceAccountFilter;
+
+use super::error::{ApiError, CommonErrors, Json};
+use super::params::{org_scope, path_id, PathParams, QueryParams};
+use super::views::{
+    ApiKeyPermissions, CredentialView, ExpandedPermissions, ListView, ServiceAccountPermissions,
+    ServiceAccountView,
+};
+use crate::app::AppState;
+use crate::auth::extract::Auth;
+use crate::service::credentials::{CreateCredential, UpdateCredential};
+use crate::service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
+use crate::service::Caller;
+
+/// The caller's permissions on service accounts and keys (`expand[]=permissions`).
+pub fn expanded(c: &Caller) -> ExpandedPermissions {
+    ExpandedPermissions {
+        service_accounts: ServiceAccountPermissions {
+            view: c.has(Permission::ServiceAccountsView),
+            manage: c.has(Permission::ServiceAccountsManage),
+        },
+        api_keys: ApiKeyPermissions {
+            view: c.has(Permission::ApiKeysView),
+            create: c.has(Permission::ApiKeysCreate),
+            manage: c.has(Permission::ApiKeysManage),
+        },
+    }
+}
+
+fn view(
+    sa: &keyhaven_core::service_account::ServiceAccount,
+    c: &Caller,
+    expand: bool,
+) -> ServiceAccountView {
+    let mut v = ServiceAccountView::from(sa);
+    if expand {
+        v.permissions = Some(expanded(c));
+    }
+    v
+}
+
+/// Lists service accounts [service_accounts.view]; archived ones only with
+/// `status=archived` or `status=all`.
+#[utoipa::path(get, path = "/v1/organizations/{org}/service-accounts", tag = "service accounts",
+    params(("org" = String, Path), ("status" = Option<String>, Query, description = "active, suspended, archived or all; default: all but archived"),
+        ("q" = Option<String>, Query), ("expand[]" = Option<String>, Query, description = "permissions"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = ListView<ServiceAccountView>), CommonErrors), security(("bearer" = [])))]
+pub async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams(org): PathParams<String>,
+    q: QueryParams,
+) -> Result<axum::Json<ListView<ServiceAccountView>>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    q.only(&["status", "q", "expand[]", "expand", "limit", "cursor"])?;
+    let statuses = match q.get("status")? {
+        None => vec![
+            ServiceAccountStatus::Active,
+            ServiceAccountStatus::Suspended,
+        ],
+        Some("all") => vec![],
+        Some(v) => vec![ServiceAccountStatus::parse(v, "status").map_err(|_| {
+            ApiError::bad_request(
+                "invalid_status",
+                "status must be active, suspended, archived or all",
+                Some("status"),
+            )
+        })?],
+    };
+    let expand = q.expand_permissions()?;
+    let filter = ServiceAccountFilter {
+        statuses,
+        q: q.text("q")?,
+    };
+    let l = s
+        .service
+        .list_service_accounts(&auth.caller, &filter, &q.page()?)
+        .await?;
+    Ok(axum::Json(ListView::from_listing(l, |sa| {
+        view(sa, &auth.caller, expand)
+    })))
+}
+
+/// Creates a service account [service_accounts.manage].
+#[utoipa::path(post, path = "/v1/organizations/{org}/service-accounts", tag = "service accounts",
+    params(("org" = String, Path)), request_body = CreateServiceAccount,
+    responses((status = 201, body = ServiceAccountView), CommonErrors), security(("bearer" = [])))]
+pub async fn create(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams(org): PathParams<String>,
+    Json(body): Json<CreateServiceAccount>,
+) -> Result<(StatusCode, axum::Json<ServiceAccountView>), ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let sa = s.service.create_service_account(&auth.caller, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(view(&sa, &auth.caller, false)),
+    ))
+}
+
+/// One service account [service_accounts.view].
+#[utoipa::path(get, path = "/v1/organizations/{org}/service-accounts/{id}", tag = "service accounts",
+    params(("org" = String, Path), ("id" = String, Path), ("expand[]" = Option<String>, Query, description = "permissions")),
+    responses((status = 200, body = ServiceAccountView), CommonErrors), security(("bearer" = [])))]
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id)): PathParams<(String, String)>,
+    q: QueryParams,
+) -> Result<axum::Json<ServiceAccountView>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    q.only(&["expand[]", "expand"])?;
+    let expand = q.expand_permissions()?;
+    let sa = s
+        .service
+        .get_service_account(&auth.caller, &path_id(&id, "service account")?)
+        .await?;
+    Ok(axum::Json(view(&sa, &auth.caller, expand)))
+}
+
+/// Changes name, description or roles [service_accounts.manage].
+#[utoipa::path(patch, path = "/v1/organizations/{org}/service-accounts/{id}", tag = "service accounts",
+    params(("org" = String, Path), ("id" = String, Path)), request_body = UpdateServiceAccount,
+    responses((status = 200, body = ServiceAccountView), CommonErrors), security(("bearer" = [])))]
+pub async fn update(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id)): PathParams<(String, String)>,
+    Json(body): Json<UpdateServiceAccount>,
+) -> Result<axum::Json<ServiceAccountView>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let sa = s
+        .service
+        .update_service_account(&auth.caller, &path_id(&id, "service account")?, body)
+        .await?;
+    Ok(axum::Json(view(&sa, &auth.caller, false)))
+}
+
+/// Deletes a service account with its keys and credentials [service_accounts.manage].
+#[utoipa::path(delete, path = "/v1/organizations/{org}/service-accounts/{id}", tag = "service accounts",
+    params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 204, description = "deleted"), CommonErrors), security(("bearer" = [])))]
+pub async fn delete(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id)): PathParams<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    s.service
+        .delete_service_account(&auth.caller, &path_id(&id, "service account")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn transition(
+    s: AppState,
+    auth: Auth,
+    org: String,
+    id: String,
+    t: Transition,
+) -> Result<axum::Json<ServiceAccountView>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let sa = s
+        .service
+        .transition_service_account(&auth.caller, &path_id(&id, "service account")?, t)
+        .await?;
+    Ok(axum::Json(view(&sa, &auth.caller, false)))
+}
+
+/// Suspends: its keys and credentials stop verifying [service_accounts.manage].
+#[utoipa::path(post, path = "/v1/organizations/{org}/service-accounts/{id}/suspend", tag = "service accounts",
+    params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = ServiceAccountView), CommonErrors), security(("bearer" = [])))]
+pub async fn suspend(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id)): PathParams<(String, String)>,
+) -> Result<axum::Json<ServiceAccountView>, ApiError> {
+    transition(s, auth, org, id, Transition::Suspend).await
+}
+
+/// Reactivates a suspended account; archived → 409 [service_accounts.manage].
+#[utoipa::path(post, path = "/v1/organizations/{org}/service-accounts/{id}/reactivate", tag = "service accounts",
+    params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = ServiceAccountView), CommonErrors), security(("bearer" = [])))]
+pub async fn reactivate(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id)): PathParams<(String, String)>,
+) -> Result<axum::Json<ServiceAccountView>, ApiError> {
+    transition(s, auth, org, id, Transition::Reactivate).await
+}
+
+/// Archives (final): revokes every key and credential [service_accounts.manage].
+#[utoipa::path(post, path = "/v1/organizations/{org}/service-accounts/{id}/archive", tag = "service accounts",
+    params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = ServiceAccountView), CommonErrors), security(("bearer" = [])))]
+pub async fn archive(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id)): PathParams<(String, String)>,
+) -> Result<axum::Json<ServiceAccountView>, ApiError> {
+    transition(s, auth, org, id, Transition::Archive).await
+}
+
+fn cred_view(
+    c: &keyhaven_core::credential::Credential,
+    caller: &Caller,
+    expand: bool,
+) -> CredentialView {
+    let mut v = CredentialView::from(c);
+    if expand {
+        v.permissions = Some(expanded(caller));
+    }
+    v
+}
+
+/// A service account's credentials [service_accounts.view].
+#[utoipa::path(get, path = "/v1/organizations/{org}/service-accounts/{id}/credentials", tag = "credentials",
+    params(("org" = String, Path), ("id" = String, Path), ("expand[]" = Option<String>, Query, description = "permissions")),
+    responses((status = 200, body = ListView<CredentialView>), CommonErrors), security(("bearer" = [])))]
+pub async fn list_credentials(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id)): PathParams<(String, String)>,
+    q: QueryParams,
+) -> Result<axum::Json<ListView<CredentialView>>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    q.only(&["expand[]", "expand"])?;
+    let expand = q.expand_permissions()?;
+    let creds = s
+        .service
+        .list_credentials(&auth.caller, &path_id(&id, "service account")?)
+        .await?;
+    Ok(axum::Json(ListView {
+        data: creds
+            .iter()
+            .map(|c| cred_view(c, &auth.caller, expand))
+            .collect(),
+        has_more: false,
+        next_cursor: None,
+    }))
+}
+
+/// Creates a credential; the response holds `client_secret`, shown only here
+/// [service_accounts.manage].
+#[utoipa::path(post, path = "/v1/organizations/{org}/service-accounts/{id}/credentials", tag = "credentials",
+    params(("org" = String, Path), ("id" = String, Path)), request_body = CreateCredential,
+    responses((status = 201, body = CredentialView), CommonErrors), security(("bearer" = [])))]
+pub async fn create_credential(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id)): PathParams<(String, String)>,
+    Json(body): Json<CreateCredential>,
+) -> Result<(StatusCode, axum::Json<CredentialView>), ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let (c, secret) = s
+        .service
+        .create_credential(&auth.caller, &path_id(&id, "service account")?, body)
+        .await?;
+    let mut v = CredentialView::from(&c);
+    v.client_secret = Some(secret.expose().to_string());
+    Ok((StatusCode::CREATED, axum::Json(v)))
+}
+
+/// One credential [service_accounts.view].
+#[utoipa::path(get, path = "/v1/organizations/{org}/service-accounts/{id}/credentials/{cred}", tag = "credentials",
+    params(("org" = String, Path), ("id" = String, Path), ("cred" = String, Path), ("expand[]" = Option<String>, Query)),
+    responses((status = 200, body = CredentialView), CommonErrors), security(("bearer" = [])))]
+pub async fn get_credential(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id, cred)): PathParams<(String, String, String)>,
+    q: QueryParams,
+) -> Result<axum::Json<CredentialView>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    q.only(&["expand[]", "expand"])?;
+    let expand = q.expand_permissions()?;
+    let c = s
+        .service
+        .get_credential(
+            &auth.caller,
+            &path_id(&id, "service account")?,
+            &path_id(&cred, "credential")?,
+        )
+        .await?;
+    Ok(axum::Json(cred_view(&c, &auth.caller, expand)))
+}
+
+/// Changes a credential's name or description [service_accounts.manage].
+#[utoipa::path(patch, path = "/v1/organizations/{org}/service-accounts/{id}/credentials/{cred}", tag = "credentials",
+    params(("org" = String, Path), ("id" = String, Path), ("cred" = String, Path)), request_body = UpdateCredential,
+    responses((status = 200, body = CredentialView), CommonErrors), security(("bearer" = [])))]
+pub async fn update_credential(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id, cred)): PathParams<(String, String, String)>,
+    Json(body): Json<UpdateCredential>,
+) -> Result<axum::Json<CredentialView>, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    let c = s
+        .service
+        .update_credential(
+            &auth.caller,
+            &path_id(&id, "service account")?,
+            &path_id(&cred, "credential")?,
+            body,
+        )
+        .await?;
+    Ok(axum::Json(CredentialView::from(&c)))
+}
+
+/// Deletes a credential [service_accounts.manage].
+#[utoipa::path(delete, path = "/v1/organizations/{org}/service-accounts/{id}/credentials/{cred}", tag = "credentials",
+    params(("org" = String, Path), ("id" = String, Path), ("cred" = String, Path)),
+    responses((status = 204, description = "deleted"), CommonErrors), security(("bearer" = [])))]
+pub async fn delete_credential(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((org, id, cred)): PathParams<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    org_scope(&auth.caller, &org)?;
+    s.service
+        .delete_credential(
+            &auth.caller,
+            &path_id(&id, "service account")?,
+            &path_id(&cred, "credential")?,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,240 @@
+//! Roles and the permission catalog.
+
+use keyhaven_core::audit::Outcome;
+use keyhaven_core::permission::{self, Permission};
+use keyhaven_core::principal::{Principal, PrincipalKind};
+use keyhaven_core::role::{self, Role};
+use keyhaven_core::{validate, DomainError};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::changes::Changes;
+use super::{duplicate_as_conflict, Caller, Service, ServiceError, ServiceResult};
+
+/// Body of `POST /roles`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRole {
+    /// Unique name, `^[a-z0-9][a-z0-9_.-]{0,63}$`.
+    pub name: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Management permissions and application scopes.
+    pub permissions: Vec<String>,
+    /// Regular expression key and service account names must match.
+    #[serde(default)]
+    pub key_name_pattern: Option<String>,
+}
+
+/// Body of `PATCH /roles/{name}`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRole {
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New permissions (replaces the list).
+    #[serde(default)]
+    pub permissions: Option<Vec<String>>,
+    /// New pattern; `""` removes it.
+    #[serde(default)]
+    pub key_name_pattern: Option<String>,
+}
+
+fn role_principal(r: &Role) -> Principal {
+    Principal {
+        kind: PrincipalKind::Role,
+        id: r.name.clone(),
+        name: r.name.clone(),
+    }
+}
+
+fn check_permissions(caller: &Caller, perms: &[String]) -> ServiceResult<Vec<String>> {
+    let perms = validate::distinct_list(perms, "permissions", 200)?;
+    role::validate_permissions(&perms, "permissions")?;
+    permission::check_no_escalation(&caller.permissions, &perms)?;
+    Ok(perms)
+}
+
+impl Service {
+    /// Every role of the organization.
+    pub async fn list_roles(&self, caller: &Caller) -> ServiceResult<Vec<Role>> {
+        self.authorize(caller, Permission::RolesView, "role.list")
+            .await?;
+        let mut tx = self.store.read().await?;
+        Ok(tx.roles(&caller.org_id).await?)
+    }
+
+    /// One role.
+    pub async fn get_role(&self, caller: &Caller, name: &str) -> ServiceResult<Role> {
+        self.authorize(caller, Permission::RolesView, "role.view")
+            .await?;
+        let mut tx = self.store.read().await?;
+        tx.role(&caller.org_id, name)
+            .await?
+            .ok_or(ServiceError::NotFound("role"))
+    }
+
+    /// Creates a custom role.
+    pub async fn create_role(&self, caller: &Caller, input: CreateRole) -> ServiceResult<Role> {
+        self.authorize(caller, Permission::RolesManage, "role.create")
+            .await?;
+        role::validate_name(&input.name, "name")?;
+        let description =
+            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
+        let pattern = match input.key_name_pattern.as_deref() {
+            None | Some("") => None,
+            Some(p) => {
+                role::validate_pattern(p, "key_name_pattern")?;
+                Some(p.to_string())
+            }
+        };
+        let permissions = match check_permissions(caller, &input.permissions) {
+            Ok(p) => p,
+            Err(e) => {
+                self.deny_if_escalation(caller, "role.create", &e).await;
+                return Err(e);
+            }
+        };
+        if role::is_built_in(&input.name) {
+            return Err(
+                DomainError::conflict("name_taken", "a built-in role has this name").into(),
+            );
+        }
+        let now = self.now();
+        let r = Role {
+            name: input.name,
+            description,
+            permissions,
+            key_name_pattern: pattern,
+            built_in: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_role(&caller.org_id, &r).await.map_err(|e| {
+            duplicate_as_conflict(e, "name_taken", "a role with this name already exists")
+        })?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "role.create",
+            Some(role_principal(&r)),
+            Outcome::Success,
+            json!({ "permissions": r.permissions, "key_name_pattern": r.key_name_pattern }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// Changes a custom role.
+    pub async fn update_role(
+        &self,
+        caller: &Caller,
+        name: &str,
+        input: UpdateRole,
+    ) -> ServiceResult<Role> {
+        self.authorize(caller, Permission::RolesManage, "role.update")
+            .await?;
+        let description = input
+            .description
+            .as_deref()
+            .map(|d| validate::description(d, "description"))
+            .transpose()?;
+        let permissions = match input
+            .permissions
+            .as_deref()
+            .map(|p| check_permissions(caller, p))
+            .transpose()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.deny_if_escalation(caller, "role.update", &e).await;
+                return Err(e);
+            }
+        };
+        let pattern = match input.key_name_pattern.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(p) => {
+                role::validate_pattern(p, "key_name_pattern")?;
+                Some(Some(p.to_string()))
+            }
+        };
+        let mut tx = self.store.begin().await?;
+        let mut r = tx
+            .role(&caller.org_id, name)
+            .await?
+            .ok_or(ServiceError::NotFound("role"))?;
+        if r.built_in {
+            return Err(
+                DomainError::conflict("built_in_role", "built-in roles cannot be changed").into(),
+            );
+        }
+        let mut changes = Changes::default();
+        if let Some(d) = description {
+            changes.field("description", &r.description, &d);
+            r.description = d;
+        }
+        if let Some(p) = permissions {
+            changes.field("permissions", &r.permissions, &p);
+            r.permissions = p;
+        }
+        if let Some(p) = pattern {
+            changes.field("key_name_pattern", &r.key_name_pattern, &p);
+            r.key_name_pattern = p;
+        }
+        if !changes.is_empty() {
+            r.updated_at = self.now();
+            tx.update_role(&caller.org_id, &r).await?;
+            self.audit(
+                tx.as_mut(),
+                caller,
+                "role.update",
+                Some(role_principal(&r)),
+                Outcome::Success,
+                changes.into_value(),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(r)
+    }
+
+    /// Deletes a custom role that nobody holds.
+    pub async fn delete_role(&self, caller: &Caller, name: &str) -> ServiceResult<()> {
+        self.authorize(caller, Permission::RolesManage, "role.delete")
+            .await?;
+        let mut tx = self.store.begin().await?;
+        let r = tx
+            .role(&caller.org_id, name)
+            .await?
+            .ok_or(ServiceError::NotFound("role"))?;
+        if r.built_in {
+            return Err(
+                DomainError::conflict("built_in_role", "built-in roles cannot be deleted").into(),
+            );
+        }
+        if tx.role_in_use(&caller.org_id, name).await? {
+            return Err(DomainError::conflict(
+                "role_in_use",
+                "the role is still assigned to a user, service account or API key",
+            )
+            .into());
+        }
+        tx.delete_role(&caller.org_id, name).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "role.delete",
+            Some(role_principal(&r)),
+            Outcome::Success,
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

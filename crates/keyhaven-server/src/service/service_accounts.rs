@@ -1,0 +1,309 @@
+//! Service accounts and their lifecycle.
+
+use keyhaven_core::audit::Outcome;
+use keyhaven_core::id::Id;
+use keyhaven_core::permission::Permission;
+use keyhaven_core::principal::{Principal, PrincipalKind};
+use keyhaven_core::role;
+use keyhaven_core::service_account::{self, ServiceAccount, ServiceAccountStatus, Transition};
+use keyhaven_core::validate;
+use keyhaven_store::{Listing, Page, ServiceAccountFilter};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::changes::Changes;
+use super::{Caller, Service, ServiceError, ServiceResult};
+
+/// Body of `POST /service-accounts`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServiceAccount {
+    /// 1–100 characters.
+    pub name: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Role names.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+/// Body of `PATCH /service-accounts/{id}`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateServiceAccount {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New role names (replaces the list).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+/// The audit target for a service account.
+pub fn sa_principal(s: &ServiceAccount) -> Principal {
+    Principal {
+        kind: PrincipalKind::ServiceAccount,
+        id: s.id.to_string(),
+        name: s.name.clone(),
+    }
+}
+
+impl Service {
+    /// Creates a service account.
+    pub async fn create_service_account(
+        &self,
+        caller: &Caller,
+        input: CreateServiceAccount,
+    ) -> ServiceResult<ServiceAccount> {
+        self.authorize(
+            caller,
+            Permission::ServiceAccountsManage,
+            "service_account.create",
+        )
+        .await?;
+        let name = validate::name(&input.name, "name", 100)?;
+        let description =
+            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
+        let roles = validate::distinct_list(input.roles.as_deref().unwrap_or(&[]), "roles", 20)?;
+        let mut tx = self.store.begin().await?;
+        let found = match self
+            .check_grant(tx.as_mut(), caller, &roles, &[], "roles")
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                drop(tx);
+                self.deny_if_escalation(caller, "service_account.create", &e)
+                    .await;
+                return Err(e);
+            }
+        };
+        role::check_name_patterns(&found, &name)?;
+        let now = self.now();
+        let sa = ServiceAccount {
+            id: self.new_id(),
+            org_id: caller.org_id.clone(),
+            name,
+            description,
+            roles,
+            status: ServiceAccountStatus::Active,
+            created_by: caller.principal.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        tx.insert_service_account(&sa).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "service_account.create",
+            Some(sa_principal(&sa)),
+            Outcome::Success,
+            json!({ "name": sa.name, "description": sa.description, "roles": sa.roles }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(sa)
+    }
+
+    /// A page of service accounts.
+    pub async fn list_service_accounts(
+        &self,
+        caller: &Caller,
+        filter: &ServiceAccountFilter,
+        page: &Page,
+    ) -> ServiceResult<Listing<ServiceAccount>> {
+        self.authorize(
+            caller,
+            Permission::ServiceAccountsView,
+            "service_account.list",
+        )
+        .await?;
+        let mut tx = self.store.read().await?;
+        Ok(tx
+            .list_service_accounts(&caller.org_id, filter, page)
+            .await?)
+    }
+
+    /// One service account.
+    pub async fn get_service_account(
+        &self,
+        caller: &Caller,
+        id: &Id,
+    ) -> ServiceResult<ServiceAccount> {
+        self.authorize(
+            caller,
+            Permission::ServiceAccountsView,
+            "service_account.view",
+        )
+        .await?;
+        let mut tx = self.store.read().await?;
+        tx.service_account(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("service account"))
+    }
+
+    /// Changes name, description or roles.
+    pub async fn update_service_account(
+        &self,
+        caller: &Caller,
+        id: &Id,
+        input: UpdateServiceAccount,
+    ) -> ServiceResult<ServiceAccount> {
+        self.authorize(
+            caller,
+            Permission::ServiceAccountsManage,
+            "service_account.update",
+        )
+        .await?;
+        let name = input
+            .name
+            .as_deref()
+            .map(|n| validate::name(n, "name", 100))
+            .transpose()?;
+        let description = input
+            .description
+            .as_deref()
+            .map(|d| validate::description(d, "description"))
+            .transpose()?;
+        let roles = input
+            .roles
+            .as_deref()
+            .map(|r| validate::distinct_list(r, "roles", 20))
+            .transpose()?;
+        let mut tx = self.store.begin().await?;
+        let mut sa = tx
+            .service_account(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("service account"))?;
+        let new_roles = roles.unwrap_or_else(|| sa.roles.clone());
+        let found = match self
+            .check_grant(tx.as_mut(), caller, &new_roles, &[], "roles")
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                drop(tx);
+                self.deny_if_escalation(caller, "service_account.update", &e)
+                    .await;
+                return Err(e);
+            }
+        };
+        let new_name = name.unwrap_or_else(|| sa.name.clone());
+        role::check_name_patterns(&found, &new_name)?;
+        let mut changes = Changes::default();
+        changes.field("name", &sa.name, &new_name);
+        sa.name = new_name;
+        if let Some(d) = description {
+            changes.field("description", &sa.description, &d);
+            sa.description = d;
+        }
+        changes.field("roles", &sa.roles, &new_roles);
+        sa.roles = new_roles;
+        if !changes.is_empty() {
+            sa.updated_at = self.now();
+            tx.update_service_account(&sa).await?;
+            self.audit(
+                tx.as_mut(),
+                caller,
+                "service_account.update",
+                Some(sa_principal(&sa)),
+                Outcome::Success,
+                changes.into_value(),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(sa)
+    }
+
+    /// Suspends, reactivates or archives; archiving revokes every key and credential.
+    pub async fn transition_service_account(
+        &self,
+        caller: &Caller,
+        id: &Id,
+        t: Transition,
+    ) -> ServiceResult<ServiceAccount> {
+        let action = match t {
+            Transition::Suspend => "service_account.suspend",
+            Transition::Reactivate => "service_account.reactivate",
+            Transition::Archive => "service_account.archive",
+        };
+        self.authorize(caller, Permission::ServiceAccountsManage, action)
+            .await?;
+        let mut tx = self.store.begin().await?;
+        let mut sa = tx
+            .service_account(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("service account"))?;
+        let next = service_account::transition(sa.status, t)?;
+        if next == sa.status {
+            return Ok(sa);
+        }
+        let now = self.now();
+        let mut changes = json!({ "status": { "from": sa.status.as_str(), "to": next.as_str() } });
+        if t == Transition::Archive {
+            let keys = tx.revoke_keys_of_owner(&caller.org_id, &sa.id, now).await?;
+            let creds = tx
+                .revoke_credentials_of(&caller.org_id, &sa.id, now)
+                .await?;
+            changes["revoked_keys"] = json!(keys);
+            changes["revoked_credentials"] = json!(creds);
+        }
+        sa.status = next;
+        sa.updated_at = now;
+        tx.update_service_account(&sa).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            action,
+            Some(sa_principal(&sa)),
+            Outcome::Success,
+            changes,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(sa)
+    }
+
+    /// Deletes a service account with its keys and credentials.
+    pub async fn delete_service_account(&self, caller: &Caller, id: &Id) -> ServiceResult<()> {
+        self.authorize(
+            caller,
+            Permission::ServiceAccountsManage,
+            "service_account.delete",
+        )
+        .await?;
+        let mut tx = self.store.begin().await?;
+        let sa = tx
+            .service_account(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("service account"))?;
+        let keys = tx.key_ids_of_owner(&caller.org_id, &sa.id).await?;
+        tx.delete_service_account(&caller.org_id, &sa.id).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "service_account.delete",
+            Some(sa_principal(&sa)),
+            Outcome::Success,
+            json!({ "deleted_keys": keys }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many keys each service account owns (for the console's table).
+    pub async fn service_account_key_counts(
+        &self,
+        caller: &Caller,
+        ids: &[Id],
+    ) -> ServiceResult<Vec<(Id, i64)>> {
+        let mut tx = self.store.read().await?;
+        Ok(tx.owned_key_counts(&caller.org_id, ids).await?)
+    }
+}
