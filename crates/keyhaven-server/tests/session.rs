@@ -9,17 +9,31 @@ use serde_json::{json, Value};
 
 async fn error_of(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();
-    let rid = res.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
+    let rid = res
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_string());
     let body: Value = res.json().await.unwrap();
     assert!(rid.is_some(), "X-Request-Id on every response");
-    assert_eq!(body["error"]["request_id"].as_str(), rid.as_deref(), "error carries the request id");
+    assert_eq!(
+        body["error"]["request_id"].as_str(),
+        rid.as_deref(),
+        "error carries the request id"
+    );
     (status, body["error"].clone())
 }
 
 async fn sign_in_and_me(app: TestApp) {
     let (client, csrf) = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(csrf.len(), 64);
-    let me: Value = client.get(app.url("/v1/me")).send().await.unwrap().json().await.unwrap();
+    let me: Value = client
+        .get(app.url("/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["principal"]["type"], "user");
     assert_eq!(me["principal"]["name"], ADMIN_EMAIL);
     assert_eq!(me["organization_id"], app.org_id.as_str());
@@ -36,8 +50,17 @@ async fn sign_in_and_me(app: TestApp) {
         .send()
         .await
         .unwrap();
-    let cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["user"]["email"], ADMIN_EMAIL);
     assert!(body["user"]["last_login_at"].is_string());
@@ -53,7 +76,12 @@ async fn wrong_password_and_unknown_email_look_the_same(app: TestApp) {
             .send()
     };
     let (s1, e1) = error_of(send(ADMIN_EMAIL, "wrong password!!").await.unwrap()).await;
-    let (s2, e2) = error_of(send("nobody@example.com", "wrong password!!").await.unwrap()).await;
+    let (s2, e2) = error_of(
+        send("nobody@example.com", "wrong password!!")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s1, s2), (401, 401));
     assert_eq!(e1["code"], e2["code"]);
     assert_eq!(e1["message"], e2["message"]);
@@ -72,8 +100,16 @@ async fn five_failures_lock_the_email_for_the_window(app: TestApp) {
         assert_eq!(send("not the password").await.unwrap().status(), 401);
     }
     let res = send(ADMIN_PASSWORD).await.unwrap();
-    assert_eq!(res.status(), 429, "even the right password waits for the window");
-    let retry: i64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        res.status(),
+        429,
+        "even the right password waits for the window"
+    );
+    let retry: i64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry > 0 && retry <= 15 * 60);
     let (_, e) = error_of(res).await;
     assert_eq!(e["type"], "rate_limited");
@@ -89,7 +125,10 @@ async fn five_failures_lock_the_email_for_the_window(app: TestApp) {
         .unwrap();
     let denied = chain
         .iter()
-        .filter(|e| e.draft.action == "session.sign_in" && e.draft.outcome == keyhaven_core::audit::Outcome::Denied)
+        .filter(|e| {
+            e.draft.action == "session.sign_in"
+                && e.draft.outcome == keyhaven_core::audit::Outcome::Denied
+        })
         .count();
     assert_eq!(denied, 5);
     assert!(chain.iter().any(|e| e.draft.action == "session.sign_in"
@@ -124,12 +163,21 @@ both_backends!(sign_out_needs_csrf_and_ends_the_session);
 async fn sessions_expire_after_twelve_idle_hours(app: TestApp) {
     let (client, _) = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app.clock.advance(Duration::hours(11));
-    assert_eq!(client.get(app.url("/v1/me")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client.get(app.url("/v1/me")).send().await.unwrap().status(),
+        200
+    );
     // Activity moved the idle timer: 11 more hours are still fine.
     app.clock.advance(Duration::hours(11));
-    assert_eq!(client.get(app.url("/v1/me")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client.get(app.url("/v1/me")).send().await.unwrap().status(),
+        200
+    );
     app.clock.advance(Duration::hours(12));
-    assert_eq!(client.get(app.url("/v1/me")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client.get(app.url("/v1/me")).send().await.unwrap().status(),
+        401
+    );
 }
 both_backends!(sessions_expire_after_twelve_idle_hours);
 
@@ -147,8 +195,21 @@ async fn bearer_keys_authenticate(app: TestApp) {
         .unwrap();
     assert_eq!(me["principal"]["type"], "api_key");
     assert_eq!(me["organization_id"], app.org_id.as_str());
-    let perms: Vec<&str> = me["permissions"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
-    assert_eq!(perms, ["api_keys.view", "organization.view", "roles.view", "service_accounts.view"]);
+    let perms: Vec<&str> = me["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        perms,
+        [
+            "api_keys.view",
+            "organization.view",
+            "roles.view",
+            "service_accounts.view"
+        ]
+    );
 
     // A mistyped key, an invented key and garbage are all 401 with the error object.
     let mut typo = key.clone().into_bytes();
@@ -156,8 +217,22 @@ async fn bearer_keys_authenticate(app: TestApp) {
     typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
     let typo = String::from_utf8(typo).unwrap();
     let invented = keyhaven_core::key_format::generate("kh", &mut rand::rngs::OsRng);
-    for bad in [typo.as_str(), invented.expose(), "garbage", "kh_", &"x".repeat(5000)] {
-        let (s, e) = error_of(app.http.get(app.url("/v1/me")).bearer_auth(bad).send().await.unwrap()).await;
+    for bad in [
+        typo.as_str(),
+        invented.expose(),
+        "garbage",
+        "kh_",
+        &"x".repeat(5000),
+    ] {
+        let (s, e) = error_of(
+            app.http
+                .get(app.url("/v1/me"))
+                .bearer_auth(bad)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(s, 401, "{bad:.20}");
         assert_eq!(e["type"], "authentication_required");
     }
@@ -175,9 +250,20 @@ async fn password_change(app: TestApp) {
     };
     let (s, e) = error_of(change(ADMIN_PASSWORD, "short").await.unwrap()).await;
     assert_eq!((s, e["param"].as_str()), (400, Some("new_password")));
-    let (s, e) = error_of(change("wrong current pw", "a much longer password").await.unwrap()).await;
+    let (s, e) = error_of(
+        change("wrong current pw", "a much longer password")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s, e["param"].as_str()), (400, Some("current_password")));
-    assert_eq!(change(ADMIN_PASSWORD, "a much longer password").await.unwrap().status(), 204);
+    assert_eq!(
+        change(ADMIN_PASSWORD, "a much longer password")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     app.sign_in(ADMIN_EMAIL, "a much longer password").await;
 
     // Keys have no password.
@@ -205,17 +291,38 @@ async fn bad_input_gets_the_error_object(app: TestApp) {
     let json = Some("application/json");
     let (s, e) = error_of(post(b"{not json", json).await.unwrap()).await;
     assert_eq!((s, e["code"].as_str()), (400, Some("invalid_json")));
-    let (s, e) = error_of(post(br#"{"email":"a@b.c","password":"x","remember":true}"#, json).await.unwrap()).await;
-    assert_eq!((s, e["code"].as_str(), e["param"].as_str()), (400, Some("unknown_field"), Some("remember")));
+    let (s, e) = error_of(
+        post(br#"{"email":"a@b.c","password":"x","remember":true}"#, json)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str(), e["param"].as_str()),
+        (400, Some("unknown_field"), Some("remember"))
+    );
     let (s, e) = error_of(post(br#"{"email":1,"password":"x"}"#, json).await.unwrap()).await;
     assert_eq!((s, e["param"].as_str()), (400, Some("email")));
     let (s, e) = error_of(post(br#"{"email":"a@b.c"}"#, json).await.unwrap()).await;
     assert_eq!((s, e["param"].as_str()), (400, Some("password")));
-    let (s, _) = error_of(post(br#"{"email":"a@b.c","password":"x"}"#, None).await.unwrap()).await;
+    let (s, _) = error_of(
+        post(br#"{"email":"a@b.c","password":"x"}"#, None)
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 415);
-    let (s, _) = error_of(post(br#"{"email":"a@b.c","password":"x"}"#, Some("text/plain")).await.unwrap()).await;
+    let (s, _) = error_of(
+        post(br#"{"email":"a@b.c","password":"x"}"#, Some("text/plain"))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 415);
-    let big = format!(r#"{{"email":"a@b.c","password":"{}"}}"#, "x".repeat(1024 * 1024 + 10));
+    let big = format!(
+        r#"{{"email":"a@b.c","password":"{}"}}"#,
+        "x".repeat(1024 * 1024 + 10)
+    );
     let res = app
         .http
         .post(app.url("/v1/session"))
@@ -226,7 +333,14 @@ async fn bad_input_gets_the_error_object(app: TestApp) {
         .unwrap();
     let (s, _) = error_of(res).await;
     assert_eq!(s, 413);
-    let (s, e) = error_of(app.http.get(app.url("/v1/nothing-here")).send().await.unwrap()).await;
+    let (s, e) = error_of(
+        app.http
+            .get(app.url("/v1/nothing-here"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s, e["type"].as_str()), (404, Some("not_found")));
     let (s, _) = error_of(app.http.put(app.url("/v1/session")).send().await.unwrap()).await;
     assert_eq!(s, 405);
@@ -234,7 +348,13 @@ async fn bad_input_gets_the_error_object(app: TestApp) {
 both_backends!(bad_input_gets_the_error_object);
 
 async fn request_ids_are_echoed(app: TestApp) {
-    let res = app.http.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc-123");
     let res = app
         .http
@@ -249,9 +369,33 @@ async fn request_ids_are_echoed(app: TestApp) {
 both_backends!(request_ids_are_echoed);
 
 async fn readiness_follows_the_database(app: TestApp) {
-    assert_eq!(app.http.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.state.service.store.close().await;
-    assert_eq!(app.http.get(app.url("/readyz")).send().await.unwrap().status(), 503);
-    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 both_backends!(readiness_follows_the_database);

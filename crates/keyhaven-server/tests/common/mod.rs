@@ -53,7 +53,9 @@ impl TestApp {
             ..Default::default()
         };
         let config = settings.resolve().unwrap();
-        let clock = Arc::new(TestClock(Mutex::new(Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap())));
+        let clock = Arc::new(TestClock(Mutex::new(
+            Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(),
+        )));
         let service = Service {
             store: db.store.clone(),
             clock: clock.clone(),
@@ -71,9 +73,12 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let app = router(state.clone());
         tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-                .unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         TestApp {
             addr,
@@ -93,7 +98,10 @@ impl TestApp {
 
     /// A client with a cookie jar, signed in; returns it with the CSRF token.
     pub async fn sign_in(&self, email: &str, password: &str) -> (reqwest::Client, String) {
-        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
         let res = client
             .post(self.url("/v1/session"))
             .json(&json!({ "email": email, "password": password }))
@@ -107,7 +115,10 @@ impl TestApp {
 
     /// Creates a key for the organization's super-admin through the service layer.
     pub async fn admin_key(&self, roles: &[&str]) -> String {
-        let caller = Caller::system(keyhaven_core::id::Id::from_trusted(self.org_id.clone()), "test");
+        let caller = Caller::system(
+            keyhaven_core::id::Id::from_trusted(self.org_id.clone()),
+            "test",
+        );
         let mut tx = self.state.service.store.read().await.unwrap();
         let admin = tx.user_by_email(ADMIN_EMAIL).await.unwrap().unwrap();
         drop(tx);
@@ -150,7 +161,8 @@ macro_rules! both_backends {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(db) = keyhaven_store::testing::TestDb::postgres(stringify!($name)).await else {
+                let Some(db) = keyhaven_store::testing::TestDb::postgres(stringify!($name)).await
+                else {
                     return;
                 };
                 super::$name($crate::common::TestApp::spawn(db).await).await;
