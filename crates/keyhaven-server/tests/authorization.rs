@@ -1,0 +1,595 @@
+//! The authorization matrix: every management endpoint × each built-in role, as a
+//! signed-in user and as a key with that role, plus a principal of another
+//! organization — on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use keyhaven_core::id::Id;
+use keyhaven_core::role::Role;
+use keyhaven_server::service::api_keys::{CreateApiKey, OwnerRef};
+use keyhaven_server::service::service_accounts::CreateServiceAccount;
+use keyhaven_server::service::users::CreateUser;
+use keyhaven_server::service::Caller;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const FAKE: &str = "01k00000000000000000000000";
+
+/// How a request authenticates.
+enum Cred {
+    Session(reqwest::Client, String),
+    Key(String),
+}
+
+struct Principal {
+    label: String,
+    /// The built-in role whose permissions it holds; None = another organization.
+    role: Option<&'static str>,
+    cred: Cred,
+}
+
+impl Principal {
+    async fn send(
+        &self,
+        app: &TestApp,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let url = app.url(path);
+        let req = match &self.cred {
+            Cred::Session(c, csrf) => c.request(method, url).header("x-csrf-token", csrf),
+            Cred::Key(k) => app.http.request(method, url).bearer_auth(k),
+        };
+        let req = match body {
+            Some(b) => req.json(b),
+            None => req,
+        };
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+async fn principals(app: &TestApp) -> Vec<Principal> {
+    let org = Id::from_trusted(app.org_id.clone());
+    let system = Caller::system(org, "test");
+    let svc = &app.state.service;
+    let mut out = Vec::new();
+    for role in ["super-admin", "admin", "read-only"] {
+        let (email, password) = if role == "super-admin" {
+            (ADMIN_EMAIL.to_string(), ADMIN_PASSWORD.to_string())
+        } else {
+            let email = format!("{role}-user@example.com");
+            svc.create_user(
+                &system,
+                CreateUser {
+                    email: email.clone(),
+                    display_name: role.into(),
+                    password: "a long enough password".into(),
+                    roles: vec![role.into()],
+                },
+            )
+            .await
+            .unwrap();
+            (email, "a long enough password".to_string())
+        };
+        let (client, csrf) = app.sign_in(&email, &password).await;
+        out.push(Principal {
+            label: format!("{role} user"),
+            role: Some(role),
+            cred: Cred::Session(client, csrf),
+        });
+        let sa = svc
+            .create_service_account(
+                &system,
+                CreateServiceAccount {
+                    name: format!("{role} automation"),
+                    description: None,
+                    roles: None,
+                },
+            )
+            .await
+            .unwrap();
+        let (_, secret) = svc
+            .create_api_key(
+                &system,
+                CreateApiKey {
+                    name: format!("{role} key"),
+                    roles: Some(vec![role.into()]),
+                    owner: Some(OwnerRef {
+                        kind: keyhaven_core::principal::PrincipalKind::ServiceAccount,
+                        id: sa.id.to_string(),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        out.push(Principal {
+            label: format!("{role} key"),
+            role: Some(role),
+            cred: Cred::Key(secret.expose().to_string()),
+        });
+    }
+    // A super-admin of another organization.
+    svc.create_organization("Other", "other@example.com", "another long password")
+        .await
+        .unwrap();
+    let (client, csrf) = app
+        .sign_in("other@example.com", "another long password")
+        .await;
+    out.push(Principal {
+        label: "other organization's super-admin".into(),
+        role: None,
+        cred: Cred::Session(client, csrf),
+    });
+    out
+}
+
+struct Fixture {
+    admin_id: String,
+    sa: String,
+    cred: String,
+    key: String,
+}
+
+async fn fixture(app: &TestApp) -> Fixture {
+    let org = Id::from_trusted(app.org_id.clone());
+    let system = Caller::system(org, "test");
+    let svc = &app.state.service;
+    let sa = svc
+        .create_service_account(
+            &system,
+            CreateServiceAccount {
+                name: "fixture".into(),
+                description: None,
+                roles: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (cred, _) = svc
+        .create_credential(
+            &system,
+            &sa.id,
+            keyhaven_server::service::credentials::CreateCredential {
+                name: "fixture".into(),
+                description: None,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (key, _) = svc
+        .create_api_key(
+            &system,
+            CreateApiKey {
+                name: "fixture".into(),
+                owner: Some(OwnerRef {
+                    kind: keyhaven_core::principal::PrincipalKind::ServiceAccount,
+                    id: sa.id.to_string(),
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut tx = svc.store.read().await.unwrap();
+    let admin = tx.user_by_email(ADMIN_EMAIL).await.unwrap().unwrap();
+    Fixture {
+        admin_id: admin.id.to_string(),
+        sa: sa.id.to_string(),
+        cred: cred.id.to_string(),
+        key: key.id.to_string(),
+    }
+}
+
+fn role_permissions(role: &str) -> Vec<String> {
+    keyhaven_core::role::built_in_roles(chrono::Utc::now())
+        .into_iter()
+        .find(|r: &Role| r.name == role)
+        .map(|r| r.permissions)
+        .unwrap_or_default()
+}
+
+async fn matrix(app: TestApp) {
+    let f = fixture(&app).await;
+    let who = principals(&app).await;
+    let o = format!("/v1/organizations/{}", app.org_id);
+    let sa = format!("{o}/service-accounts/{}", f.sa);
+    // (method, path, body, permission). Bodies pass authorization and then fail
+    // validation or hit an unknown id, so the matrix never destroys its fixtures.
+    let table: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (Method::GET, o.clone(), None, "organization.view"),
+        (
+            Method::PATCH,
+            o.clone(),
+            Some(json!({})),
+            "organization.manage",
+        ),
+        (Method::GET, format!("{o}/users"), None, "users.view"),
+        (
+            Method::POST,
+            format!("{o}/users"),
+            Some(
+                json!({"email": "bad", "display_name": "x", "password": "a long enough password"}),
+            ),
+            "users.create",
+        ),
+        (
+            Method::GET,
+            format!("{o}/users/{}", f.admin_id),
+            None,
+            "users.view",
+        ),
+        (
+            Method::PATCH,
+            format!("{o}/users/{FAKE}"),
+            Some(json!({})),
+            "users.update",
+        ),
+        (
+            Method::DELETE,
+            format!("{o}/users/{FAKE}"),
+            None,
+            "users.delete",
+        ),
+        (
+            Method::POST,
+            format!("{o}/users/{FAKE}/reset-password"),
+            Some(json!({"password": "a long enough password"})),
+            "users.reset_password",
+        ),
+        (Method::GET, format!("{o}/roles"), None, "roles.view"),
+        (
+            Method::GET,
+            format!("{o}/roles/read-only"),
+            None,
+            "roles.view",
+        ),
+        (
+            Method::POST,
+            format!("{o}/roles"),
+            Some(json!({"name": "", "permissions": []})),
+            "roles.manage",
+        ),
+        (
+            Method::PATCH,
+            format!("{o}/roles/nope"),
+            Some(json!({})),
+            "roles.manage",
+        ),
+        (
+            Method::DELETE,
+            format!("{o}/roles/nope"),
+            None,
+            "roles.manage",
+        ),
+        (
+            Method::GET,
+            format!("{o}/service-accounts"),
+            None,
+            "service_accounts.view",
+        ),
+        (
+            Method::POST,
+            format!("{o}/service-accounts"),
+            Some(json!({"name": ""})),
+            "service_accounts.manage",
+        ),
+        (Method::GET, sa.clone(), None, "service_accounts.view"),
+        (
+            Method::PATCH,
+            format!("{o}/service-accounts/{FAKE}"),
+            Some(json!({})),
+            "service_accounts.manage",
+        ),
+        (
+            Method::DELETE,
+            format!("{o}/service-accounts/{FAKE}"),
+            None,
+            "service_accounts.manage",
+        ),
+        (
+            Method::POST,
+            format!("{o}/service-accounts/{FAKE}/suspend"),
+            None,
+            "service_accounts.manage",
+        ),
+        (
+            Method::POST,
+            format!("{o}/service-accounts/{FAKE}/reactivate"),
+            None,
+            "service_accounts.manage",
+        ),
+        (
+            Method::POST,
+            format!("{o}/service-accounts/{FAKE}/archive"),
+            None,
+            "service_accounts.manage",
+        ),
+        (
+            Method::GET,
+            format!("{sa}/credentials"),
+            None,
+            "service_accounts.view",
+        ),
+        (
+            Method::POST,
+            format!("{o}/service-accounts/{FAKE}/credentials"),
+            Some(json!({"name": "x"})),
+            "service_accounts.manage",
+        ),
+        (
+            Method::GET,
+            format!("{sa}/credentials/{}", f.cred),
+            None,
+            "service_accounts.view",
+        ),
+        (
+            Method::PATCH,
+            format!("{sa}/credentials/{FAKE}"),
+            Some(json!({})),
+            "service_accounts.manage",
+        ),
+        (
+            Method::DELETE,
+            format!("{sa}/credentials/{FAKE}"),
+            None,
+            "service_accounts.manage",
+        ),
+        (Method::GET, format!("{o}/api-keys"), None, "api_keys.view"),
+        (
+            Method::POST,
+            format!("{o}/api-keys"),
+            Some(json!({"name": ""})),
+            "api_keys.create",
+        ),
+        (
+            Method::GET,
+            format!("{o}/api-keys/{}", f.key),
+            None,
+            "api_keys.view",
+        ),
+        (
+            Method::PATCH,
+            format!("{o}/api-keys/{FAKE}"),
+            Some(json!({})),
+            "api_keys.manage",
+        ),
+        (
+            Method::POST,
+            format!("{o}/api-keys/{FAKE}/regenerate"),
+            Some(json!({"expires_at": null})),
+            "api_keys.manage",
+        ),
+        (
+            Method::POST,
+            format!("{o}/api-keys/{FAKE}/revoke"),
+            None,
+            "api_keys.manage",
+        ),
+        (
+            Method::DELETE,
+            format!("{o}/api-keys/{FAKE}"),
+            None,
+            "api_keys.manage",
+        ),
+        (
+            Method::POST,
+            format!("{o}/api-keys/batch-delete"),
+            Some(json!({"ids": [FAKE]})),
+            "api_keys.manage",
+        ),
+        (
+            Method::GET,
+            format!("{o}/api-keys/{}/usage", f.key),
+            None,
+            "api_keys.view",
+        ),
+        (Method::GET, format!("{o}/metrics"), None, "api_keys.view"),
+        (
+            Method::GET,
+            format!("{o}/shared-secret"),
+            None,
+            "shared_secret.view",
+        ),
+        (
+            Method::POST,
+            format!("{o}/shared-secret/reveal"),
+            None,
+            "shared_secret.view",
+        ),
+        (Method::GET, format!("{o}/audit-events"), None, "audit.view"),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, perm) in &table {
+        for p in &who {
+            let (status, body_out) = p.send(&app, method.clone(), path, body.as_ref()).await;
+            let expected_ok = p
+                .role
+                .map(|r| role_permissions(r).iter().any(|x| x == perm));
+            let verdict = match expected_ok {
+                None => status == 404,
+                Some(true) => {
+                    ![401, 403, 404].contains(&status)
+                        || (status == 404 && path.contains(FAKE))
+                        || (status == 404 && path.contains("/roles/nope"))
+                        || (status == 404 && path.ends_with("/reveal"))
+                }
+                Some(false) => status == 403 && body_out["error"]["type"] == "permission_denied",
+            };
+            if status >= 500 || !verdict {
+                failures.push(format!(
+                    "{method} {path} as {}: got {status} {body_out}",
+                    p.label
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "authorization matrix failures:\n{}",
+        failures.join("\n")
+    );
+
+    // Every denial was audited, in the caller's organization, with the permission named.
+    let mut tx = app.state.service.store.read().await.unwrap();
+    let chain = tx
+        .audit_chain(&Id::from_trusted(app.org_id.clone()))
+        .await
+        .unwrap();
+    let denied: Vec<_> = chain
+        .iter()
+        .filter(|e| e.draft.outcome == keyhaven_core::audit::Outcome::Denied)
+        .collect();
+    assert!(denied.len() >= 40, "only {} denials audited", denied.len());
+    assert!(denied
+        .iter()
+        .all(|e| e.draft.changes["missing_permission"].is_string()));
+}
+both_backends!(matrix);
+
+async fn no_escalation(app: TestApp) {
+    let org = Id::from_trusted(app.org_id.clone());
+    let system = Caller::system(org.clone(), "test");
+    app.state
+        .service
+        .create_user(
+            &system,
+            CreateUser {
+                email: "admin2@example.com".into(),
+                display_name: "Admin".into(),
+                password: "a long enough password".into(),
+                roles: vec!["admin".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let (client, csrf) = app
+        .sign_in("admin2@example.com", "a long enough password")
+        .await;
+    let o = format!("/v1/organizations/{}", app.org_id);
+    let post = |path: String, body: Value| {
+        client
+            .post(app.url(&path))
+            .header("x-csrf-token", &csrf)
+            .json(&body)
+            .send()
+    };
+    // An admin may create keys, but not one that carries super-admin's extra permissions.
+    let res = post(
+        format!("{o}/api-keys"),
+        json!({"name": "sneaky", "roles": ["super-admin"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = post(
+        format!("{o}/api-keys"),
+        json!({"name": "sneaky", "scopes": ["users.delete"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+    // Application scopes are free to grant.
+    let res = post(
+        format!("{o}/api-keys"),
+        json!({"name": "fine", "roles": ["admin"], "scopes": ["billing:read"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = post(
+        format!("{o}/service-accounts"),
+        json!({"name": "sa", "roles": ["super-admin"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+
+    // A personal key is limited by its user's current permissions.
+    let body: Value = post(
+        format!("{o}/api-keys"),
+        json!({"name": "mine", "roles": ["admin"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = body["key"].as_str().unwrap().to_string();
+    let me: Value = app
+        .http
+        .get(app.url("/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(me["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "api_keys.manage"));
+    let (admin_client, admin_csrf) = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let users: Value = admin_client
+        .get(app.url(&format!("{o}/users?q=admin2")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uid = users["data"][0]["id"].as_str().unwrap().to_string();
+    let res = admin_client
+        .patch(app.url(&format!("{o}/users/{uid}")))
+        .header("x-csrf-token", &admin_csrf)
+        .json(&json!({"roles": ["read-only"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let me: Value = app
+        .http
+        .get(app.url("/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let perms: Vec<&str> = me["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(!perms.contains(&"api_keys.manage"), "{perms:?}");
+    assert!(perms.contains(&"api_keys.view"));
+    // Deactivating the user stops the personal key.
+    admin_client
+        .patch(app.url(&format!("{o}/users/{uid}")))
+        .header("x-csrf-token", &admin_csrf)
+        .json(&json!({"status": "inactive"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.http
+            .get(app.url("/v1/me"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+both_backends!(no_escalation);
