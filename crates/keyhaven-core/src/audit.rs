@@ -182,8 +182,11 @@ pub fn verify_chain(entries: &[AuditEntry], head: Option<(i64, &str)>) -> Result
         if e.seq != expected_seq {
             return Err(ChainBreak {
                 seq: expected_seq,
-                id: e.id.to_string(),
-                reason: format!("entry {expected_seq} is missing"),
+                id: String::new(),
+                reason: format!(
+                    "entry {expected_seq} is missing (the next entry present is {} with id {})",
+                    e.seq, e.id
+                ),
             });
         }
         if e.prev_hash != prev {

@@ -128,13 +128,16 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
 }
 
 /// Runs `keyhaven serve` until SIGTERM or SIGINT.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr()?;
+    if config.public_url_from_listen {
+        config.public_url = format!("http://{local}");
+    }
     let state = build_state(config, Arc::new(SystemClock)).await?;
     let cfg = state.config.clone();
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
-    let local = listener.local_addr()?;
     match state
         .service
         .bootstrap(

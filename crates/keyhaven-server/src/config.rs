@@ -91,6 +91,9 @@ pub struct Config {
     pub database_url: String,
     /// Public base URL, without a trailing slash.
     pub public_url: String,
+    /// Whether `public_url` was derived from `listen` (and should follow the real
+    /// address once bound, e.g. with port 0).
+    pub public_url_from_listen: bool,
     /// Encrypts stored secrets.
     pub master_key: MasterKey,
     /// SMTP server, if any.
@@ -199,10 +202,9 @@ impl Settings {
         {
             return Err(err("database URL must start with sqlite:// or postgres://"));
         }
-        let public_url = self
-            .public_url
-            .clone()
-            .or(file.public_url)
+        let given_public_url = self.public_url.clone().or(file.public_url);
+        let public_url_from_listen = given_public_url.is_none();
+        let public_url = given_public_url
             .unwrap_or_else(|| format!("http://{listen}"))
             .trim_end_matches('/')
             .to_string();
@@ -246,6 +248,7 @@ impl Settings {
             data_dir,
             database_url,
             public_url,
+            public_url_from_listen,
             master_key,
             smtp_url: self.smtp_url.clone().or(file.smtp_url),
             mail_from: self

@@ -36,12 +36,14 @@ impl MasterKey {
 
     /// Reads `<data dir>/master.key`, generating it (mode 0600) on first start.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, ConfigError> {
+        if !data_dir.is_dir() {
+            prepare_data_dir(data_dir)?;
+        }
         let path = data_dir.join(MASTER_KEY_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::from_base64(&text)
                 .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                prepare_data_dir(data_dir)?;
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
                 let text = base64::engine::general_purpose::STANDARD.encode(key);

@@ -73,6 +73,33 @@ impl Backend {
         };
         let opts = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Config(format!("database URL is not valid: {e}")))?;
+        if self == Backend::Postgres {
+            // One direct attempt first, so an unreachable server is reported with its
+            // real cause rather than as a pool timeout.
+            use sqlx::Connection;
+            match tokio::time::timeout(
+                Duration::from_secs(10),
+                sqlx::AnyConnection::connect_with(&opts),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                }
+                Ok(Err(e)) => {
+                    return Err(StoreError::Config(format!(
+                        "cannot connect to PostgreSQL at {}: {e}",
+                        redact(&url)
+                    )))
+                }
+                Err(_) => {
+                    return Err(StoreError::Config(format!(
+                        "cannot connect to PostgreSQL at {}: no answer within 10 seconds",
+                        redact(&url)
+                    )))
+                }
+            }
+        }
         let pool = match self {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
@@ -100,5 +127,17 @@ impl Backend {
             }
         };
         pool.map_err(|e| StoreError::Config(format!("cannot open the database: {e}")))
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}://{}@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
     }
 }
