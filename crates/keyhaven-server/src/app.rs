@@ -116,11 +116,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         prepare_data_dir(&config.data_dir)?;
     }
     let store = keyhaven_store::connect(&config.database_url, true).await?;
-    let service = Service {
-        store,
-        clock,
-        master_key: config.master_key.clone(),
-    };
+    let service = Service::new(store, clock, config.master_key.clone());
     Ok(AppState {
         service,
         config: Arc::new(config),
@@ -170,7 +166,9 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     );
     tracing::info!(%local, backend = ?state.service.store.backend(), "listening");
     let store = state.service.store.clone();
-    let app = router(state);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let background = spawn_background(&state, stopped);
+    let app = router(state.clone());
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -178,8 +176,68 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     tracing::info!("shutting down");
+    let _ = stop.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    // The last usage counts: nothing acknowledged is lost on a graceful stop.
+    for attempt in 1..=5u64 {
+        match state.service.verifier.flush_usage().await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(error = %e, attempt, "cannot write the last usage counts");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+        }
+    }
     store.close().await;
     Ok(())
+}
+
+/// Starts the background work of a node: the usage flusher and the change-log follower
+/// (with PostgreSQL notifications). They stop when `stopped` turns true.
+pub fn spawn_background(
+    state: &AppState,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let verifier = state.service.verifier.clone();
+    let mut stop_flush = stopped.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                    if let Err(e) = verifier.flush_usage().await {
+                        tracing::warn!(error = %e, "cannot write usage counts; keeping them for the next flush");
+                    }
+                }
+                _ = stop_flush.changed() => break,
+            }
+        }
+    }));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let follow = crate::verify::changes::follow(
+        state.service.verifier.clone(),
+        state.service.store.clone(),
+        state.service.clock.clone(),
+        wake.clone(),
+    );
+    let listen = (state.service.store.backend() == keyhaven_store::Backend::Postgres)
+        .then(|| crate::verify::changes::listen(state.config.database_url.clone(), wake));
+    tasks.push(tokio::spawn(async move {
+        let listen = async move {
+            match listen {
+                Some(l) => l.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = follow => {},
+            _ = listen => {},
+            _ = stopped.changed() => {},
+        }
+    }));
+    tasks
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

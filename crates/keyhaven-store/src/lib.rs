@@ -17,6 +17,7 @@
 mod api_keys;
 mod audit;
 mod backend;
+mod changes;
 mod credentials;
 mod error;
 mod organizations;
@@ -35,6 +36,7 @@ pub mod testing;
 pub use api_keys::{ApiKeyFilter, ApiKeys, KeyCounts, KeyMatch};
 pub use audit::{Audit, AuditFilter};
 pub use backend::Backend;
+pub use changes::{Change, ChangeKind, Changes, CHANNEL};
 pub use credentials::Credentials;
 pub use error::{StoreError, StoreResult};
 pub use organizations::Organizations;
@@ -82,6 +84,7 @@ pub trait Tx:
     + Audit
     + SharedSecrets
     + Usage
+    + Changes
     + Send
 {
     /// Makes the transaction's changes durable.

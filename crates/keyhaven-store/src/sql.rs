@@ -43,6 +43,7 @@ impl SqlStore {
 /// A transaction on a [`SqlStore`].
 pub(crate) struct SqlTx {
     pub(crate) tx: Transaction<'static, Any>,
+    pub(crate) backend: Backend,
 }
 
 #[async_trait]
@@ -61,12 +62,18 @@ impl Store for SqlStore {
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         let tx = self.pool.begin_with(self.backend.begin_write()).await?;
-        Ok(Box::new(SqlTx { tx }))
+        Ok(Box::new(SqlTx {
+            tx,
+            backend: self.backend,
+        }))
     }
 
     async fn read(&self) -> StoreResult<Box<dyn Tx>> {
         let tx = self.pool.begin_with(self.backend.begin_read()).await?;
-        Ok(Box::new(SqlTx { tx }))
+        Ok(Box::new(SqlTx {
+            tx,
+            backend: self.backend,
+        }))
     }
 
     async fn ping(&self) -> StoreResult<()> {

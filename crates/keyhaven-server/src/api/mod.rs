@@ -13,8 +13,10 @@ pub mod service_accounts;
 pub mod session;
 pub mod shared_secret;
 pub mod users;
+pub mod verify;
 pub mod views;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -93,6 +95,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/me", get(me::me))
         .route("/v1/me/password", post(me::change_password))
         .route("/v1/permissions", get(roles::catalog))
+        .route(
+            "/v1/keys/verify",
+            post(verify::verify).layer(DefaultBodyLimit::max(verify::MAX_VERIFY_BODY)),
+        )
+        .route("/v1/auth", get(verify::forward_auth))
         .route(
             "/v1/organizations/{org}",
             get(organizations::get).patch(organizations::update),

@@ -24,12 +24,13 @@ pub fn client_ip(parts: &Parts, trusted: &[IpNet]) -> Option<IpAddr> {
     if !trusted.iter().any(|n| n.contains(&peer)) {
         return Some(peer);
     }
-    // Walk X-Forwarded-For from the right, skipping our own trusted proxies.
-    if let Some(xff) = parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
+    forwarded_ip(&parts.headers, trusted).or(Some(peer))
+}
+
+/// The client IP a trusted proxy reports: `X-Forwarded-For` walked from the right,
+/// skipping trusted proxies, else `X-Real-IP`.
+pub fn forwarded_ip(headers: &axum::http::HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+    if let Some(xff) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         for hop in xff.rsplit(',') {
             match hop.trim().parse::<IpAddr>() {
                 Ok(ip) if trusted.iter().any(|n| n.contains(&ip)) => continue,
@@ -38,15 +39,26 @@ pub fn client_ip(parts: &Parts, trusted: &[IpNet]) -> Option<IpAddr> {
             }
         }
     }
-    if let Some(ip) = parts
-        .headers
+    headers
         .get("x-real-ip")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    {
-        return Some(ip);
+}
+
+/// The TCP peer's address, when the server was started with connect info.
+pub struct PeerIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
-    Some(peer)
 }
 
 /// Builds the audit context of a request.
@@ -88,7 +100,12 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 
 /// The bearer token of the `Authorization` header, if any.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_from(&parts.headers)
+}
+
+/// The bearer token of an `Authorization` header, if any.
+pub fn bearer_from(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

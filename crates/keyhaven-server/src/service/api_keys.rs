@@ -560,7 +560,8 @@ impl Service {
             .await?;
         }
         let p = self.key_permissions(tx.as_mut(), &k).await?;
-        tx.commit().await?;
+        self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
+            .await?;
         Ok((k, p))
     }
 
@@ -640,7 +641,8 @@ impl Service {
         )
         .await?;
         let p = self.key_permissions(tx.as_mut(), &k).await?;
-        tx.commit().await?;
+        self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
+            .await?;
         Ok((k, p, secret))
     }
 
@@ -675,7 +677,8 @@ impl Service {
             .await?;
         }
         let p = self.key_permissions(tx.as_mut(), &k).await?;
-        tx.commit().await?;
+        self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
+            .await?;
         Ok((k, p))
     }
 
@@ -698,7 +701,8 @@ impl Service {
             json!({}),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
+            .await?;
         Ok(())
     }
 
@@ -742,7 +746,14 @@ impl Service {
                 None => out.not_found.push(raw.clone()),
             }
         }
-        tx.commit().await?;
+        self.commit_changes(
+            tx,
+            &out.deleted
+                .iter()
+                .map(|id| (keyhaven_store::ChangeKind::Key, id.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
         Ok(out)
     }
 

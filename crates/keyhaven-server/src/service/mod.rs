@@ -25,10 +25,11 @@ use keyhaven_core::permission::{Permission, PermissionSet};
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::time::{Clock, Timestamp};
 use keyhaven_core::DomainError;
-use keyhaven_store::{Store, StoreError, Tx};
+use keyhaven_store::{ChangeKind, Store, StoreError, Tx};
 use rand::rngs::OsRng;
 
 use crate::secrets::MasterKey;
+use crate::verify::Verifier;
 
 /// Why a use case did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +107,8 @@ impl Caller {
     }
 }
 
-/// What the use cases need: storage, time, randomness and the master key.
+/// What the use cases need: storage, time, randomness, the master key, and the
+/// verification cache to keep current.
 #[derive(Clone)]
 pub struct Service {
     /// The database.
@@ -115,6 +117,8 @@ pub struct Service {
     pub clock: Arc<dyn Clock>,
     /// Encrypts recoverable secrets.
     pub master_key: MasterKey,
+    /// This node's verification engine.
+    pub verifier: Arc<Verifier>,
 }
 
 /// The system clock.
@@ -127,6 +131,35 @@ impl Clock for SystemClock {
 }
 
 impl Service {
+    /// A service on `store`, with a fresh verification cache.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, master_key: MasterKey) -> Self {
+        let verifier = Arc::new(Verifier::new(store.clone(), clock.clone()));
+        Service {
+            store,
+            clock,
+            master_key,
+            verifier,
+        }
+    }
+
+    /// Records the changes that affect verification, commits, and drops the changed
+    /// keys from this node's cache (other nodes follow the change log).
+    pub async fn commit_changes(
+        &self,
+        mut tx: Box<dyn Tx>,
+        changes: &[(ChangeKind, String)],
+    ) -> ServiceResult<()> {
+        let now = self.now();
+        for (kind, id) in changes {
+            tx.record_change(*kind, id, now).await?;
+        }
+        tx.commit().await?;
+        for (kind, id) in changes {
+            self.verifier.apply(*kind, id);
+        }
+        Ok(())
+    }
+
     /// The current time.
     pub fn now(&self) -> Timestamp {
         self.clock.now()

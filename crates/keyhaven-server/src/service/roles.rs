@@ -198,7 +198,14 @@ impl Service {
                 changes.into_value(),
             )
             .await?;
-            tx.commit().await?;
+            self.commit_changes(
+                tx,
+                &[(
+                    keyhaven_store::ChangeKind::Organization,
+                    caller.org_id.to_string(),
+                )],
+            )
+            .await?;
         }
         Ok(r)
     }
@@ -234,7 +241,14 @@ impl Service {
             json!({}),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_changes(
+            tx,
+            &[(
+                keyhaven_store::ChangeKind::Organization,
+                caller.org_id.to_string(),
+            )],
+        )
+        .await?;
         Ok(())
     }
 }

@@ -215,7 +215,11 @@ impl Service {
                 changes.into_value(),
             )
             .await?;
-            tx.commit().await?;
+            self.commit_changes(
+                tx,
+                &[(keyhaven_store::ChangeKind::Owner, sa.id.to_string())],
+            )
+            .await?;
         }
         Ok(sa)
     }
@@ -265,7 +269,11 @@ impl Service {
             changes,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_changes(
+            tx,
+            &[(keyhaven_store::ChangeKind::Owner, sa.id.to_string())],
+        )
+        .await?;
         Ok(sa)
     }
 
@@ -293,7 +301,11 @@ impl Service {
             json!({ "deleted_keys": keys }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_changes(
+            tx,
+            &[(keyhaven_store::ChangeKind::Owner, sa.id.to_string())],
+        )
+        .await?;
         Ok(())
     }
 

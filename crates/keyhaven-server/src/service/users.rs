@@ -209,7 +209,8 @@ impl Service {
                 changes.into_value(),
             )
             .await?;
-            tx.commit().await?;
+            self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Owner, u.id.to_string())])
+                .await?;
         }
         Ok(u)
     }
@@ -238,7 +239,8 @@ impl Service {
             json!({ "email": u.email }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Owner, u.id.to_string())])
+            .await?;
         Ok(())
     }
 

@@ -56,11 +56,7 @@ impl TestApp {
         let clock = Arc::new(TestClock(Mutex::new(
             Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(),
         )));
-        let service = Service {
-            store: db.store.clone(),
-            clock: clock.clone(),
-            master_key: config.master_key.clone(),
-        };
+        let service = Service::new(db.store.clone(), clock.clone(), config.master_key.clone());
         let (org, _) = service
             .create_organization("Acme", ADMIN_EMAIL, ADMIN_PASSWORD)
             .await

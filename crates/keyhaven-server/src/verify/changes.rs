@@ -1,0 +1,105 @@
+//! Keeping every node's cache current.
+//!
+//! Changes that affect verification are written to the store's change log in the same
+//! transaction as the change. The node that made the change applies it to its own cache
+//! right after commit; every node also reads the log's recent rows once a second (and
+//! at once when PostgreSQL's `NOTIFY` says something changed), so a change made on
+//! another node — or by the CLI — is seen within a second, and a dropped notification
+//! connection can't leave a node stale.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyhaven_core::time::Clock;
+use keyhaven_store::{Store, CHANNEL};
+use tokio::sync::Notify;
+
+use super::Verifier;
+
+/// How far back each poll looks (rows are applied once, by sequence number).
+const WINDOW_MS: i64 = 15_000;
+/// How often the log is read without a notification.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Follows the change log until the task is dropped.
+pub async fn follow(
+    verifier: Arc<Verifier>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+) {
+    let mut seen: HashMap<i64, i64> = HashMap::new();
+    let mut last_ok = clock.now().timestamp_millis();
+    let mut polls: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {},
+            _ = wake.notified() => {},
+        }
+        let now = clock.now().timestamp_millis();
+        let since = keyhaven_core::time::from_millis(last_ok.min(now) - WINDOW_MS);
+        let result = async {
+            let mut tx = store.read().await?;
+            tx.changes_since(since).await
+        }
+        .await;
+        match result {
+            Ok(changes) => {
+                if now - last_ok > WINDOW_MS - 2_000 {
+                    // We were cut off for longer than the window: start over.
+                    tracing::warn!("lost track of changes for a while; clearing the key cache");
+                    verifier.cache.clear();
+                }
+                for c in changes {
+                    if seen.insert(c.seq, now).is_none() {
+                        verifier.apply(c.kind, &c.ref_id);
+                    }
+                }
+                seen.retain(|_, at| now - *at < 2 * WINDOW_MS);
+                last_ok = now;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the change log"),
+        }
+        polls += 1;
+        if polls % 600 == 0 {
+            let prune = async {
+                let mut tx = store.begin().await?;
+                tx.prune_changes(keyhaven_core::time::from_millis(now - 3_600_000))
+                    .await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = prune {
+                tracing::warn!(error = %e, "cannot prune the change log");
+            }
+        }
+    }
+}
+
+/// Wakes the follower whenever PostgreSQL notifies a change; reconnects on errors.
+pub async fn listen(database_url: String, wake: Arc<Notify>) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&database_url).await {
+            Ok(mut l) => {
+                if let Err(e) = l.listen(CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot LISTEN for changes");
+                } else {
+                    loop {
+                        match l.recv().await {
+                            Ok(_) => wake.notify_one(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "change notifications interrupted");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect for change notifications"),
+        }
+        // Missed notifications are caught by the periodic poll.
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,402 @@
+//! The hot path: is this key valid, and what may it do?
+//!
+//! [`Verifier::verify`] reads like PRODUCT.md's sequence: parse and checksum
+//! (`MALFORMED`, before any lookup) → cache, or the database once (`NOT_FOUND`) →
+//! `EXPIRED` → `REVOKED` → owner (`DISABLED`) → permissions (`FORBIDDEN`) → rate limit
+//! (`RATE_LIMITED`) → uses left (`USAGE_EXCEEDED`) → client IP (`IP_NOT_ALLOWED`) →
+//! `VALID`, counting the verification in memory on the way out.
+//!
+//! Once a key is cached, a verification touches no database and takes no global lock —
+//! except for keys with a `remaining` budget, whose decrement is an atomic database
+//! update so the budget is exact across nodes and restarts.
+
+pub mod cache;
+pub mod changes;
+pub mod ratelimit;
+pub mod usage;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use keyhaven_core::id::Id;
+use keyhaven_core::key_format::{self, KeyDigest};
+use keyhaven_core::principal::PrincipalKind;
+use keyhaven_core::service_account::ServiceAccountStatus;
+use keyhaven_core::time::Clock;
+use keyhaven_core::user::UserStatus;
+use keyhaven_store::{Store, StoreError};
+
+use self::cache::{CachedKey, KeyCache};
+use self::ratelimit::{RateDecision, RateLimiter};
+use self::usage::UsageCounter;
+
+/// A verification's answer code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// The key is valid.
+    Valid,
+    /// Not a well-formed key (shape or checksum).
+    Malformed,
+    /// No such key.
+    NotFound,
+    /// Past its expiry.
+    Expired,
+    /// Revoked.
+    Revoked,
+    /// Its owner is suspended, archived or inactive.
+    Disabled,
+    /// It lacks a required permission.
+    Forbidden,
+    /// Its rate limit is exhausted.
+    RateLimited,
+    /// No uses left.
+    UsageExceeded,
+    /// The client IP is not allowed.
+    IpNotAllowed,
+}
+
+impl Code {
+    /// Every code, in check order.
+    pub const ALL: [Code; 10] = [
+        Code::Valid,
+        Code::Malformed,
+        Code::NotFound,
+        Code::Expired,
+        Code::Revoked,
+        Code::Disabled,
+        Code::Forbidden,
+        Code::RateLimited,
+        Code::UsageExceeded,
+        Code::IpNotAllowed,
+    ];
+
+    /// The code as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Valid => "VALID",
+            Code::Malformed => "MALFORMED",
+            Code::NotFound => "NOT_FOUND",
+            Code::Expired => "EXPIRED",
+            Code::Revoked => "REVOKED",
+            Code::Disabled => "DISABLED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::UsageExceeded => "USAGE_EXCEEDED",
+            Code::IpNotAllowed => "IP_NOT_ALLOWED",
+        }
+    }
+
+    fn index(self) -> usize {
+        Code::ALL.iter().position(|c| *c == self).unwrap_or(0)
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The code.
+    pub code: Code,
+    /// The key, when one was found.
+    pub key: Option<Arc<CachedKey>>,
+    /// The rate limit state, for keys with a limit that got that far.
+    pub rate: Option<RateDecision>,
+    /// Uses left after this one, for keys with a budget.
+    pub remaining: Option<i64>,
+    /// True when the secret used is the one replaced by a regeneration, in its grace period.
+    pub rotating: bool,
+}
+
+impl Verdict {
+    fn code(code: Code, key: Option<Arc<CachedKey>>) -> Self {
+        Verdict {
+            code,
+            key,
+            rate: None,
+            remaining: None,
+            rotating: false,
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct VerifyStats {
+    by_code: [AtomicU64; 10],
+    /// Cache hits.
+    pub hits: AtomicU64,
+    /// Cache misses (database loads).
+    pub misses: AtomicU64,
+}
+
+impl VerifyStats {
+    /// Verifications answered with `code`.
+    pub fn count(&self, code: Code) -> u64 {
+        self.by_code[code.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// The verification engine of one node.
+pub struct Verifier {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// Key records.
+    pub cache: KeyCache,
+    /// Rate limit buckets.
+    pub limiter: RateLimiter,
+    /// Usage counters.
+    pub usage: UsageCounter,
+    /// Counters for `/metrics`.
+    pub stats: VerifyStats,
+}
+
+impl Verifier {
+    /// A verifier on `store`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Verifier {
+            store,
+            clock,
+            cache: KeyCache::default(),
+            limiter: RateLimiter::default(),
+            usage: UsageCounter::default(),
+            stats: VerifyStats::default(),
+        }
+    }
+
+    /// Verifies `key`, requiring every permission in `required`, for a client at `ip`.
+    pub async fn verify(
+        &self,
+        key: &str,
+        required: &[String],
+        ip: Option<IpAddr>,
+    ) -> Result<Verdict, StoreError> {
+        let verdict = self.decide(key, required, ip).await?;
+        self.stats.by_code[verdict.code.index()].fetch_add(1, Ordering::Relaxed);
+        if let Some(k) = &verdict.key {
+            let now = self.clock.now().timestamp_millis();
+            self.usage
+                .record(&k.key_id, &k.org_id, verdict.code == Code::Valid, now);
+        }
+        Ok(verdict)
+    }
+
+    async fn decide(
+        &self,
+        key: &str,
+        required: &[String],
+        ip: Option<IpAddr>,
+    ) -> Result<Verdict, StoreError> {
+        // MALFORMED: shape and checksum, before any lookup.
+        if key_format::parse(key).is_err() {
+            return Ok(Verdict::code(Code::Malformed, None));
+        }
+        let now = self.clock.now().timestamp_millis();
+        let digest = key_format::digest(key);
+        // NOT_FOUND: cache, negative cache, then the database once.
+        let k = match self.cache.get(&digest) {
+            Some(k) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                k
+            }
+            None => {
+                if self.cache.known_unknown(&digest, now) {
+                    return Ok(Verdict::code(Code::NotFound, None));
+                }
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                match self.load(&digest).await? {
+                    Some(k) => k,
+                    None => {
+                        self.cache.insert_unknown(digest, now);
+                        return Ok(Verdict::code(Code::NotFound, None));
+                    }
+                }
+            }
+        };
+        let rotating = match k.previous_until_ms {
+            Some(until) if until <= now => return Ok(Verdict::code(Code::NotFound, None)),
+            Some(_) => true,
+            None => false,
+        };
+        let fail = |code| {
+            Ok(Verdict {
+                rotating,
+                ..Verdict::code(code, Some(k.clone()))
+            })
+        };
+        if k.expires_at_ms.is_some_and(|e| e <= now) {
+            return fail(Code::Expired);
+        }
+        if k.revoked {
+            return fail(Code::Revoked);
+        }
+        if !k.owner_active {
+            return fail(Code::Disabled);
+        }
+        if !k.has_all(required) {
+            return fail(Code::Forbidden);
+        }
+        let rate = match k.ratelimit {
+            Some(limit) => {
+                let d = self.limiter.take(&k.key_id, limit, now);
+                if !d.allowed {
+                    return Ok(Verdict {
+                        rate: Some(d),
+                        rotating,
+                        ..Verdict::code(Code::RateLimited, Some(k.clone()))
+                    });
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        let mut remaining = None;
+        if k.counts_uses {
+            if !k.ip_allowed(ip) {
+                // USAGE_EXCEEDED is checked before IP_NOT_ALLOWED: peek without taking.
+                let left = self.peek_remaining(&k).await?;
+                let code = if left == Some(0) {
+                    Code::UsageExceeded
+                } else {
+                    Code::IpNotAllowed
+                };
+                return Ok(Verdict {
+                    rate,
+                    rotating,
+                    ..Verdict::code(code, Some(k.clone()))
+                });
+            }
+            match self.take_remaining(&k).await? {
+                Some(left) => remaining = Some(left),
+                None => {
+                    return Ok(Verdict {
+                        rate,
+                        rotating,
+                        remaining: Some(0),
+                        ..Verdict::code(Code::UsageExceeded, Some(k.clone()))
+                    })
+                }
+            }
+        } else if !k.ip_allowed(ip) {
+            return Ok(Verdict {
+                rate,
+                rotating,
+                ..Verdict::code(Code::IpNotAllowed, Some(k.clone()))
+            });
+        }
+        Ok(Verdict {
+            code: Code::Valid,
+            key: Some(k),
+            rate,
+            remaining,
+            rotating,
+        })
+    }
+
+    async fn take_remaining(&self, k: &CachedKey) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.store.begin().await?;
+        let left = tx
+            .take_remaining(&Id::from_trusted(k.key_id.to_string()))
+            .await?;
+        tx.commit().await?;
+        Ok(left)
+    }
+
+    async fn peek_remaining(&self, k: &CachedKey) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.store.read().await?;
+        let key = tx
+            .api_key(
+                &Id::from_trusted(k.org_id.to_string()),
+                &Id::from_trusted(k.key_id.to_string()),
+            )
+            .await?;
+        Ok(key.and_then(|k| k.remaining))
+    }
+
+    /// Loads a key record from the database and caches it.
+    async fn load(&self, digest: &KeyDigest) -> Result<Option<Arc<CachedKey>>, StoreError> {
+        let hex = hex::encode(digest);
+        let mut tx = self.store.read().await?;
+        let Some(found) = tx.api_key_by_digest(&hex).await? else {
+            return Ok(None);
+        };
+        let k = found.key;
+        let mut perms =
+            crate::service::sessions::role_permissions(tx.as_mut(), &k.org_id, &k.roles)
+                .await
+                .map_err(|e| match e {
+                    crate::service::ServiceError::Store(s) => s,
+                    other => StoreError::Corrupt(other.to_string()),
+                })?;
+        perms.extend(k.scopes.iter().cloned());
+        let owner_active = match k.owner.kind {
+            PrincipalKind::User => {
+                let user = tx
+                    .user(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
+                    .await?;
+                match user {
+                    Some(u) if u.status == UserStatus::Active => {
+                        let held = crate::service::sessions::role_permissions(
+                            tx.as_mut(),
+                            &k.org_id,
+                            &u.roles,
+                        )
+                        .await
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        perms.retain(|p| {
+                            !keyhaven_core::permission::is_management(p) || held.contains(p)
+                        });
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            PrincipalKind::ServiceAccount => tx
+                .service_account(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
+                .await?
+                .is_some_and(|s| s.status == ServiceAccountStatus::Active),
+            _ => true,
+        };
+        let cached = Arc::new(CachedKey {
+            key_id: Arc::from(k.id.as_str()),
+            org_id: Arc::from(k.org_id.as_str()),
+            name: Arc::from(k.name.as_str()),
+            owner_kind: k.owner.kind,
+            owner_id: Arc::from(k.owner.id.as_str()),
+            owner_name: Arc::from(k.owner.name.as_str()),
+            permissions: perms.into_iter().map(String::into_boxed_str).collect(),
+            expires_at_ms: k.expires_at.map(|t| t.timestamp_millis()),
+            revoked: k.revoked_at.is_some(),
+            owner_active,
+            ratelimit: k.ratelimit,
+            counts_uses: k.remaining.is_some(),
+            allowed_cidrs: k.allowed_cidrs.into_boxed_slice(),
+            previous_until_ms: if found.previous {
+                Some(
+                    k.previous_valid_until
+                        .map(|t| t.timestamp_millis())
+                        .unwrap_or(0),
+                )
+            } else {
+                None
+            },
+        });
+        self.cache.insert(*digest, cached.clone());
+        Ok(Some(cached))
+    }
+
+    /// Writes the usage counts now.
+    pub async fn flush_usage(&self) -> Result<usize, StoreError> {
+        self.usage.flush(&self.store).await
+    }
+
+    /// Applies a change to this node's cache.
+    pub fn apply(&self, kind: keyhaven_store::ChangeKind, ref_id: &str) {
+        match kind {
+            keyhaven_store::ChangeKind::Key => {
+                self.cache.invalidate_key(ref_id);
+            }
+            keyhaven_store::ChangeKind::Owner => self.cache.invalidate_owner(ref_id),
+            keyhaven_store::ChangeKind::Organization => self.cache.invalidate_org(ref_id),
+        }
+    }
+}
