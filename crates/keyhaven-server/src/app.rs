@@ -29,6 +29,18 @@ pub struct AppState {
     pub config: Arc<Config>,
 }
 
+/// Request counters for `/metrics`, by status class (1xx…5xx), with total latency.
+#[derive(Default)]
+pub struct RequestStats {
+    /// Requests per status class, index 0 = 1xx.
+    pub by_class: [std::sync::atomic::AtomicU64; 5],
+    /// Sum of request durations, microseconds.
+    pub micros: std::sync::atomic::AtomicU64,
+}
+
+/// The process-wide request counters.
+pub static REQUESTS: std::sync::LazyLock<RequestStats> = std::sync::LazyLock::new(RequestStats::default);
+
 /// The request id of the current request.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -69,6 +81,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&rid) {
         res.headers_mut().insert("x-request-id", v);
     }
+    let class = (res.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+    REQUESTS.by_class[class].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    REQUESTS
+        .micros
+        .fetch_add(started.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(
         request_id = %rid,
         %method,

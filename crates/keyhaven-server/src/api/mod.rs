@@ -87,6 +87,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::prometheus))
         .route("/v1/openapi.json", get(openapi::document))
         .route(
             "/v1/session",

@@ -29,7 +29,7 @@ impl Modify for Security {
     info(title = "Keyhaven", description = "Issues, verifies and governs API keys, service accounts and their credentials."),
     modifiers(&Security),
     paths(
-        health::healthz, health::readyz,
+        health::healthz, health::readyz, health::prometheus,
         session::sign_in, session::sign_out, me::me, me::change_password,
         roles::catalog,
         organizations::get, organizations::update,

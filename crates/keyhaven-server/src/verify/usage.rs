@@ -22,6 +22,8 @@ struct Counters {
 #[derive(Default)]
 pub struct UsageCounter {
     counts: DashMap<(Arc<str>, Arc<str>, i64), Counters>,
+    /// When the last flush succeeded, Unix ms (0 = never).
+    pub last_flush_ms: AtomicI64,
 }
 
 impl UsageCounter {
@@ -83,6 +85,7 @@ impl UsageCounter {
     pub async fn flush(&self, store: &Arc<dyn Store>) -> Result<usize, keyhaven_store::StoreError> {
         let (rows, touched) = self.drain();
         if rows.is_empty() {
+            self.mark_flushed();
             return Ok(0);
         }
         let result = async {
@@ -96,7 +99,10 @@ impl UsageCounter {
         }
         .await;
         match result {
-            Ok(()) => Ok(rows.len()),
+            Ok(()) => {
+                self.mark_flushed();
+                Ok(rows.len())
+            }
             Err(e) => {
                 for r in &rows {
                     let c = self
@@ -122,6 +128,14 @@ impl UsageCounter {
                 Err(e)
             }
         }
+    }
+
+    fn mark_flushed(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.last_flush_ms.store(now, Ordering::Relaxed);
     }
 
     /// Whether nothing waits to be flushed.
