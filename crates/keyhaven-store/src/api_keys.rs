@@ -9,8 +9,8 @@ use sqlx::any::AnyRow;
 
 use crate::error::{StoreError, StoreResult};
 use crate::row::{
-    bind_all, id, int, json, json_element_pattern, like_pattern, listing, ms, opt_int, opt_ms,
-    opt_text, opt_time, text, time, to_json, Arg, Where,
+    bind_all, id, int, json, json_element_pattern, json_element_start_pattern, like_pattern,
+    listing, ms, opt_int, opt_ms, opt_text, opt_time, text, time, to_json, Arg, Where,
 };
 use crate::sql::SqlTx;
 use crate::{Listing, Page};
@@ -246,8 +246,8 @@ impl ApiKeys for SqlTx {
         }
         if let Some(t) = &f.tag {
             w.push(
-                "k.tags LIKE ? ESCAPE '\\'",
-                Arg::Text(json_element_pattern(t)),
+                "(',' || substr(k.tags, 2)) LIKE ? ESCAPE '\\'",
+                Arg::Text(json_element_start_pattern(t)),
             );
         }
         if let Some(o) = &f.owner_id {

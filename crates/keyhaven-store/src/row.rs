@@ -88,6 +88,14 @@ pub(crate) fn json_element_pattern(value: &str) -> String {
     s
 }
 
+/// Like [`json_element_pattern`], but anchored at the start of an element: it is matched
+/// against `',' || substr(col, 2)` (the array's `[` turned into `,`), so `"prod"` must
+/// follow a `,` and cannot match the tail of another element such as `"x \"prod"`.
+/// Needed for free-text values (tags) that may contain quotes.
+pub(crate) fn json_element_start_pattern(value: &str) -> String {
+    format!("%,{}", &json_element_pattern(value)[1..])
+}
+
 /// Builds a listing from `limit + 1` fetched rows.
 pub(crate) fn listing<T>(
     mut items: Vec<T>,

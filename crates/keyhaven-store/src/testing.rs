@@ -93,7 +93,11 @@ impl Drop for TestDb {
                     return;
                 };
                 rt.block_on(async move {
-                    store.close().await;
+                    // No `store.close()` here: it waits for every connection to come
+                    // back to the pool, and a connection still being returned by a task
+                    // of the test's runtime never does while that runtime is blocked in
+                    // `join` below (a deadlock). FORCE ends those connections instead.
+                    drop(store);
                     if let Ok(admin) = crate::SqlStore::connect(&postgres_admin_url()).await {
                         let _ =
                             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
