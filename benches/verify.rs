@@ -1,0 +1,124 @@
+//! The in-process verification path: cache hit, negative-cache miss and malformed keys,
+//! with 1,000 and 1,000,000 cached keys; and the memory each cached key takes.
+//!
+//! Run: `cargo bench -p keyhaven-benches` (results and figures in BENCHMARKS.md).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use keyhaven_core::key_format;
+use keyhaven_core::principal::PrincipalKind;
+use keyhaven_server::service::SystemClock;
+use keyhaven_server::verify::cache::CachedKey;
+use keyhaven_server::verify::Verifier;
+use rand::SeedableRng;
+
+/// Counts live heap bytes, to measure the cache's memory per key.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed);
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn cached(i: usize, org: &Arc<str>, owner: &Arc<str>, owner_name: &Arc<str>) -> CachedKey {
+    CachedKey {
+        key_id: Arc::from(format!("01k{:023}", i).as_str()),
+        org_id: org.clone(),
+        name: Arc::from(format!("key-{i}").as_str()),
+        owner_kind: PrincipalKind::ServiceAccount,
+        owner_id: owner.clone(),
+        owner_name: owner_name.clone(),
+        permissions: vec!["read".into(), "write".into()].into_boxed_slice(),
+        expires_at_ms: None,
+        revoked: false,
+        owner_active: true,
+        ratelimit: None,
+        counts_uses: false,
+        allowed_cidrs: Box::new([]),
+        previous_until_ms: None,
+    }
+}
+
+/// A verifier whose cache holds `n` keys; returns it with one of the keys.
+fn setup(rt: &tokio::runtime::Runtime, n: usize) -> (Arc<Verifier>, String, isize) {
+    let db = rt.block_on(keyhaven_store::testing::TestDb::sqlite());
+    let verifier = Arc::new(Verifier::new(db.store.clone(), Arc::new(SystemClock)));
+    std::mem::forget(db); // keep the temporary database for the whole run
+    let org: Arc<str> = Arc::from("01korganization000000000000");
+    let owner: Arc<str> = Arc::from("01kowner0000000000000000000");
+    let owner_name: Arc<str> = Arc::from("billing");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut probe = String::new();
+    let before = LIVE.load(Ordering::Relaxed);
+    for i in 0..n {
+        let secret = key_format::generate("kh", &mut rng);
+        verifier.cache.insert(
+            key_format::digest(secret.expose()),
+            Arc::new(cached(i, &org, &owner, &owner_name)),
+        );
+        if i == n / 2 {
+            probe = secret.expose().to_string();
+        }
+    }
+    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    (verifier, probe, bytes)
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("verify");
+    for n in [1_000usize, 1_000_000] {
+        let (verifier, hit, bytes) = setup(&rt, n);
+        println!(
+            "cache of {n} keys: {} bytes per cached key",
+            bytes / n as isize
+        );
+        let unknown = key_format::generate("kh", &mut rand::rngs::OsRng)
+            .expose()
+            .to_string();
+        // Put the unknown digest in the negative cache, as the first miss does.
+        rt.block_on(verifier.verify(&unknown, &[], None)).ok();
+        let read = vec!["read".to_string()];
+        group.bench_with_input(BenchmarkId::new("cache_hit", n), &n, |b, _| {
+            b.to_async(&rt)
+                .iter(|| async { verifier.verify(&hit, &read, None).await.unwrap() })
+        });
+        group.bench_with_input(
+            BenchmarkId::new("unknown_key_negative_cache", n),
+            &n,
+            |b, _| {
+                b.to_async(&rt)
+                    .iter(|| async { verifier.verify(&unknown, &[], None).await.unwrap() })
+            },
+        );
+        group.bench_with_input(BenchmarkId::new("malformed", n), &n, |b, _| {
+            b.to_async(&rt)
+                .iter(|| async { verifier.verify("kh_notakey", &[], None).await.unwrap() })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
