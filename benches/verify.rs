@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use keyhaven_core::key_format;
 use keyhaven_core::principal::PrincipalKind;
 use keyhaven_server::service::SystemClock;
-use keyhaven_server::verify::cache::CachedKey;
+use keyhaven_server::verify::cache::{id_bytes, CachedKey, Owner};
 use keyhaven_server::verify::Verifier;
 use rand::SeedableRng;
 
@@ -38,22 +38,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-fn cached(i: usize, org: &Arc<str>, owner: &Arc<str>, owner_name: &Arc<str>) -> CachedKey {
+fn cached(i: usize, org: &Arc<str>, owner: &Arc<Owner>, perms: &Arc<[Box<str>]>) -> CachedKey {
     CachedKey {
-        key_id: Arc::from(format!("01k{:023}", i).as_str()),
-        org_id: org.clone(),
-        name: Arc::from(format!("key-{i}").as_str()),
-        owner_kind: PrincipalKind::ServiceAccount,
-        owner_id: owner.clone(),
-        owner_name: owner_name.clone(),
-        permissions: vec!["read".into(), "write".into()].into_boxed_slice(),
-        expires_at_ms: None,
+        key_id: id_bytes(&format!("01k{:023}", i)),
         revoked: false,
         owner_active: true,
-        ratelimit: None,
         counts_uses: false,
-        allowed_cidrs: Box::new([]),
+        expires_at_ms: None,
         previous_until_ms: None,
+        org_id: org.clone(),
+        name: format!("key-{i}").into_boxed_str(),
+        owner: owner.clone(),
+        permissions: perms.clone(),
+        ratelimit: None,
+        allowed_cidrs: Box::new([]),
     }
 }
 
@@ -63,8 +61,12 @@ fn setup(rt: &tokio::runtime::Runtime, n: usize) -> (Arc<Verifier>, String, isiz
     let verifier = Arc::new(Verifier::new(db.store.clone(), Arc::new(SystemClock)));
     std::mem::forget(db); // keep the temporary database for the whole run
     let org: Arc<str> = Arc::from("01korganization000000000000");
-    let owner: Arc<str> = Arc::from("01kowner0000000000000000000");
-    let owner_name: Arc<str> = Arc::from("billing");
+    let owner = Arc::new(Owner {
+        kind: PrincipalKind::ServiceAccount,
+        id: "01kowner0000000000000000000".into(),
+        name: "billing".into(),
+    });
+    let perms: Arc<[Box<str>]> = vec!["read".into(), "write".into()].into();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut probe = String::new();
     let before = LIVE.load(Ordering::Relaxed);
@@ -72,7 +74,7 @@ fn setup(rt: &tokio::runtime::Runtime, n: usize) -> (Arc<Verifier>, String, isiz
         let secret = key_format::generate("kh", &mut rng);
         verifier.cache.insert(
             key_format::digest(secret.expose()),
-            Arc::new(cached(i, &org, &owner, &owner_name)),
+            Arc::new(cached(i, &org, &owner, &perms)),
         );
         if i == n / 2 {
             probe = secret.expose().to_string();

@@ -39,7 +39,8 @@ pub struct RequestStats {
 }
 
 /// The process-wide request counters.
-pub static REQUESTS: std::sync::LazyLock<RequestStats> = std::sync::LazyLock::new(RequestStats::default);
+pub static REQUESTS: std::sync::LazyLock<RequestStats> =
+    std::sync::LazyLock::new(RequestStats::default);
 
 /// The request id of the current request.
 #[derive(Debug, Clone)]
@@ -83,9 +84,10 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     }
     let class = (res.status().as_u16() / 100).clamp(1, 5) as usize - 1;
     REQUESTS.by_class[class].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    REQUESTS
-        .micros
-        .fetch_add(started.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+    REQUESTS.micros.fetch_add(
+        started.elapsed().as_micros() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     tracing::debug!(
         request_id = %rid,
         %method,

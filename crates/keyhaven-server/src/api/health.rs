@@ -40,29 +40,88 @@ pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     use std::sync::atomic::Ordering::Relaxed;
     let v = &state.service.verifier;
     let mut out = String::with_capacity(2048);
-    let _ = writeln!(out, "# HELP keyhaven_http_requests_total HTTP requests answered, by status class.");
+    let _ = writeln!(
+        out,
+        "# HELP keyhaven_http_requests_total HTTP requests answered, by status class."
+    );
     let _ = writeln!(out, "# TYPE keyhaven_http_requests_total counter");
     for (i, c) in crate::app::REQUESTS.by_class.iter().enumerate() {
-        let _ = writeln!(out, "keyhaven_http_requests_total{{class=\"{}xx\"}} {}", i + 1, c.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "keyhaven_http_requests_total{{class=\"{}xx\"}} {}",
+            i + 1,
+            c.load(Relaxed)
+        );
     }
-    let _ = writeln!(out, "# HELP keyhaven_http_request_duration_seconds_sum Total time spent answering requests.");
-    let _ = writeln!(out, "# TYPE keyhaven_http_request_duration_seconds_sum counter");
-    let _ = writeln!(out, "keyhaven_http_request_duration_seconds_sum {}", crate::app::REQUESTS.micros.load(Relaxed) as f64 / 1e6);
-    let _ = writeln!(out, "# HELP keyhaven_verifications_total Key verifications, by answer code.");
+    let _ = writeln!(
+        out,
+        "# HELP keyhaven_http_request_duration_seconds_sum Total time spent answering requests."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE keyhaven_http_request_duration_seconds_sum counter"
+    );
+    let _ = writeln!(
+        out,
+        "keyhaven_http_request_duration_seconds_sum {}",
+        crate::app::REQUESTS.micros.load(Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "# HELP keyhaven_verifications_total Key verifications, by answer code."
+    );
     let _ = writeln!(out, "# TYPE keyhaven_verifications_total counter");
     for code in crate::verify::Code::ALL {
-        let _ = writeln!(out, "keyhaven_verifications_total{{code=\"{}\"}} {}", code.as_str(), v.stats.count(code));
+        let _ = writeln!(
+            out,
+            "keyhaven_verifications_total{{code=\"{}\"}} {}",
+            code.as_str(),
+            v.stats.count(code)
+        );
     }
     let hits = v.stats.hits.load(Relaxed);
     let misses = v.stats.misses.load(Relaxed);
-    let _ = writeln!(out, "# TYPE keyhaven_key_cache_entries gauge\nkeyhaven_key_cache_entries {}", v.cache.len());
-    let _ = writeln!(out, "# TYPE keyhaven_key_cache_hits_total counter\nkeyhaven_key_cache_hits_total {hits}");
-    let _ = writeln!(out, "# TYPE keyhaven_key_cache_misses_total counter\nkeyhaven_key_cache_misses_total {misses}");
-    let ratio = if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 };
-    let _ = writeln!(out, "# TYPE keyhaven_key_cache_hit_ratio gauge\nkeyhaven_key_cache_hit_ratio {ratio}");
+    let _ = writeln!(
+        out,
+        "# TYPE keyhaven_key_cache_entries gauge\nkeyhaven_key_cache_entries {}",
+        v.cache.len()
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE keyhaven_key_cache_hits_total counter\nkeyhaven_key_cache_hits_total {hits}"
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE keyhaven_key_cache_misses_total counter\nkeyhaven_key_cache_misses_total {misses}"
+    );
+    let ratio = if hits + misses == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + misses) as f64
+    };
+    let _ = writeln!(
+        out,
+        "# TYPE keyhaven_key_cache_hit_ratio gauge\nkeyhaven_key_cache_hit_ratio {ratio}"
+    );
     let last = v.usage.last_flush_ms.load(Relaxed);
-    let lag = if last == 0 { 0.0 } else { (chrono::Utc::now().timestamp_millis() - last).max(0) as f64 / 1000.0 };
-    let _ = writeln!(out, "# HELP keyhaven_usage_flush_lag_seconds Time since usage counts were last written.");
-    let _ = writeln!(out, "# TYPE keyhaven_usage_flush_lag_seconds gauge\nkeyhaven_usage_flush_lag_seconds {lag}");
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    let lag = if last == 0 {
+        0.0
+    } else {
+        (chrono::Utc::now().timestamp_millis() - last).max(0) as f64 / 1000.0
+    };
+    let _ = writeln!(
+        out,
+        "# HELP keyhaven_usage_flush_lag_seconds Time since usage counts were last written."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE keyhaven_usage_flush_lag_seconds gauge\nkeyhaven_usage_flush_lag_seconds {lag}"
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
 }

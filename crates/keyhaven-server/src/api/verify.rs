@@ -61,7 +61,7 @@ pub struct VerifyResponse {
 fn response(v: &Verdict) -> VerifyResponse {
     let valid = v.code == Code::Valid;
     let k = v.key.as_ref();
-    let ratelimit = match (k.and_then(|k| k.ratelimit), v.rate) {
+    let ratelimit = match (k.and_then(|k| k.ratelimit.as_deref().copied()), v.rate) {
         (Some(limit), Some(d)) => Some(RateLimitState {
             limit: limit.limit,
             remaining: d.remaining,
@@ -74,13 +74,13 @@ fn response(v: &Verdict) -> VerifyResponse {
     VerifyResponse {
         valid,
         code: v.code.as_str(),
-        key_id: k.map(|k| k.key_id.to_string()),
+        key_id: k.map(|k| k.id().to_string()),
         organization_id: k.map(|k| k.org_id.to_string()),
         name: k.filter(|_| valid).map(|k| k.name.to_string()),
         owner: k.filter(|_| valid).map(|k| PrincipalView {
-            kind: k.owner_kind.as_str().to_string(),
-            id: k.owner_id.to_string(),
-            name: k.owner_name.to_string(),
+            kind: k.owner.kind.as_str().to_string(),
+            id: k.owner.id.to_string(),
+            name: k.owner.name.to_string(),
         }),
         permissions: k
             .filter(|_| valid)
@@ -198,9 +198,9 @@ pub async fn forward_auth(
                     h.insert(HeaderName::from_static(name), val);
                 }
             };
-            set(h, "x-keyhaven-key-id", &k.key_id);
+            set(h, "x-keyhaven-key-id", k.id());
             set(h, "x-keyhaven-organization-id", &k.org_id);
-            set(h, "x-keyhaven-owner-id", &k.owner_id);
+            set(h, "x-keyhaven-owner-id", &k.owner.id);
             set(h, "x-keyhaven-permissions", &k.permissions.join(","));
         }
     }

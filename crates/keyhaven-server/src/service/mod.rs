@@ -154,9 +154,7 @@ impl Service {
             tx.record_change(*kind, id, now).await?;
         }
         tx.commit().await?;
-        for (kind, id) in changes {
-            self.verifier.apply(*kind, id);
-        }
+        self.verifier.apply(changes);
         Ok(())
     }
 

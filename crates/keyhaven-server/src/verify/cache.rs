@@ -3,6 +3,7 @@
 //!
 //! A hit is a sharded-map read: no database access and no global lock.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -17,41 +18,64 @@ pub const NEGATIVE_TTL_MS: i64 = 60_000;
 /// Most digests remembered as unknown; beyond this the negative cache starts over.
 pub const NEGATIVE_CAPACITY: usize = 100_000;
 
-/// What verification needs to know about a key, precomputed at load.
+/// Who owns a key; shared by all cached keys of the same owner.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// User or service account.
+    pub kind: PrincipalKind,
+    /// Owner id.
+    pub id: Box<str>,
+    /// Owner name.
+    pub name: Box<str>,
+}
+
+/// What verification needs to know about a key, precomputed at load. Kept small (it is
+/// cached for every key in use): the id inline, organization, owner and permission set
+/// shared between keys.
 #[derive(Debug)]
 pub struct CachedKey {
-    /// Key id.
-    pub key_id: Arc<str>,
-    /// Organization id.
-    pub org_id: Arc<str>,
-    /// Key name.
-    pub name: Arc<str>,
-    /// Owner kind.
-    pub owner_kind: PrincipalKind,
-    /// Owner id.
-    pub owner_id: Arc<str>,
-    /// Owner name.
-    pub owner_name: Arc<str>,
-    /// Effective permissions, sorted.
-    pub permissions: Box<[Box<str>]>,
-    /// Expiry, ms.
-    pub expires_at_ms: Option<i64>,
+    /// Key id (26 ASCII characters).
+    pub key_id: [u8; 26],
     /// Revoked (final).
     pub revoked: bool,
     /// The owner is active (user active / service account active).
     pub owner_active: bool,
-    /// Rate limit.
-    pub ratelimit: Option<RateLimit>,
     /// Whether the key has a `remaining` budget (kept in the database).
     pub counts_uses: bool,
-    /// Allowed client networks; empty = any.
-    pub allowed_cidrs: Box<[IpNet]>,
+    /// Expiry, ms.
+    pub expires_at_ms: Option<i64>,
     /// Set when this entry is for the secret replaced by a regeneration: the end of
     /// its grace period, ms.
     pub previous_until_ms: Option<i64>,
+    /// Organization id (shared).
+    pub org_id: Arc<str>,
+    /// Key name.
+    pub name: Box<str>,
+    /// Owner (shared).
+    pub owner: Arc<Owner>,
+    /// Effective permissions, sorted (shared between keys with the same set).
+    pub permissions: Arc<[Box<str>]>,
+    /// Rate limit.
+    pub ratelimit: Option<Box<RateLimit>>,
+    /// Allowed client networks; empty = any.
+    pub allowed_cidrs: Box<[IpNet]>,
+}
+
+/// A key id as the 26 bytes [`CachedKey`] keeps.
+pub fn id_bytes(id: &str) -> [u8; 26] {
+    let mut out = [b'0'; 26];
+    let b = id.as_bytes();
+    let n = b.len().min(26);
+    out[..n].copy_from_slice(&b[..n]);
+    out
 }
 
 impl CachedKey {
+    /// The key id as text.
+    pub fn id(&self) -> &str {
+        std::str::from_utf8(&self.key_id).unwrap_or_default()
+    }
+
     /// Whether the key holds every permission in `required`.
     pub fn has_all(&self, required: &[String]) -> bool {
         required.iter().all(|r| {
@@ -77,8 +101,6 @@ impl CachedKey {
 #[derive(Default)]
 pub struct KeyCache {
     by_digest: DashMap<KeyDigest, Arc<CachedKey>>,
-    /// Digests cached for each key id (current and, during a grace period, previous).
-    by_id: DashMap<Arc<str>, Vec<KeyDigest>>,
     unknown: DashMap<KeyDigest, i64>,
 }
 
@@ -98,11 +120,6 @@ impl KeyCache {
     /// Remembers a record.
     pub fn insert(&self, digest: KeyDigest, key: Arc<CachedKey>) {
         self.unknown.remove(&digest);
-        let mut ids = self.by_id.entry(key.key_id.clone()).or_default();
-        if !ids.contains(&digest) {
-            ids.push(digest);
-        }
-        drop(ids);
         self.by_digest.insert(digest, key);
     }
 
@@ -114,38 +131,27 @@ impl KeyCache {
         self.unknown.insert(digest, now_ms + NEGATIVE_TTL_MS);
     }
 
-    /// Drops every record of a key.
-    pub fn invalidate_key(&self, key_id: &str) {
-        if let Some((_, digests)) = self.by_id.remove(key_id) {
-            for d in digests {
-                self.by_digest.remove(&d);
-            }
+    /// Drops every record of the given keys, owners and organizations in one pass
+    /// (changes are rare; the cache keeps no extra index for them).
+    pub fn invalidate(
+        &self,
+        keys: &HashSet<[u8; 26]>,
+        owners: &HashSet<&str>,
+        orgs: &HashSet<&str>,
+    ) {
+        if keys.is_empty() && owners.is_empty() && orgs.is_empty() {
+            return;
         }
-    }
-
-    /// Drops every record owned by a user or service account.
-    pub fn invalidate_owner(&self, owner_id: &str) {
-        self.by_digest
-            .retain(|_, v| v.owner_id.as_ref() != owner_id);
-        self.by_id.retain(|_, ds| {
-            ds.retain(|d| self.by_digest.contains_key(d));
-            !ds.is_empty()
-        });
-    }
-
-    /// Drops every record of an organization.
-    pub fn invalidate_org(&self, org_id: &str) {
-        self.by_digest.retain(|_, v| v.org_id.as_ref() != org_id);
-        self.by_id.retain(|_, ds| {
-            ds.retain(|d| self.by_digest.contains_key(d));
-            !ds.is_empty()
+        self.by_digest.retain(|_, v| {
+            !(keys.contains(&v.key_id)
+                || owners.contains(v.owner.id.as_ref())
+                || orgs.contains(v.org_id.as_ref()))
         });
     }
 
     /// Drops everything (after losing track of changes).
     pub fn clear(&self) {
         self.by_digest.clear();
-        self.by_id.clear();
         self.unknown.clear();
     }
 

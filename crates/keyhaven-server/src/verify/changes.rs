@@ -51,11 +51,12 @@ pub async fn follow(
                     tracing::warn!("lost track of changes for a while; clearing the key cache");
                     verifier.cache.clear();
                 }
-                for c in changes {
-                    if seen.insert(c.seq, now).is_none() {
-                        verifier.apply(c.kind, &c.ref_id);
-                    }
-                }
+                let fresh: Vec<_> = changes
+                    .into_iter()
+                    .filter(|c| seen.insert(c.seq, now).is_none())
+                    .map(|c| (c.kind, c.ref_id))
+                    .collect();
+                verifier.apply(&fresh);
                 seen.retain(|_, at| now - *at < 2 * WINDOW_MS);
                 last_ok = now;
             }

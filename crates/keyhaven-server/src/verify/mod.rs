@@ -15,10 +15,12 @@ pub mod changes;
 pub mod ratelimit;
 pub mod usage;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use dashmap::DashMap;
 use keyhaven_core::id::Id;
 use keyhaven_core::key_format::{self, KeyDigest};
 use keyhaven_core::principal::PrincipalKind;
@@ -27,7 +29,7 @@ use keyhaven_core::time::Clock;
 use keyhaven_core::user::UserStatus;
 use keyhaven_store::{Store, StoreError};
 
-use self::cache::{CachedKey, KeyCache};
+use self::cache::{id_bytes, CachedKey, KeyCache, Owner};
 use self::ratelimit::{RateDecision, RateLimiter};
 use self::usage::UsageCounter;
 
@@ -148,6 +150,9 @@ pub struct Verifier {
     pub usage: UsageCounter,
     /// Counters for `/metrics`.
     pub stats: VerifyStats,
+    orgs: DashMap<Box<str>, Arc<str>>,
+    owners: DashMap<Box<str>, Arc<Owner>>,
+    permission_sets: DashMap<Box<str>, Arc<[Box<str>]>>,
 }
 
 impl Verifier {
@@ -160,7 +165,42 @@ impl Verifier {
             limiter: RateLimiter::default(),
             usage: UsageCounter::default(),
             stats: VerifyStats::default(),
+            orgs: DashMap::new(),
+            owners: DashMap::new(),
+            permission_sets: DashMap::new(),
         }
+    }
+
+    fn intern_org(&self, id: &str) -> Arc<str> {
+        if let Some(o) = self.orgs.get(id) {
+            return o.clone();
+        }
+        self.orgs
+            .entry(id.into())
+            .or_insert_with(|| Arc::from(id))
+            .clone()
+    }
+
+    fn intern_owner(&self, owner: Owner) -> Arc<Owner> {
+        if let Some(o) = self.owners.get(owner.id.as_ref()) {
+            if **o == owner {
+                return o.clone();
+            }
+        }
+        let o = Arc::new(owner);
+        self.owners.insert(o.id.clone(), o.clone());
+        o
+    }
+
+    fn intern_permissions(&self, perms: Vec<String>) -> Arc<[Box<str>]> {
+        let joined = perms.join("\n");
+        if let Some(p) = self.permission_sets.get(joined.as_str()) {
+            return p.clone();
+        }
+        let set: Arc<[Box<str>]> = perms.into_iter().map(String::into_boxed_str).collect();
+        self.permission_sets
+            .insert(joined.into_boxed_str(), set.clone());
+        set
     }
 
     /// Verifies `key`, requiring every permission in `required`, for a client at `ip`.
@@ -235,9 +275,9 @@ impl Verifier {
         if !k.has_all(required) {
             return fail(Code::Forbidden);
         }
-        let rate = match k.ratelimit {
-            Some(limit) => {
-                let d = self.limiter.take(&k.key_id, limit, now);
+        let rate = match k.ratelimit.as_deref() {
+            Some(&limit) => {
+                let d = self.limiter.take(k.id(), limit, now);
                 if !d.allowed {
                     return Ok(Verdict {
                         rate: Some(d),
@@ -295,7 +335,7 @@ impl Verifier {
     async fn take_remaining(&self, k: &CachedKey) -> Result<Option<i64>, StoreError> {
         let mut tx = self.store.begin().await?;
         let left = tx
-            .take_remaining(&Id::from_trusted(k.key_id.to_string()))
+            .take_remaining(&Id::from_trusted(k.id().to_string()))
             .await?;
         tx.commit().await?;
         Ok(left)
@@ -306,7 +346,7 @@ impl Verifier {
         let key = tx
             .api_key(
                 &Id::from_trusted(k.org_id.to_string()),
-                &Id::from_trusted(k.key_id.to_string()),
+                &Id::from_trusted(k.id().to_string()),
             )
             .await?;
         Ok(key.and_then(|k| k.remaining))
@@ -357,19 +397,11 @@ impl Verifier {
             _ => true,
         };
         let cached = Arc::new(CachedKey {
-            key_id: Arc::from(k.id.as_str()),
-            org_id: Arc::from(k.org_id.as_str()),
-            name: Arc::from(k.name.as_str()),
-            owner_kind: k.owner.kind,
-            owner_id: Arc::from(k.owner.id.as_str()),
-            owner_name: Arc::from(k.owner.name.as_str()),
-            permissions: perms.into_iter().map(String::into_boxed_str).collect(),
-            expires_at_ms: k.expires_at.map(|t| t.timestamp_millis()),
+            key_id: id_bytes(k.id.as_str()),
             revoked: k.revoked_at.is_some(),
             owner_active,
-            ratelimit: k.ratelimit,
             counts_uses: k.remaining.is_some(),
-            allowed_cidrs: k.allowed_cidrs.into_boxed_slice(),
+            expires_at_ms: k.expires_at.map(|t| t.timestamp_millis()),
             previous_until_ms: if found.previous {
                 Some(
                     k.previous_valid_until
@@ -379,6 +411,16 @@ impl Verifier {
             } else {
                 None
             },
+            org_id: self.intern_org(k.org_id.as_str()),
+            name: k.name.into_boxed_str(),
+            owner: self.intern_owner(Owner {
+                kind: k.owner.kind,
+                id: k.owner.id.into_boxed_str(),
+                name: k.owner.name.into_boxed_str(),
+            }),
+            permissions: self.intern_permissions(perms.into_iter().collect()),
+            ratelimit: k.ratelimit.map(Box::new),
+            allowed_cidrs: k.allowed_cidrs.into_boxed_slice(),
         });
         self.cache.insert(*digest, cached.clone());
         Ok(Some(cached))
@@ -389,14 +431,25 @@ impl Verifier {
         self.usage.flush(&self.store).await
     }
 
-    /// Applies a change to this node's cache.
-    pub fn apply(&self, kind: keyhaven_store::ChangeKind, ref_id: &str) {
-        match kind {
-            keyhaven_store::ChangeKind::Key => {
-                self.cache.invalidate_key(ref_id);
+    /// Applies changes to this node's cache, in one pass over it.
+    pub fn apply(&self, changes: &[(keyhaven_store::ChangeKind, String)]) {
+        use keyhaven_store::ChangeKind;
+        let mut keys = HashSet::new();
+        let mut owners = HashSet::new();
+        let mut orgs = HashSet::new();
+        for (kind, id) in changes {
+            match kind {
+                ChangeKind::Key => {
+                    keys.insert(id_bytes(id));
+                }
+                ChangeKind::Owner => {
+                    owners.insert(id.as_str());
+                }
+                ChangeKind::Organization => {
+                    orgs.insert(id.as_str());
+                }
             }
-            keyhaven_store::ChangeKind::Owner => self.cache.invalidate_owner(ref_id),
-            keyhaven_store::ChangeKind::Organization => self.cache.invalidate_org(ref_id),
         }
+        self.cache.invalidate(&keys, &owners, &orgs);
     }
 }

@@ -21,14 +21,14 @@ struct Counters {
 /// In-memory usage counters.
 #[derive(Default)]
 pub struct UsageCounter {
-    counts: DashMap<(Arc<str>, Arc<str>, i64), Counters>,
+    counts: DashMap<([u8; 26], Arc<str>, i64), Counters>,
     /// When the last flush succeeded, Unix ms (0 = never).
     pub last_flush_ms: AtomicI64,
 }
 
 impl UsageCounter {
     /// Counts one verification of `key_id` (of `org_id`) at `now_ms`.
-    pub fn record(&self, key_id: &Arc<str>, org_id: &Arc<str>, valid: bool, now_ms: i64) {
+    pub fn record(&self, key_id: &[u8; 26], org_id: &Arc<str>, valid: bool, now_ms: i64) {
         let hour = now_ms - now_ms.rem_euclid(HOUR_MS);
         let bump = |c: &Counters| {
             if valid {
@@ -38,7 +38,7 @@ impl UsageCounter {
             }
             c.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
         };
-        let k = (key_id.clone(), org_id.clone(), hour);
+        let k = (*key_id, org_id.clone(), hour);
         if let Some(c) = self.counts.get(&k) {
             bump(&c);
             return;
@@ -61,6 +61,7 @@ impl UsageCounter {
                 empty.push(e.key().clone());
                 continue;
             }
+            let key_id = std::str::from_utf8(key_id).unwrap_or_default();
             rows.push(UsageCount {
                 key_id: Id::from_trusted(key_id.to_string()),
                 org_id: Id::from_trusted(org_id.to_string()),
@@ -108,7 +109,7 @@ impl UsageCounter {
                     let c = self
                         .counts
                         .entry((
-                            Arc::from(r.key_id.as_str()),
+                            super::cache::id_bytes(r.key_id.as_str()),
                             Arc::from(r.org_id.as_str()),
                             r.hour,
                         ))
@@ -117,11 +118,8 @@ impl UsageCounter {
                     c.invalid.fetch_add(r.invalid, Ordering::Relaxed);
                 }
                 for (id, ms) in &touched {
-                    if let Some(c) = self
-                        .counts
-                        .iter()
-                        .find(|e| e.key().0.as_ref() == id.as_str())
-                    {
+                    let idb = super::cache::id_bytes(id.as_str());
+                    if let Some(c) = self.counts.iter().find(|e| e.key().0 == idb) {
                         c.last_used_ms.fetch_max(*ms, Ordering::Relaxed);
                     }
                 }
