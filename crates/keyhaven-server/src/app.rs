@@ -46,6 +46,22 @@ pub static REQUESTS: std::sync::LazyLock<RequestStats> =
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// A new request id: 26 lowercase characters, time-sortable, unique (a ULID built from
+/// the clock and a per-process counter seeded at random, so no RNG call per request).
+fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: std::sync::LazyLock<AtomicU64> =
+        std::sync::LazyLock::new(|| AtomicU64::new(rand::random()));
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut id = ulid::Ulid::from_parts(ms, u128::from(n)).to_string();
+    id.make_ascii_lowercase();
+    id
+}
+
 fn sane_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     let ok = !s.is_empty()
@@ -63,10 +79,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .headers()
         .get("x-request-id")
         .and_then(sane_request_id)
-        .unwrap_or_else(|| ulid::Ulid::new().to_string().to_ascii_lowercase());
+        .unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(rid.clone()));
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let uri = req.uri().clone();
+    let path = uri.path();
     let mut res = next.run(req).await;
     if let Some(info) = res.extensions_mut().remove::<ErrorInfo>() {
         let status = res.status();

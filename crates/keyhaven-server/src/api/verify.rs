@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, Json};
-use super::views::PrincipalView;
 use crate::app::AppState;
 use crate::auth::extract::PeerIp;
 use crate::verify::{Code, Verdict};
@@ -39,18 +38,28 @@ pub struct RateLimitState {
     pub reset_at: String,
 }
 
-/// A verification answer.
+/// The owner in an answer.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct VerifyResponse {
+pub struct OwnerRef<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub id: &'a str,
+    pub name: &'a str,
+}
+
+/// A verification answer (borrowing from the cached key: no copies on the hot path).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifyResponse<'a> {
     pub valid: bool,
     /// VALID, MALFORMED, NOT_FOUND, EXPIRED, REVOKED, DISABLED, FORBIDDEN, RATE_LIMITED,
     /// USAGE_EXCEEDED or IP_NOT_ALLOWED.
     pub code: &'static str,
-    pub key_id: Option<String>,
-    pub organization_id: Option<String>,
-    pub name: Option<String>,
-    pub owner: Option<PrincipalView>,
-    pub permissions: Option<Vec<String>>,
+    pub key_id: Option<&'a str>,
+    pub organization_id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub owner: Option<OwnerRef<'a>>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub permissions: Option<&'a [Box<str>]>,
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     pub ratelimit: Option<RateLimitState>,
@@ -58,9 +67,9 @@ pub struct VerifyResponse {
     pub rotating: bool,
 }
 
-fn response(v: &Verdict) -> VerifyResponse {
+fn response(v: &Verdict) -> VerifyResponse<'_> {
     let valid = v.code == Code::Valid;
-    let k = v.key.as_ref();
+    let k = v.key.as_deref();
     let ratelimit = match (k.and_then(|k| k.ratelimit.as_deref().copied()), v.rate) {
         (Some(limit), Some(d)) => Some(RateLimitState {
             limit: limit.limit,
@@ -71,22 +80,20 @@ fn response(v: &Verdict) -> VerifyResponse {
         }),
         _ => None,
     };
+    let shown = k.filter(|_| valid);
     VerifyResponse {
         valid,
         code: v.code.as_str(),
-        key_id: k.map(|k| k.id().to_string()),
-        organization_id: k.map(|k| k.org_id.to_string()),
-        name: k.filter(|_| valid).map(|k| k.name.to_string()),
-        owner: k.filter(|_| valid).map(|k| PrincipalView {
-            kind: k.owner.kind.as_str().to_string(),
-            id: k.owner.id.to_string(),
-            name: k.owner.name.to_string(),
+        key_id: k.map(|k| k.id()),
+        organization_id: k.map(|k| k.org_id.as_ref()),
+        name: shown.map(|k| k.name.as_ref()),
+        owner: shown.map(|k| OwnerRef {
+            kind: k.owner.kind.as_str(),
+            id: &k.owner.id,
+            name: &k.owner.name,
         }),
-        permissions: k
-            .filter(|_| valid)
-            .map(|k| k.permissions.iter().map(|p| p.to_string()).collect()),
-        expires_at: k
-            .filter(|_| valid)
+        permissions: shown.map(|k| k.permissions.as_ref()),
+        expires_at: shown
             .and_then(|k| k.expires_at_ms)
             .map(|ms| keyhaven_core::time::rfc3339(&keyhaven_core::time::from_millis(ms))),
         ratelimit,
@@ -118,7 +125,7 @@ pub async fn verify(
     PeerIp(peer): PeerIp,
     headers: HeaderMap,
     Json(body): Json<VerifyRequest>,
-) -> Result<axum::Json<VerifyResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let ip = match body.ip.as_deref() {
         Some(s) => Some(s.trim().parse::<IpAddr>().map_err(|_| {
             ApiError::bad_request(
@@ -142,7 +149,7 @@ pub async fn verify(
         .verify(&body.key, &body.permissions, ip)
         .await
         .map_err(internal)?;
-    Ok(axum::Json(response(&v)))
+    Ok(axum::Json(response(&v)).into_response())
 }
 
 static CODE: HeaderName = HeaderName::from_static("x-keyhaven-code");
