@@ -63,7 +63,7 @@ pub async fn follow(
             Err(e) => tracing::warn!(error = %e, "cannot read the change log"),
         }
         polls += 1;
-        if polls % 600 == 0 {
+        if polls.is_multiple_of(600) {
             let prune = async {
                 let mut tx = store.begin().await?;
                 tx.prune_changes(keyhaven_core::time::from_millis(now - 3_600_000))
