@@ -236,7 +236,7 @@ pub fn spawn_background(
     state: &AppState,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
+    let mut tasks = crate::oauth::spawn_background(state, stopped.clone());
     let verifier = state.service.verifier.clone();
     let mut stop_flush = stopped.clone();
     tasks.push(tokio::spawn(async move {

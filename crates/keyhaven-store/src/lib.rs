@@ -20,6 +20,8 @@ mod backend;
 mod changes;
 mod credentials;
 mod error;
+mod lifecycle;
+mod oauth;
 mod organizations;
 mod roles;
 mod row;
@@ -39,6 +41,8 @@ pub use backend::Backend;
 pub use changes::{Change, ChangeKind, Changes, CHANNEL};
 pub use credentials::Credentials;
 pub use error::{StoreError, StoreResult};
+pub use lifecycle::Lifecycle;
+pub use oauth::OAuth;
 pub use organizations::Organizations;
 pub use roles::Roles;
 pub use service_accounts::{ServiceAccountFilter, ServiceAccounts};
@@ -85,6 +89,8 @@ pub trait Tx:
     + SharedSecrets
     + Usage
     + Changes
+    + Lifecycle
+    + OAuth
     + Send
 {
     /// Makes the transaction's changes durable.

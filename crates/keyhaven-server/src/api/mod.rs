@@ -106,4 +106,5 @@ pub fn routes() -> Router<AppState> {
             get(organizations::get).patch(organizations::update),
         )
         .nest("/v1/organizations/{org}", org)
+        .merge(crate::oauth::routes())
 }

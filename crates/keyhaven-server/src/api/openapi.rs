@@ -50,5 +50,7 @@ pub struct ApiDoc;
 
 /// `GET /v1/openapi.json`.
 pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::oauth::OAuthDoc::openapi());
+    axum::Json(doc)
 }
