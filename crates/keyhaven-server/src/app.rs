@@ -152,11 +152,23 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         prepare_data_dir(&config.data_dir)?;
     }
     let store = keyhaven_store::connect(&config.database_url, true).await?;
-    let service = Service::new(store, clock, config.master_key.clone());
+    let mut service = Service::new(store, clock, config.master_key.clone());
+    service.self_origins = self_origins(&config);
     Ok(AppState {
         service,
         config: Arc::new(config),
     })
+}
+
+/// The `(host, port)` pairs this server answers on: the listen address and the public URL.
+pub fn self_origins(config: &Config) -> Vec<(String, u16)> {
+    let mut out = vec![(config.listen.ip().to_string(), config.listen.port())];
+    if let Ok(u) = url::Url::parse(&config.public_url) {
+        if let (Some(h), Some(p)) = (u.host_str(), u.port_or_known_default()) {
+            out.push((h.trim_matches(|c| c == '[' || c == ']').to_string(), p));
+        }
+    }
+    out
 }
 
 /// Runs `keyhaven serve` until SIGTERM or SIGINT.
@@ -168,6 +180,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     if config.public_url_from_listen {
         config.public_url = format!("http://{local}");
     }
+    config.listen = local;
     let state = build_state(config, Arc::new(SystemClock)).await?;
     let cfg = state.config.clone();
     match state
@@ -251,6 +264,26 @@ pub fn spawn_background(
             }
         }
     }));
+    match crate::jobs::mail::Mailer::new(
+        state.config.smtp_url.as_deref(),
+        state.config.data_dir.join("outbox"),
+    ) {
+        Ok(mailer) => {
+            let jobs = crate::jobs::Jobs {
+                service: state.service.clone(),
+                mailer,
+                http: crate::jobs::webhooks::client(),
+                public_url: state.config.public_url.clone(),
+                mail_from: state.config.mail_from.clone(),
+            };
+            tasks.push(tokio::spawn(
+                jobs.run(state.config.job_interval, stopped.clone()),
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "expiry notices and webhooks are off: the mail settings are unusable")
+        }
+    }
     let wake = Arc::new(tokio::sync::Notify::new());
     let follow = crate::verify::changes::follow(
         state.service.verifier.clone(),

@@ -243,6 +243,11 @@ impl Settings {
             Some(t) => MasterKey::from_base64(&t)?,
             None => MasterKey::load_or_create(&data_dir)?,
         };
+        let smtp_url = self.smtp_url.clone().or(file.smtp_url);
+        if let Some(u) = &smtp_url {
+            crate::jobs::mail::Mailer::new(Some(u), data_dir.join("outbox"))
+                .map_err(ConfigError)?;
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -250,7 +255,7 @@ impl Settings {
             public_url,
             public_url_from_listen,
             master_key,
-            smtp_url: self.smtp_url.clone().or(file.smtp_url),
+            smtp_url,
             mail_from: self
                 .mail_from
                 .clone()

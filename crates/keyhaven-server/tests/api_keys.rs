@@ -115,6 +115,29 @@ async fn create_returns_the_documented_object(app: TestApp) {
         without_key(&k2)
     );
 
+    // A key created with a service account's key belongs to that service account.
+    let robot = sa.create_sa("robot", &[]).await;
+    let (_, robot_secret) = sa
+        .create_key(json!({"name": "robot-admin", "roles": ["super-admin"],
+                           "owner": {"type": "service_account", "id": robot["id"]}}))
+        .await;
+    let robot_client = Client::bearer(&app, &robot_secret).await;
+    let (child, _) = robot_client
+        .create_key(json!({"name": "robot-child"}))
+        .await;
+    assert_eq!(
+        child["owner"],
+        json!({"type": "service_account", "id": robot["id"], "name": "robot"})
+    );
+    assert_eq!(child["created_by"], robot_client.principal);
+}
+both_backends!(create_returns_the_documented_object);
+
+/// A signed-in user's key is personal; the user is owner and creator, and the create
+/// response is the same object GET answers.
+async fn personal_keys_of_signed_in_users(app: TestApp) {
+    let sa = super_admin(&app).await;
+    let admin_id = admin_user_id(&sa).await;
     // A signed-in user's key is personal; the user is owner and creator.
     let me = Client::session(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let (p, psecret) = me.create_key(json!({"name": "personal"})).await;
@@ -131,7 +154,7 @@ async fn create_returns_the_documented_object(app: TestApp) {
     assert_eq!(v["code"], "VALID");
     assert_eq!(v["key_id"], p["id"]);
 }
-both_backends!(create_returns_the_documented_object);
+both_backends!(personal_keys_of_signed_in_users);
 
 async fn create_validates_its_input(app: TestApp) {
     let sa = super_admin(&app).await;
@@ -216,6 +239,11 @@ async fn create_validates_its_input(app: TestApp) {
             "/api-keys",
             json!({"name": "longtag", "tags": ["x".repeat(65)]}),
         )
+        .await
+        .err(400);
+    assert!(e["param"].as_str().unwrap_or_default().starts_with("tags"));
+    let e = sa
+        .post("/api-keys", json!({"name": "emptytag", "tags": [""]}))
         .await
         .err(400);
     assert!(e["param"].as_str().unwrap_or_default().starts_with("tags"));
@@ -394,11 +422,13 @@ async fn list_filters(app: TestApp) {
     .await;
     sa.create_key(json!({"name": "beta", "tags": ["staging"], "owner": own(&sa2)}))
         .await;
-    sa.create_key(
-        json!({"name": "gamma-PAYMENTS", "tags": ["prod", "eu"], "roles": ["admin"],
+    let (_, gamma_secret) = sa
+        .create_key(
+            json!({"name": "gamma-PAYMENTS", "tags": ["prod", "eu"], "roles": ["admin"],
                          "owner": own(&sa1), "expires_in_days": 1}),
-    )
-    .await;
+        )
+        .await;
+    assert_eq!(me_status(&app, &gamma_secret).await, 200);
     let (delta, _) = sa
         .create_key(json!({"name": "delta", "tags": ["prod"], "owner": own(&sa2)}))
         .await;
@@ -407,6 +437,7 @@ async fn list_filters(app: TestApp) {
         .ok(200);
     // Gamma expires.
     app.clock.advance(Duration::days(2));
+    assert_eq!(me_status(&app, &gamma_secret).await, 401, "expired key");
 
     let names = |items: Vec<Value>| {
         let mut n = field(&items, "name");
@@ -814,6 +845,33 @@ async fn revoke_delete_and_batch_delete(app: TestApp) {
     sa.act(&format!("/api-keys/{FAKE_ID}/revoke"))
         .await
         .err(404);
+
+    // Revoking or deleting during a regeneration grace stops both secrets.
+    for action in ["revoke", "delete"] {
+        let (g, old) = sa
+            .create_key(json!({"name": format!("grace-{action}")}))
+            .await;
+        let gid = kid(&g);
+        let new = sa
+            .post(
+                &format!("/api-keys/{gid}/regenerate"),
+                json!({"expires_at": null, "grace_period_seconds": 3600}),
+            )
+            .await
+            .ok(200)["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(me_status(&app, &old).await, 200);
+        assert_eq!(me_status(&app, &new).await, 200);
+        if action == "revoke" {
+            sa.act(&format!("/api-keys/{gid}/revoke")).await.ok(200);
+        } else {
+            sa.delete(&format!("/api-keys/{gid}")).await.ok(204);
+        }
+        assert_eq!(me_status(&app, &old).await, 401, "{action}: old secret");
+        assert_eq!(me_status(&app, &new).await, 401, "{action}: new secret");
+    }
 
     // Delete.
     let (d, dsecret) = sa.create_key(json!({"name": "to-delete"})).await;

@@ -188,7 +188,14 @@ async fn users_create(app: TestApp) {
         .bad("email");
     sa.post(
         "/users",
-        json!({"email": "nodisplay@example.com", "password": PASSWORD}),
+        json!({"email": "nodisplay@example.com", "password": PASSWORD, "roles": []}),
+    )
+    .await
+    .bad("display_name");
+    sa.post(
+        "/users",
+        json!({"email": "emptyname@example.com", "display_name": "", "password": PASSWORD,
+               "roles": []}),
     )
     .await
     .bad("display_name");
@@ -228,6 +235,21 @@ async fn users_create(app: TestApp) {
     );
 }
 both_backends!(users_create);
+
+/// API.md marks optional body fields with `?` (`description?`, `expires_at?`, …);
+/// `POST /users` lists `roles: [name…]` without one, so it is required.
+async fn user_roles_are_required_on_create(app: TestApp) {
+    let sa = super_admin(&app).await;
+    // API.md marks optional body fields with `?`; `roles` has none, so it is required.
+    sa.post(
+        "/users",
+        json!({"email": "noroles@example.com", "display_name": "No Roles", "password": PASSWORD}),
+    )
+    .await
+    .bad("roles");
+    assert!(sa.all("/users?q=noroles").await.is_empty());
+}
+both_backends!(user_roles_are_required_on_create);
 
 async fn users_list_filters_and_pagination(app: TestApp) {
     let sa = super_admin(&app).await;
@@ -351,6 +373,12 @@ async fn users_get_patch_delete(app: TestApp) {
     let u = sa.patch(&path, json!({"roles": ["admin"]})).await.ok(200);
     assert_eq!(u["roles"], json!(["admin"]));
     assert_eq!(u["display_name"], "Robert");
+    // A personal key of Bob's stops working while Bob is inactive.
+    let bob_session = Client::session(&app, "bob@example.com", PASSWORD).await;
+    let (_, bob_key) = bob_session
+        .create_key(json!({"name": "bob-personal", "scopes": ["read"]}))
+        .await;
+    assert_eq!(me_status(&app, &bob_key).await, 200);
     let e = sa.patch(&path, json!({"roles": ["nope"]})).await.err(400);
     assert!(e["param"].as_str().unwrap_or_default().starts_with("roles"));
     sa.patch(&path, json!({"status": "bogus"}))
@@ -365,8 +393,15 @@ async fn users_get_patch_delete(app: TestApp) {
     let u = sa.patch(&path, json!({"status": "inactive"})).await.ok(200);
     assert_eq!(u["status"], "inactive");
     assert_eq!(sign_in_status(&app, "bob@example.com", PASSWORD).await, 401);
+    assert_eq!(me_status(&app, &bob_key).await, 401, "inactive user's key");
+    assert_eq!(
+        bob_session.get("/v1/me").await.status,
+        401,
+        "inactive user's session"
+    );
     sa.patch(&path, json!({"status": "active"})).await.ok(200);
     assert_eq!(sign_in_status(&app, "bob@example.com", PASSWORD).await, 200);
+    assert_eq!(me_status(&app, &bob_key).await, 200);
     sa.patch(&format!("/users/{FAKE_ID}"), json!({"display_name": "x"}))
         .await
         .err(404);
@@ -1400,6 +1435,20 @@ async fn audit_events_filters_order_and_chain(app: TestApp) {
     .await
     .ok(200);
 
+    // The caller's own request id is echoed and recorded.
+    let res = sa
+        .send_with(
+            reqwest::Method::PATCH,
+            &format!("/service-accounts/{aid}"),
+            Some(&json!({"description": "with my request id"})),
+            &[("x-request-id", "my-request-42")],
+        )
+        .await;
+    res.ok(200);
+    assert_eq!(res.rid, "my-request-42");
+    sa.assert_audited(&res, &sa, "service_account.update", &aid)
+        .await;
+
     let all = sa.all("/audit-events").await;
     assert!(all.len() >= 10);
     for e in &all {
@@ -1425,6 +1474,13 @@ async fn audit_events_filters_order_and_chain(app: TestApp) {
         .iter()
         .any(|e| e["action"] == "service_account.update"));
     let creates = sa.all("/audit-events?action=service_account.create").await;
+    assert!(creates
+        .iter()
+        .all(|e| e["action"] == "service_account.create"));
+    assert_eq!(creates.len(), 2, "the success and ro's denied attempt");
+    let creates = sa
+        .all("/audit-events?action=service_account.create&outcome=success")
+        .await;
     assert_eq!(creates.len(), 1);
     assert_eq!(creates[0]["target"]["id"], aid.as_str());
     let on_acct = sa.all(&format!("/audit-events?target_id={aid}")).await;
@@ -1433,7 +1489,11 @@ async fn audit_events_filters_order_and_chain(app: TestApp) {
     actions.sort();
     assert_eq!(
         actions,
-        ["service_account.create", "service_account.update"]
+        [
+            "service_account.create",
+            "service_account.update",
+            "service_account.update"
+        ]
     );
     let denied = sa.all("/audit-events?outcome=denied").await;
     assert!(!denied.is_empty());
@@ -1490,6 +1550,28 @@ async fn audit_events_filters_order_and_chain(app: TestApp) {
     }
     assert_eq!(ids, field(&all, "id"));
 
+    // Entries are never changed or deleted through the API.
+    let first = all.last().unwrap()["id"].as_str().unwrap().to_string();
+    for res in [
+        sa.delete("/audit-events").await,
+        sa.delete(&format!("/audit-events/{first}")).await,
+        sa.patch(
+            &format!("/audit-events/{first}"),
+            json!({"outcome": "success"}),
+        )
+        .await,
+        sa.post("/audit-events", json!({"action": "forged"})).await,
+    ] {
+        assert!(
+            res.status == 404 || res.status == 405,
+            "{} {} answered {}",
+            res.method,
+            res.path,
+            res.status
+        );
+    }
+    assert_eq!(sa.all("/audit-events").await.len(), all.len());
+
     // Reading the log needs audit.view.
     ro.get("/audit-events").await.err(403);
 }
@@ -1513,7 +1595,7 @@ async fn audit_list_order_follows_the_hash_chain(app: TestApp) {
     // Entries made at distinct instants: listed newest first, each entry's prev_hash is
     // the hash of the entry listed after it.
     let mut ids = Vec::new();
-    for i in 0..3 {
+    for i in 0..6 {
         app.clock.advance(Duration::milliseconds(1));
         let (k, _) = sa.create_key(json!({"name": format!("chain-{i}")})).await;
         ids.push(k["id"].clone());
@@ -1521,7 +1603,7 @@ async fn audit_list_order_follows_the_hash_chain(app: TestApp) {
     app.clock.advance(Duration::milliseconds(1));
     let all = sa.all("/audit-events").await;
     let first = all.len();
-    let recent: Vec<Value> = all.iter().take(3).cloned().collect();
+    let recent: Vec<Value> = all.iter().take(6).cloned().collect();
     assert!(
         broken_links(&recent).is_empty(),
         "{:#?}",
@@ -1533,7 +1615,7 @@ async fn audit_list_order_follows_the_hash_chain(app: TestApp) {
         .await
         .ok(200);
     let all = sa.all("/audit-events").await;
-    assert_eq!(all.len(), first + 3);
+    assert_eq!(all.len(), first + 6);
     let broken = broken_links(&all);
     assert!(broken.is_empty(), "hash chain in list order: {broken:#?}");
 }
@@ -1695,6 +1777,17 @@ async fn other_organizations_ids_answer_404(app: TestApp) {
             r.text
         );
     }
+    // Key names are unique per organization; emails across the installation.
+    b_session.create_key(json!({"name": "a-key"})).await;
+    b_session
+        .post(
+            "/users",
+            json!({"email": "A-User@example.com", "display_name": "B", "password": PASSWORD,
+                   "roles": []}),
+        )
+        .await
+        .err(409);
+
     // Nothing of A changed.
     let k2 = a.get(&format!("/api-keys/{kid}")).await.ok(200);
     assert_eq!(k2["status"], "active");

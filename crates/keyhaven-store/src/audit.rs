@@ -176,13 +176,24 @@ impl Audit for SqlTx {
         if let Some(v) = &f.until {
             w.push("at < ?", Arg::Int(ms(v)));
         }
-        let (sql, args) = w.finish(page, "id");
-        let rows = bind_all(
-            sqlx::query(&format!("SELECT * FROM audit_events WHERE {sql}")),
-            args,
-        )
-        .fetch_all(&mut *self.tx)
-        .await?;
+        // The log's own order is `seq` (ids made in the same millisecond don't sort
+        // in chain order); the cursor is the last entry's id.
+        if let Some(c) = &page.cursor {
+            w.push(
+                "seq < (SELECT a.seq FROM audit_events a WHERE a.id = ?)",
+                Arg::Text(c.clone()),
+            );
+        }
+        let limit = page.limit.clamp(1, 1000) + 1;
+        w.args.push(Arg::Int(limit));
+        let n = w.args.len();
+        let sql = format!(
+            "SELECT * FROM audit_events WHERE {} ORDER BY seq DESC LIMIT ${n}",
+            w.clauses.join(" AND ")
+        );
+        let rows = bind_all(sqlx::query(&sql), w.args)
+            .fetch_all(&mut *self.tx)
+            .await?;
         let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(listing(items, page, |e| e.id.to_string()))
     }

@@ -15,6 +15,7 @@ pub mod shared_secret;
 pub mod users;
 pub mod verify;
 pub mod views;
+pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -83,7 +84,15 @@ pub fn routes() -> Router<AppState> {
         .route("/shared-secret", get(shared_secret::status))
         .route("/shared-secret/reveal", post(shared_secret::reveal))
         .route("/shared-secret/rotate", post(shared_secret::rotate))
-        .route("/audit-events", get(audit_events::list));
+        .route("/audit-events", get(audit_events::list))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -204,7 +204,15 @@ impl Service {
             }),
         )
         .await?;
+        self.emit(
+            tx.as_mut(),
+            &caller.org_id,
+            "api_key.created",
+            super::webhooks::key_event(&key, now),
+        )
+        .await?;
         tx.commit().await?;
+        self.wake_jobs();
         Ok((key, secret))
     }
 
@@ -266,10 +274,19 @@ impl Service {
             )
             .into()),
             None => match caller.principal.kind {
-                PrincipalKind::User => Ok(Principal {
-                    name: caller.principal.name.clone(),
-                    ..caller.principal.clone()
-                }),
+                PrincipalKind::User => {
+                    // Owners are shown by display name (as every read of the key does).
+                    let id = Id::from_trusted(caller.principal.id.clone());
+                    let user = tx
+                        .user(&caller.org_id, &id)
+                        .await?
+                        .ok_or(ServiceError::NotFound("user"))?;
+                    Ok(Principal {
+                        kind: PrincipalKind::User,
+                        id: user.id.to_string(),
+                        name: user.display_name,
+                    })
+                }
                 PrincipalKind::ApiKey => caller
                     .key_owner
                     .clone()
@@ -558,6 +575,13 @@ impl Service {
                 ch.into_value(),
             )
             .await?;
+            self.emit(
+                tx.as_mut(),
+                &caller.org_id,
+                "api_key.updated",
+                super::webhooks::key_event(&k, k.updated_at),
+            )
+            .await?;
         }
         let p = self.key_permissions(tx.as_mut(), &k).await?;
         self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
@@ -640,6 +664,13 @@ impl Service {
             changes,
         )
         .await?;
+        self.emit(
+            tx.as_mut(),
+            &caller.org_id,
+            "api_key.regenerated",
+            super::webhooks::key_event(&k, now),
+        )
+        .await?;
         let p = self.key_permissions(tx.as_mut(), &k).await?;
         self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
             .await?;
@@ -675,6 +706,13 @@ impl Service {
                 json!({}),
             )
             .await?;
+            self.emit(
+                tx.as_mut(),
+                &caller.org_id,
+                "api_key.revoked",
+                super::webhooks::key_event(&k, now),
+            )
+            .await?;
         }
         let p = self.key_permissions(tx.as_mut(), &k).await?;
         self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
@@ -699,6 +737,13 @@ impl Service {
             Some(key_principal(&k)),
             Outcome::Success,
             json!({}),
+        )
+        .await?;
+        self.emit(
+            tx.as_mut(),
+            &caller.org_id,
+            "api_key.deleted",
+            super::webhooks::key_event(&k, self.now()),
         )
         .await?;
         self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
@@ -739,6 +784,13 @@ impl Service {
                         Some(key_principal(&k)),
                         Outcome::Success,
                         json!({ "batch": true }),
+                    )
+                    .await?;
+                    self.emit(
+                        tx.as_mut(),
+                        &caller.org_id,
+                        "api_key.deleted",
+                        super::webhooks::key_event(&k, self.now()),
                     )
                     .await?;
                     out.deleted.push(raw.clone());

@@ -16,6 +16,7 @@ pub mod service_accounts;
 pub mod sessions;
 pub mod shared_secret;
 pub mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -119,6 +120,10 @@ pub struct Service {
     pub master_key: MasterKey,
     /// This node's verification engine.
     pub verifier: Arc<Verifier>,
+    /// Wakes the background jobs (webhook deliveries) early.
+    pub jobs_wake: Arc<tokio::sync::Notify>,
+    /// `(host, port)` pairs this server answers on; webhooks may not point there.
+    pub self_origins: Vec<(String, u16)>,
 }
 
 /// The system clock.
@@ -139,6 +144,8 @@ impl Service {
             clock,
             master_key,
             verifier,
+            jobs_wake: Arc::new(tokio::sync::Notify::new()),
+            self_origins: Vec::new(),
         }
     }
 
@@ -155,6 +162,7 @@ impl Service {
         }
         tx.commit().await?;
         self.verifier.apply(changes);
+        self.wake_jobs();
         Ok(())
     }
 

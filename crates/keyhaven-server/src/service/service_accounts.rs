@@ -105,7 +105,15 @@ impl Service {
             json!({ "name": sa.name, "description": sa.description, "roles": sa.roles }),
         )
         .await?;
+        self.emit(
+            tx.as_mut(),
+            &caller.org_id,
+            "service_account.created",
+            super::webhooks::service_account_event(&sa),
+        )
+        .await?;
         tx.commit().await?;
+        self.wake_jobs();
         Ok(sa)
     }
 
@@ -215,6 +223,13 @@ impl Service {
                 changes.into_value(),
             )
             .await?;
+            self.emit(
+                tx.as_mut(),
+                &caller.org_id,
+                "service_account.updated",
+                super::webhooks::service_account_event(&sa),
+            )
+            .await?;
             self.commit_changes(
                 tx,
                 &[(keyhaven_store::ChangeKind::Owner, sa.id.to_string())],
@@ -269,6 +284,18 @@ impl Service {
             changes,
         )
         .await?;
+        let event = match t {
+            Transition::Suspend => "service_account.suspended",
+            Transition::Reactivate => "service_account.reactivated",
+            Transition::Archive => "service_account.archived",
+        };
+        self.emit(
+            tx.as_mut(),
+            &caller.org_id,
+            event,
+            super::webhooks::service_account_event(&sa),
+        )
+        .await?;
         self.commit_changes(
             tx,
             &[(keyhaven_store::ChangeKind::Owner, sa.id.to_string())],
@@ -299,6 +326,13 @@ impl Service {
             Some(sa_principal(&sa)),
             Outcome::Success,
             json!({ "deleted_keys": keys }),
+        )
+        .await?;
+        self.emit(
+            tx.as_mut(),
+            &caller.org_id,
+            "service_account.deleted",
+            super::webhooks::service_account_event(&sa),
         )
         .await?;
         self.commit_changes(

@@ -21,8 +21,7 @@ pub struct CreateUser {
     pub display_name: String,
     /// Initial password (≥ 12 characters).
     pub password: String,
-    /// Role names.
-    #[serde(default)]
+    /// Role names (required; may be empty).
     pub roles: Vec<String>,
 }
 

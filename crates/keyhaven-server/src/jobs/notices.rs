@@ -1,0 +1,196 @@
+//! Expiry notices: a key's author is told 30, 7 and 1 day(s) before it expires, and when
+//! it has expired — each at most once per key and expiry date.
+//!
+//! Every round, each node looks for keys that crossed a threshold and inserts a notice
+//! row per (key, expiry, threshold); the primary key makes the insert succeed on exactly
+//! one node. When a key is first seen already past several thresholds (created inside a
+//! window, or after downtime) only the nearest is sent; the others are recorded as
+//! skipped. Pending notices are then claimed with a lease and sent; a failed send is
+//! retried with backoff and never dropped, and a notice the mail server accepted is
+//! marked sent at once.
+
+use chrono::Duration as Span;
+use keyhaven_core::time::{rfc3339, Timestamp};
+use keyhaven_store::{ExpiringKey, Notice};
+use serde_json::json;
+
+use super::mail::{Mail, Mailer};
+use crate::service::{Service, ServiceResult};
+
+/// The thresholds, farthest first: (name, time before expiry).
+pub const THRESHOLDS: [(&str, i64); 4] = [("30d", 30), ("7d", 7), ("1d", 1), ("expired", 0)];
+const LEASE_SECONDS: i64 = 120;
+/// Keys that expired longer ago than this get no "expired" notice any more.
+const LOOKBACK_DAYS: i64 = 7;
+
+/// The thresholds `key` has crossed at `now`, farthest first.
+pub fn crossed(expires_at: Timestamp, now: Timestamp) -> Vec<&'static str> {
+    THRESHOLDS
+        .iter()
+        .filter(|(_, days)| expires_at - Span::days(*days) <= now)
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// Inserts the notices that became due. Returns how many are new and to be sent.
+pub async fn schedule(service: &Service) -> ServiceResult<usize> {
+    let now = service.now();
+    let keys = {
+        let mut tx = service.store.read().await?;
+        tx.keys_expiring(now - Span::days(LOOKBACK_DAYS), now + Span::days(30))
+            .await?
+    };
+    let mut scheduled = 0;
+    for k in keys {
+        let due = crossed(k.expires_at, now);
+        let Some(nearest) = due.last().copied() else {
+            continue;
+        };
+        let mut tx = service.store.begin().await?;
+        for t in &due {
+            let send = *t == nearest;
+            let status = match (&k.author_email, send) {
+                (_, false) => "skipped",
+                (Some(_), true) => "pending",
+                (None, true) => "no_recipient",
+            };
+            let added = tx
+                .insert_notice(&Notice {
+                    key_id: k.id.clone(),
+                    expires_at: k.expires_at,
+                    threshold: t.to_string(),
+                    org_id: k.org_id.clone(),
+                    recipient: k.author_email.clone().unwrap_or_default(),
+                    status: status.into(),
+                    attempts: 0,
+                    next_attempt_at: now,
+                    last_error: None,
+                    created_at: now,
+                    sent_at: None,
+                })
+                .await?;
+            if added && send {
+                scheduled += 1;
+                let (event, data) = event_for(&k, t);
+                service.emit(tx.as_mut(), &k.org_id, event, data).await?;
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(scheduled)
+}
+
+fn event_for(k: &ExpiringKey, threshold: &str) -> (&'static str, serde_json::Value) {
+    let data = json!({
+        "id": k.id,
+        "organization_id": k.org_id,
+        "name": k.name,
+        "masked_key": k.masked_key,
+        "expires_at": rfc3339(&k.expires_at),
+        "threshold": threshold,
+    });
+    if threshold == "expired" {
+        ("api_key.expired", data)
+    } else {
+        ("api_key.expiring", data)
+    }
+}
+
+/// The mail for a notice.
+pub fn compose(n: &Notice, key_name: &str, public_url: &str, from: &str) -> Mail {
+    let when = rfc3339(&n.expires_at);
+    let link = format!("{public_url}/api-keys/{}", n.key_id);
+    let (subject, lead) = match n.threshold.as_str() {
+        "expired" => (
+            format!("API key \"{key_name}\" has expired"),
+            format!("The API key \"{key_name}\" expired at {when} (UTC). Requests using it are refused."),
+        ),
+        t => {
+            let days = t.trim_end_matches('d');
+            let unit = if days == "1" { "day" } else { "days" };
+            (
+                format!("API key \"{key_name}\" expires in {days} {unit}"),
+                format!("The API key \"{key_name}\" expires at {when} (UTC), in {days} {unit}."),
+            )
+        }
+    };
+    Mail {
+        from: from.to_string(),
+        to: n.recipient.clone(),
+        subject,
+        body: format!(
+            "{lead}\n\nTo keep the integration working, regenerate the key with a new expiry date \
+             and hand the new secret to the program that uses it:\n\n{link}\n\n— Keyhaven\n"
+        ),
+    }
+}
+
+/// Sends the pending notices that are due. Returns how many the mail server accepted.
+pub async fn send_due(
+    service: &Service,
+    mailer: &Mailer,
+    public_url: &str,
+    from: &str,
+) -> ServiceResult<usize> {
+    let now = service.now();
+    let claimed = {
+        let mut tx = service.store.begin().await?;
+        let c = tx
+            .claim_notices(now, now + Span::seconds(LEASE_SECONDS), 50)
+            .await?;
+        tx.commit().await?;
+        c
+    };
+    let mut sent = 0;
+    for mut n in claimed {
+        let name = {
+            let mut tx = service.store.read().await?;
+            tx.api_key(&n.org_id, &n.key_id).await?.map(|k| k.name)
+        };
+        let Some(name) = name else {
+            n.status = "skipped".into();
+            n.last_error = Some("the key was deleted".into());
+            finish(service, &n).await?;
+            continue;
+        };
+        n.attempts += 1;
+        match mailer.send(&compose(&n, &name, public_url, from)).await {
+            Ok(()) => {
+                n.status = "sent".into();
+                n.sent_at = Some(service.now());
+                n.last_error = None;
+                sent += 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, key_id = %n.key_id, "cannot send an expiry notice; will retry");
+                n.last_error = Some(e);
+                let delay = Span::minutes(1i64 << (n.attempts - 1).clamp(0, 6));
+                n.next_attempt_at = service.now() + delay;
+            }
+        }
+        finish(service, &n).await?;
+    }
+    Ok(sent)
+}
+
+async fn finish(service: &Service, n: &Notice) -> ServiceResult<()> {
+    let mut tx = service.store.begin().await?;
+    tx.finish_notice(n).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn thresholds_crossed() {
+        let exp = Utc.with_ymd_and_hms(2026, 12, 31, 0, 0, 0).unwrap();
+        assert!(crossed(exp, exp - Span::days(31)).is_empty());
+        assert_eq!(crossed(exp, exp - Span::days(30)), vec!["30d"]);
+        assert_eq!(crossed(exp, exp - Span::hours(20)), vec!["30d", "7d", "1d"]);
+        assert_eq!(crossed(exp, exp), vec!["30d", "7d", "1d", "expired"]);
+    }
+}

@@ -1,0 +1,363 @@
+//! Webhook endpoints, and the events that changes put in their outbox.
+
+use keyhaven_core::audit::Outcome;
+use keyhaven_core::id::Id;
+use keyhaven_core::permission::Permission;
+use keyhaven_core::principal::{Principal, PrincipalKind};
+use keyhaven_core::{validate, DomainError};
+use keyhaven_store::{Delivery, Listing, Page, Tx, WebhookEndpoint};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::changes::Changes;
+use super::{Caller, Service, ServiceError, ServiceResult};
+
+/// Every event type an endpoint can subscribe to.
+pub const EVENT_TYPES: &[&str] = &[
+    "api_key.created",
+    "api_key.updated",
+    "api_key.regenerated",
+    "api_key.revoked",
+    "api_key.deleted",
+    "api_key.expiring",
+    "api_key.expired",
+    "service_account.created",
+    "service_account.updated",
+    "service_account.suspended",
+    "service_account.reactivated",
+    "service_account.archived",
+    "service_account.deleted",
+];
+
+/// Body of `POST /webhooks`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// An http(s) URL that is not Keyhaven itself.
+    pub url: String,
+    /// Event types to receive.
+    pub events: Vec<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// Body of `PATCH /webhooks/{id}`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhook {
+    /// New URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// New event types (replaces the list).
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Turn deliveries on or off.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+fn target(w: &WebhookEndpoint) -> Principal {
+    Principal {
+        kind: PrincipalKind::System,
+        id: w.id.to_string(),
+        name: w.url.clone(),
+    }
+}
+
+fn validate_events(events: &[String]) -> Result<Vec<String>, DomainError> {
+    if events.is_empty() {
+        return Err(DomainError::invalid(
+            "events_required",
+            "events",
+            "events must name at least one event type",
+        ));
+    }
+    let events = validate::distinct_list(events, "events", EVENT_TYPES.len())?;
+    for (i, e) in events.iter().enumerate() {
+        if !EVENT_TYPES.contains(&e.as_str()) {
+            return Err(DomainError::invalid(
+                "unknown_event",
+                format!("events[{i}]"),
+                format!("{e:?} is not an event type; see the API documentation for the list"),
+            ));
+        }
+    }
+    Ok(events)
+}
+
+impl Service {
+    /// Checks a webhook URL: http(s), a host, at most 2048 characters, and not this
+    /// server itself (`self_origins` are `host:port` pairs Keyhaven answers on).
+    pub fn validate_webhook_url(&self, input: &str) -> Result<String, DomainError> {
+        let bad = |m: &str| DomainError::invalid("invalid_url", "url", m);
+        let s = input.trim();
+        if s.len() > 2048 {
+            return Err(bad("url must be at most 2048 characters"));
+        }
+        let u = url::Url::parse(s).map_err(|_| bad("url must be an absolute http(s) URL"))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(bad("url must use http or https"));
+        }
+        let host = u
+            .host_str()
+            .ok_or_else(|| bad("url must have a host"))?
+            .to_ascii_lowercase();
+        let port = u.port_or_known_default().unwrap_or(80);
+        let host_ip = host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .ok();
+        let local = host == "localhost"
+            || host_ip.is_some_and(|ip| ip.is_loopback() || ip.is_unspecified());
+        for (h, p) in &self.self_origins {
+            let same_host = h.eq_ignore_ascii_case(&host)
+                || (local
+                    && (h == "localhost"
+                        || h.parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())));
+            if same_host && *p == port {
+                return Err(bad("url must not point at Keyhaven itself"));
+            }
+        }
+        if u.username() != "" || u.password().is_some() {
+            return Err(bad("url must not contain credentials"));
+        }
+        Ok(u.to_string())
+    }
+
+    /// Creates an endpoint.
+    pub async fn create_webhook(
+        &self,
+        caller: &Caller,
+        input: CreateWebhook,
+    ) -> ServiceResult<WebhookEndpoint> {
+        self.authorize(caller, Permission::WebhooksManage, "webhook.create")
+            .await?;
+        let url = self.validate_webhook_url(&input.url)?;
+        let events = validate_events(&input.events)?;
+        let description =
+            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
+        let now = self.now();
+        let w = WebhookEndpoint {
+            id: self.new_id(),
+            org_id: caller.org_id.clone(),
+            url,
+            events,
+            description,
+            enabled: input.enabled.unwrap_or(true),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_webhook(&w).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "webhook.create",
+            Some(target(&w)),
+            Outcome::Success,
+            json!({ "url": w.url, "events": w.events }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(w)
+    }
+
+    /// A page of endpoints.
+    pub async fn list_webhooks(
+        &self,
+        caller: &Caller,
+        page: &Page,
+    ) -> ServiceResult<Listing<WebhookEndpoint>> {
+        self.authorize(caller, Permission::WebhooksView, "webhook.list")
+            .await?;
+        let mut tx = self.store.read().await?;
+        Ok(tx.list_webhooks(&caller.org_id, page).await?)
+    }
+
+    /// One endpoint.
+    pub async fn get_webhook(&self, caller: &Caller, id: &Id) -> ServiceResult<WebhookEndpoint> {
+        self.authorize(caller, Permission::WebhooksView, "webhook.view")
+            .await?;
+        let mut tx = self.store.read().await?;
+        tx.webhook(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("webhook"))
+    }
+
+    /// Changes an endpoint.
+    pub async fn update_webhook(
+        &self,
+        caller: &Caller,
+        id: &Id,
+        input: UpdateWebhook,
+    ) -> ServiceResult<WebhookEndpoint> {
+        self.authorize(caller, Permission::WebhooksManage, "webhook.update")
+            .await?;
+        let url = input
+            .url
+            .as_deref()
+            .map(|u| self.validate_webhook_url(u))
+            .transpose()?;
+        let events = input.events.as_deref().map(validate_events).transpose()?;
+        let description = input
+            .description
+            .as_deref()
+            .map(|d| validate::description(d, "description"))
+            .transpose()?;
+        let mut tx = self.store.begin().await?;
+        let mut w = tx
+            .webhook(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("webhook"))?;
+        let mut ch = Changes::default();
+        if let Some(u) = url {
+            ch.field("url", &w.url, &u);
+            w.url = u;
+        }
+        if let Some(e) = events {
+            ch.field("events", &w.events, &e);
+            w.events = e;
+        }
+        if let Some(d) = description {
+            ch.field("description", &w.description, &d);
+            w.description = d;
+        }
+        if let Some(en) = input.enabled {
+            ch.field("enabled", &w.enabled, &en);
+            w.enabled = en;
+        }
+        if !ch.is_empty() {
+            w.updated_at = self.now();
+            tx.update_webhook(&w).await?;
+            self.audit(
+                tx.as_mut(),
+                caller,
+                "webhook.update",
+                Some(target(&w)),
+                Outcome::Success,
+                ch.into_value(),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(w)
+    }
+
+    /// Deletes an endpoint and its deliveries.
+    pub async fn delete_webhook(&self, caller: &Caller, id: &Id) -> ServiceResult<()> {
+        self.authorize(caller, Permission::WebhooksManage, "webhook.delete")
+            .await?;
+        let mut tx = self.store.begin().await?;
+        let w = tx
+            .webhook(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("webhook"))?;
+        tx.delete_webhook(&caller.org_id, id).await?;
+        self.audit(
+            tx.as_mut(),
+            caller,
+            "webhook.delete",
+            Some(target(&w)),
+            Outcome::Success,
+            json!({ "url": w.url }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A page of an endpoint's deliveries.
+    pub async fn list_deliveries(
+        &self,
+        caller: &Caller,
+        id: &Id,
+        page: &Page,
+    ) -> ServiceResult<Listing<Delivery>> {
+        self.authorize(caller, Permission::WebhooksView, "webhook.deliveries")
+            .await?;
+        let mut tx = self.store.read().await?;
+        tx.webhook(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("webhook"))?;
+        Ok(tx.list_deliveries(id, page).await?)
+    }
+
+    /// Puts an event in the outbox of every enabled endpoint of `org_id` that
+    /// subscribed to it, inside the caller's transaction. Returns how many deliveries
+    /// were queued; the delivery worker is woken after commit by [`Service::wake_jobs`].
+    pub async fn emit(
+        &self,
+        tx: &mut dyn Tx,
+        org_id: &Id,
+        event_type: &str,
+        data: Value,
+    ) -> ServiceResult<usize> {
+        let endpoints = tx.enabled_webhooks(org_id).await?;
+        let now = self.now();
+        let mut n = 0;
+        for w in endpoints
+            .iter()
+            .filter(|w| w.events.iter().any(|e| e == event_type))
+        {
+            let id = self.new_id();
+            let body = json!({
+                "type": event_type,
+                "timestamp": keyhaven_core::time::rfc3339(&now),
+                "data": data,
+            });
+            tx.insert_delivery(&Delivery {
+                id,
+                org_id: org_id.clone(),
+                endpoint_id: w.id.clone(),
+                event_type: event_type.to_string(),
+                payload: body.to_string(),
+                status: "pending".into(),
+                attempts: 0,
+                next_attempt_at: now,
+                last_status: None,
+                last_error: None,
+                created_at: now,
+                delivered_at: None,
+            })
+            .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Wakes this node's background jobs (after queuing deliveries).
+    pub fn wake_jobs(&self) {
+        self.jobs_wake.notify_one();
+    }
+}
+
+/// The `data` of an `api_key.*` event (never the secret).
+pub fn key_event(k: &keyhaven_core::api_key::ApiKey, now: keyhaven_core::time::Timestamp) -> Value {
+    json!({
+        "id": k.id,
+        "organization_id": k.org_id,
+        "name": k.name,
+        "masked_key": k.masked_key,
+        "owner": k.owner,
+        "status": k.status(now).as_str(),
+        "expires_at": k.expires_at.as_ref().map(keyhaven_core::time::rfc3339),
+    })
+}
+
+/// The `data` of a `service_account.*` event.
+pub fn service_account_event(s: &keyhaven_core::service_account::ServiceAccount) -> Value {
+    json!({
+        "id": s.id,
+        "organization_id": s.org_id,
+        "name": s.name,
+        "status": s.status.as_str(),
+    })
+}
