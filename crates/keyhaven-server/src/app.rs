@@ -139,6 +139,7 @@ async fn method_not_allowed() -> ApiError {
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     api::routes()
+        .merge(crate::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
