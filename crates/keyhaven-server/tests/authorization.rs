@@ -215,7 +215,7 @@ async fn matrix(app: TestApp) {
             Method::POST,
             format!("{o}/users"),
             Some(
-                json!({"email": "bad", "display_name": "x", "password": "a long enough password"}),
+                json!({"email": "bad", "display_name": "x", "password": "a long enough password", "roles": []}),
             ),
             "users.create",
         ),
@@ -404,6 +404,37 @@ async fn matrix(app: TestApp) {
             "shared_secret.view",
         ),
         (Method::GET, format!("{o}/audit-events"), None, "audit.view"),
+        (Method::GET, format!("{o}/webhooks"), None, "webhooks.view"),
+        (
+            Method::POST,
+            format!("{o}/webhooks"),
+            Some(json!({"url": "not a url", "events": []})),
+            "webhooks.manage",
+        ),
+        (
+            Method::GET,
+            format!("{o}/webhooks/{FAKE}"),
+            None,
+            "webhooks.view",
+        ),
+        (
+            Method::PATCH,
+            format!("{o}/webhooks/{FAKE}"),
+            Some(json!({})),
+            "webhooks.manage",
+        ),
+        (
+            Method::DELETE,
+            format!("{o}/webhooks/{FAKE}"),
+            None,
+            "webhooks.manage",
+        ),
+        (
+            Method::GET,
+            format!("{o}/webhooks/{FAKE}/deliveries"),
+            None,
+            "webhooks.view",
+        ),
     ];
     let mut failures = Vec::new();
     for (method, path, body, perm) in &table {

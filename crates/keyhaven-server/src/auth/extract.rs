@@ -126,6 +126,23 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let auth = Self::authenticate(parts, state).await?;
+        // Another organization's resources are "not found", before anything else
+        // (even a malformed body) is looked at.
+        if let Ok(params) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
+            if params
+                .iter()
+                .any(|(k, v)| k == "org" && v != auth.caller.org_id.as_str())
+            {
+                return Err(ApiError::not_found("organization"));
+            }
+        }
+        Ok(auth)
+    }
+}
+
+impl Auth {
+    async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ctx = request_context(parts, state);
         if let Some(key) = bearer(parts) {
             let caller = state.service.authenticate_key(key, ctx).await?;
