@@ -1,0 +1,622 @@
+//! API Access: service accounts, their credentials, and the API Activity tab.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::NaiveDate;
+use keyhaven_core::audit::Outcome;
+use keyhaven_core::credential::Credential;
+use keyhaven_core::permission::Permission;
+use keyhaven_core::service_account::{ServiceAccount, ServiceAccountStatus, Transition};
+use keyhaven_store::{ApiKeyFilter, AuditFilter, Page, ServiceAccountFilter};
+use maud::{html, Markup};
+
+use super::auth::Console;
+use super::keys::keys_table;
+use super::ui::{
+    self, badge, checklist, chips, csrf, field, form_error, header, layout, relative, FieldErrors,
+    FormData, PageResult, Query,
+};
+use crate::app::AppState;
+use crate::service::credentials::CreateCredential;
+use crate::service::service_accounts::CreateServiceAccount;
+
+fn tabs(c: &Console, active: &str) -> Markup {
+    html! {
+        nav class="tabs" aria-label="API Access sections" {
+            a href="/settings/api-access" aria-current=[(active == "accounts").then_some("page")] { "Service Accounts" }
+            @if c.can(Permission::AuditView) {
+                a href="/settings/api-access?tab=activity" aria-current=[(active == "activity").then_some("page")] { "API Activity" }
+            }
+        }
+    }
+}
+
+fn notice_text(q: &FormData) -> Option<&'static str> {
+    match q.get("notice") {
+        "created" => Some("Service account created."),
+        "suspended" => Some("Service account suspended. Its keys and credentials stop verifying until you reactivate it."),
+        "reactivated" => Some("Service account reactivated."),
+        "archived" => Some("Service account archived. Every key and credential it owned is revoked."),
+        "credential_deleted" => Some("Credential deleted."),
+        _ => None,
+    }
+}
+
+/// `GET /settings/api-access` (and `?tab=activity`).
+pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
+    if q.get("tab") == "activity" {
+        return activity(state, c, q).await;
+    }
+    c.require(Permission::ServiceAccountsView)?;
+    let show = q.get("status").to_string();
+    let statuses = match show.as_str() {
+        "archived" => vec![ServiceAccountStatus::Archived],
+        "suspended" => vec![ServiceAccountStatus::Suspended],
+        "all" => Vec::new(),
+        _ => vec![
+            ServiceAccountStatus::Active,
+            ServiceAccountStatus::Suspended,
+        ],
+    };
+    let listing = state
+        .service
+        .list_service_accounts(
+            &c.caller,
+            &ServiceAccountFilter {
+                statuses,
+                q: q.opt("q"),
+            },
+            &Page {
+                limit: 50,
+                cursor: q.opt("cursor"),
+            },
+        )
+        .await?;
+    let ids: Vec<_> = listing.items.iter().map(|s| s.id.clone()).collect();
+    let counts = state
+        .service
+        .service_account_key_counts(&c.caller, &ids)
+        .await?;
+    let manage = c.can(Permission::ServiceAccountsManage);
+    let body = html! {
+        (header("API Access", Some("Service accounts are identities for programs; their keys and credentials outlive any person's account."), html! {
+            @if manage { a class="btn btn-primary" href="/settings/api-access/new" { "Create Service Account" } }
+        }))
+        (tabs(&c, "accounts"))
+        @if let Some(n) = notice_text(&q) { (ui::notice(n)) }
+        form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter service accounts" {
+            div class="field" {
+                label for="filter-q" { "Search" }
+                input id="filter-q" type="search" name="q" value=(q.get("q"));
+            }
+            div class="field" {
+                label for="filter-status" { "Show" }
+                select id="filter-status" name="status" {
+                    option value="" selected[show.is_empty()] { "Active and suspended" }
+                    option value="suspended" selected[show == "suspended"] { "Suspended only" }
+                    option value="archived" selected[show == "archived"] { "Archived only" }
+                    option value="all" selected[show == "all"] { "All, including archived" }
+                }
+            }
+            div class="filter-actions" { button class="btn" type="submit" { "Apply filters" } }
+        }
+        @if listing.items.is_empty() {
+            (ui::empty("No service accounts", "Create one for each integration that calls your APIs.", html! {
+                @if manage { a class="btn btn-primary" href="/settings/api-access/new" { "Create Service Account" } }
+            }))
+        } @else {
+            div class="table-wrap" {
+                table class="table" id="accounts-table" {
+                    thead { tr { th { "Name" } th { "Description" } th { "Status" } th { "Keys" } th { "Created" } th class="col-actions" { span class="sr-only" { "Actions" } } } }
+                    tbody {
+                        @for sa in &listing.items {
+                            @let n = counts.iter().find(|(i, _)| *i == sa.id).map(|(_, n)| *n).unwrap_or(0);
+                            tr data-id=(sa.id) {
+                                td { a class="strong" href={ "/settings/api-access/" (sa.id) } { (sa.name) } }
+                                td { @if sa.description.is_empty() { span class="muted" { "—" } } @else { (sa.description) } }
+                                td { (badge(sa.status.as_str())) }
+                                td { (n) }
+                                td { (ui::time(&sa.created_at)) }
+                                td class="col-actions" { @if manage { (transition_buttons(&c, sa)) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(ui::ok(layout(&c, "API Access", "access", body)))
+}
+
+fn transition_buttons(c: &Console, sa: &ServiceAccount) -> Markup {
+    let action = format!("/settings/api-access/{}/transition", sa.id);
+    html! {
+        div class="row-actions" {
+            @if sa.status == ServiceAccountStatus::Active {
+                form method="post" action=(action) class="inline" {
+                    (csrf(c))
+                    input type="hidden" name="action" value="suspend";
+                    button class="btn btn-small" type="submit" { "Suspend" }
+                }
+            }
+            @if sa.status == ServiceAccountStatus::Suspended {
+                form method="post" action=(action) class="inline" {
+                    (csrf(c))
+                    input type="hidden" name="action" value="reactivate";
+                    button class="btn btn-small" type="submit" { "Reactivate" }
+                }
+            }
+            @if sa.status != ServiceAccountStatus::Archived {
+                form method="post" action=(action) class="inline"
+                    data-confirm={ "Archive \u{201c}" (sa.name) "\u{201d}? Archiving revokes every API key and credential it owns, immediately and for good. The account stays listed for the audit history." }
+                    data-confirm-label="Archive" {
+                    (csrf(c))
+                    input type="hidden" name="action" value="archive";
+                    button class="btn btn-small btn-danger-outline" type="submit" { "Archive" }
+                }
+            }
+        }
+    }
+}
+
+async fn role_options(
+    state: &AppState,
+    c: &Console,
+) -> Result<Vec<(String, String)>, ui::PageError> {
+    if !c.can(Permission::RolesView) {
+        return Ok(Vec::new());
+    }
+    Ok(state
+        .service
+        .list_roles(&c.caller)
+        .await?
+        .into_iter()
+        .map(|r| (r.name, r.description))
+        .collect())
+}
+
+async fn new_form(
+    state: &AppState,
+    c: &Console,
+    form: &FormData,
+    errors: &FieldErrors,
+) -> PageResult {
+    let roles = role_options(state, c).await?;
+    let body = html! {
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " span { "New service account" } }
+        (header("Create Service Account", None, html! {}))
+        div class="card" {
+            (form_error(errors))
+            form method="post" action="/settings/api-access/new" class="stack" novalidate {
+                (csrf(c))
+                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                (field("Description", "description", errors, None, html! {
+                    textarea id="f-description" name="description" rows="2" { (form.get("description")) }
+                }))
+                @if !roles.is_empty() {
+                    (field("Roles", "roles", errors, None, checklist("roles", &roles, &form.list("roles"))))
+                }
+                div class="form-actions" {
+                    button class="btn btn-primary" type="submit" { "Create Service Account" }
+                    a class="btn btn-link" href="/settings/api-access" { "Cancel" }
+                }
+            }
+        }
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(ui::page(
+        status,
+        layout(c, "Create Service Account", "access", body),
+    ))
+}
+
+/// `GET /settings/api-access/new`.
+pub async fn new_page(State(state): State<AppState>, c: Console) -> PageResult {
+    c.require(Permission::ServiceAccountsManage)?;
+    new_form(&state, &c, &FormData::default(), &FieldErrors::default()).await
+}
+
+/// `POST /settings/api-access/new`.
+pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
+    c.check_csrf(&form)?;
+    let input = CreateServiceAccount {
+        name: form.get("name").to_string(),
+        description: Some(form.get("description").to_string()),
+        roles: Some(form.list("roles")),
+    };
+    match state.service.create_service_account(&c.caller, input).await {
+        Ok(sa) => Ok(ui::see_other(&format!(
+            "/settings/api-access/{}?notice=created",
+            sa.id
+        ))),
+        Err(e) => {
+            let errors = FieldErrors::from_service(e, &[])?;
+            new_form(&state, &c, &form, &errors).await
+        }
+    }
+}
+
+/// `POST /settings/api-access/{id}/transition`.
+pub async fn transition(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "service account")?;
+    let (t, notice) = match form.get("action") {
+        "suspend" => (Transition::Suspend, "suspended"),
+        "reactivate" => (Transition::Reactivate, "reactivated"),
+        "archive" => (Transition::Archive, "archived"),
+        _ => {
+            return Err(ui::problem(
+                StatusCode::BAD_REQUEST,
+                "Unknown action",
+                "Choose Suspend, Reactivate or Archive.",
+            ))
+        }
+    };
+    state
+        .service
+        .transition_service_account(&c.caller, &id, t)
+        .await?;
+    Ok(ui::see_other(&format!(
+        "/settings/api-access/{id}?notice={notice}"
+    )))
+}
+
+struct Created<'a> {
+    credential: &'a Credential,
+    secret: &'a str,
+}
+
+async fn detail_page(
+    state: &AppState,
+    c: &Console,
+    id: &keyhaven_core::id::Id,
+    notice: Option<&str>,
+    created: Option<Created<'_>>,
+    form: &FormData,
+    errors: &FieldErrors,
+) -> PageResult {
+    let sa = state.service.get_service_account(&c.caller, id).await?;
+    let creds = state.service.list_credentials(&c.caller, id).await?;
+    let keys = if c.can(Permission::ApiKeysView) {
+        Some(
+            state
+                .service
+                .list_api_keys(
+                    &c.caller,
+                    &ApiKeyFilter {
+                        status: None,
+                        role: None,
+                        tag: None,
+                        owner_id: Some(sa.id.to_string()),
+                        q: None,
+                        now: c.now,
+                    },
+                    &Page {
+                        limit: 100,
+                        cursor: None,
+                    },
+                )
+                .await?
+                .items,
+        )
+    } else {
+        None
+    };
+    let manage = c.can(Permission::ServiceAccountsManage);
+    let live = sa.status != ServiceAccountStatus::Archived;
+    let body = html! {
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " span { (sa.name) } }
+        (header(&sa.name, None, html! { @if manage { (transition_buttons(c, &sa)) } }))
+        @if let Some(n) = notice { (ui::notice(n)) }
+        @if let Some(cr) = &created {
+            div class="banner banner-success secret-banner" role="status" {
+                h2 { "Credential created" }
+                p { strong { "Copy the client secret now." } " It will not be shown again." }
+                div class="field" {
+                    label for="client-id" { "Client ID" }
+                    div class="secret-row" {
+                        input id="client-id" type="text" readonly value=(cr.credential.client_id);
+                        button type="button" class="btn" data-copy="client-id" { "Copy" }
+                    }
+                }
+                (ui::secret_box("Client secret", "new-secret", cr.secret))
+            }
+        }
+        div class="card" {
+            dl class="props" data-id=(sa.id) {
+                dt { "Status" } dd { (badge(sa.status.as_str())) }
+                dt { "Description" } dd { @if sa.description.is_empty() { span class="muted" { "—" } } @else { (sa.description) } }
+                dt { "Roles" } dd { (chips(&sa.roles, "chip-role")) }
+                dt { "Created by" } dd { (sa.created_by.name) }
+                dt { "Created" } dd { (ui::time(&sa.created_at)) }
+            }
+        }
+        @if let Some(keys) = &keys {
+            section class="card" {
+                div class="section-head" {
+                    h2 { "API keys" }
+                    @if live && c.can(Permission::ApiKeysCreate) { a class="btn" href="/api-keys/new" { "Create API key" } }
+                }
+                @if keys.is_empty() { p class="muted" { "This service account owns no API keys." } }
+                @else { (keys_table(c, keys, false)) }
+            }
+        }
+        section class="card" {
+            div class="section-head" { h2 { "Credentials" } }
+            p class="muted small" { "Client ID and secret pairs exchanged at /oauth/token for short-lived access tokens." }
+            @if creds.is_empty() {
+                p class="muted" { "No credentials yet." }
+            } @else {
+                div class="table-wrap" {
+                    table class="table" id="credentials-table" {
+                        thead { tr { th { "Name" } th { "Client ID" } th { "Last used" } th { "Expires" } th { "Status" } th class="col-actions" { span class="sr-only" { "Actions" } } } }
+                        tbody {
+                            @for cr in &creds {
+                                tr data-id=(cr.id) {
+                                    td { (cr.name) }
+                                    td { code { (cr.client_id) } }
+                                    td { (relative(c.now, cr.last_used_at)) }
+                                    td { @match &cr.expires_at { Some(t) => (ui::date(t)), None => span class="muted" { "Never" } } }
+                                    td { @if cr.revoked_at.is_some() { (badge("revoked")) } @else if cr.expires_at.is_some_and(|t| t <= c.now) { (badge("expired")) } @else { (badge("active")) } }
+                                    td class="col-actions" {
+                                        @if manage {
+                                            form method="post" action={ "/settings/api-access/" (sa.id) "/credentials/" (cr.id) "/delete" } class="inline"
+                                                data-confirm={ "Delete the credential \u{201c}" (cr.name) "\u{201d}? Programs using it can no longer get tokens." }
+                                                data-confirm-label="Delete" {
+                                                (csrf(c))
+                                                button class="btn btn-small btn-danger-outline" type="submit" { "Delete" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if manage && live {
+                h3 { "Create credential" }
+                (form_error(errors))
+                form method="post" action={ "/settings/api-access/" (sa.id) "/credentials" } class="row-form" novalidate {
+                    (csrf(c))
+                    (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                    (field("Expires (optional, UTC)", "expires_at", errors, None, ui::text_input("expires_at", form.get("expires_at"), "date", false)))
+                    div class="form-actions" { button class="btn btn-primary" type="submit" { "Create credential" } }
+                }
+            }
+        }
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(ui::page(status, layout(c, &sa.name, "access", body)))
+}
+
+/// `GET /settings/api-access/{id}`.
+pub async fn detail(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    Query(q): Query,
+) -> PageResult {
+    c.require(Permission::ServiceAccountsView)?;
+    let id = ui::path_id(&id, "service account")?;
+    detail_page(
+        &state,
+        &c,
+        &id,
+        notice_text(&q),
+        None,
+        &FormData::default(),
+        &FieldErrors::default(),
+    )
+    .await
+}
+
+/// `POST /settings/api-access/{id}/credentials`.
+pub async fn create_credential(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "service account")?;
+    let mut errors = FieldErrors::default();
+    let expires_at = match form.opt("expires_at") {
+        None => None,
+        Some(s) => match NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(23, 59, 59))
+        {
+            Some(t) => Some(t.and_utc()),
+            None => {
+                errors.add("expires_at", "Enter a date such as 2027-01-31.");
+                None
+            }
+        },
+    };
+    if errors.is_empty() {
+        let input = CreateCredential {
+            name: form.get("name").to_string(),
+            description: None,
+            expires_at,
+        };
+        match state.service.create_credential(&c.caller, &id, input).await {
+            Ok((cred, secret)) => {
+                return detail_page(
+                    &state,
+                    &c,
+                    &id,
+                    None,
+                    Some(Created {
+                        credential: &cred,
+                        secret: secret.expose(),
+                    }),
+                    &FormData::default(),
+                    &FieldErrors::default(),
+                )
+                .await
+            }
+            Err(e) => errors = FieldErrors::from_service(e, &[])?,
+        }
+    }
+    detail_page(&state, &c, &id, None, None, &form, &errors).await
+}
+
+/// `POST /settings/api-access/{id}/credentials/{cid}/delete`.
+pub async fn delete_credential(
+    State(state): State<AppState>,
+    c: Console,
+    Path((id, cid)): Path<(String, String)>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "service account")?;
+    let cid = ui::path_id(&cid, "credential")?;
+    state
+        .service
+        .delete_credential(&c.caller, &id, &cid)
+        .await?;
+    Ok(ui::see_other(&format!(
+        "/settings/api-access/{id}?notice=credential_deleted"
+    )))
+}
+
+fn day(s: &str, end: bool) -> Option<keyhaven_core::time::Timestamp> {
+    let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
+    let d = if end { d.succ_opt()? } else { d };
+    d.and_hms_opt(0, 0, 0).map(|t| t.and_utc())
+}
+
+fn changes_view(v: &serde_json::Value) -> Markup {
+    html! {
+        @match v.as_object() {
+            Some(m) if !m.is_empty() => {
+                table class="changes" {
+                    thead { tr { th { "Field" } th { "Value" } } }
+                    tbody {
+                        @for (k, val) in m {
+                            tr {
+                                th scope="row" { (k) }
+                                td {
+                                    @if let (Some(from), Some(to)) = (val.get("from"), val.get("to")) {
+                                        code { (from) } " → " code { (to) }
+                                    } @else {
+                                        code { (val) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ => { p class="muted small" { "No field changes recorded." } }
+        }
+    }
+}
+
+async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
+    c.require(Permission::AuditView)?;
+    let filter = AuditFilter {
+        actor_id: q.opt("actor_id"),
+        action: q.opt("action"),
+        target_id: None,
+        outcome: Outcome::parse(q.get("outcome")),
+        since: day(q.get("since"), false),
+        until: day(q.get("until"), true),
+    };
+    let listing = state
+        .service
+        .list_audit_events(
+            &c.caller,
+            &filter,
+            &Page {
+                limit: 50,
+                cursor: q.opt("cursor"),
+            },
+        )
+        .await?;
+    let outcome = q.get("outcome");
+    let base = [
+        ("tab", "activity"),
+        ("actor_id", q.get("actor_id")),
+        ("action", q.get("action")),
+        ("outcome", outcome),
+        ("since", q.get("since")),
+        ("until", q.get("until")),
+    ];
+    let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
+        (true, Some(cur)) => {
+            let mut n = base.to_vec();
+            n.push(("cursor", cur));
+            Some(format!("/settings/api-access?{}", ui::query_string(&n)))
+        }
+        _ => None,
+    };
+    let body = html! {
+        (header("API Access", Some("Who did what, newest first."), html! {}))
+        (tabs(&c, "activity"))
+        form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter activity" {
+            input type="hidden" name="tab" value="activity";
+            div class="field" { label for="filter-actor" { "Actor ID" } input id="filter-actor" type="text" name="actor_id" value=(q.get("actor_id")); }
+            div class="field" { label for="filter-action" { "Action" } input id="filter-action" type="text" name="action" value=(q.get("action")) placeholder="api_key.create"; }
+            div class="field" {
+                label for="filter-outcome" { "Outcome" }
+                select id="filter-outcome" name="outcome" {
+                    option value="" selected[outcome.is_empty()] { "Any outcome" }
+                    @for o in ["success", "denied", "error"] { option value=(o) selected[outcome == o] { (o) } }
+                }
+            }
+            div class="field" { label for="filter-since" { "From" } input id="filter-since" type="date" name="since" value=(q.get("since")); }
+            div class="field" { label for="filter-until" { "To" } input id="filter-until" type="date" name="until" value=(q.get("until")); }
+            div class="filter-actions" { button class="btn" type="submit" { "Apply filters" } }
+        }
+        @if listing.items.is_empty() {
+            (ui::empty("No activity", "Nothing matches these filters yet.", html! {}))
+        } @else {
+            div class="table-wrap" {
+                table class="table" id="activity-table" {
+                    thead { tr { th { "Time" } th { "Actor" } th { "Action" } th { "Target" } th { "Outcome" } th { "Details" } } }
+                    tbody {
+                        @for e in &listing.items {
+                            tr data-id=(e.id) {
+                                td { (ui::time(&e.at)) }
+                                td { (e.draft.actor.name) div class="muted small" { (e.draft.actor.kind.as_str()) } }
+                                td { code { (e.draft.action) } }
+                                td { @match &e.draft.target { Some(t) => { (t.name) div class="muted small" { (t.kind.as_str()) } }, None => span class="muted" { "—" } } }
+                                td { (badge(e.draft.outcome.as_str())) }
+                                td {
+                                    details class="expand" {
+                                        summary { "Changes" }
+                                        (changes_view(&e.draft.changes))
+                                        dl class="props small" {
+                                            @if let Some(ip) = &e.draft.ip { dt { "Source IP" } dd { (ip) } }
+                                            @if let Some(r) = &e.draft.request_id { dt { "Request ID" } dd { code { (r) } } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            nav class="pager" aria-label="Pagination" {
+                @if q.has("cursor") { a class="btn" href={ "/settings/api-access?" (ui::query_string(&base)) } { "First page" } }
+                @if let Some(h) = &next_href { a class="btn" rel="next" href=(h) { "Next page" } }
+            }
+        }
+    };
+    Ok(ui::ok(layout(&c, "API Activity", "access", body)))
+}

@@ -1,0 +1,131 @@
+//! The signed-in console user: the session cookie, the CSRF token of the session, and
+//! the redirect to the sign-in page (and back) when the session is missing or over.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method};
+use keyhaven_core::permission::Permission;
+use subtle::ConstantTimeEq;
+
+use super::ui::{self, csrf_failed, FormData, PageError};
+use crate::app::AppState;
+use crate::auth::extract::{cookie, request_context, SESSION_COOKIE};
+use crate::service::{Caller, ServiceError};
+
+/// A signed-in console user.
+pub struct Console {
+    /// Who acts.
+    pub caller: Caller,
+    /// The session's CSRF token (hidden field `csrf_token` of every form).
+    pub csrf: String,
+    /// The session cookie's token.
+    pub token: String,
+    /// The clock's now.
+    pub now: keyhaven_core::time::Timestamp,
+}
+
+impl Console {
+    /// Refuses a form whose `csrf_token` does not match the session's.
+    pub fn check_csrf(&self, form: &FormData) -> Result<(), PageError> {
+        let sent = form.get("csrf_token");
+        if sent.is_empty() || !bool::from(sent.as_bytes().ct_eq(self.csrf.as_bytes())) {
+            return Err(csrf_failed());
+        }
+        Ok(())
+    }
+
+    /// Answers 403 unless the user holds `p` (the service refuses anyway; this gives the
+    /// page before any form is shown).
+    pub fn require(&self, p: Permission) -> Result<(), PageError> {
+        if self.caller.has(p) {
+            Ok(())
+        } else {
+            Err(ui::forbidden(p.as_str()))
+        }
+    }
+
+    /// Whether the user holds `p`.
+    pub fn can(&self, p: Permission) -> bool {
+        self.caller.has(p)
+    }
+}
+
+/// Only local paths are followed after sign-in.
+pub fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.starts_with("/login")
+        && !next.contains(['\r', '\n']);
+    ok.then_some(next)
+}
+
+fn to_login(parts: &Parts, expired: bool) -> PageError {
+    let next = if parts.method == Method::GET {
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into())
+    } else {
+        // After a form post, return to the page the form was on.
+        parts
+            .headers
+            .get(axum::http::header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| url::Url::parse(r).ok())
+            .map(|u| match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_string(),
+            })
+            .unwrap_or_else(|| "/".into())
+    };
+    let mut q = vec![("next", next.as_str())];
+    if expired {
+        q.push(("expired", "1"));
+    }
+    PageError(Box::new(ui::see_other(&format!(
+        "/login?{}",
+        ui::query_string(&q)
+    ))))
+}
+
+impl FromRequestParts<AppState> for Console {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(token) = cookie(parts, SESSION_COOKIE)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+        else {
+            return Err(to_login(parts, false));
+        };
+        let ctx = request_context(parts, state);
+        match state.service.authenticate_session(&token, ctx).await {
+            Ok((caller, session)) => Ok(Console {
+                caller,
+                csrf: session.csrf_token,
+                token,
+                now: state.service.now(),
+            }),
+            Err(ServiceError::Unauthenticated(_)) => Err(to_login(parts, true)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The `Set-Cookie` value of the session cookie (empty value + 0 = sign out).
+pub fn session_cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
+    let secure = if state.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .ok()
+}

@@ -1,0 +1,881 @@
+//! API keys: list with metrics and filters, create, details with the usage chart, edit,
+//! regenerate, revoke, delete (single and bulk).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{Duration, NaiveDate};
+use keyhaven_core::api_key::{ApiKey, KeyStatus};
+use keyhaven_core::permission::Permission;
+use keyhaven_core::principal::PrincipalKind;
+use keyhaven_core::service_account::ServiceAccountStatus;
+use keyhaven_core::time::Timestamp;
+use keyhaven_store::{ApiKeyFilter, Page, ServiceAccountFilter};
+use maud::{html, Markup};
+
+use super::auth::Console;
+use super::ui::{
+    self, badge, checklist, chips, csrf, field, form_error, header, layout, relative, FieldErrors,
+    FormData, PageResult, Query,
+};
+use crate::app::AppState;
+use crate::service::api_keys::{
+    CreateApiKey, DailyUsage, OwnerRef, RegenerateApiKey, UpdateApiKey,
+};
+
+const PAGE_SIZE: i64 = 20;
+
+fn status_of(k: &ApiKey, now: Timestamp) -> &'static str {
+    k.status(now).as_str()
+}
+
+fn notice_text(q: &FormData) -> Option<String> {
+    match q.get("notice") {
+        "deleted" => Some("API key deleted.".into()),
+        "bulk_deleted" => {
+            let n: i64 = q.get("n").parse().unwrap_or(0);
+            Some(if n == 1 {
+                "Deleted 1 API key.".into()
+            } else {
+                format!("Deleted {n} API keys.")
+            })
+        }
+        "none_selected" => Some("Select at least one API key first.".into()),
+        "revoked" => Some("API key revoked. It no longer verifies.".into()),
+        "updated" => Some("API key updated.".into()),
+        _ => None,
+    }
+}
+
+/// The keys table, shared with the service account page.
+pub fn keys_table(c: &Console, keys: &[(ApiKey, Vec<String>)], bulk: bool) -> Markup {
+    let manage = c.can(Permission::ApiKeysManage);
+    html! {
+        div class="table-wrap" {
+            table class="table" id="keys-table" {
+                thead {
+                    tr {
+                        @if bulk && manage {
+                            th class="col-check" {
+                                input type="checkbox" id="select-all" aria-label="Select all API keys on this page" data-select-all="ids";
+                            }
+                        }
+                        th { "Name" }
+                        th { "Key" }
+                        th { "Roles / Scopes" }
+                        th { "Tags" }
+                        th { "Owner" }
+                        th { "Last used" }
+                        th { "Expires" }
+                        th { "Status" }
+                        th class="col-actions" { span class="sr-only" { "Actions" } }
+                    }
+                }
+                tbody {
+                    @for (k, _) in keys {
+                        @let id = k.id.to_string();
+                        @let status = status_of(k, c.now);
+                        tr data-id=(id) {
+                            @if bulk && manage {
+                                td class="col-check" {
+                                    input type="checkbox" name="ids" value=(id) form="bulk-form" class="row-select" aria-label={ "Select " (k.name) };
+                                }
+                            }
+                            td {
+                                a class="strong" href={ "/api-keys/" (id) } { (k.name) }
+                                @if !k.description.is_empty() { div class="muted small" { (k.description) } }
+                            }
+                            td { code class="masked" { (k.masked_key) } }
+                            td {
+                                (chips(&k.roles, "chip-role"))
+                                @if !k.scopes.is_empty() { div { (chips(&k.scopes, "chip-scope")) } }
+                            }
+                            td { (chips(&k.tags, "chip-tag")) }
+                            td {
+                                (k.owner.name)
+                                div class="muted small" {
+                                    @if k.owner.kind == PrincipalKind::ServiceAccount { "Service account" } @else { "Personal" }
+                                }
+                            }
+                            td { (relative(c.now, k.last_used_at)) }
+                            td {
+                                @match &k.expires_at {
+                                    Some(t) => (ui::date(t)),
+                                    None => span class="muted" { "Never" },
+                                }
+                            }
+                            td { (badge(status)) }
+                            td class="col-actions" {
+                                details class="menu" {
+                                    summary class="btn btn-small" aria-label={ "Actions for " (k.name) } { "Actions" }
+                                    div class="menu-items" {
+                                        a href={ "/api-keys/" (id) } { "View" }
+                                        @if manage && status != "revoked" {
+                                            a href={ "/api-keys/" (id) "/edit" } { "Edit" }
+                                            a href={ "/api-keys/" (id) "/regenerate" } { "Regenerate" }
+                                            form method="post" action={ "/api-keys/" (id) "/revoke" }
+                                                data-confirm={ "Revoke the API key \u{201c}" (k.name) "\u{201d}? Programs using it will be refused immediately. This cannot be undone." }
+                                                data-confirm-label="Revoke" {
+                                                (csrf(c))
+                                                button type="submit" class="menu-danger" { "Revoke" }
+                                            }
+                                        }
+                                        @if manage {
+                                            form method="post" action={ "/api-keys/" (id) "/delete" }
+                                                data-confirm={ "Delete the API key \u{201c}" (k.name) "\u{201d} permanently? This cannot be undone." }
+                                                data-confirm-label="Delete" {
+                                                (csrf(c))
+                                                button type="submit" class="menu-danger" { "Delete" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /api-keys`.
+pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
+    c.require(Permission::ApiKeysView)?;
+    let svc = &state.service;
+    let metrics = svc.metrics(&c.caller).await?;
+    let status = q.get("status").to_string();
+    let role = q.get("role").to_string();
+    let tag = q.get("tag").to_string();
+    let text = q.get("q").to_string();
+    let filter = ApiKeyFilter {
+        status: KeyStatus::parse(&status, "status").ok(),
+        role: q.opt("role"),
+        tag: q.opt("tag"),
+        owner_id: None,
+        q: q.opt("q"),
+        now: c.now,
+    };
+    let listing = svc
+        .list_api_keys(
+            &c.caller,
+            &filter,
+            &Page {
+                limit: PAGE_SIZE,
+                cursor: q.opt("cursor"),
+            },
+        )
+        .await?;
+    let roles = if c.can(Permission::RolesView) {
+        svc.list_roles(&c.caller).await?
+    } else {
+        Vec::new()
+    };
+    let filtered = !(status.is_empty() && role.is_empty() && tag.is_empty() && text.is_empty());
+    let base_q = [
+        ("status", status.as_str()),
+        ("role", role.as_str()),
+        ("tag", tag.as_str()),
+        ("q", text.as_str()),
+    ];
+    let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
+        (true, Some(cur)) => {
+            let mut next_q = base_q.to_vec();
+            next_q.push(("cursor", cur));
+            Some(format!("/api-keys?{}", ui::query_string(&next_q)))
+        }
+        _ => None,
+    };
+    let can_create = c.can(Permission::ApiKeysCreate);
+    let can_manage = c.can(Permission::ApiKeysManage);
+    let secret_link = c.can(Permission::SharedSecretView) || c.can(Permission::SharedSecretManage);
+    let body = html! {
+        (header("API Keys", Some("Keys that programs present to call your APIs."), html! {
+            @if secret_link { a class="btn" href="/settings/shared-secret" { "API shared secret" } }
+            @if can_create { a class="btn btn-primary" href="/api-keys/new" { "Create API key" } }
+        }))
+        @if let Some(n) = notice_text(&q) { (ui::notice(&n)) }
+        div class="metrics" {
+            div class="metric" { div class="metric-label" { "Total keys" } div class="metric-value" id="metric-total" { (metrics.total_keys) } }
+            div class="metric" { div class="metric-label" { "Active keys" } div class="metric-value" id="metric-active" { (metrics.active_keys) } }
+            div class="metric" { div class="metric-label" { "Expired keys" } div class="metric-value" id="metric-expired" { (metrics.expired_keys) } }
+            div class="metric" { div class="metric-label" { "API calls today" } div class="metric-value" id="metric-calls" { (metrics.api_calls_today) } }
+        }
+        form class="filters" method="get" action="/api-keys" role="search" aria-label="Filter API keys" {
+            div class="field" {
+                label for="filter-q" { "Search" }
+                input id="filter-q" type="search" name="q" value=(text) placeholder="Name or description";
+            }
+            div class="field" {
+                label for="filter-status" { "Status" }
+                select id="filter-status" name="status" {
+                    option value="" selected[status.is_empty()] { "Any status" }
+                    @for s in ["active", "revoked", "expired"] {
+                        option value=(s) selected[status == s] { (s[..1].to_uppercase()) (&s[1..]) }
+                    }
+                }
+            }
+            div class="field" {
+                label for="filter-role" { "Role" }
+                @if roles.is_empty() {
+                    input id="filter-role" type="text" name="role" value=(role);
+                } @else {
+                    select id="filter-role" name="role" {
+                        option value="" selected[role.is_empty()] { "Any role" }
+                        @for r in &roles { option value=(r.name) selected[role == r.name] { (r.name) } }
+                    }
+                }
+            }
+            div class="field" {
+                label for="filter-tag" { "Tag" }
+                input id="filter-tag" type="text" name="tag" value=(tag);
+            }
+            div class="filter-actions" {
+                button class="btn" type="submit" { "Apply filters" }
+                @if filtered { a class="btn btn-link" href="/api-keys" { "Clear filters" } }
+            }
+        }
+        @if listing.items.is_empty() {
+            @if filtered {
+                (ui::empty("No API keys match these filters", "Try another status, role, tag or search.", html! { a class="btn" href="/api-keys" { "Clear filters" } }))
+            } @else {
+                (ui::empty("No API keys yet", "Create a key for each program that calls your APIs.", html! {
+                    @if can_create { a class="btn btn-primary" href="/api-keys/new" { "Create API key" } }
+                }))
+            }
+        } @else {
+            @if can_manage {
+                form id="bulk-form" class="bulk" method="post" action="/api-keys/delete" data-bulk="ids" {
+                    (csrf(&c))
+                    input type="hidden" name="back" value={ "/api-keys?" (ui::query_string(&base_q)) };
+                    button type="submit" class="btn btn-danger-outline" { "Delete selected" }
+                    span class="muted small" data-selected-count="" {}
+                }
+            }
+            (keys_table(&c, &listing.items, true))
+            nav class="pager" aria-label="Pagination" {
+                @if q.has("cursor") {
+                    a class="btn" href={ "/api-keys?" (ui::query_string(&base_q)) } { "First page" }
+                }
+                @if let Some(href) = &next_href {
+                    a class="btn" rel="next" href=(href) { "Next page" }
+                }
+            }
+        }
+    };
+    Ok(ui::ok(layout(&c, "API Keys", "keys", body)))
+}
+
+/// Expiration choices: a preset number of days, a custom date, or never.
+fn expiry_fields(form: &FormData, errors: &FieldErrors, default: &str) -> Markup {
+    let chosen = form
+        .opt("expiration")
+        .unwrap_or_else(|| default.to_string());
+    let options = [
+        ("30", "30 days"),
+        ("60", "60 days"),
+        ("90", "90 days"),
+        ("custom", "Custom date"),
+        ("never", "Never"),
+    ];
+    let err = errors.get("expires_at");
+    html! {
+        fieldset class={ "field" @if err.is_some() { " has-error" } } {
+            legend { "Expiration" }
+            div class="radios" {
+                @for (v, label) in options {
+                    label class="radio" {
+                        input type="radio" name="expiration" value=(v) checked[chosen == v];
+                        " " (label)
+                    }
+                }
+            }
+            div class="field inline" {
+                label for="f-expires_at" { "Custom expiry date (UTC)" }
+                input id="f-expires_at" type="date" name="expires_at" value=(form.get("expires_at"));
+            }
+            @if let Some(e) = err { div class="field-error" role="alert" { (e) } }
+        }
+    }
+}
+
+/// Reads the expiration choice: `Ok(None)` = never; `Ok(Some(Err(days)))` = preset.
+fn read_expiry(
+    form: &FormData,
+    now: Timestamp,
+    errors: &mut FieldErrors,
+) -> Option<Option<Result<Timestamp, i64>>> {
+    match form.get("expiration") {
+        "never" => Some(None),
+        "30" => Some(Some(Err(30))),
+        "60" => Some(Some(Err(60))),
+        "90" | "" => Some(Some(Err(90))),
+        "custom" => match NaiveDate::parse_from_str(form.get("expires_at").trim(), "%Y-%m-%d") {
+            Ok(d) => match d.and_hms_opt(23, 59, 59) {
+                Some(t) if t.and_utc() > now => Some(Some(Ok(t.and_utc()))),
+                _ => {
+                    errors.add("expires_at", "Pick a date in the future.");
+                    None
+                }
+            },
+            Err(_) => {
+                errors.add(
+                    "expires_at",
+                    "Pick a custom expiry date, or choose a preset.",
+                );
+                None
+            }
+        },
+        _ => {
+            errors.add("expires_at", "Choose an expiration.");
+            None
+        }
+    }
+}
+
+async fn role_options(
+    state: &AppState,
+    c: &Console,
+) -> Result<Vec<(String, String)>, ui::PageError> {
+    if !c.can(Permission::RolesView) {
+        return Ok(Vec::new());
+    }
+    Ok(state
+        .service
+        .list_roles(&c.caller)
+        .await?
+        .into_iter()
+        .map(|r| (r.name, r.description))
+        .collect())
+}
+
+async fn create_form(
+    state: &AppState,
+    c: &Console,
+    form: &FormData,
+    errors: &FieldErrors,
+) -> PageResult {
+    let roles = role_options(state, c).await?;
+    let accounts = if c.can(Permission::ServiceAccountsView) {
+        state
+            .service
+            .list_service_accounts(
+                &c.caller,
+                &ServiceAccountFilter {
+                    statuses: vec![
+                        ServiceAccountStatus::Active,
+                        ServiceAccountStatus::Suspended,
+                    ],
+                    q: None,
+                },
+                &Page {
+                    limit: 100,
+                    cursor: None,
+                },
+            )
+            .await?
+            .items
+    } else {
+        Vec::new()
+    };
+    let owner = form.get("owner");
+    let body = html! {
+        (header("Create API key", Some("The key is shown once, right after you create it."), html! {
+            a class="btn btn-link" href="/api-keys" { "Cancel" }
+        }))
+        div class="card" {
+            (form_error(errors))
+            form method="post" action="/api-keys/new" class="stack" novalidate {
+                (csrf(c))
+                (field("Name *", "name", errors, Some("1–100 characters, unique in your organization."), ui::text_input("name", form.get("name"), "text", true)))
+                (field("Description", "description", errors, None, html! {
+                    textarea id="f-description" name="description" rows="2" { (form.get("description")) }
+                }))
+                (field("Tags", "tags", errors, Some("Separate tags with commas, e.g. billing, production."), ui::text_input("tags", &form.list("tags").join(", "), "text", false)))
+                @if !roles.is_empty() {
+                    (field("Roles", "roles", errors, None, checklist("roles", &roles, &form.list("roles"))))
+                }
+                (field("Scopes", "scopes", errors, Some("Application scopes, separated by commas, e.g. read, billing:write."), ui::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
+                (field("Owner", "owner", errors, Some("A personal key acts with your permissions; a service account's key outlives your account."), html! {
+                    select id="f-owner" name="owner" {
+                        option value="" selected[owner.is_empty()] { "Personal (you)" }
+                        @for sa in &accounts {
+                            @let id = sa.id.to_string();
+                            option value=(id) selected[owner == id] { "Service account: " (sa.name) }
+                        }
+                    }
+                }))
+                (expiry_fields(form, errors, "90"))
+                div class="form-actions" {
+                    button class="btn btn-primary" type="submit" { "Create API key" }
+                    a class="btn btn-link" href="/api-keys" { "Cancel" }
+                }
+            }
+        }
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(ui::page(status, layout(c, "Create API key", "keys", body)))
+}
+
+/// `GET /api-keys/new`.
+pub async fn new_page(State(state): State<AppState>, c: Console) -> PageResult {
+    c.require(Permission::ApiKeysCreate)?;
+    create_form(&state, &c, &FormData::default(), &FieldErrors::default()).await
+}
+
+const RENAME: &[(&str, &str)] = &[("expires_in_days", "expires_at"), ("owner", "owner")];
+
+/// `POST /api-keys/new`.
+pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
+    c.check_csrf(&form)?;
+    let mut errors = FieldErrors::default();
+    let Some(expiry) = read_expiry(&form, c.now, &mut errors) else {
+        return create_form(&state, &c, &form, &errors).await;
+    };
+    let (expires_at, expires_in_days) = match expiry {
+        None => (None, None),
+        Some(Ok(t)) => (Some(t), None),
+        Some(Err(d)) => (None, Some(d)),
+    };
+    let input = CreateApiKey {
+        name: form.get("name").to_string(),
+        description: Some(form.get("description").to_string()),
+        tags: Some(form.list("tags")),
+        roles: Some(form.list("roles")),
+        scopes: Some(form.list("scopes")),
+        owner: form.opt("owner").map(|id| OwnerRef {
+            kind: PrincipalKind::ServiceAccount,
+            id,
+        }),
+        expires_at,
+        expires_in_days,
+        ..Default::default()
+    };
+    match state.service.create_api_key(&c.caller, input).await {
+        Ok((key, secret)) => Ok(ui::ok(layout(
+            &c,
+            "API key created",
+            "keys",
+            secret_page(&c, "API key created", &key, secret.expose()),
+        ))),
+        Err(e) => {
+            let errors = FieldErrors::from_service(e, RENAME)?;
+            create_form(&state, &c, &form, &errors).await
+        }
+    }
+}
+
+fn secret_page(c: &Console, title: &str, key: &ApiKey, secret: &str) -> Markup {
+    html! {
+        (header(title, None, html! {}))
+        div class="banner banner-success secret-banner" role="status" {
+            h2 { (title) }
+            p { strong { "Copy this key now." } " It will not be shown again: Keyhaven keeps only a digest of it. If you lose it, regenerate the key." }
+            (ui::secret_box("API key", "new-secret", secret))
+        }
+        div class="card" {
+            dl class="props" {
+                dt { "Name" } dd { (key.name) }
+                dt { "Masked key" } dd { code { (key.masked_key) } }
+                dt { "Expires" } dd { @match &key.expires_at { Some(t) => (ui::time(t)), None => "Never" } }
+                dt { "Status" } dd { (badge(status_of(key, c.now))) }
+            }
+            div class="form-actions" {
+                a class="btn btn-primary" href={ "/api-keys/" (key.id) } { "View key details" }
+                a class="btn" href="/api-keys" { "Back to API keys" }
+            }
+        }
+    }
+}
+
+fn usage_chart(days: &[DailyUsage]) -> Markup {
+    let width = 720.0_f64;
+    let height = 180.0_f64;
+    let top = 10.0;
+    let bottom = 24.0;
+    let plot = height - top - bottom;
+    let max = days
+        .iter()
+        .map(|d| d.valid + d.invalid)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let n = days.len().max(1) as f64;
+    let slot = width / n;
+    let bar = (slot - 4.0).max(1.0);
+    let total_valid: i64 = days.iter().map(|d| d.valid).sum();
+    let total_invalid: i64 = days.iter().map(|d| d.invalid).sum();
+    let mut svg = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Verifications per day over the last {} days: {total_valid} valid, {total_invalid} invalid\" preserveAspectRatio=\"none\">",
+        days.len()
+    );
+    svg.push_str(&format!(
+        "<line class=\"axis\" x1=\"0\" y1=\"{y}\" x2=\"{width}\" y2=\"{y}\" stroke=\"#d0d5dd\"/>",
+        y = top + plot
+    ));
+    for (i, d) in days.iter().enumerate() {
+        let x = i as f64 * slot + 2.0;
+        let hv = d.valid as f64 / max * plot;
+        let hi = d.invalid as f64 / max * plot;
+        let yv = top + plot - hv;
+        let yi = yv - hi;
+        let label =
+            maud::html! { (d.date) ": " (d.valid) " valid, " (d.invalid) " invalid" }.into_string();
+        svg.push_str(&format!(
+            "<g class=\"day\" data-date=\"{}\"><title>{label}</title>",
+            d.date
+        ));
+        svg.push_str(&format!(
+            "<rect class=\"bar-bg\" x=\"{x:.1}\" y=\"{top}\" width=\"{bar:.1}\" height=\"{plot:.1}\" fill=\"transparent\"/>"
+        ));
+        if d.valid > 0 {
+            svg.push_str(&format!(
+                "<rect class=\"bar-valid\" x=\"{x:.1}\" y=\"{yv:.1}\" width=\"{bar:.1}\" height=\"{hv:.1}\" fill=\"#12b76a\"/>"
+            ));
+        }
+        if d.invalid > 0 {
+            svg.push_str(&format!(
+                "<rect class=\"bar-invalid\" x=\"{x:.1}\" y=\"{yi:.1}\" width=\"{bar:.1}\" height=\"{hi:.1}\" fill=\"#f04438\"/>"
+            ));
+        }
+        svg.push_str("</g>");
+        if i == 0 || i + 1 == days.len() || i == days.len() / 2 {
+            let anchor = if i == 0 {
+                "start"
+            } else if i + 1 == days.len() {
+                "end"
+            } else {
+                "middle"
+            };
+            let tx = if i == 0 {
+                x
+            } else if i + 1 == days.len() {
+                x + bar
+            } else {
+                x + bar / 2.0
+            };
+            svg.push_str(&format!(
+                "<text class=\"tick\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
+                height - 6.0,
+                d.date.get(5..).unwrap_or(&d.date)
+            ));
+        }
+    }
+    svg.push_str("</svg>");
+    html! {
+        figure class="chart-wrap" {
+            (ui::raw(svg))
+            figcaption class="legend" {
+                span class="swatch swatch-valid" {} " Valid (" (total_valid) ")"
+                span class="swatch swatch-invalid" {} " Invalid (" (total_invalid) ")"
+                span class="muted" { " · peak " (max as i64) " per day" }
+            }
+        }
+    }
+}
+
+/// `GET /api-keys/{id}`.
+pub async fn details(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    Query(q): Query,
+) -> PageResult {
+    c.require(Permission::ApiKeysView)?;
+    let id = ui::path_id(&id, "API key")?;
+    let (k, perms) = state.service.get_api_key(&c.caller, &id).await?;
+    let usage = state.service.api_key_usage(&c.caller, &id, 30).await?;
+    let status = status_of(&k, c.now);
+    let manage = c.can(Permission::ApiKeysManage);
+    let body = html! {
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/api-keys" { "API Keys" } " / " span { (k.name) } }
+        (header(&k.name, None, html! {
+            @if manage && status != "revoked" {
+                a class="btn" href={ "/api-keys/" (k.id) "/edit" } { "Edit" }
+                a class="btn" href={ "/api-keys/" (k.id) "/regenerate" } { "Regenerate" }
+                form method="post" action={ "/api-keys/" (k.id) "/revoke" } class="inline"
+                    data-confirm={ "Revoke the API key \u{201c}" (k.name) "\u{201d}? Programs using it will be refused immediately. This cannot be undone." }
+                    data-confirm-label="Revoke" {
+                    (csrf(&c))
+                    button class="btn btn-danger-outline" type="submit" { "Revoke" }
+                }
+            }
+            @if manage {
+                form method="post" action={ "/api-keys/" (k.id) "/delete" } class="inline"
+                    data-confirm={ "Delete the API key \u{201c}" (k.name) "\u{201d} permanently? This cannot be undone." }
+                    data-confirm-label="Delete" {
+                    (csrf(&c))
+                    button class="btn btn-danger" type="submit" { "Delete" }
+                }
+            }
+        }))
+        @if let Some(n) = notice_text(&q) { (ui::notice(&n)) }
+        div class="grid-2" {
+            div class="card" {
+                h2 { "Details" }
+                dl class="props" id="key-details" data-id=(k.id) {
+                    dt { "Status" } dd { (badge(status)) }
+                    dt { "Description" } dd { @if k.description.is_empty() { span class="muted" { "—" } } @else { (k.description) } }
+                    dt { "Masked key" } dd { code { (k.masked_key) } }
+                    dt { "Tags" } dd { (chips(&k.tags, "chip-tag")) }
+                    dt { "Owner" } dd { (k.owner.name) span class="muted" { @if k.owner.kind == PrincipalKind::ServiceAccount { " (service account)" } @else { " (personal)" } } }
+                    dt { "Roles" } dd { (chips(&k.roles, "chip-role")) }
+                    dt { "Scopes" } dd { (chips(&k.scopes, "chip-scope")) }
+                    dt { "Effective permissions" } dd { (chips(&perms, "chip-perm")) }
+                    dt { "Expires" } dd { @match &k.expires_at { Some(t) => (ui::time(t)), None => "Never" } }
+                    dt { "Created by" } dd { (k.created_by.name) }
+                    dt { "Created" } dd { (ui::time(&k.created_at)) }
+                    dt { "Last used" } dd { (relative(c.now, k.last_used_at)) }
+                    @if let Some(t) = &k.revoked_at { dt { "Revoked" } dd { (ui::time(t)) } }
+                    @if let Some(t) = &k.previous_valid_until {
+                        @if *t > c.now { dt { "Previous key valid until" } dd { (ui::time(t)) } }
+                    }
+                }
+            }
+            div class="card" {
+                h2 { "Usage, last 30 days" }
+                (usage_chart(&usage))
+            }
+        }
+    };
+    Ok(ui::ok(layout(&c, &k.name, "keys", body)))
+}
+
+async fn edit_form(
+    state: &AppState,
+    c: &Console,
+    k: &ApiKey,
+    form: &FormData,
+    errors: &FieldErrors,
+) -> PageResult {
+    let roles = role_options(state, c).await?;
+    let body = html! {
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/api-keys" { "API Keys" } " / " a href={ "/api-keys/" (k.id) } { (k.name) } " / " span { "Edit" } }
+        (header("Edit API key", None, html! {}))
+        div class="card" {
+            (form_error(errors))
+            form method="post" action={ "/api-keys/" (k.id) "/edit" } class="stack" novalidate {
+                (csrf(c))
+                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                (field("Description", "description", errors, None, html! {
+                    textarea id="f-description" name="description" rows="2" { (form.get("description")) }
+                }))
+                (field("Tags", "tags", errors, Some("Separate tags with commas."), ui::text_input("tags", &form.list("tags").join(", "), "text", false)))
+                @if !roles.is_empty() {
+                    input type="hidden" name="roles_present" value="1";
+                    (field("Roles", "roles", errors, None, checklist("roles", &roles, &form.list("roles"))))
+                }
+                (field("Scopes", "scopes", errors, Some("Separate scopes with commas."), ui::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
+                div class="form-actions" {
+                    button class="btn btn-primary" type="submit" { "Save changes" }
+                    a class="btn btn-link" href={ "/api-keys/" (k.id) } { "Cancel" }
+                }
+            }
+        }
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(ui::page(status, layout(c, "Edit API key", "keys", body)))
+}
+
+/// `GET /api-keys/{id}/edit`.
+pub async fn edit_page(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+) -> PageResult {
+    c.require(Permission::ApiKeysManage)?;
+    let id = ui::path_id(&id, "API key")?;
+    let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
+    let mut pairs = vec![
+        ("name".to_string(), k.name.clone()),
+        ("description".to_string(), k.description.clone()),
+        ("tags".to_string(), k.tags.join(", ")),
+        ("scopes".to_string(), k.scopes.join(", ")),
+    ];
+    pairs.extend(k.roles.iter().map(|r| ("roles".to_string(), r.clone())));
+    edit_form(&state, &c, &k, &FormData(pairs), &FieldErrors::default()).await
+}
+
+/// `POST /api-keys/{id}/edit`.
+pub async fn edit(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "API key")?;
+    let input = UpdateApiKey {
+        name: Some(form.get("name").to_string()),
+        description: Some(form.get("description").to_string()),
+        tags: Some(form.list("tags")),
+        roles: form.has("roles_present").then(|| form.list("roles")),
+        scopes: Some(form.list("scopes")),
+        ..Default::default()
+    };
+    match state.service.update_api_key(&c.caller, &id, input).await {
+        Ok(_) => Ok(ui::see_other(&format!("/api-keys/{id}?notice=updated"))),
+        Err(e) => {
+            let errors = FieldErrors::from_service(e, &[])?;
+            let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
+            edit_form(&state, &c, &k, &form, &errors).await
+        }
+    }
+}
+
+fn regenerate_form(c: &Console, k: &ApiKey, form: &FormData, errors: &FieldErrors) -> PageResult {
+    let grace = form.get("grace_period_seconds");
+    let graces = [
+        ("0", "No grace period: the old key stops working now"),
+        ("3600", "1 hour"),
+        ("86400", "24 hours"),
+        ("604800", "7 days"),
+    ];
+    let body = html! {
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/api-keys" { "API Keys" } " / " a href={ "/api-keys/" (k.id) } { (k.name) } " / " span { "Regenerate" } }
+        (header("Regenerate API key", Some("A new secret replaces the current one. You will see it once."), html! {}))
+        div class="card" {
+            (form_error(errors))
+            form method="post" action={ "/api-keys/" (k.id) "/regenerate" } class="stack" novalidate {
+                (csrf(c))
+                (expiry_fields(form, errors, "90"))
+                (field("Grace period for the old key", "grace_period_seconds", errors, Some("During the grace period both the old and the new key verify, so you can roll out the new one without downtime."), html! {
+                    select id="f-grace_period_seconds" name="grace_period_seconds" {
+                        @for (v, label) in graces { option value=(v) selected[grace == v] { (label) } }
+                    }
+                }))
+                div class="form-actions" {
+                    button class="btn btn-primary" type="submit" { "Regenerate key" }
+                    a class="btn btn-link" href={ "/api-keys/" (k.id) } { "Cancel" }
+                }
+            }
+        }
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(ui::page(
+        status,
+        layout(c, "Regenerate API key", "keys", body),
+    ))
+}
+
+/// `GET /api-keys/{id}/regenerate`.
+pub async fn regenerate_page(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+) -> PageResult {
+    c.require(Permission::ApiKeysManage)?;
+    let id = ui::path_id(&id, "API key")?;
+    let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
+    regenerate_form(&c, &k, &FormData::default(), &FieldErrors::default())
+}
+
+/// `POST /api-keys/{id}/regenerate`.
+pub async fn regenerate(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "API key")?;
+    let mut errors = FieldErrors::default();
+    let expiry = read_expiry(&form, c.now, &mut errors);
+    let grace: Option<i64> = match form.get("grace_period_seconds").trim() {
+        "" => None,
+        s => match s.parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errors.add("grace_period_seconds", "Choose a grace period.");
+                None
+            }
+        },
+    };
+    let expires_at = match expiry {
+        Some(None) => Some(None),
+        Some(Some(Ok(t))) => Some(Some(keyhaven_core::time::rfc3339(&t))),
+        Some(Some(Err(days))) => Some(Some(keyhaven_core::time::rfc3339(
+            &(c.now + Duration::days(days)),
+        ))),
+        None => None,
+    };
+    if errors.is_empty() {
+        let input = RegenerateApiKey {
+            expires_at,
+            grace_period_seconds: grace,
+        };
+        match state
+            .service
+            .regenerate_api_key(&c.caller, &id, input)
+            .await
+        {
+            Ok((k, _, secret)) => {
+                return Ok(ui::ok(layout(
+                    &c,
+                    "API key regenerated",
+                    "keys",
+                    secret_page(&c, "API key regenerated", &k, secret.expose()),
+                )))
+            }
+            Err(e) => errors = FieldErrors::from_service(e, RENAME)?,
+        }
+    }
+    let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
+    regenerate_form(&c, &k, &form, &errors)
+}
+
+/// `POST /api-keys/{id}/revoke`.
+pub async fn revoke(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "API key")?;
+    state.service.revoke_api_key(&c.caller, &id).await?;
+    Ok(ui::see_other(&format!("/api-keys/{id}?notice=revoked")))
+}
+
+/// `POST /api-keys/{id}/delete`.
+pub async fn delete(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "API key")?;
+    state.service.delete_api_key(&c.caller, &id).await?;
+    Ok(ui::see_other("/api-keys?notice=deleted"))
+}
+
+/// `POST /api-keys/delete` (bulk).
+pub async fn bulk_delete(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
+    c.check_csrf(&form)?;
+    let back = super::auth::safe_next(form.get("back"))
+        .filter(|b| b.starts_with("/api-keys"))
+        .unwrap_or("/api-keys")
+        .to_string();
+    let sep = if back.contains('?') { '&' } else { '?' };
+    let ids = form.list("ids");
+    if ids.is_empty() {
+        return Ok(ui::see_other(&format!("{back}{sep}notice=none_selected")));
+    }
+    let out = state.service.batch_delete_api_keys(&c.caller, &ids).await?;
+    Ok(ui::see_other(&format!(
+        "{back}{sep}notice=bulk_deleted&n={}",
+        out.deleted.len()
+    )))
+}

@@ -1,0 +1,363 @@
+//! Shared secret, webhooks and the account page.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use keyhaven_core::permission::Permission;
+use keyhaven_store::Page;
+use maud::{html, Markup};
+
+use super::auth::Console;
+use super::ui::{
+    self, badge, checklist, chips, csrf, field, form_error, header, layout, FieldErrors, FormData,
+    PageResult, Query,
+};
+use crate::app::AppState;
+use crate::service::webhooks::{CreateWebhook, EVENT_TYPES};
+
+fn secret_page(
+    c: &Console,
+    status: &crate::service::shared_secret::SharedSecretStatus,
+    shown: Option<(&str, &str)>,
+) -> Markup {
+    let can_view = c.can(Permission::SharedSecretView);
+    let can_manage = c.can(Permission::SharedSecretManage);
+    html! {
+        (header("API shared secret", Some("Keyhaven signs outgoing webhooks with this secret (Standard Webhooks). Receivers verify the signature with it."), html! {}))
+        @if let Some((title, secret)) = shown {
+            div class="banner banner-success secret-banner" role="status" {
+                h2 { (title) }
+                p { "Keep it in your receivers' secret store. Revealing it again is recorded in the audit log." }
+                (ui::secret_box("Shared secret", "new-secret", secret))
+            }
+        }
+        div class="card" {
+            dl class="props" {
+                dt { "Status" } dd { @if status.exists { (badge("active")) } @else { span class="muted" { "No shared secret yet" } } }
+                @if let Some(t) = &status.created_at { dt { "Created" } dd { (ui::time(t)) } }
+                @if let Some(t) = &status.previous_valid_until { dt { "Previous secret signs until" } dd { (ui::time(t)) } }
+            }
+            div class="form-actions" {
+                @if status.exists && can_view {
+                    form method="post" action="/settings/shared-secret/reveal" class="inline" {
+                        (csrf(c))
+                        button class="btn" type="submit" { "Reveal" }
+                    }
+                }
+                @if can_manage {
+                    form method="post" action="/settings/shared-secret/rotate" class="inline"
+                        data-confirm=(if status.exists { "Rotate the shared secret? The previous secret keeps signing alongside the new one for 24 hours, then stops." } else { "Create the organization's shared secret?" })
+                        data-confirm-label=(if status.exists { "Rotate" } else { "Create" }) {
+                        (csrf(c))
+                        button class="btn btn-primary" type="submit" { @if status.exists { "Rotate" } @else { "Create shared secret" } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn status_for(
+    state: &AppState,
+    c: &Console,
+) -> Result<crate::service::shared_secret::SharedSecretStatus, ui::PageError> {
+    if c.can(Permission::SharedSecretView) {
+        Ok(state.service.shared_secret_status(&c.caller).await?)
+    } else {
+        Ok(crate::service::shared_secret::SharedSecretStatus {
+            exists: false,
+            created_at: None,
+            previous_valid_until: None,
+        })
+    }
+}
+
+/// `GET /settings/shared-secret`.
+pub async fn shared_secret(State(state): State<AppState>, c: Console) -> PageResult {
+    if !c.can(Permission::SharedSecretView) && !c.can(Permission::SharedSecretManage) {
+        return Err(ui::forbidden(Permission::SharedSecretView.as_str()));
+    }
+    let status = status_for(&state, &c).await?;
+    Ok(ui::ok(layout(
+        &c,
+        "API shared secret",
+        "secret",
+        secret_page(&c, &status, None),
+    )))
+}
+
+/// `POST /settings/shared-secret/reveal`.
+pub async fn reveal_secret(
+    State(state): State<AppState>,
+    c: Console,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let secret = state.service.reveal_shared_secret(&c.caller).await?;
+    let status = status_for(&state, &c).await?;
+    Ok(ui::ok(layout(
+        &c,
+        "API shared secret",
+        "secret",
+        secret_page(&c, &status, Some(("Shared secret", &secret))),
+    )))
+}
+
+/// `POST /settings/shared-secret/rotate`.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    c: Console,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let (secret, _) = state.service.rotate_shared_secret(&c.caller).await?;
+    let status = status_for(&state, &c).await?;
+    Ok(ui::ok(layout(
+        &c,
+        "API shared secret",
+        "secret",
+        secret_page(&c, &status, Some(("New shared secret", &secret))),
+    )))
+}
+
+async fn webhooks_page(
+    state: &AppState,
+    c: &Console,
+    notice: Option<&str>,
+    form: &FormData,
+    errors: &FieldErrors,
+) -> PageResult {
+    c.require(Permission::WebhooksView)?;
+    let endpoints = state
+        .service
+        .list_webhooks(
+            &c.caller,
+            &Page {
+                limit: 100,
+                cursor: None,
+            },
+        )
+        .await?
+        .items;
+    let mut deliveries = Vec::with_capacity(endpoints.len());
+    for w in &endpoints {
+        deliveries.push(
+            state
+                .service
+                .list_deliveries(
+                    &c.caller,
+                    &w.id,
+                    &Page {
+                        limit: 5,
+                        cursor: None,
+                    },
+                )
+                .await?
+                .items,
+        );
+    }
+    let manage = c.can(Permission::WebhooksManage);
+    let events: Vec<(String, String)> = EVENT_TYPES
+        .iter()
+        .map(|e| (e.to_string(), String::new()))
+        .collect();
+    let body = html! {
+        (header("Webhooks", Some("Keyhaven posts signed events to these endpoints when keys and service accounts change."), html! {}))
+        @if let Some(n) = notice { (ui::notice(n)) }
+        @if endpoints.is_empty() {
+            (ui::empty("No webhook endpoints", "Add an endpoint to hear about new, rotated, revoked and expiring keys.", html! {}))
+        }
+        @for (w, ds) in endpoints.iter().zip(deliveries.iter()) {
+            section class="card" data-id=(w.id) {
+                div class="section-head" {
+                    h2 { code { (w.url) } " " @if w.enabled { (badge("active")) } @else { (badge("inactive")) } }
+                    @if manage {
+                        form method="post" action={ "/settings/webhooks/" (w.id) "/delete" } class="inline"
+                            data-confirm={ "Delete the endpoint " (w.url) "? Pending deliveries are dropped." } data-confirm-label="Delete" {
+                            (csrf(c))
+                            button class="btn btn-small btn-danger-outline" type="submit" { "Delete" }
+                        }
+                    }
+                }
+                @if !w.description.is_empty() { p class="muted" { (w.description) } }
+                p { "Events: " (chips(&w.events, "chip-scope")) }
+                h3 { "Recent deliveries" }
+                @if ds.is_empty() { p class="muted small" { "No deliveries yet." } }
+                @else {
+                    table class="table" {
+                        thead { tr { th { "Event" } th { "Status" } th { "Attempts" } th { "Last response" } th { "Created" } } }
+                        tbody {
+                            @for d in ds {
+                                tr data-id=(d.id) {
+                                    td { code { (d.event_type) } }
+                                    td { (badge(&d.status)) }
+                                    td { (d.attempts) }
+                                    td { @if let Some(s) = d.last_status { "HTTP " (s) } @else if let Some(e) = &d.last_error { span class="muted" { (e) } } @else { span class="muted" { "—" } } }
+                                    td { (ui::time(&d.created_at)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if manage {
+            section class="card" {
+                h2 { "Add endpoint" }
+                (form_error(errors))
+                form method="post" action="/settings/webhooks" class="stack" novalidate {
+                    (csrf(c))
+                    (field("URL *", "url", errors, Some("An https:// address that accepts POST requests."), ui::text_input("url", form.get("url"), "url", true)))
+                    (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
+                    (field("Events *", "events", errors, None, checklist("events", &events, &form.list("events"))))
+                    div class="form-actions" { button class="btn btn-primary" type="submit" { "Add endpoint" } }
+                }
+            }
+        }
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(ui::page(status, layout(c, "Webhooks", "webhooks", body)))
+}
+
+/// `GET /settings/webhooks`.
+pub async fn webhooks(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
+    let notice = match q.get("notice") {
+        "created" => Some("Endpoint added."),
+        "deleted" => Some("Endpoint deleted."),
+        _ => None,
+    };
+    webhooks_page(
+        &state,
+        &c,
+        notice,
+        &FormData::default(),
+        &FieldErrors::default(),
+    )
+    .await
+}
+
+/// `POST /settings/webhooks`.
+pub async fn create_webhook(
+    State(state): State<AppState>,
+    c: Console,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let input = CreateWebhook {
+        url: form.get("url").trim().to_string(),
+        events: form.list("events"),
+        description: form.opt("description"),
+        enabled: Some(true),
+    };
+    match state.service.create_webhook(&c.caller, input).await {
+        Ok(_) => Ok(ui::see_other("/settings/webhooks?notice=created")),
+        Err(e) => {
+            let errors = FieldErrors::from_service(e, &[])?;
+            webhooks_page(&state, &c, None, &form, &errors).await
+        }
+    }
+}
+
+/// `POST /settings/webhooks/{id}/delete`.
+pub async fn delete_webhook(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "webhook")?;
+    state.service.delete_webhook(&c.caller, &id).await?;
+    Ok(ui::see_other("/settings/webhooks?notice=deleted"))
+}
+
+fn account_page(
+    c: &Console,
+    user: Option<&keyhaven_core::user::User>,
+    notice: Option<&str>,
+    errors: &FieldErrors,
+) -> Markup {
+    html! {
+        (header("Account", Some("Your profile and password."), html! {}))
+        @if let Some(n) = notice { (ui::notice(n)) }
+        div class="card" {
+            h2 { "Profile" }
+            dl class="props" {
+                dt { "Email" } dd { (c.caller.principal.name) }
+                @if let Some(u) = user {
+                    dt { "Display name" } dd { (u.display_name) }
+                    dt { "Roles" } dd { (chips(&u.roles, "chip-role")) }
+                    dt { "Created" } dd { (ui::time(&u.created_at)) }
+                }
+            }
+        }
+        div class="card" {
+            h2 { "Change password" }
+            (form_error(errors))
+            form method="post" action="/account" class="stack" novalidate {
+                (csrf(c))
+                (field("Current password", "current_password", errors, None, html! {
+                    input id="f-current_password" name="current_password" type="password" autocomplete="current-password" required;
+                }))
+                (field("New password", "new_password", errors, Some("At least 12 characters."), html! {
+                    input id="f-new_password" name="new_password" type="password" autocomplete="new-password" required;
+                }))
+                div class="form-actions" { button class="btn btn-primary" type="submit" { "Change password" } }
+            }
+        }
+    }
+}
+
+async fn own_user(state: &AppState, c: &Console) -> Option<keyhaven_core::user::User> {
+    let id = c.caller.user_id()?;
+    let mut tx = state.service.store.read().await.ok()?;
+    tx.user(&c.caller.org_id, &id).await.ok().flatten()
+}
+
+/// `GET /account`.
+pub async fn account(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
+    let notice = (q.get("notice") == "password_changed").then_some("Password changed.");
+    let user = own_user(&state, &c).await;
+    Ok(ui::ok(layout(
+        &c,
+        "Account",
+        "account",
+        account_page(&c, user.as_ref(), notice, &FieldErrors::default()),
+    )))
+}
+
+/// `POST /account` (password change).
+pub async fn change_password(
+    State(state): State<AppState>,
+    c: Console,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    match state
+        .service
+        .change_own_password(
+            &c.caller,
+            form.get("current_password"),
+            form.get("new_password"),
+        )
+        .await
+    {
+        Ok(()) => Ok(ui::see_other("/account?notice=password_changed")),
+        Err(e) => {
+            let errors = FieldErrors::from_service(e, &[])?;
+            let user = own_user(&state, &c).await;
+            Ok(ui::page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                layout(
+                    &c,
+                    "Account",
+                    "account",
+                    account_page(&c, user.as_ref(), None, &errors),
+                ),
+            ))
+        }
+    }
+}

@@ -1,0 +1,159 @@
+// Keyhaven console: the little a browser needs beyond HTML forms.
+// Loaded with `defer`; no inline script anywhere (Content-Security-Policy: script-src 'self').
+(function () {
+  "use strict";
+
+  // Timestamps: the server writes UTC; show them in the browser's time zone, UTC in the tooltip.
+  function localTimes() {
+    document.querySelectorAll("time[data-local]").forEach(function (el) {
+      var d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d.getTime())) return;
+      var opts = el.dataset.local === "date"
+        ? { year: "numeric", month: "short", day: "numeric" }
+        : { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
+      try {
+        el.textContent = d.toLocaleString(undefined, opts);
+      } catch (e) { /* keep the UTC text */ }
+    });
+  }
+
+  // Copy buttons: data-copy names the input whose value is copied.
+  function copyFrom(button) {
+    var target = document.getElementById(button.dataset.copy);
+    if (!target) return;
+    var text = target.value !== undefined ? target.value : target.textContent;
+    var done = function () {
+      var old = button.dataset.label || button.textContent;
+      button.dataset.label = old;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = old; }, 2000);
+    };
+    var fallback = function () {
+      var wasPassword = target.type === "password";
+      if (wasPassword) target.type = "text";
+      target.select();
+      try { document.execCommand("copy"); } catch (e) { /* nothing more to try */ }
+      if (wasPassword) target.type = "password";
+      window.getSelection && window.getSelection().removeAllRanges();
+      done();
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, fallback);
+    } else {
+      fallback();
+    }
+  }
+
+  // Show / Hide a secret field.
+  function toggleSecret(button) {
+    var target = document.getElementById(button.dataset.toggleSecret);
+    if (!target) return;
+    var show = target.type === "password";
+    target.type = show ? "text" : "password";
+    button.textContent = show ? "Hide" : "Show";
+    button.setAttribute("aria-pressed", show ? "true" : "false");
+  }
+
+  // Confirmation dialog for forms carrying data-confirm (and the bulk delete form).
+  var pending = null;
+  function confirmDialog(message, label, onConfirm) {
+    var dlg = document.getElementById("confirm-dialog");
+    if (!dlg || typeof dlg.showModal !== "function") {
+      if (window.confirm(message)) onConfirm();
+      return;
+    }
+    document.getElementById("confirm-message").textContent = message;
+    var ok = dlg.querySelector("button.confirm");
+    ok.textContent = label || "Confirm";
+    pending = onConfirm;
+    dlg.showModal();
+    ok.focus();
+  }
+
+  function selectedCount(name) {
+    return document.querySelectorAll('input[type=checkbox][name="' + name + '"]:checked').length;
+  }
+
+  function updateCount(form) {
+    var out = form.querySelector("[data-selected-count]");
+    if (!out) return;
+    var n = selectedCount(form.dataset.bulk);
+    out.textContent = n === 0 ? "" : (n === 1 ? "1 selected" : n + " selected");
+  }
+
+  document.addEventListener("click", function (ev) {
+    var el = ev.target.closest("button, input");
+    if (!el) return;
+    if (el.dataset.copy) { ev.preventDefault(); copyFrom(el); }
+    else if (el.dataset.toggleSecret) { ev.preventDefault(); toggleSecret(el); }
+    else if (el.dataset.selectAll !== undefined && el.type === "checkbox") {
+      document.querySelectorAll('input[type=checkbox][name="' + el.dataset.selectAll + '"]').forEach(function (c) { c.checked = el.checked; });
+      document.querySelectorAll("form[data-bulk]").forEach(updateCount);
+    } else if (el.matches("#confirm-dialog button.confirm")) {
+      var dlg = document.getElementById("confirm-dialog");
+      dlg.close();
+      var go = pending; pending = null;
+      if (go) go();
+    } else if (el.matches("#confirm-dialog [data-close]")) {
+      pending = null;
+      document.getElementById("confirm-dialog").close();
+    }
+  });
+
+  document.addEventListener("change", function (ev) {
+    if (ev.target.matches("input.row-select")) {
+      document.querySelectorAll("form[data-bulk]").forEach(updateCount);
+    }
+  });
+
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (form.dataset.confirmed === "1") return;
+    var message = form.dataset.confirm;
+    var label = form.dataset.confirmLabel;
+    if (form.dataset.bulk) {
+      var n = selectedCount(form.dataset.bulk);
+      if (n === 0) {
+        ev.preventDefault();
+        confirmDialog("Select at least one API key first.", "OK", function () {});
+        return;
+      }
+      message = "Delete " + n + (n === 1 ? " API key" : " API keys") + " permanently? Programs using " + (n === 1 ? "it" : "them") + " will be refused immediately. This cannot be undone.";
+      label = "Delete " + n + (n === 1 ? " key" : " keys");
+    }
+    if (!message) return;
+    ev.preventDefault();
+    confirmDialog(message, label, function () {
+      form.dataset.confirmed = "1";
+      form.submit();
+    });
+  });
+
+  // Close open row menus when another opens or on Escape.
+  document.addEventListener("toggle", function (ev) {
+    var d = ev.target;
+    if (d.matches && d.matches("details.menu") && d.open) {
+      document.querySelectorAll("details.menu[open]").forEach(function (o) { if (o !== d) o.open = false; });
+    }
+  }, true);
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key === "Escape") {
+      document.querySelectorAll("details.menu[open]").forEach(function (o) { o.open = false; });
+    }
+  });
+
+  // The custom date field only matters for "Custom date".
+  function syncExpiry() {
+    var custom = document.querySelector('input[name=expiration][value=custom]');
+    var date = document.getElementById("f-expires_at");
+    if (!custom || !date || date.closest(".row-form")) return;
+    date.disabled = !custom.checked;
+  }
+  document.addEventListener("change", function (ev) {
+    if (ev.target.name === "expiration") syncExpiry();
+  });
+
+  function init() { localTimes(); syncExpiry(); }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
