@@ -82,7 +82,7 @@ fn signed_with(r: &Received, secret: &str) -> bool {
         "v1,{}",
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     );
-    r.signatures.iter().any(|s| *s == expect)
+    r.signatures.contains(&expect)
 }
 
 struct Ctx<'a> {

@@ -96,23 +96,35 @@ fn event_for(k: &ExpiringKey, threshold: &str) -> (&'static str, serde_json::Val
     }
 }
 
-/// The mail for a notice.
-pub fn compose(n: &Notice, key_name: &str, public_url: &str, from: &str) -> Mail {
+/// "in 30 days", "in 1 day", "in 5 hours": the time left at `now`, rounded to the
+/// nearest day (hours under half a day), whatever threshold the notice was scheduled for
+/// — a late first notice says how long is really left.
+pub fn time_left(expires_at: Timestamp, now: Timestamp) -> String {
+    let left = expires_at - now;
+    let days = (left.num_hours() + 12) / 24;
+    if days >= 1 {
+        format!("in {days} day{}", if days == 1 { "" } else { "s" })
+    } else {
+        let hours = left.num_hours().max(1);
+        format!("in {hours} hour{}", if hours == 1 { "" } else { "s" })
+    }
+}
+
+/// The mail for a notice, composed at `now`.
+pub fn compose(n: &Notice, key_name: &str, public_url: &str, from: &str, now: Timestamp) -> Mail {
     let when = rfc3339(&n.expires_at);
     let link = format!("{public_url}/api-keys/{}", n.key_id);
-    let (subject, lead) = match n.threshold.as_str() {
-        "expired" => (
+    let (subject, lead) = if n.threshold == "expired" || n.expires_at <= now {
+        (
             format!("API key \"{key_name}\" has expired"),
             format!("The API key \"{key_name}\" expired at {when} (UTC). Requests using it are refused."),
-        ),
-        t => {
-            let days = t.trim_end_matches('d');
-            let unit = if days == "1" { "day" } else { "days" };
-            (
-                format!("API key \"{key_name}\" expires in {days} {unit}"),
-                format!("The API key \"{key_name}\" expires at {when} (UTC), in {days} {unit}."),
-            )
-        }
+        )
+    } else {
+        let left = time_left(n.expires_at, now);
+        (
+            format!("API key \"{key_name}\" expires {left}"),
+            format!("The API key \"{key_name}\" expires at {when} (UTC), {left}."),
+        )
     };
     Mail {
         from: from.to_string(),
@@ -143,18 +155,29 @@ pub async fn send_due(
     };
     let mut sent = 0;
     for mut n in claimed {
-        let name = {
+        let key = {
             let mut tx = service.store.read().await?;
-            tx.api_key(&n.org_id, &n.key_id).await?.map(|k| k.name)
+            tx.api_key(&n.org_id, &n.key_id).await?
         };
-        let Some(name) = name else {
+        // The key may have changed while the notice waited (e.g. for the mail server):
+        // a deleted or revoked key, or one regenerated with another date, is not notified.
+        let stale = match &key {
+            None => Some("the key was deleted"),
+            Some(k) if k.revoked_at.is_some() => Some("the key was revoked"),
+            Some(k) if k.expires_at != Some(n.expires_at) => Some("the key's expiry date changed"),
+            Some(_) => None,
+        };
+        let (Some(k), None) = (key, stale) else {
             n.status = "skipped".into();
-            n.last_error = Some("the key was deleted".into());
+            n.last_error = stale.map(str::to_string);
             finish(service, &n).await?;
             continue;
         };
         n.attempts += 1;
-        match mailer.send(&compose(&n, &name, public_url, from)).await {
+        match mailer
+            .send(&compose(&n, &k.name, public_url, from, service.now()))
+            .await
+        {
             Ok(()) => {
                 n.status = "sent".into();
                 n.sent_at = Some(service.now());
@@ -184,6 +207,19 @@ async fn finish(service: &Service, n: &Notice) -> ServiceResult<()> {
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn time_left_is_rounded_to_days() {
+        let exp = Utc.with_ymd_and_hms(2026, 12, 31, 0, 0, 0).unwrap();
+        assert_eq!(time_left(exp, exp - Span::days(30)), "in 30 days");
+        assert_eq!(
+            time_left(exp, exp - Span::days(30) + Span::minutes(5)),
+            "in 30 days"
+        );
+        assert_eq!(time_left(exp, exp - Span::days(10)), "in 10 days");
+        assert_eq!(time_left(exp, exp - Span::hours(20)), "in 1 day");
+        assert_eq!(time_left(exp, exp - Span::hours(5)), "in 5 hours");
+    }
 
     #[test]
     fn thresholds_crossed() {

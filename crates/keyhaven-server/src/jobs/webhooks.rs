@@ -164,7 +164,12 @@ mod tests {
             "whsec_{}",
             base64::engine::general_purpose::STANDARD.encode(b"0123456789abcdef0123456789abcdef")
         );
-        let sig = sign(&[secret.clone()], "msg_1", 1_700_000_000, "{\"a\":1}");
+        let sig = sign(
+            std::slice::from_ref(&secret),
+            "msg_1",
+            1_700_000_000,
+            "{\"a\":1}",
+        );
         let mut mac = Hmac::<Sha256>::new_from_slice(b"0123456789abcdef0123456789abcdef").unwrap();
         mac.update(b"msg_1.1700000000.{\"a\":1}");
         let expect = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
