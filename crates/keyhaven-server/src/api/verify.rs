@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, Json};
 use crate::app::AppState;
-use crate::auth::extract::PeerIp;
+use crate::auth::extract::{ClientIp, PeerIp};
 use crate::verify::{Code, Verdict};
 
 /// Largest verification request body.
@@ -122,8 +122,7 @@ fn internal(e: keyhaven_store::StoreError) -> ApiError {
         (status = 413, body = super::error::ErrorBody), (status = 415, body = super::error::ErrorBody)))]
 pub async fn verify(
     State(state): State<AppState>,
-    PeerIp(peer): PeerIp,
-    headers: HeaderMap,
+    ClientIp(client): ClientIp,
     Json(body): Json<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     let ip = match body.ip.as_deref() {
@@ -134,7 +133,7 @@ pub async fn verify(
                 Some("ip"),
             )
         })?),
-        None => client_ip(&state, peer, &headers),
+        None => client,
     };
     if body.permissions.len() > 100 {
         return Err(ApiError::bad_request(

@@ -180,3 +180,15 @@ impl Auth {
         })
     }
 }
+
+/// The client's IP for verification: the peer, or the forwarding headers when the peer
+/// is a trusted proxy (read from the request without copying its headers).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts, &state.config.trusted_proxies)))
+    }
+}
