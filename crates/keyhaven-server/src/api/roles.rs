@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use keyhaven_core::permission::Permission;
 
 use super::error::{ApiError, CommonErrors, Json};
-use super::params::{org_scope, PathParams};
+use super::params::PathParams;
 use super::views::{ListView, PermissionView, RoleView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
@@ -34,9 +34,8 @@ pub async fn catalog(_auth: Auth) -> axum::Json<ListView<PermissionView>> {
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
 ) -> Result<axum::Json<ListView<RoleView>>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let roles = s.service.list_roles(&auth.caller).await?;
     Ok(axum::Json(ListView {
         data: roles.iter().map(RoleView::from).collect(),
@@ -51,10 +50,9 @@ pub async fn list(
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     Json(body): Json<CreateRole>,
 ) -> Result<(StatusCode, axum::Json<RoleView>), ApiError> {
-    org_scope(&auth.caller, &org)?;
     let r = s.service.create_role(&auth.caller, body).await?;
     Ok((StatusCode::CREATED, axum::Json((&r).into())))
 }
@@ -66,9 +64,8 @@ pub async fn create(
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, name)): PathParams<(String, String)>,
+    PathParams((_org, name)): PathParams<(String, String)>,
 ) -> Result<axum::Json<RoleView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let r = s.service.get_role(&auth.caller, &name).await?;
     Ok(axum::Json((&r).into()))
 }
@@ -80,10 +77,9 @@ pub async fn get(
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, name)): PathParams<(String, String)>,
+    PathParams((_org, name)): PathParams<(String, String)>,
     Json(body): Json<UpdateRole>,
 ) -> Result<axum::Json<RoleView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let r = s.service.update_role(&auth.caller, &name, body).await?;
     Ok(axum::Json((&r).into()))
 }
@@ -95,9 +91,8 @@ pub async fn update(
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, name)): PathParams<(String, String)>,
+    PathParams((_org, name)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    org_scope(&auth.caller, &org)?;
     s.service.delete_role(&auth.caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@ use keyhaven_core::service_account::{ServiceAccountStatus, Transition};
 use keyhaven_store::ServiceAccountFilter;
 
 use super::error::{ApiError, CommonErrors, Json};
-use super::params::{org_scope, path_id, PathParams, QueryParams};
+use super::params::{path_id, PathParams, QueryParams};
 use super::views::{
     ApiKeyPermissions, CredentialView, ExpandedPermissions, ListView, ServiceAccountPermissions,
     ServiceAccountView,
@@ -55,10 +55,9 @@ fn view(
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     q: QueryParams,
 ) -> Result<axum::Json<ListView<ServiceAccountView>>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     q.only(&["status", "q", "expand[]", "expand", "limit", "cursor"])?;
     let statuses = match q.get("status")? {
         None => vec![
@@ -95,10 +94,9 @@ pub async fn list(
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     Json(body): Json<CreateServiceAccount>,
 ) -> Result<(StatusCode, axum::Json<ServiceAccountView>), ApiError> {
-    org_scope(&auth.caller, &org)?;
     let sa = s.service.create_service_account(&auth.caller, body).await?;
     Ok((
         StatusCode::CREATED,
@@ -113,10 +111,9 @@ pub async fn create(
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     q: QueryParams,
 ) -> Result<axum::Json<ServiceAccountView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     q.only(&["expand[]", "expand"])?;
     let expand = q.expand_permissions()?;
     let sa = s
@@ -133,10 +130,9 @@ pub async fn get(
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     Json(body): Json<UpdateServiceAccount>,
 ) -> Result<axum::Json<ServiceAccountView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let sa = s
         .service
         .update_service_account(&auth.caller, &path_id(&id, "service account")?, body)
@@ -151,9 +147,8 @@ pub async fn update(
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    org_scope(&auth.caller, &org)?;
     s.service
         .delete_service_account(&auth.caller, &path_id(&id, "service account")?)
         .await?;
@@ -163,11 +158,9 @@ pub async fn delete(
 async fn transition(
     s: AppState,
     auth: Auth,
-    org: String,
     id: String,
     t: Transition,
 ) -> Result<axum::Json<ServiceAccountView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let sa = s
         .service
         .transition_service_account(&auth.caller, &path_id(&id, "service account")?, t)
@@ -182,9 +175,9 @@ async fn transition(
 pub async fn suspend(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<axum::Json<ServiceAccountView>, ApiError> {
-    transition(s, auth, org, id, Transition::Suspend).await
+    transition(s, auth, id, Transition::Suspend).await
 }
 
 /// Reactivates a suspended account; archived → 409 [service_accounts.manage].
@@ -194,9 +187,9 @@ pub async fn suspend(
 pub async fn reactivate(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<axum::Json<ServiceAccountView>, ApiError> {
-    transition(s, auth, org, id, Transition::Reactivate).await
+    transition(s, auth, id, Transition::Reactivate).await
 }
 
 /// Archives (final): revokes every key and credential [service_accounts.manage].
@@ -206,9 +199,9 @@ pub async fn reactivate(
 pub async fn archive(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<axum::Json<ServiceAccountView>, ApiError> {
-    transition(s, auth, org, id, Transition::Archive).await
+    transition(s, auth, id, Transition::Archive).await
 }
 
 fn cred_view(
@@ -230,10 +223,9 @@ fn cred_view(
 pub async fn list_credentials(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     q: QueryParams,
 ) -> Result<axum::Json<ListView<CredentialView>>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     q.only(&["expand[]", "expand"])?;
     let expand = q.expand_permissions()?;
     let creds = s
@@ -258,10 +250,9 @@ pub async fn list_credentials(
 pub async fn create_credential(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     Json(body): Json<CreateCredential>,
 ) -> Result<(StatusCode, axum::Json<CredentialView>), ApiError> {
-    org_scope(&auth.caller, &org)?;
     let (c, secret) = s
         .service
         .create_credential(&auth.caller, &path_id(&id, "service account")?, body)
@@ -278,10 +269,9 @@ pub async fn create_credential(
 pub async fn get_credential(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id, cred)): PathParams<(String, String, String)>,
+    PathParams((_org, id, cred)): PathParams<(String, String, String)>,
     q: QueryParams,
 ) -> Result<axum::Json<CredentialView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     q.only(&["expand[]", "expand"])?;
     let expand = q.expand_permissions()?;
     let c = s
@@ -302,10 +292,9 @@ pub async fn get_credential(
 pub async fn update_credential(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id, cred)): PathParams<(String, String, String)>,
+    PathParams((_org, id, cred)): PathParams<(String, String, String)>,
     Json(body): Json<UpdateCredential>,
 ) -> Result<axum::Json<CredentialView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let c = s
         .service
         .update_credential(
@@ -325,9 +314,8 @@ pub async fn update_credential(
 pub async fn delete_credential(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id, cred)): PathParams<(String, String, String)>,
+    PathParams((_org, id, cred)): PathParams<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    org_scope(&auth.caller, &org)?;
     s.service
         .delete_credential(
             &auth.caller,

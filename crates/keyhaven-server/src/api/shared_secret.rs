@@ -3,7 +3,7 @@
 use axum::extract::State;
 
 use super::error::{ApiError, CommonErrors};
-use super::params::{org_scope, PathParams};
+use super::params::PathParams;
 use crate::app::AppState;
 use crate::auth::extract::Auth;
 
@@ -40,9 +40,8 @@ pub struct RotatedSecret {
 pub async fn status(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
 ) -> Result<axum::Json<SharedSecretView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let st = s.service.shared_secret_status(&auth.caller).await?;
     Ok(axum::Json(SharedSecretView {
         exists: st.exists,
@@ -60,9 +59,8 @@ pub async fn status(
 pub async fn reveal(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
 ) -> Result<axum::Json<RevealedSecret>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let secret = s.service.reveal_shared_secret(&auth.caller).await?;
     Ok(axum::Json(RevealedSecret { secret }))
 }
@@ -73,9 +71,8 @@ pub async fn reveal(
 pub async fn rotate(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
 ) -> Result<axum::Json<RotatedSecret>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let (secret, until) = s.service.rotate_shared_secret(&auth.caller).await?;
     Ok(axum::Json(RotatedSecret {
         secret,

@@ -7,7 +7,7 @@ use keyhaven_store::UserFilter;
 use serde::Deserialize;
 
 use super::error::{ApiError, CommonErrors, Json};
-use super::params::{org_scope, path_id, PathParams, QueryParams};
+use super::params::{path_id, PathParams, QueryParams};
 use super::views::{ListView, UserView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
@@ -22,10 +22,9 @@ use crate::service::users::{CreateUser, UpdateUser};
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     q: QueryParams,
 ) -> Result<axum::Json<ListView<UserView>>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     q.only(&["status", "role", "q", "limit", "cursor"])?;
     let filter = UserFilter {
         status: q
@@ -47,10 +46,9 @@ pub async fn list(
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     Json(body): Json<CreateUser>,
 ) -> Result<(StatusCode, axum::Json<UserView>), ApiError> {
-    org_scope(&auth.caller, &org)?;
     let u = s.service.create_user(&auth.caller, body).await?;
     Ok((StatusCode::CREATED, axum::Json((&u).into())))
 }
@@ -62,9 +60,8 @@ pub async fn create(
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<axum::Json<UserView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let u = s
         .service
         .get_user(&auth.caller, &path_id(&id, "user")?)
@@ -79,10 +76,9 @@ pub async fn get(
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     Json(body): Json<UpdateUser>,
 ) -> Result<axum::Json<UserView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let u = s
         .service
         .update_user(&auth.caller, &path_id(&id, "user")?, body)
@@ -97,9 +93,8 @@ pub async fn update(
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    org_scope(&auth.caller, &org)?;
     s.service
         .delete_user(&auth.caller, &path_id(&id, "user")?)
         .await?;
@@ -121,10 +116,9 @@ pub struct ResetPassword {
 pub async fn reset_password(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     Json(body): Json<ResetPassword>,
 ) -> Result<StatusCode, ApiError> {
-    org_scope(&auth.caller, &org)?;
     s.service
         .reset_password(&auth.caller, &path_id(&id, "user")?, &body.password)
         .await?;

@@ -6,7 +6,7 @@ use keyhaven_store::{Delivery, WebhookEndpoint};
 use serde::Serialize;
 
 use super::error::{ApiError, CommonErrors, Json};
-use super::params::{org_scope, path_id, PathParams, QueryParams};
+use super::params::{path_id, PathParams, QueryParams};
 use super::views::ListView;
 use crate::app::AppState;
 use crate::auth::extract::Auth;
@@ -83,10 +83,9 @@ impl From<&Delivery> for DeliveryView {
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     q: QueryParams,
 ) -> Result<axum::Json<ListView<WebhookView>>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     q.only(&["limit", "cursor"])?;
     let l = s.service.list_webhooks(&auth.caller, &q.page()?).await?;
     Ok(axum::Json(ListView::from_listing(l, |w| {
@@ -100,10 +99,9 @@ pub async fn list(
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams(org): PathParams<String>,
+    PathParams(_org): PathParams<String>,
     Json(body): Json<CreateWebhook>,
 ) -> Result<(StatusCode, axum::Json<WebhookView>), ApiError> {
-    org_scope(&auth.caller, &org)?;
     let w = s.service.create_webhook(&auth.caller, body).await?;
     Ok((StatusCode::CREATED, axum::Json((&w).into())))
 }
@@ -115,9 +113,8 @@ pub async fn create(
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<axum::Json<WebhookView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let w = s
         .service
         .get_webhook(&auth.caller, &path_id(&id, "webhook")?)
@@ -132,10 +129,9 @@ pub async fn get(
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     Json(body): Json<UpdateWebhook>,
 ) -> Result<axum::Json<WebhookView>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     let w = s
         .service
         .update_webhook(&auth.caller, &path_id(&id, "webhook")?, body)
@@ -150,9 +146,8 @@ pub async fn update(
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    org_scope(&auth.caller, &org)?;
     s.service
         .delete_webhook(&auth.caller, &path_id(&id, "webhook")?)
         .await?;
@@ -166,10 +161,9 @@ pub async fn delete(
 pub async fn deliveries(
     State(s): State<AppState>,
     auth: Auth,
-    PathParams((org, id)): PathParams<(String, String)>,
+    PathParams((_org, id)): PathParams<(String, String)>,
     q: QueryParams,
 ) -> Result<axum::Json<ListView<DeliveryView>>, ApiError> {
-    org_scope(&auth.caller, &org)?;
     q.only(&["limit", "cursor"])?;
     let l = s
         .service
