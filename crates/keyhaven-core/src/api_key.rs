@@ -186,6 +186,16 @@ pub fn validate_future(
     }
 }
 
+/// Validates a key's scopes: at most 100, no duplicates (dropped), each a valid
+/// permission string.
+pub fn validate_scopes(input: &[String]) -> Result<Vec<String>, DomainError> {
+    let scopes = crate::validate::distinct_list(input, "scopes", 100)?;
+    for (i, s) in scopes.iter().enumerate() {
+        crate::permission::validate_scope(s, &format!("scopes[{i}]"))?;
+    }
+    Ok(scopes)
+}
+
 /// Validates a rate limit.
 pub fn validate_ratelimit(rl: &RateLimit) -> Result<(), DomainError> {
     if !(1..=1_000_000_000).contains(&rl.limit) {

@@ -105,11 +105,7 @@ impl Service {
             validate::description(input.description.as_deref().unwrap_or(""), "description")?;
         let tags = validate::tags(input.tags.as_deref().unwrap_or(&[]), "tags")?;
         let roles = validate::distinct_list(input.roles.as_deref().unwrap_or(&[]), "roles", 20)?;
-        let scopes =
-            validate::distinct_list(input.scopes.as_deref().unwrap_or(&[]), "scopes", 100)?;
-        for (i, s) in scopes.iter().enumerate() {
-            permission::validate_scope(s, &format!("scopes[{i}]"))?;
-        }
+        let scopes = api_key::validate_scopes(input.scopes.as_deref().unwrap_or(&[]))?;
         let expires_at = api_key::resolve_expiry(input.expires_at, input.expires_in_days, now)?;
         if let Some(rl) = &input.ratelimit {
             api_key::validate_ratelimit(rl)?;
@@ -486,13 +482,8 @@ impl Service {
         let scopes = input
             .scopes
             .as_deref()
-            .map(|s| validate::distinct_list(s, "scopes", 100))
+            .map(api_key::validate_scopes)
             .transpose()?;
-        if let Some(s) = &scopes {
-            for (i, p) in s.iter().enumerate() {
-                permission::validate_scope(p, &format!("scopes[{i}]"))?;
-            }
-        }
         if let Some(Some(rl)) = &input.ratelimit {
             api_key::validate_ratelimit(rl)?;
         }
