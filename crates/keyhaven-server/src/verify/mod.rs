@@ -210,10 +210,11 @@ impl Verifier {
         required: &[String],
         ip: Option<IpAddr>,
     ) -> Result<Verdict, StoreError> {
-        let verdict = self.decide(key, required, ip).await?;
+        // One clock read serves the checks and the usage count.
+        let now = self.clock.now().timestamp_millis();
+        let verdict = self.decide(key, required, ip, now).await?;
         self.stats.by_code[verdict.code.index()].fetch_add(1, Ordering::Relaxed);
         if let Some(k) = &verdict.key {
-            let now = self.clock.now().timestamp_millis();
             self.usage
                 .record(&k.key_id, &k.org_id, verdict.code == Code::Valid, now);
         }
@@ -225,12 +226,12 @@ impl Verifier {
         key: &str,
         required: &[String],
         ip: Option<IpAddr>,
+        now: i64,
     ) -> Result<Verdict, StoreError> {
         // MALFORMED: shape and checksum, before any lookup.
         if key_format::parse(key).is_err() {
             return Ok(Verdict::code(Code::Malformed, None));
         }
-        let now = self.clock.now().timestamp_millis();
         let digest = key_format::digest(key);
         // NOT_FOUND: cache, negative cache, then the database once.
         let k = match self.cache.get(&digest) {
