@@ -305,3 +305,59 @@ impl Service {
         }
     }
 }
+
+impl Service {
+    /// The signed-in user's own profile (no permission needed: everyone may see
+    /// themselves).
+    pub async fn own_profile(&self, caller: &Caller) -> ServiceResult<User> {
+        let id = caller
+            .user_id()
+            .ok_or(keyhaven_core::DomainError::conflict(
+                "users_only",
+                "only portal users have a profile",
+            ))?;
+        let mut tx = self.store.read().await?;
+        tx.user(&caller.org_id, &id)
+            .await?
+            .ok_or(super::ServiceError::NotFound("user"))
+    }
+
+    /// Changes the signed-in user's own display name (no permission needed).
+    pub async fn update_own_display_name(
+        &self,
+        caller: &Caller,
+        display_name: &str,
+    ) -> ServiceResult<User> {
+        let id = caller
+            .user_id()
+            .ok_or(keyhaven_core::DomainError::conflict(
+                "users_only",
+                "only portal users have a profile",
+            ))?;
+        let display_name = user::validate_display_name(display_name)?;
+        let mut tx = self.store.begin().await?;
+        let mut u = tx
+            .user(&caller.org_id, &id)
+            .await?
+            .ok_or(super::ServiceError::NotFound("user"))?;
+        let mut changes = super::changes::Changes::default();
+        changes.field("display_name", &u.display_name, &display_name);
+        if !changes.is_empty() {
+            u.display_name = display_name;
+            u.updated_at = self.now();
+            tx.update_user(&u).await?;
+            self.audit(
+                tx.as_mut(),
+                caller,
+                "user.update",
+                Some(user_principal(&u)),
+                Outcome::Success,
+                changes.into_value(),
+            )
+            .await?;
+            self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Owner, u.id.to_string())])
+                .await?;
+        }
+        Ok(u)
+    }
+}
