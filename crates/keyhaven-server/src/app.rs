@@ -140,8 +140,12 @@ async fn method_not_allowed() -> ApiError {
 pub fn router(state: AppState) -> Router {
     api::routes()
         .merge(crate::console::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(|s: axum::extract::State<AppState>, r: Request| {
+            crate::console::not_found(s.0, r, not_found)
+        })
+        .method_not_allowed_fallback(|s: axum::extract::State<AppState>, r: Request| {
+            crate::console::method_not_allowed(s.0, r, method_not_allowed)
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(request_context))
         .with_state(state)

@@ -153,7 +153,13 @@
     if (ev.target.name === "expiration") syncExpiry();
   });
 
-  function init() { localTimes(); syncExpiry(); }
+  // Dates typed into forms are days in the browser's time zone: tell the server the offset.
+  function tzOffsets() {
+    var offset = String(new Date().getTimezoneOffset());
+    document.querySelectorAll("input[data-tz-offset]").forEach(function (el) { el.value = offset; });
+  }
+
+  function init() { localTimes(); syncExpiry(); tzOffsets(); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();

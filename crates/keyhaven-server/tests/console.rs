@@ -17,6 +17,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use keyhaven_core::id::Id;
 use keyhaven_core::principal::PrincipalKind;
 use keyhaven_server::service::api_keys::{CreateApiKey, OwnerRef};
+use keyhaven_server::service::roles::CreateRole;
+use keyhaven_server::service::service_accounts::CreateServiceAccount;
 use keyhaven_server::service::users::CreateUser;
 use keyhaven_server::service::Caller;
 
@@ -342,8 +344,15 @@ async fn sign_in_create_copy_filter(app: TestApp) {
         .click()
         .await
         .unwrap();
+    // A key nobody has called yet: an empty state instead of a flat chart.
+    let empty = b.wait_css("#usage-empty").await.text().await.unwrap();
+    assert_eq!(empty, "No calls in the last 30 days");
+    // Once it is used, the 30-day chart is server-drawn SVG.
+    app.state.service.verifier.flush_usage().await.unwrap();
+    b.go(&b.path().await).await;
     b.wait_css("svg.chart").await;
     assert_eq!(b.count("svg.chart g.day").await, 30);
+    assert_eq!(b.count("svg.chart[preserveAspectRatio]").await, 0);
     b.screenshot().await;
 }
 both_backends!(sign_in_create_copy_filter);
@@ -627,3 +636,1051 @@ async fn csrf_and_headers(app: TestApp) {
     assert!(q.contains("expired=1"));
 }
 both_backends!(csrf_and_headers);
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the tests below.
+
+/// A user made through the service layer.
+async fn make_user(app: &TestApp, email: &str, roles: &[&str]) -> String {
+    app.state
+        .service
+        .create_user(
+            &system(app),
+            CreateUser {
+                email: email.into(),
+                display_name: email.split('@').next().unwrap_or(email).into(),
+                password: "user password 1234".into(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .to_string()
+}
+
+/// A custom role made through the service layer.
+async fn make_role(app: &TestApp, name: &str, permissions: &[&str]) {
+    app.state
+        .service
+        .create_role(
+            &system(app),
+            CreateRole {
+                name: name.into(),
+                description: None,
+                permissions: permissions.iter().map(|p| p.to_string()).collect(),
+                key_name_pattern: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// A service account made through the service layer.
+async fn make_account(app: &TestApp, name: &str) -> String {
+    app.state
+        .service
+        .create_service_account(
+            &system(app),
+            CreateServiceAccount {
+                name: name.into(),
+                description: Some(format!("Runs the {name} integration")),
+                roles: Some(vec!["read-only".into()]),
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .to_string()
+}
+
+/// A key with its secret, made through the service layer.
+async fn make_key_secret(app: &TestApp, input: CreateApiKey) -> (String, String) {
+    let (k, secret) = app
+        .state
+        .service
+        .create_api_key(&system(app), input)
+        .await
+        .unwrap();
+    (k.id.to_string(), secret.expose().to_string())
+}
+
+async fn verify(app: &TestApp, key: &str) -> serde_json::Value {
+    app.http
+        .post(app.url("/v1/keys/verify"))
+        .json(&serde_json::json!({ "key": key }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The value of the first hidden `csrf_token` field of a page.
+fn csrf_of(html: &str) -> String {
+    let pat = "name=\"csrf_token\" value=\"";
+    let at = html.find(pat).expect("csrf field") + pat.len();
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+/// A console session over plain HTTP: the client and the session's CSRF token.
+async fn console_client(app: &TestApp, email: &str, password: &str) -> (reqwest::Client, String) {
+    app.sign_in(email, password).await
+}
+
+// ---------------------------------------------------------------------------------------
+
+async fn service_account_edit_credentials_delete(app: TestApp) {
+    let Some(b) = browser(&app, "service-account-edit").await else {
+        return;
+    };
+    let id = make_account(&app, "ledger-sync").await;
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go(&format!("/settings/api-access/{id}")).await;
+    // Create API key from the account preselects it as the owner.
+    b.button("Create API key").await.click().await.unwrap();
+    let owner = b
+        .wait_css("select[name=owner]")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(owner.as_deref(), Some(id.as_str()));
+    b.go(&format!("/settings/api-access/{id}")).await;
+
+    // Edit name, description and roles.
+    b.button("Edit").await.click().await.unwrap();
+    b.wait_xpath("//h1[normalize-space()='Edit service account']")
+        .await;
+    b.fill("name", "ledger-sync-v2").await;
+    b.fill("description", "Syncs the ledger nightly").await;
+    b.wait_css("input[name=roles][value='admin']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.button("Save changes").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Service account updated.']")
+        .await;
+    let props = b.wait_css("dl.props").await.text().await.unwrap();
+    assert!(props.contains("Syncs the ledger nightly"), "{props}");
+    assert!(props.contains("admin"), "{props}");
+    b.wait_xpath("//h1[normalize-space()='ledger-sync-v2']")
+        .await;
+
+    // A credential with a description, then renamed.
+    b.fill("name", "nightly-job").await;
+    b.fill("description", "Cron on the ledger host").await;
+    b.button("Create credential").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Credential created']")
+        .await;
+    b.go(&format!("/settings/api-access/{id}")).await;
+    let row = b.wait_css("#credentials-table tbody tr[data-id]").await;
+    assert!(row
+        .text()
+        .await
+        .unwrap()
+        .contains("Cron on the ledger host"));
+    b.wait_css("#credentials-table a[href$='/edit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_xpath("//h1[normalize-space()='Edit credential']")
+        .await;
+    b.fill("name", "nightly-job-eu").await;
+    b.button("Save changes").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Credential updated.']")
+        .await;
+    b.wait_xpath("//table[@id='credentials-table']//td[contains(., 'nightly-job-eu')]")
+        .await;
+
+    // Delete asks first, then the account is gone.
+    b.button("Delete").await.click().await.unwrap();
+    let msg = b.confirm().await;
+    assert!(msg.contains("ledger-sync-v2"), "{msg}");
+    b.wait_xpath("//*[starts-with(normalize-space(), 'Service account deleted')]")
+        .await;
+    b.go("/settings/api-access?status=all").await;
+    b.wait_css("main h1").await;
+    assert_eq!(b.count(&format!("tr[data-id='{id}']")).await, 0);
+    b.screenshot().await;
+}
+both_backends!(service_account_edit_credentials_delete);
+
+async fn role_create_and_edit(app: TestApp) {
+    let Some(b) = browser(&app, "roles").await else {
+        return;
+    };
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go("/roles").await;
+    // Built-in roles offer no Edit.
+    assert_eq!(
+        b.count("tr[data-id='super-admin'] a[href$='/edit']").await,
+        0
+    );
+    b.button("Create role").await.click().await.unwrap();
+    // The checklist is a fieldset with a legend.
+    b.wait_xpath("//fieldset[@id='f-permissions']/legend[normalize-space()='Permissions']")
+        .await;
+    b.fill("name", "billing-admin").await;
+    b.fill("description", "Runs billing keys").await;
+    b.wait_css("input[name=permissions][value='api_keys.view']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.fill("scopes", "billing:read").await;
+    b.fill("key_name_pattern", "^billing-").await;
+    b.button("Create role").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Role created.']").await;
+    let row = b
+        .wait_css("tr[data-id='billing-admin']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        row.contains("^billing-") && row.contains("billing:read"),
+        "{row}"
+    );
+
+    // Edit: the name is fixed; description, permissions, scopes and pattern change.
+    b.wait_css("tr[data-id='billing-admin'] a[href$='/edit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_xpath("//h1[normalize-space()='Edit role']").await;
+    let name = b.wait_css("#f-name").await;
+    assert!(name.attr("readonly").await.unwrap().is_some());
+    assert_eq!(b.count("input[name=name]").await, 0);
+    b.fill("description", "Runs and audits billing keys").await;
+    b.wait_css("input[name=permissions][value='audit.view']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.fill("key_name_pattern", "^bill-").await;
+    b.button("Save changes").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Role updated.']").await;
+    let row = b
+        .wait_css("tr[data-id='billing-admin']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        row.contains("Runs and audits billing keys")
+            && row.contains("audit.view")
+            && row.contains("^bill-")
+            && row.contains("billing:read"),
+        "{row}"
+    );
+    // A bad pattern comes back next to the field in plain words.
+    b.go("/roles/billing-admin/edit").await;
+    b.fill("key_name_pattern", "([").await;
+    b.button("Save changes").await.click().await.unwrap();
+    let err = b
+        .wait_css("#e-key_name_pattern")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(err, "That is not a valid regular expression.");
+    let input = b.wait_css("#f-key_name_pattern").await;
+    assert_eq!(
+        input.attr("aria-invalid").await.unwrap().as_deref(),
+        Some("true")
+    );
+    assert!(input
+        .attr("aria-describedby")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .contains("e-key_name_pattern"));
+    b.screenshot().await;
+}
+both_backends!(role_create_and_edit);
+
+async fn webhook_create_and_edit(app: TestApp) {
+    let Some(b) = browser(&app, "webhooks").await else {
+        return;
+    };
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go("/settings/webhooks").await;
+    b.fill("url", "https://hooks.example.com/keyhaven").await;
+    b.fill("description", "Ops channel").await;
+    b.wait_css("input[name=events][value='api_key.revoked']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    // Created disabled: the checkbox is honoured.
+    let enabled = b.wait_css("input[name=enabled]").await;
+    assert_eq!(
+        enabled.prop("checked").await.unwrap().as_deref(),
+        Some("true")
+    );
+    enabled.click().await.unwrap();
+    b.button("Add endpoint").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Endpoint added.']")
+        .await;
+    let card = b.wait_css("section[data-id]").await;
+    let text = card.text().await.unwrap();
+    assert!(
+        text.contains("Inactive") && text.contains("api_key.revoked"),
+        "{text}"
+    );
+
+    b.wait_css("section[data-id] a[href$='/edit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_xpath("//h1[normalize-space()='Edit endpoint']")
+        .await;
+    b.fill("url", "https://hooks.example.com/keyhaven-v2").await;
+    b.fill("description", "Ops and security channel").await;
+    b.wait_css("input[name=events][value='api_key.created']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_css("input[name=enabled]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.button("Save changes").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Endpoint updated.']")
+        .await;
+    let text = b.wait_css("section[data-id]").await.text().await.unwrap();
+    assert!(
+        text.contains("https://hooks.example.com/keyhaven-v2")
+            && text.contains("Ops and security channel")
+            && text.contains("api_key.created")
+            && text.contains("Active"),
+        "{text}"
+    );
+    // Bad input: plain words at the field, values kept.
+    b.go("/settings/webhooks").await;
+    b.fill("url", "not a url").await;
+    b.button("Add endpoint").await.click().await.unwrap();
+    let err = b.wait_css("#e-url").await.text().await.unwrap();
+    assert!(err.starts_with("Enter an http"), "{err}");
+    b.fill("url", "https://hooks.example.com/other").await;
+    b.button("Add endpoint").await.click().await.unwrap();
+    let err = b.wait_css("#e-events").await.text().await.unwrap();
+    assert_eq!(err, "Choose at least one event.");
+    b.screenshot().await;
+}
+both_backends!(webhook_create_and_edit);
+
+async fn shared_secret_reveal_rotate(app: TestApp) {
+    let Some(b) = browser(&app, "shared-secret").await else {
+        return;
+    };
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go("/settings/shared-secret").await;
+    let status = b.wait_css("#secret-status").await.text().await.unwrap();
+    if status.contains("No shared secret yet") {
+        b.button("Create shared secret")
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.confirm().await;
+        b.wait_xpath("//h2[normalize-space()='New shared secret']")
+            .await;
+        b.go("/settings/shared-secret").await;
+    }
+    b.button("Reveal").await.click().await.unwrap();
+    b.wait_xpath("//h2[normalize-space()='Shared secret']")
+        .await;
+    let first = b
+        .wait_css("[data-secret]")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!first.is_empty());
+    b.button("Copy").await.click().await.unwrap();
+    b.button("Rotate").await.click().await.unwrap();
+    let msg = b.confirm().await;
+    assert!(msg.contains("24 hours"), "{msg}");
+    b.wait_xpath("//h2[normalize-space()='New shared secret']")
+        .await;
+    let second = b
+        .wait_css("[data-secret]")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(first, second);
+    assert!(b.body_text().await.contains("Previous secret signs until"));
+    b.screenshot().await;
+}
+both_backends!(shared_secret_reveal_rotate);
+
+async fn account_profile_and_password(app: TestApp) {
+    let Some(b) = browser(&app, "account").await else {
+        return;
+    };
+    make_user(&app, "erin@example.com", &["read-only"]).await;
+    b.sign_in("erin@example.com", "user password 1234").await;
+    b.go("/account").await;
+    b.fill("display_name", "Erin Example").await;
+    b.button("Save display name").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Display name saved.']")
+        .await;
+    let name = b
+        .wait_css("[name=display_name]")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("Erin Example"));
+    // A wrong current password: plain words at the field.
+    b.fill("current_password", "not my password").await;
+    b.fill("new_password", "a brand new password").await;
+    b.button("Change password").await.click().await.unwrap();
+    let err = b
+        .wait_css("#e-current_password")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(err, "Your current password is not correct.");
+    b.fill("current_password", "user password 1234").await;
+    b.fill("new_password", "a brand new password").await;
+    b.button("Change password").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Password changed.']")
+        .await;
+    // The new password signs in.
+    let (_client, _) = app
+        .sign_in("erin@example.com", "a brand new password")
+        .await;
+    b.screenshot().await;
+}
+both_backends!(account_profile_and_password);
+
+async fn activity_filter_and_expand(app: TestApp) {
+    let Some(b) = browser(&app, "activity").await else {
+        return;
+    };
+    let sa = make_account(&app, "warehouse-export").await;
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    // Something the admin does in the browser shows up with the browser's user agent.
+    b.go(&format!("/settings/api-access/{sa}")).await;
+    b.button("Suspend").await.click().await.unwrap();
+    b.wait_xpath("//*[contains(@class,'badge') and normalize-space()='Suspended']")
+        .await;
+    b.go("/settings/api-access?tab=activity").await;
+    b.wait_css("#activity-table").await;
+    // The actor filter is a list of names, not an id box.
+    let me = admin_id(&app).await;
+    b.wait_css(&format!("select[name=actor_id] option[value='{me}']"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.button("Apply filters").await.click().await.unwrap();
+    b.wait_xpath("//a[normalize-space()='Clear filters']").await;
+    assert!(b.path().await.contains(&format!("actor_id={me}")));
+    let rows = b.count("#activity-table tbody tr[data-id]").await;
+    assert!(rows >= 1);
+    let actions = b
+        .wait_css("#activity-table tbody")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(actions.contains("service_account.suspend"), "{actions}");
+    assert!(!actions.contains("service_account.create"), "{actions}");
+    // Expand the row: the changed fields and the user agent.
+    let row = b
+        .wait_xpath("//tr[td[contains(., 'service_account.suspend')]]")
+        .await;
+    row.find(Locator::Css("summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let details = row
+        .find(Locator::Css("details[open]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(details.to_lowercase().contains("suspended"), "{details}");
+    let ua = row
+        .find(Locator::Css("dd.user-agent"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(ua.contains("Chrome"), "{ua}");
+    // The actor cell links to the same filter.
+    b.button("Clear filters").await.click().await.unwrap();
+    b.wait_xpath("//tr[td[contains(., 'service_account.create')]]")
+        .await;
+    b.wait_xpath(
+        "//tr[td[contains(., 'service_account.suspend')]]//a[contains(@class,'actor-link')]",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    b.wait_xpath("//a[normalize-space()='Clear filters']").await;
+    assert!(b.path().await.contains(&format!("actor_id={me}")));
+    let listed = b
+        .wait_css("#activity-table tbody")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!listed.contains("service_account.create"), "{listed}");
+    b.screenshot().await;
+}
+both_backends!(activity_filter_and_expand);
+
+async fn key_filters(app: TestApp) {
+    let Some(b) = browser(&app, "key-filters").await else {
+        return;
+    };
+    let owner = admin_id(&app).await;
+    let personal = |name: &str, roles: &[&str], tags: &[&str]| CreateApiKey {
+        name: name.into(),
+        description: Some(format!("{name} description")),
+        tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+        roles: Some(roles.iter().map(|r| r.to_string()).collect()),
+        owner: Some(OwnerRef {
+            kind: PrincipalKind::User,
+            id: owner.clone(),
+        }),
+        expires_in_days: Some(30),
+        ..Default::default()
+    };
+    let (revoked, _) =
+        make_key_secret(&app, personal("old-importer", &["read-only"], &["batch"])).await;
+    app.state
+        .service
+        .revoke_api_key(&system(&app), &Id::from_trusted(revoked.clone()))
+        .await
+        .unwrap();
+    let (adminkey, _) = make_key_secret(&app, personal("ops-console", &["admin"], &["ops"])).await;
+    let (search, _) = make_key_secret(
+        &app,
+        personal("invoice-mailer", &["read-only"], &["billing"]),
+    )
+    .await;
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go("/api-keys").await;
+    assert_eq!(b.count("#keys-table tbody tr[data-id]").await, 3);
+    // Status.
+    b.wait_css("select[name=status] option[value='revoked']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.button("Apply filters").await.click().await.unwrap();
+    b.wait_xpath("//a[normalize-space()='Clear filters']").await;
+    assert!(b.path().await.contains("status=revoked"));
+    assert_eq!(b.count("#keys-table tbody tr[data-id]").await, 1);
+    b.wait_css(&format!("tr[data-id='{revoked}']")).await;
+    // Clear.
+    b.button("Clear filters").await.click().await.unwrap();
+    b.wait_css("#keys-table").await;
+    assert_eq!(b.path().await, "/api-keys");
+    assert_eq!(b.count("#keys-table tbody tr[data-id]").await, 3);
+    // Role.
+    b.wait_css("select[name=role] option[value='admin']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.button("Apply filters").await.click().await.unwrap();
+    b.wait_xpath("//a[normalize-space()='Clear filters']").await;
+    assert_eq!(b.count("#keys-table tbody tr[data-id]").await, 1);
+    b.wait_css(&format!("tr[data-id='{adminkey}']")).await;
+    // Text search (name or description), with the role filter cleared.
+    b.go("/api-keys?q=invoice").await;
+    b.wait_css("#keys-table").await;
+    assert_eq!(b.count("#keys-table tbody tr[data-id]").await, 1);
+    b.wait_css(&format!("tr[data-id='{search}']")).await;
+    assert_eq!(
+        b.wait_css("[name=q]")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("invoice")
+    );
+    // Nothing matches: an empty state with a way out.
+    b.go("/api-keys?q=nothing-like-this").await;
+    b.wait_xpath("//h3[normalize-space()='No API keys match these filters']")
+        .await;
+    b.screenshot().await;
+}
+both_backends!(key_filters);
+
+async fn regenerate_verifies_and_grace(app: TestApp) {
+    let Some(b) = browser(&app, "regenerate-grace").await else {
+        return;
+    };
+    let owner = admin_id(&app).await;
+    let (id, old) = make_key_secret(
+        &app,
+        CreateApiKey {
+            name: "checkout-api".into(),
+            roles: Some(vec!["read-only".into()]),
+            owner: Some(OwnerRef {
+                kind: PrincipalKind::User,
+                id: owner,
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go(&format!("/api-keys/{id}/regenerate")).await;
+    b.wait_css("input[name=expiration][value='never']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_css("select[name=grace_period_seconds] option[value='86400']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.button("Regenerate key").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='API key regenerated']")
+        .await;
+    let new = b
+        .wait_css("[data-secret]")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(new, old);
+    let v = verify(&app, &new).await;
+    assert_eq!(v["valid"], true, "{v}");
+    let v = verify(&app, &old).await;
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["rotating"], true, "{v}");
+    b.button("View key details").await.click().await.unwrap();
+    b.wait_xpath("//dt[normalize-space()='Previous key valid until']")
+        .await;
+    // Revoke: REVOKED, and neither secret verifies.
+    b.button("Revoke").await.click().await.unwrap();
+    b.confirm().await;
+    b.wait_xpath("//*[contains(@class,'badge') and normalize-space()='Revoked']")
+        .await;
+    assert_eq!(verify(&app, &new).await["valid"], false);
+    b.screenshot().await;
+}
+both_backends!(regenerate_verifies_and_grace);
+
+async fn suspend_reactivate_archive(app: TestApp) {
+    let Some(b) = browser(&app, "suspend-archive").await else {
+        return;
+    };
+    let sa = make_account(&app, "fleet-telemetry").await;
+    let (key_id, key) = make_key_secret(
+        &app,
+        CreateApiKey {
+            name: "fleet-telemetry-key".into(),
+            roles: Some(vec!["read-only".into()]),
+            owner: Some(OwnerRef {
+                kind: PrincipalKind::ServiceAccount,
+                id: sa.clone(),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go(&format!("/settings/api-access/{sa}")).await;
+    b.button("Suspend").await.click().await.unwrap();
+    b.wait_xpath("//*[starts-with(normalize-space(), 'Service account suspended')]")
+        .await;
+    assert_eq!(verify(&app, &key).await["valid"], false);
+    b.button("Reactivate").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Service account reactivated.']")
+        .await;
+    assert_eq!(verify(&app, &key).await["valid"], true);
+    b.fill("name", "telemetry-pusher").await;
+    b.button("Create credential").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='Credential created']")
+        .await;
+    b.button("Archive").await.click().await.unwrap();
+    b.confirm().await;
+    b.wait_xpath("//*[starts-with(normalize-space(), 'Service account archived')]")
+        .await;
+    // Its key and credential show as revoked; nothing can be added any more.
+    b.wait_xpath(&format!(
+        "//tr[@data-id='{key_id}']//*[contains(@class,'badge') and normalize-space()='Revoked']"
+    ))
+    .await;
+    b.wait_xpath("//table[@id='credentials-table']//*[contains(@class,'badge') and normalize-space()='Revoked']")
+        .await;
+    assert_eq!(verify(&app, &key).await["valid"], false);
+    let text = b.body_text().await;
+    assert!(!text.contains("Create credential") && !text.contains("Create API key"));
+    b.screenshot().await;
+}
+both_backends!(suspend_reactivate_archive);
+
+async fn grants_and_user_edit(app: TestApp) {
+    let Some(b) = browser(&app, "grants").await else {
+        return;
+    };
+    // An admin may edit users but cannot grant super-admin.
+    make_user(&app, "ops@example.com", &["admin"]).await;
+    let boss = make_user(&app, "boss@example.com", &["super-admin"]).await;
+    b.sign_in("ops@example.com", "user password 1234").await;
+    b.go("/settings/api-access/new").await;
+    b.wait_css("input[name=roles][value='read-only']").await;
+    assert_eq!(b.count("input[name=roles][value='super-admin']").await, 0);
+
+    // Editing only the display name of a super-admin works; the role stays.
+    b.go(&format!("/users/{boss}/edit")).await;
+    let locked = b
+        .wait_css("input[type=checkbox][name=roles][value='super-admin']")
+        .await;
+    assert_eq!(
+        locked.prop("disabled").await.unwrap().as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        locked.prop("checked").await.unwrap().as_deref(),
+        Some("true")
+    );
+    b.fill("display_name", "The Boss").await;
+    b.button("Save changes").await.click().await.unwrap();
+    b.wait_xpath("//*[normalize-space()='User updated.']").await;
+    let row = b
+        .wait_css(&format!("tr[data-id='{boss}']"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        row.contains("The Boss") && row.contains("super-admin"),
+        "{row}"
+    );
+
+    // A forged grant comes back as a message at the roles, values kept, not a 403 page.
+    let (client, csrf) = console_client(&app, "ops@example.com", "user password 1234").await;
+    let res = client
+        .post(app.url("/settings/api-access/new"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "escalator"),
+            ("roles", "super-admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("id=\"e-roles\""), "{html}");
+    assert!(html.contains("You can&#39;t grant") || html.contains("You can't grant"));
+    assert!(html.contains("value=\"escalator\""));
+    b.screenshot().await;
+}
+both_backends!(grants_and_user_edit);
+
+async fn read_only_sees_no_controls(app: TestApp) {
+    let Some(b) = browser(&app, "read-only-detail").await else {
+        return;
+    };
+    let sa = make_account(&app, "reporting-bot").await;
+    let key = make_key(&app, "visible-key", &[]).await;
+    make_user(&app, "viewer@example.com", &["read-only"]).await;
+    b.sign_in("viewer@example.com", "user password 1234").await;
+    // The service account page: nothing that changes it.
+    b.go(&format!("/settings/api-access/{sa}")).await;
+    b.wait_xpath("//h1[normalize-space()='reporting-bot']")
+        .await;
+    let text = b.wait_css("main").await.text().await.unwrap();
+    for word in [
+        "Suspend",
+        "Archive",
+        "Create credential",
+        "Create API key",
+        "Delete",
+        "Edit",
+    ] {
+        assert!(!text.contains(word), "{word} shown to a read-only user");
+    }
+    assert_eq!(b.count("main form[method=post]").await, 0);
+    // A key's details: no Edit, Regenerate, Revoke, Delete.
+    b.go(&format!("/api-keys/{key}")).await;
+    b.wait_css("#key-details").await;
+    let text = b.wait_css("main").await.text().await.unwrap();
+    for word in ["Edit", "Regenerate", "Revoke", "Delete"] {
+        assert!(!text.contains(word), "{word} shown to a read-only user");
+    }
+    // Roles: no Create role. API Access: no API Activity tab.
+    b.go("/roles").await;
+    b.wait_css("#roles-table").await;
+    assert!(!b.body_text().await.contains("Create role"));
+    b.go("/settings/api-access").await;
+    b.wait_css("nav.tabs").await;
+    assert!(!b.body_text().await.contains("API Activity"));
+    // /users: a 403 page that keeps the navigation.
+    b.go("/users").await;
+    b.wait_xpath("//h1[normalize-space()=\"You don't have access to this page\"]")
+        .await;
+    b.wait_css("nav.sidebar").await;
+    b.screenshot().await;
+}
+both_backends!(read_only_sees_no_controls);
+
+async fn problem_pages_and_fallbacks(app: TestApp) {
+    // Signed out: an HTML 404 with the console's headers; the API keeps JSON.
+    let res = app.http.get(app.url("/no-such-page")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    assert!(res.headers().contains_key("content-security-policy"));
+    assert!(res.text().await.unwrap().contains("Page not found"));
+    let res = app
+        .http
+        .get(app.url("/v1/no-such-thing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "route_not_found", "{body}");
+    let res = app.http.delete(app.url("/api-keys")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    let res = app
+        .http
+        .get(app.url("/v1/keys/verify"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("json"));
+
+    // Signed in: 404, 403 and the expired-form page keep the navigation.
+    make_user(&app, "viewer@example.com", &["read-only"]).await;
+    let (client, _) = console_client(&app, "viewer@example.com", "user password 1234").await;
+    for (path, status) in [("/no-such-page", 404), ("/users", 403)] {
+        let res = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), status, "{path}");
+        assert_eq!(res.headers()["x-frame-options"], "DENY");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("class=\"sidebar\""), "{path}: {html}");
+    }
+    let res = client
+        .post(app.url("/api-keys/new"))
+        .form(&[("csrf_token", "stale")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("This form has expired") && html.contains("class=\"sidebar\""));
+}
+both_backends!(problem_pages_and_fallbacks);
+
+async fn session_cookie_is_a_browser_session(app: TestApp) {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(app.url("/login")).send().await.unwrap();
+    let token = csrf_of(&page.text().await.unwrap());
+    let res = client
+        .post(app.url("/login"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("email", ADMIN_EMAIL),
+            ("password", ADMIN_PASSWORD),
+            ("next", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| !c.starts_with("kh_login_csrf"))
+        .expect("session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(!cookie.to_ascii_lowercase().contains("max-age"), "{cookie}");
+    // Active use keeps the session past 12 hours: the idle timeout slides.
+    for _ in 0..3 {
+        app.clock.advance(chrono::Duration::hours(6));
+        let res = client.get(app.url("/api-keys")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}
+both_backends!(session_cookie_is_a_browser_session);
+
+async fn dates_in_the_browsers_zone(app: TestApp) {
+    let sa = make_account(&app, "tz-check").await;
+    let (client, csrf) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    // A browser ten hours ahead of UTC (getTimezoneOffset = -600) picks 2027-01-31.
+    let res = client
+        .post(app.url(&format!("/settings/api-access/{sa}/credentials")))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "sydney"),
+            ("expires_at", "2027-01-31"),
+            ("tz_offset", "-600"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let creds = app
+        .state
+        .service
+        .list_credentials(&system(&app), &Id::from_trusted(sa.clone()))
+        .await
+        .unwrap();
+    let t = creds[0].expires_at.unwrap();
+    assert_eq!(keyhaven_core::time::rfc3339(&t), "2027-01-31T13:59:59Z");
+    // The form tells the browser to fill the offset.
+    let html = client
+        .get(app.url(&format!("/settings/api-access/{sa}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("name=\"tz_offset\""));
+}
+both_backends!(dates_in_the_browsers_zone);
+
+async fn lists_page_and_search(app: TestApp) {
+    for i in 0..52 {
+        make_account(&app, &format!("worker-{i:02}")).await;
+    }
+    make_user(&app, "zed@example.com", &["read-only"]).await;
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let html = client
+        .get(app.url("/settings/api-access"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(html.matches("<tr data-id=").count(), 50);
+    let at = html.find("rel=\"next\" href=\"").expect("a Next page link") + 17;
+    let next = html[at..].split('"').next().unwrap().replace("&amp;", "&");
+    let html = client
+        .get(app.url(&next))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(html.matches("<tr data-id=").count(), 2);
+    assert!(html.contains("First page") && !html.contains("rel=\"next\""));
+    // Users: a search box filtering by email or name.
+    let html = client
+        .get(app.url("/users?q=zed"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("name=\"q\"") && html.contains("value=\"zed\""));
+    assert_eq!(html.matches("<tr data-id=").count(), 1);
+    assert!(html.contains("zed@example.com"));
+}
+both_backends!(lists_page_and_search);
+
+async fn audit_only_and_manage_only(app: TestApp) {
+    // Only audit.view: API Access leads to the activity, without a Service Accounts tab.
+    make_role(&app, "auditor", &["audit.view"]).await;
+    make_user(&app, "audit@example.com", &["auditor"]).await;
+    let (client, _) = console_client(&app, "audit@example.com", "user password 1234").await;
+    let html = client
+        .get(app.url("/settings/api-access?tab=activity"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("href=\"/settings/api-access?tab=activity\""));
+    assert!(html.contains("id=\"activity-table\""));
+    assert!(!html.contains(">Service Accounts<"));
+    // Only shared_secret.manage: no false "no secret yet", and the button says Rotate.
+    app.state
+        .service
+        .rotate_shared_secret(&system(&app))
+        .await
+        .unwrap();
+    make_role(&app, "secret-rotator", &["shared_secret.manage"]).await;
+    make_user(&app, "rotate@example.com", &["secret-rotator"]).await;
+    let (client, _) = console_client(&app, "rotate@example.com", "user password 1234").await;
+    let html = client
+        .get(app.url("/settings/shared-secret"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("No shared secret yet"), "{html}");
+    assert!(!html.contains("Create shared secret"));
+    assert!(html.contains(">Rotate<") && !html.contains(">Reveal<"));
+    // Friendly words for a taken name.
+    let (client, csrf) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    make_key(&app, "taken-name", &[]).await;
+    let res = client
+        .post(app.url("/api-keys/new"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "taken-name"),
+            ("expiration", "30"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("That name is already used in your organization."),
+        "{html}"
+    );
+    assert!(html.contains("aria-invalid=\"true\""));
+}
+both_backends!(audit_only_and_manage_only);

@@ -7,7 +7,7 @@ use keyhaven_core::audit::Outcome;
 use keyhaven_core::credential::Credential;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::service_account::{ServiceAccount, ServiceAccountStatus, Transition};
-use keyhaven_store::{ApiKeyFilter, AuditFilter, Page, ServiceAccountFilter};
+use keyhaven_store::{ApiKeyFilter, AuditFilter, Page, ServiceAccountFilter, UserFilter};
 use maud::{html, Markup};
 
 use super::auth::Console;
@@ -17,13 +17,15 @@ use super::ui::{
     FormData, PageResult, Query,
 };
 use crate::app::AppState;
-use crate::service::credentials::CreateCredential;
-use crate::service::service_accounts::CreateServiceAccount;
+use crate::service::credentials::{CreateCredential, UpdateCredential};
+use crate::service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
 
 fn tabs(c: &Console, active: &str) -> Markup {
     html! {
         nav class="tabs" aria-label="API Access sections" {
-            a href="/settings/api-access" aria-current=[(active == "accounts").then_some("page")] { "Service Accounts" }
+            @if c.can(Permission::ServiceAccountsView) {
+                a href="/settings/api-access" aria-current=[(active == "accounts").then_some("page")] { "Service Accounts" }
+            }
             @if c.can(Permission::AuditView) {
                 a href="/settings/api-access?tab=activity" aria-current=[(active == "activity").then_some("page")] { "API Activity" }
             }
@@ -38,6 +40,9 @@ fn notice_text(q: &FormData) -> Option<&'static str> {
         "reactivated" => Some("Service account reactivated."),
         "archived" => Some("Service account archived. Every key and credential it owned is revoked."),
         "credential_deleted" => Some("Credential deleted."),
+        "deleted" => Some("Service account deleted, with its API keys and credentials."),
+        "updated" => Some("Service account updated."),
+        "credential_updated" => Some("Credential updated."),
         _ => None,
     }
 }
@@ -78,6 +83,15 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         .service_account_key_counts(&c.caller, &ids)
         .await?;
     let manage = c.can(Permission::ServiceAccountsManage);
+    let base = [("q", q.get("q")), ("status", show.as_str())];
+    let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
+        (true, Some(cur)) => {
+            let mut n = base.to_vec();
+            n.push(("cursor", cur));
+            Some(format!("/settings/api-access?{}", ui::query_string(&n)))
+        }
+        _ => None,
+    };
     let body = html! {
         (header("API Access", Some("Service accounts are identities for programs; their keys and credentials outlive any person's account."), html! {
             @if manage { a class="btn btn-primary" href="/settings/api-access/new" { "Create Service Account" } }
@@ -124,6 +138,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
                 }
             }
         }
+        (ui::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
     };
     Ok(ui::ok(layout(&c, "API Access", "access", body)))
 }
@@ -159,29 +174,13 @@ fn transition_buttons(c: &Console, sa: &ServiceAccount) -> Markup {
     }
 }
 
-async fn role_options(
-    state: &AppState,
-    c: &Console,
-) -> Result<Vec<(String, String)>, ui::PageError> {
-    if !c.can(Permission::RolesView) {
-        return Ok(Vec::new());
-    }
-    Ok(state
-        .service
-        .list_roles(&c.caller)
-        .await?
-        .into_iter()
-        .map(|r| (r.name, r.description))
-        .collect())
-}
-
 async fn new_form(
     state: &AppState,
     c: &Console,
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = role_options(state, c).await?;
+    let roles = ui::role_choices(state, c, &[]).await?;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " span { "New service account" } }
         (header("Create Service Account", None, html! {}))
@@ -194,7 +193,7 @@ async fn new_form(
                     textarea id="f-description" name="description" rows="2" { (form.get("description")) }
                 }))
                 @if !roles.is_empty() {
-                    (field("Roles", "roles", errors, None, checklist("roles", &roles, &form.list("roles"))))
+                    (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
                 }
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { "Create Service Account" }
@@ -234,7 +233,8 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
             sa.id
         ))),
         Err(e) => {
-            let errors = FieldErrors::from_service(e, &[])?;
+            let errors =
+                FieldErrors::from_grant(e, &[], Permission::ServiceAccountsManage, "roles")?;
             new_form(&state, &c, &form, &errors).await
         }
     }
@@ -315,7 +315,18 @@ async fn detail_page(
     let live = sa.status != ServiceAccountStatus::Archived;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " span { (sa.name) } }
-        (header(&sa.name, None, html! { @if manage { (transition_buttons(c, &sa)) } }))
+        (header(&sa.name, None, html! {
+            @if manage {
+                @if live { a class="btn btn-small" href={ "/settings/api-access/" (sa.id) "/edit" } { "Edit" } }
+                (transition_buttons(c, &sa))
+                form method="post" action={ "/settings/api-access/" (sa.id) "/delete" } class="inline"
+                    data-confirm={ "Delete the service account \u{201c}" (sa.name) "\u{201d} for good? Its API keys and credentials are deleted with it and stop working at once. To keep the audit history readable, archive it instead." }
+                    data-confirm-label="Delete" {
+                    (csrf(c))
+                    button class="btn btn-small btn-danger" type="submit" { "Delete" }
+                }
+            }
+        }))
         @if let Some(n) = notice { (ui::notice(n)) }
         @if let Some(cr) = &created {
             div class="banner banner-success secret-banner" role="status" {
@@ -344,7 +355,7 @@ async fn detail_page(
             section class="card" {
                 div class="section-head" {
                     h2 { "API keys" }
-                    @if live && c.can(Permission::ApiKeysCreate) { a class="btn" href="/api-keys/new" { "Create API key" } }
+                    @if live && c.can(Permission::ApiKeysCreate) { a class="btn" href={ "/api-keys/new?owner=" (sa.id) } { "Create API key" } }
                 }
                 @if keys.is_empty() { p class="muted" { "This service account owns no API keys." } }
                 @else { (keys_table(c, keys, false)) }
@@ -362,13 +373,15 @@ async fn detail_page(
                         tbody {
                             @for cr in &creds {
                                 tr data-id=(cr.id) {
-                                    td { (cr.name) }
+                                    td { (cr.name) @if !cr.description.is_empty() { div class="muted small" { (cr.description) } } }
                                     td { code { (cr.client_id) } }
                                     td { (relative(c.now, cr.last_used_at)) }
                                     td { @match &cr.expires_at { Some(t) => (ui::date(t)), None => span class="muted" { "Never" } } }
                                     td { @if cr.revoked_at.is_some() { (badge("revoked")) } @else if cr.expires_at.is_some_and(|t| t <= c.now) { (badge("expired")) } @else { (badge("active")) } }
                                     td class="col-actions" {
                                         @if manage {
+                                            a class="btn btn-small" href={ "/settings/api-access/" (sa.id) "/credentials/" (cr.id) "/edit" } aria-label={ "Edit " (cr.name) } { "Edit" }
+                                            " "
                                             form method="post" action={ "/settings/api-access/" (sa.id) "/credentials/" (cr.id) "/delete" } class="inline"
                                                 data-confirm={ "Delete the credential \u{201c}" (cr.name) "\u{201d}? Programs using it can no longer get tokens." }
                                                 data-confirm-label="Delete" {
@@ -389,7 +402,11 @@ async fn detail_page(
                 form method="post" action={ "/settings/api-access/" (sa.id) "/credentials" } class="row-form" novalidate {
                     (csrf(c))
                     (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
-                    (field("Expires (optional, UTC)", "expires_at", errors, None, ui::text_input("expires_at", form.get("expires_at"), "date", false)))
+                    (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
+                    (field("Expires (optional)", "expires_at", errors, Some("End of this day in your time zone."), html! {
+                        (ui::text_input("expires_at", form.get("expires_at"), "date", false))
+                        (ui::tz_field())
+                    }))
                     div class="form-actions" { button class="btn btn-primary" type="submit" { "Create credential" } }
                 }
             }
@@ -438,9 +455,9 @@ pub async fn create_credential(
         None => None,
         Some(s) => match NaiveDate::parse_from_str(&s, "%Y-%m-%d")
             .ok()
-            .and_then(|d| d.and_hms_opt(23, 59, 59))
+            .and_then(|d| ui::local_day(d, ui::tz_offset(&form), true))
         {
-            Some(t) => Some(t.and_utc()),
+            Some(t) => Some(t),
             None => {
                 errors.add("expires_at", "Enter a date such as 2027-01-31.");
                 None
@@ -450,7 +467,7 @@ pub async fn create_credential(
     if errors.is_empty() {
         let input = CreateCredential {
             name: form.get("name").to_string(),
-            description: None,
+            description: form.opt("description"),
             expires_at,
         };
         match state.service.create_credential(&c.caller, &id, input).await {
@@ -494,10 +511,74 @@ pub async fn delete_credential(
     )))
 }
 
-fn day(s: &str, end: bool) -> Option<keyhaven_core::time::Timestamp> {
+fn day(s: &str, offset: i64, end: bool) -> Option<keyhaven_core::time::Timestamp> {
     let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
     let d = if end { d.succ_opt()? } else { d };
-    d.and_hms_opt(0, 0, 0).map(|t| t.and_utc())
+    ui::local_day(d, offset, false)
+}
+
+/// The people and programs the actor filter offers: users and service accounts the
+/// caller may list, plus whoever acts on the page shown (keys, the system).
+async fn actor_options(
+    state: &AppState,
+    c: &Console,
+    seen: &[keyhaven_core::principal::Principal],
+) -> Result<Vec<(String, String)>, ui::PageError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    if c.can(Permission::UsersView) {
+        let users = state
+            .service
+            .list_users(
+                &c.caller,
+                &UserFilter {
+                    status: None,
+                    role: None,
+                    q: None,
+                },
+                &Page {
+                    limit: 200,
+                    cursor: None,
+                },
+            )
+            .await?;
+        out.extend(
+            users
+                .items
+                .into_iter()
+                .map(|u| (u.id.to_string(), format!("{} (user)", u.email))),
+        );
+    }
+    if c.can(Permission::ServiceAccountsView) {
+        let accounts = state
+            .service
+            .list_service_accounts(
+                &c.caller,
+                &ServiceAccountFilter {
+                    statuses: Vec::new(),
+                    q: None,
+                },
+                &Page {
+                    limit: 200,
+                    cursor: None,
+                },
+            )
+            .await?;
+        out.extend(
+            accounts
+                .items
+                .into_iter()
+                .map(|s| (s.id.to_string(), format!("{} (service account)", s.name))),
+        );
+    }
+    for p in seen {
+        if !p.id.is_empty() && !out.iter().any(|(id, _)| *id == p.id) {
+            out.push((
+                p.id.clone(),
+                format!("{} ({})", p.name, p.kind.as_str().replace('_', " ")),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn changes_view(v: &serde_json::Value) -> Markup {
@@ -529,13 +610,14 @@ fn changes_view(v: &serde_json::Value) -> Markup {
 
 async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
     c.require(Permission::AuditView)?;
+    let offset = ui::tz_offset(&q);
     let filter = AuditFilter {
         actor_id: q.opt("actor_id"),
         action: q.opt("action"),
         target_id: None,
         outcome: Outcome::parse(q.get("outcome")),
-        since: day(q.get("since"), false),
-        until: day(q.get("until"), true),
+        since: day(q.get("since"), offset, false),
+        until: day(q.get("until"), offset, true),
     };
     let listing = state
         .service
@@ -548,14 +630,26 @@ async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
             },
         )
         .await?;
+    let seen: Vec<_> = listing
+        .items
+        .iter()
+        .map(|e| e.draft.actor.clone())
+        .collect();
+    let actors = actor_options(&state, &c, &seen).await?;
     let outcome = q.get("outcome");
+    let actor = q.get("actor_id");
+    let tz = offset.to_string();
     let base = [
         ("tab", "activity"),
-        ("actor_id", q.get("actor_id")),
+        ("actor_id", actor),
         ("action", q.get("action")),
         ("outcome", outcome),
         ("since", q.get("since")),
         ("until", q.get("until")),
+        (
+            "tz_offset",
+            if q.has("tz_offset") { tz.as_str() } else { "" },
+        ),
     ];
     let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
         (true, Some(cur)) => {
@@ -565,23 +659,45 @@ async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
         }
         _ => None,
     };
+    let filtered = [
+        actor,
+        q.get("action"),
+        outcome,
+        q.get("since"),
+        q.get("until"),
+    ]
+    .iter()
+    .any(|v| !v.is_empty());
     let body = html! {
         (header("API Access", Some("Who did what, newest first."), html! {}))
         (tabs(&c, "activity"))
         form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter activity" {
             input type="hidden" name="tab" value="activity";
-            div class="field" { label for="filter-actor" { "Actor ID" } input id="filter-actor" type="text" name="actor_id" value=(q.get("actor_id")); }
+            (ui::tz_field())
+            div class="field" {
+                label for="filter-actor" { "Actor" }
+                select id="filter-actor" name="actor_id" {
+                    option value="" selected[actor.is_empty()] { "Anyone" }
+                    @for (id, label) in &actors { option value=(id) selected[actor == id] { (label) } }
+                    @if !actor.is_empty() && !actors.iter().any(|(id, _)| id == actor) {
+                        option value=(actor) selected { (actor) }
+                    }
+                }
+            }
             div class="field" { label for="filter-action" { "Action" } input id="filter-action" type="text" name="action" value=(q.get("action")) placeholder="api_key.create"; }
             div class="field" {
                 label for="filter-outcome" { "Outcome" }
                 select id="filter-outcome" name="outcome" {
                     option value="" selected[outcome.is_empty()] { "Any outcome" }
-                    @for o in ["success", "denied", "error"] { option value=(o) selected[outcome == o] { (o) } }
+                    @for o in ["success", "denied", "error"] { option value=(o) selected[outcome == o] { (o[..1].to_uppercase()) (&o[1..]) } }
                 }
             }
             div class="field" { label for="filter-since" { "From" } input id="filter-since" type="date" name="since" value=(q.get("since")); }
             div class="field" { label for="filter-until" { "To" } input id="filter-until" type="date" name="until" value=(q.get("until")); }
-            div class="filter-actions" { button class="btn" type="submit" { "Apply filters" } }
+            div class="filter-actions" {
+                button class="btn" type="submit" { "Apply filters" }
+                @if filtered { a class="btn btn-link" href="/settings/api-access?tab=activity" { "Clear filters" } }
+            }
         }
         @if listing.items.is_empty() {
             (ui::empty("No activity", "Nothing matches these filters yet.", html! {}))
@@ -593,9 +709,17 @@ async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
                         @for e in &listing.items {
                             tr data-id=(e.id) {
                                 td { (ui::time(&e.at)) }
-                                td { (e.draft.actor.name) div class="muted small" { (e.draft.actor.kind.as_str()) } }
+                                td {
+                                    @if e.draft.actor.id.is_empty() {
+                                        (e.draft.actor.name)
+                                    } @else {
+                                        a class="actor-link" href={ "/settings/api-access?" (ui::query_string(&[("tab", "activity"), ("actor_id", e.draft.actor.id.as_str())])) }
+                                            title={ "Show only what " (e.draft.actor.name) " did" } { (e.draft.actor.name) }
+                                    }
+                                    div class="muted small" { (e.draft.actor.kind.as_str().replace('_', " ")) }
+                                }
                                 td { code { (e.draft.action) } }
-                                td { @match &e.draft.target { Some(t) => { (t.name) div class="muted small" { (t.kind.as_str()) } }, None => span class="muted" { "—" } } }
+                                td { @match &e.draft.target { Some(t) => { (t.name) div class="muted small" { (t.kind.as_str().replace('_', " ")) } }, None => span class="muted" { "—" } } }
                                 td { (badge(e.draft.outcome.as_str())) }
                                 td {
                                     details class="expand" {
@@ -603,6 +727,7 @@ async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
                                         (changes_view(&e.draft.changes))
                                         dl class="props small" {
                                             @if let Some(ip) = &e.draft.ip { dt { "Source IP" } dd { (ip) } }
+                                            @if let Some(ua) = &e.draft.user_agent { dt { "User agent" } dd class="user-agent" { (ua) } }
                                             @if let Some(r) = &e.draft.request_id { dt { "Request ID" } dd { code { (r) } } }
                                         }
                                     }
@@ -612,11 +737,195 @@ async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
                     }
                 }
             }
-            nav class="pager" aria-label="Pagination" {
-                @if q.has("cursor") { a class="btn" href={ "/settings/api-access?" (ui::query_string(&base)) } { "First page" } }
-                @if let Some(h) = &next_href { a class="btn" rel="next" href=(h) { "Next page" } }
-            }
+            (ui::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
         }
     };
     Ok(ui::ok(layout(&c, "API Activity", "access", body)))
+}
+
+async fn edit_form(
+    state: &AppState,
+    c: &Console,
+    sa: &ServiceAccount,
+    form: &FormData,
+    errors: &FieldErrors,
+) -> PageResult {
+    let roles = ui::role_choices(state, c, &sa.roles).await?;
+    let body = html! {
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " a href={ "/settings/api-access/" (sa.id) } { (sa.name) } " / " span { "Edit" } }
+        (header("Edit service account", None, html! {}))
+        div class="card" {
+            (form_error(errors))
+            form method="post" action={ "/settings/api-access/" (sa.id) "/edit" } class="stack" novalidate {
+                (csrf(c))
+                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                (field("Description", "description", errors, None, html! {
+                    textarea id="f-description" name="description" rows="2" { (form.get("description")) }
+                }))
+                @if !roles.is_empty() {
+                    input type="hidden" name="roles_present" value="1";
+                    (checklist("Roles", "roles", errors, None, &roles, &form.list("roles")))
+                }
+                div class="form-actions" {
+                    button class="btn btn-primary" type="submit" { "Save changes" }
+                    a class="btn btn-link" href={ "/settings/api-access/" (sa.id) } { "Cancel" }
+                }
+            }
+        }
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(ui::page(
+        status,
+        layout(c, "Edit service account", "access", body),
+    ))
+}
+
+/// `GET /settings/api-access/{id}/edit`.
+pub async fn edit_page(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+) -> PageResult {
+    c.require(Permission::ServiceAccountsManage)?;
+    let id = ui::path_id(&id, "service account")?;
+    let sa = state.service.get_service_account(&c.caller, &id).await?;
+    let mut pairs = vec![
+        ("name".to_string(), sa.name.clone()),
+        ("description".to_string(), sa.description.clone()),
+    ];
+    pairs.extend(sa.roles.iter().map(|r| ("roles".to_string(), r.clone())));
+    edit_form(&state, &c, &sa, &FormData(pairs), &FieldErrors::default()).await
+}
+
+/// `POST /settings/api-access/{id}/edit`.
+pub async fn edit(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "service account")?;
+    let sa = state.service.get_service_account(&c.caller, &id).await?;
+    let roles = form.list("roles");
+    let input = UpdateServiceAccount {
+        name: Some(form.get("name").to_string()),
+        description: Some(form.get("description").to_string()),
+        roles: (form.has("roles_present") && ui::roles_changed(&roles, &sa.roles)).then_some(roles),
+    };
+    match state
+        .service
+        .update_service_account(&c.caller, &id, input)
+        .await
+    {
+        Ok(_) => Ok(ui::see_other(&format!(
+            "/settings/api-access/{id}?notice=updated"
+        ))),
+        Err(e) => {
+            let errors =
+                FieldErrors::from_grant(e, &[], Permission::ServiceAccountsManage, "roles")?;
+            edit_form(&state, &c, &sa, &form, &errors).await
+        }
+    }
+}
+
+/// `POST /settings/api-access/{id}/delete`.
+pub async fn delete(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "service account")?;
+    state.service.delete_service_account(&c.caller, &id).await?;
+    Ok(ui::see_other("/settings/api-access?notice=deleted"))
+}
+
+fn credential_form(
+    c: &Console,
+    sa: &ServiceAccount,
+    cr: &Credential,
+    form: &FormData,
+    errors: &FieldErrors,
+) -> PageResult {
+    let action = format!("/settings/api-access/{}/credentials/{}/edit", sa.id, cr.id);
+    let body = html! {
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " a href={ "/settings/api-access/" (sa.id) } { (sa.name) } " / " span { "Edit credential" } }
+        (header("Edit credential", Some(&cr.client_id), html! {}))
+        div class="card" {
+            (form_error(errors))
+            form method="post" action=(action) class="stack" novalidate {
+                (csrf(c))
+                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
+                div class="form-actions" {
+                    button class="btn btn-primary" type="submit" { "Save changes" }
+                    a class="btn btn-link" href={ "/settings/api-access/" (sa.id) } { "Cancel" }
+                }
+            }
+        }
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(ui::page(
+        status,
+        layout(c, "Edit credential", "access", body),
+    ))
+}
+
+/// `GET /settings/api-access/{id}/credentials/{cid}/edit`.
+pub async fn edit_credential_page(
+    State(state): State<AppState>,
+    c: Console,
+    Path((id, cid)): Path<(String, String)>,
+) -> PageResult {
+    c.require(Permission::ServiceAccountsManage)?;
+    let id = ui::path_id(&id, "service account")?;
+    let cid = ui::path_id(&cid, "credential")?;
+    let sa = state.service.get_service_account(&c.caller, &id).await?;
+    let cr = state.service.get_credential(&c.caller, &id, &cid).await?;
+    let form = FormData(vec![
+        ("name".into(), cr.name.clone()),
+        ("description".into(), cr.description.clone()),
+    ]);
+    credential_form(&c, &sa, &cr, &form, &FieldErrors::default())
+}
+
+/// `POST /settings/api-access/{id}/credentials/{cid}/edit`.
+pub async fn edit_credential(
+    State(state): State<AppState>,
+    c: Console,
+    Path((id, cid)): Path<(String, String)>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "service account")?;
+    let cid = ui::path_id(&cid, "credential")?;
+    let input = UpdateCredential {
+        name: Some(form.get("name").to_string()),
+        description: Some(form.get("description").to_string()),
+    };
+    match state
+        .service
+        .update_credential(&c.caller, &id, &cid, input)
+        .await
+    {
+        Ok(_) => Ok(ui::see_other(&format!(
+            "/settings/api-access/{id}?notice=credential_updated"
+        ))),
+        Err(e) => {
+            let errors = FieldErrors::from_service(e, &[])?;
+            let sa = state.service.get_service_account(&c.caller, &id).await?;
+            let cr = state.service.get_credential(&c.caller, &id, &cid).await?;
+            credential_form(&c, &sa, &cr, &form, &errors)
+        }
+    }
 }

@@ -13,6 +13,7 @@ use crate::auth::extract::{cookie, request_context, SESSION_COOKIE};
 use crate::service::{Caller, ServiceError};
 
 /// A signed-in console user.
+#[derive(Clone)]
 pub struct Console {
     /// Who acts.
     pub caller: Caller,
@@ -61,16 +62,28 @@ pub fn safe_next(next: &str) -> Option<&str> {
 }
 
 fn to_login(parts: &Parts, expired: bool) -> PageError {
-    let next = if parts.method == Method::GET {
-        parts
-            .uri
-            .path_and_query()
+    PageError(Box::new(ui::see_other(&login_url(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        expired,
+    ))))
+}
+
+/// The sign-in address that comes back to this request's page afterwards.
+pub fn login_url(
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    expired: bool,
+) -> String {
+    let next = if method == Method::GET {
+        uri.path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into())
     } else {
         // After a form post, return to the page the form was on.
-        parts
-            .headers
+        headers
             .get(axum::http::header::REFERER)
             .and_then(|v| v.to_str().ok())
             .and_then(|r| url::Url::parse(r).ok())
@@ -80,15 +93,18 @@ fn to_login(parts: &Parts, expired: bool) -> PageError {
             })
             .unwrap_or_else(|| "/".into())
     };
-    let mut q = vec![("next", next.as_str())];
+    let next = safe_next(&next).unwrap_or("/");
+    let mut q = vec![("next", next)];
     if expired {
         q.push(("expired", "1"));
     }
-    PageError(Box::new(ui::see_other(&format!(
-        "/login?{}",
-        ui::query_string(&q)
-    ))))
+    format!("/login?{}", ui::query_string(&q))
 }
+
+/// Where the console's middleware finds the signed-in user of a request after the
+/// handler ran (to draw a problem page inside the navigation shell).
+#[derive(Clone, Default)]
+pub struct ShellSlot(pub std::sync::Arc<std::sync::Mutex<Option<Console>>>);
 
 impl FromRequestParts<AppState> for Console {
     type Rejection = PageError;
@@ -105,27 +121,40 @@ impl FromRequestParts<AppState> for Console {
         };
         let ctx = request_context(parts, state);
         match state.service.authenticate_session(&token, ctx).await {
-            Ok((caller, session)) => Ok(Console {
-                caller,
-                csrf: session.csrf_token,
-                token,
-                now: state.service.now(),
-            }),
+            Ok((caller, session)) => {
+                let c = Console {
+                    caller,
+                    csrf: session.csrf_token,
+                    token,
+                    now: state.service.now(),
+                };
+                if let Some(slot) = parts.extensions.get::<ShellSlot>() {
+                    if let Ok(mut s) = slot.0.lock() {
+                        *s = Some(c.clone());
+                    }
+                }
+                Ok(c)
+            }
             Err(ServiceError::Unauthenticated(_)) => Err(to_login(parts, true)),
             Err(e) => Err(e.into()),
         }
     }
 }
 
-/// The `Set-Cookie` value of the session cookie (empty value + 0 = sign out).
-pub fn session_cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
+/// The `Set-Cookie` value of the session cookie. Without `max_age` it is a
+/// browser-session cookie: the server's sliding idle timeout decides when a session
+/// ends, not a lifetime fixed at sign-in. An empty value with `Some(0)` signs out.
+pub fn session_cookie(state: &AppState, value: &str, max_age: Option<i64>) -> Option<HeaderValue> {
     let secure = if state.config.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
     };
+    let max_age = max_age
+        .map(|s| format!("; Max-Age={s}"))
+        .unwrap_or_default();
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{max_age}{secure}"
     ))
     .ok()
 }

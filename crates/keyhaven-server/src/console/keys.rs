@@ -290,10 +290,12 @@ fn expiry_fields(form: &FormData, errors: &FieldErrors, default: &str) -> Markup
                 }
             }
             div class="field inline" {
-                label for="f-expires_at" { "Custom expiry date (UTC)" }
-                input id="f-expires_at" type="date" name="expires_at" value=(form.get("expires_at"));
+                label for="f-expires_at" { "Custom expiry date" }
+                input id="f-expires_at" type="date" name="expires_at" value=(form.get("expires_at")) aria-describedby="h-expires_at";
+                div class="hint" id="h-expires_at" { "The key expires at the end of this day in your time zone." }
+                (ui::tz_field())
             }
-            @if let Some(e) = err { div class="field-error" role="alert" { (e) } }
+            @if let Some(e) = err { div class="field-error" id="e-expires_at" role="alert" { (e) } }
         }
     }
 }
@@ -310,8 +312,8 @@ fn read_expiry(
         "60" => Some(Some(Err(60))),
         "90" | "" => Some(Some(Err(90))),
         "custom" => match NaiveDate::parse_from_str(form.get("expires_at").trim(), "%Y-%m-%d") {
-            Ok(d) => match d.and_hms_opt(23, 59, 59) {
-                Some(t) if t.and_utc() > now => Some(Some(Ok(t.and_utc()))),
+            Ok(d) => match ui::local_day(d, ui::tz_offset(form), true) {
+                Some(t) if t > now => Some(Some(Ok(t))),
                 _ => {
                     errors.add("expires_at", "Pick a date in the future.");
                     None
@@ -332,29 +334,13 @@ fn read_expiry(
     }
 }
 
-async fn role_options(
-    state: &AppState,
-    c: &Console,
-) -> Result<Vec<(String, String)>, ui::PageError> {
-    if !c.can(Permission::RolesView) {
-        return Ok(Vec::new());
-    }
-    Ok(state
-        .service
-        .list_roles(&c.caller)
-        .await?
-        .into_iter()
-        .map(|r| (r.name, r.description))
-        .collect())
-}
-
 async fn create_form(
     state: &AppState,
     c: &Console,
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = role_options(state, c).await?;
+    let roles = ui::role_choices(state, c, &[]).await?;
     let accounts = if c.can(Permission::ServiceAccountsView) {
         state
             .service
@@ -392,7 +378,7 @@ async fn create_form(
                 }))
                 (field("Tags", "tags", errors, Some("Separate tags with commas, e.g. billing, production."), ui::text_input("tags", &form.list("tags").join(", "), "text", false)))
                 @if !roles.is_empty() {
-                    (field("Roles", "roles", errors, None, checklist("roles", &roles, &form.list("roles"))))
+                    (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
                 }
                 (field("Scopes", "scopes", errors, Some("Application scopes, separated by commas, e.g. read, billing:write."), ui::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
                 (field("Owner", "owner", errors, Some("A personal key acts with your permissions; a service account's key outlives your account."), html! {
@@ -420,10 +406,14 @@ async fn create_form(
     Ok(ui::page(status, layout(c, "Create API key", "keys", body)))
 }
 
-/// `GET /api-keys/new`.
-pub async fn new_page(State(state): State<AppState>, c: Console) -> PageResult {
+/// `GET /api-keys/new` (`?owner=ID` preselects a service account as the owner).
+pub async fn new_page(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
     c.require(Permission::ApiKeysCreate)?;
-    create_form(&state, &c, &FormData::default(), &FieldErrors::default()).await
+    let form = match q.opt("owner") {
+        Some(owner) => FormData(vec![("owner".into(), owner)]),
+        None => FormData::default(),
+    };
+    create_form(&state, &c, &form, &FieldErrors::default()).await
 }
 
 const RENAME: &[(&str, &str)] = &[("expires_in_days", "expires_at"), ("owner", "owner")];
@@ -462,7 +452,7 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
             secret_page(&c, "API key created", &key, secret.expose()),
         ))),
         Err(e) => {
-            let errors = FieldErrors::from_service(e, RENAME)?;
+            let errors = FieldErrors::from_grant(e, RENAME, Permission::ApiKeysCreate, "roles")?;
             create_form(&state, &c, &form, &errors).await
         }
     }
@@ -508,8 +498,15 @@ fn usage_chart(days: &[DailyUsage]) -> Markup {
     let bar = (slot - 4.0).max(1.0);
     let total_valid: i64 = days.iter().map(|d| d.valid).sum();
     let total_invalid: i64 = days.iter().map(|d| d.invalid).sum();
+    if total_valid + total_invalid == 0 {
+        return html! {
+            div class="chart-empty" id="usage-empty" {
+                p class="muted" { "No calls in the last " (days.len()) " days" }
+            }
+        };
+    }
     let mut svg = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Verifications per day over the last {} days: {total_valid} valid, {total_invalid} invalid\" preserveAspectRatio=\"none\">",
+        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Verifications per day over the last {} days: {total_valid} valid, {total_invalid} invalid\">",
         days.len()
     );
     svg.push_str(&format!(
@@ -651,7 +648,7 @@ async fn edit_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = role_options(state, c).await?;
+    let roles = ui::role_choices(state, c, &k.roles).await?;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/api-keys" { "API Keys" } " / " a href={ "/api-keys/" (k.id) } { (k.name) } " / " span { "Edit" } }
         (header("Edit API key", None, html! {}))
@@ -666,7 +663,7 @@ async fn edit_form(
                 (field("Tags", "tags", errors, Some("Separate tags with commas."), ui::text_input("tags", &form.list("tags").join(", "), "text", false)))
                 @if !roles.is_empty() {
                     input type="hidden" name="roles_present" value="1";
-                    (field("Roles", "roles", errors, None, checklist("roles", &roles, &form.list("roles"))))
+                    (checklist("Roles", "roles", errors, None, &roles, &form.list("roles")))
                 }
                 (field("Scopes", "scopes", errors, Some("Separate scopes with commas."), ui::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
                 div class="form-actions" {
@@ -712,19 +709,22 @@ pub async fn edit(
 ) -> PageResult {
     c.check_csrf(&form)?;
     let id = ui::path_id(&id, "API key")?;
+    let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
+    let roles = form.list("roles");
+    // Roles go to the service only when the set changed, so editing other fields of a
+    // key whose roles the user could not grant still works.
     let input = UpdateApiKey {
         name: Some(form.get("name").to_string()),
         description: Some(form.get("description").to_string()),
         tags: Some(form.list("tags")),
-        roles: form.has("roles_present").then(|| form.list("roles")),
+        roles: (form.has("roles_present") && ui::roles_changed(&roles, &k.roles)).then_some(roles),
         scopes: Some(form.list("scopes")),
         ..Default::default()
     };
     match state.service.update_api_key(&c.caller, &id, input).await {
         Ok(_) => Ok(ui::see_other(&format!("/api-keys/{id}?notice=updated"))),
         Err(e) => {
-            let errors = FieldErrors::from_service(e, &[])?;
-            let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
+            let errors = FieldErrors::from_grant(e, &[], Permission::ApiKeysManage, "roles")?;
             edit_form(&state, &c, &k, &form, &errors).await
         }
     }

@@ -10,7 +10,6 @@ use subtle::ConstantTimeEq;
 use super::auth::{safe_next, session_cookie, Console};
 use super::ui::{self, FormData, PageResult, Query};
 use crate::app::AppState;
-use crate::service::sessions::IDLE_TIMEOUT_HOURS;
 use crate::service::{RequestContext, ServiceError};
 
 /// Cookie holding the sign-in form's CSRF token (double submit; no session exists yet).
@@ -117,7 +116,7 @@ pub async fn submit(
         Ok(s) => {
             let to = if next.is_empty() { "/api-keys" } else { &next };
             let mut res = ui::see_other(to);
-            if let Some(c) = session_cookie(&state, &s.token, IDLE_TIMEOUT_HOURS * 3600) {
+            if let Some(c) = session_cookie(&state, &s.token, None) {
                 res.headers_mut().append(header::SET_COOKIE, c);
             }
             Ok(res)
@@ -156,7 +155,7 @@ pub async fn logout(State(state): State<AppState>, c: Console, form: FormData) -
     c.check_csrf(&form)?;
     state.service.sign_out(&c.caller, &c.token).await?;
     let mut res = ui::see_other("/login?signed_out=1");
-    if let Some(v) = session_cookie(&state, "", 0) {
+    if let Some(v) = session_cookie(&state, "", Some(0)) {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(res)

@@ -13,8 +13,8 @@ mod people;
 mod settings;
 mod ui;
 
-use axum::extract::Request;
-use axum::http::{header, HeaderValue};
+use axum::extract::{FromRequestParts, Request};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -49,6 +49,15 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/settings/api-access/{id}", get(access::detail))
         .route(
+            "/settings/api-access/{id}/edit",
+            get(access::edit_page).post(access::edit),
+        )
+        .route("/settings/api-access/{id}/delete", post(access::delete))
+        .route(
+            "/settings/api-access/{id}/credentials/{cid}/edit",
+            get(access::edit_credential_page).post(access::edit_credential),
+        )
+        .route(
             "/settings/api-access/{id}/transition",
             post(access::transition),
         )
@@ -80,6 +89,10 @@ pub fn routes() -> Router<AppState> {
             get(people::new_role_page).post(people::create_role),
         )
         .route("/roles/{name}/delete", post(people::delete_role))
+        .route(
+            "/roles/{name}/edit",
+            get(people::edit_role_page).post(people::edit_role),
+        )
         .route("/settings/shared-secret", get(settings::shared_secret))
         .route(
             "/settings/shared-secret/reveal",
@@ -94,6 +107,10 @@ pub fn routes() -> Router<AppState> {
             get(settings::webhooks).post(settings::create_webhook),
         )
         .route(
+            "/settings/webhooks/{id}/edit",
+            get(settings::edit_webhook_page).post(settings::edit_webhook),
+        )
+        .route(
             "/settings/webhooks/{id}/delete",
             post(settings::delete_webhook),
         )
@@ -101,9 +118,106 @@ pub fn routes() -> Router<AppState> {
             "/account",
             get(settings::account).post(settings::change_password),
         )
+        .route("/account/profile", post(settings::update_profile))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
+        .layer(middleware::from_fn(shell))
         .layer(middleware::from_fn(security_headers))
+}
+
+/// Lets a problem page (403, 404, expired form…) keep the navigation when the visitor
+/// is signed in, and sends a session that ended during a service call back to the
+/// sign-in page with the way back.
+async fn shell(mut req: Request, next: Next) -> Response {
+    let slot = auth::ShellSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let headers = req.headers().clone();
+    let res = next.run(req).await;
+    if res.extensions().get::<ui::SignInAgain>().is_some() {
+        return ui::see_other(&auth::login_url(&method, &uri, &headers, true));
+    }
+    let Some(p) = res.extensions().get::<ui::Problem>().cloned() else {
+        return res;
+    };
+    let signed_in = slot.0.lock().ok().and_then(|s| s.clone());
+    match signed_in {
+        Some(c) => ui::problem_in_shell(&c, res.status(), &p),
+        None => res,
+    }
+}
+
+/// Whether `path` belongs to the JSON API rather than the console.
+fn is_api_path(path: &str) -> bool {
+    ["/v1", "/oauth", "/.well-known"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
+async fn console_problem(
+    state: &AppState,
+    req: Request,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let mut res = match auth::Console::from_request_parts(&mut parts, state).await {
+        Ok(c) => ui::problem_in_shell(
+            &c,
+            status,
+            &ui::Problem {
+                title: title.into(),
+                text: text.into(),
+            },
+        ),
+        Err(_) => ui::problem(status, title, text).into_response(),
+    };
+    add_security_headers(&mut res);
+    res
+}
+
+/// The router's fallback: an HTML 404 page for console paths, `api` (the JSON error)
+/// for paths under /v1, /oauth and /.well-known.
+pub async fn not_found<F, Fut, R>(state: AppState, req: Request, api: F) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = R>,
+    R: IntoResponse,
+{
+    if is_api_path(req.uri().path()) {
+        return api().await.into_response();
+    }
+    console_problem(
+        &state,
+        req,
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is no page at this address. Check the link, or start again from the console.",
+    )
+    .await
+}
+
+/// The router's fallback for a known path with the wrong method: HTML for console
+/// paths, `api` (the JSON error) for API paths.
+pub async fn method_not_allowed<F, Fut, R>(state: AppState, req: Request, api: F) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = R>,
+    R: IntoResponse,
+{
+    if is_api_path(req.uri().path()) {
+        return api().await.into_response();
+    }
+    console_problem(
+        &state,
+        req,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "This address does not accept that request",
+        "Open the page from the console's navigation instead of sending a form or link to it directly.",
+    )
+    .await
 }
 
 async fn css() -> Response {
@@ -131,6 +245,11 @@ async fn js() -> Response {
 /// Content-Security-Policy without inline script, no framing, no referrer leaks.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
+    add_security_headers(&mut res);
+    res
+}
+
+fn add_security_headers(res: &mut Response) {
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -151,5 +270,4 @@ async fn security_headers(req: Request, next: Next) -> Response {
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    res
 }

@@ -9,11 +9,11 @@ use maud::{html, Markup};
 
 use super::auth::Console;
 use super::ui::{
-    self, badge, checklist, chips, csrf, field, form_error, header, layout, relative, FieldErrors,
-    FormData, PageResult, Query,
+    self, badge, checklist, chips, csrf, field, form_error, header, layout, relative, Choice,
+    FieldErrors, FormData, PageResult, Query,
 };
 use crate::app::AppState;
-use crate::service::roles::CreateRole;
+use crate::service::roles::{CreateRole, UpdateRole};
 use crate::service::users::{CreateUser, UpdateUser};
 
 fn notice_text(q: &FormData) -> Option<&'static str> {
@@ -25,6 +25,7 @@ fn notice_text(q: &FormData) -> Option<&'static str> {
             Some("Password reset. Share the new password with the user over a safe channel.")
         }
         "role_created" => Some("Role created."),
+        "role_updated" => Some("Role updated."),
         "role_deleted" => Some("Role deleted."),
         _ => None,
     }
@@ -43,11 +44,20 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
                 q: q.opt("q"),
             },
             &Page {
-                limit: 100,
+                limit: 50,
                 cursor: q.opt("cursor"),
             },
         )
         .await?;
+    let text = q.get("q");
+    let base = [("q", text)];
+    let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
+        (true, Some(cur)) => Some(format!(
+            "/users?{}",
+            ui::query_string(&[("q", text), ("cursor", cur)])
+        )),
+        _ => None,
+    };
     let me = c.caller.user_id();
     let can_update = c.can(Permission::UsersUpdate);
     let can_reset = c.can(Permission::UsersResetPassword);
@@ -57,6 +67,16 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
             @if c.can(Permission::UsersCreate) { a class="btn btn-primary" href="/users/new" { "Create user" } }
         }))
         @if let Some(n) = notice_text(&q) { (ui::notice(n)) }
+        form class="filters" method="get" action="/users" role="search" aria-label="Search users" {
+            div class="field" {
+                label for="filter-q" { "Search" }
+                input id="filter-q" type="search" name="q" value=(text) placeholder="Email or display name";
+            }
+            div class="filter-actions" {
+                button class="btn" type="submit" { "Search" }
+                @if !text.is_empty() { a class="btn btn-link" href="/users" { "Clear search" } }
+            }
+        }
         @if listing.items.is_empty() {
             (ui::empty("No users match", "Try another search.", html! {}))
         } @else {
@@ -92,24 +112,9 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
                 }
             }
         }
+        (ui::pager("/users", &base, q.has("cursor"), next_href.as_deref()))
     };
     Ok(ui::ok(layout(&c, "Users", "users", body)))
-}
-
-async fn role_options(
-    state: &AppState,
-    c: &Console,
-) -> Result<Vec<(String, String)>, ui::PageError> {
-    if !c.can(Permission::RolesView) {
-        return Ok(Vec::new());
-    }
-    Ok(state
-        .service
-        .list_roles(&c.caller)
-        .await?
-        .into_iter()
-        .map(|r| (r.name, r.description))
-        .collect())
 }
 
 fn status_of(code: u16) -> StatusCode {
@@ -122,7 +127,7 @@ async fn user_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = role_options(state, c).await?;
+    let roles = ui::role_choices(state, c, &[]).await?;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/users" { "Users" } " / " span { "New user" } }
         (header("Create user", None, html! {}))
@@ -138,7 +143,7 @@ async fn user_form(
                 @if roles.is_empty() {
                     (field("Roles", "roles", errors, Some("Role names, separated by commas."), ui::text_input("roles", &form.list("roles").join(", "), "text", false)))
                 } @else {
-                    (field("Roles", "roles", errors, None, checklist("roles", &roles, &form.list("roles"))))
+                    (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
                 }
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { "Create user" }
@@ -172,7 +177,7 @@ pub async fn create_user(State(state): State<AppState>, c: Console, form: FormDa
     match state.service.create_user(&c.caller, input).await {
         Ok(_) => Ok(ui::see_other("/users?notice=created")),
         Err(e) => {
-            let errors = FieldErrors::from_service(e, &[])?;
+            let errors = FieldErrors::from_grant(e, &[], Permission::UsersCreate, "roles")?;
             user_form(&state, &c, &form, &errors).await
         }
     }
@@ -185,7 +190,7 @@ async fn edit_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = role_options(state, c).await?;
+    let roles = ui::role_choices(state, c, &u.roles).await?;
     let status = form.get("status");
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/users" { "Users" } " / " span { (u.email) } }
@@ -197,7 +202,7 @@ async fn edit_form(
                 (field("Display name *", "display_name", errors, None, ui::text_input("display_name", form.get("display_name"), "text", true)))
                 @if !roles.is_empty() {
                     input type="hidden" name="roles_present" value="1";
-                    (field("Roles", "roles", errors, None, checklist("roles", &roles, &form.list("roles"))))
+                    (checklist("Roles", "roles", errors, Some("Roles you can't grant are shown greyed out and stay as they are."), &roles, &form.list("roles")))
                 }
                 (field("Status", "status", errors, Some("Inactive users cannot sign in and their personal keys stop verifying."), html! {
                     select id="f-status" name="status" {
@@ -253,18 +258,22 @@ pub async fn edit_user(
             None
         }
     };
+    let u = state.service.get_user(&c.caller, &id).await?;
     if errors.is_empty() {
+        // Roles go to the service only when the set changed: editing the name or status
+        // of someone holding roles the editor could not grant must still work.
+        let roles = form.list("roles");
         let input = UpdateUser {
             display_name: Some(form.get("display_name").to_string()),
-            roles: form.has("roles_present").then(|| form.list("roles")),
+            roles: (form.has("roles_present") && ui::roles_changed(&roles, &u.roles))
+                .then_some(roles),
             status,
         };
         match state.service.update_user(&c.caller, &id, input).await {
             Ok(_) => return Ok(ui::see_other("/users?notice=updated")),
-            Err(e) => errors = FieldErrors::from_service(e, &[])?,
+            Err(e) => errors = FieldErrors::from_grant(e, &[], Permission::UsersUpdate, "roles")?,
         }
     }
-    let u = state.service.get_user(&c.caller, &id).await?;
     edit_form(&state, &c, &u, &form, &errors).await
 }
 
@@ -369,6 +378,8 @@ pub async fn roles(State(state): State<AppState>, c: Console, Query(q): Query) -
                             td { @match &r.key_name_pattern { Some(p) => code { (p) }, None => span class="muted" { "—" } } }
                             td class="col-actions" {
                                 @if manage && !r.built_in {
+                                    a class="btn btn-small" href={ "/roles/" (r.name) "/edit" } aria-label={ "Edit " (r.name) } { "Edit" }
+                                    " "
                                     form method="post" action={ "/roles/" (r.name) "/delete" } class="inline"
                                         data-confirm={ "Delete the role " (r.name) "?" } data-confirm-label="Delete" {
                                         (csrf(&c))
@@ -385,28 +396,131 @@ pub async fn roles(State(state): State<AppState>, c: Console, Query(q): Query) -
     Ok(ui::ok(layout(&c, "Roles", "roles", body)))
 }
 
-fn role_form(c: &Console, form: &FormData, errors: &FieldErrors) -> Markup {
-    let catalog: Vec<(String, String)> = Permission::ALL
+/// The role form: `editing` is the role being changed (name fixed), or `None` to create.
+fn role_form(c: &Console, editing: Option<&str>, form: &FormData, errors: &FieldErrors) -> Markup {
+    let catalog: Vec<Choice> = Permission::ALL
         .iter()
-        .map(|p| (p.as_str().to_string(), p.description().to_string()))
+        .map(|p| Choice {
+            value: p.as_str().to_string(),
+            text: p.description().to_string(),
+            enabled: c.can(*p),
+        })
         .collect();
+    let (title, action, submit) = match editing {
+        Some(name) => ("Edit role", format!("/roles/{name}/edit"), "Save changes"),
+        None => ("Create role", "/roles/new".to_string(), "Create role"),
+    };
     html! {
-        nav class="crumbs" aria-label="Breadcrumb" { a href="/roles" { "Roles" } " / " span { "New role" } }
-        (header("Create role", None, html! {}))
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/roles" { "Roles" } " / " span { @if let Some(n) = editing { (n) } @else { "New role" } } }
+        (header(title, None, html! {}))
         div class="card" {
             (form_error(errors))
-            form method="post" action="/roles/new" class="stack" novalidate {
+            form method="post" action=(action) class="stack" novalidate {
                 (csrf(c))
-                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                @if let Some(name) = editing {
+                    div class="field" {
+                        label for="f-name" { "Name" }
+                        input id="f-name" type="text" value=(name) readonly aria-describedby="h-name";
+                        div class="hint" id="h-name" { "A role's name cannot change: keys, users and service accounts refer to it." }
+                    }
+                } @else {
+                    (field("Name *", "name", errors, Some("Lower-case letters, digits and hyphens, e.g. billing-admin."), ui::text_input("name", form.get("name"), "text", true)))
+                }
                 (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
-                (field("Permissions", "permissions", errors, None, checklist("permissions", &catalog, &form.list("permissions"))))
+                (checklist("Permissions", "permissions", errors, Some("Permissions you don't hold yourself cannot be granted and are greyed out."), &catalog, &form.list("permissions")))
                 (field("Application scopes", "scopes", errors, Some("Extra scopes this role grants, separated by commas, e.g. read, billing:write."), ui::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
                 (field("Key name pattern", "key_name_pattern", errors, Some("Optional regular expression that names of keys and service accounts created under this role must match, e.g. ^svc-[a-z]+$."), ui::text_input("key_name_pattern", form.get("key_name_pattern"), "text", false)))
                 div class="form-actions" {
-                    button class="btn btn-primary" type="submit" { "Create role" }
+                    button class="btn btn-primary" type="submit" { (submit) }
                     a class="btn btn-link" href="/roles" { "Cancel" }
                 }
             }
+        }
+    }
+}
+
+/// Splits a stored permission list into the form's checklist (catalog entries) and
+/// scopes field (everything else).
+fn role_pairs(r: &keyhaven_core::role::Role) -> FormData {
+    let mut pairs = vec![
+        ("description".to_string(), r.description.clone()),
+        (
+            "key_name_pattern".to_string(),
+            r.key_name_pattern.clone().unwrap_or_default(),
+        ),
+    ];
+    let (perms, scopes): (Vec<&String>, Vec<&String>) = r
+        .permissions
+        .iter()
+        .partition(|p| keyhaven_core::permission::is_management(p));
+    pairs.extend(
+        perms
+            .into_iter()
+            .map(|p| ("permissions".to_string(), p.clone())),
+    );
+    pairs.push((
+        "scopes".to_string(),
+        scopes.into_iter().cloned().collect::<Vec<_>>().join(", "),
+    ));
+    FormData(pairs)
+}
+
+fn form_permissions(form: &FormData) -> Vec<String> {
+    let mut permissions = form.list("permissions");
+    permissions.extend(form.list("scopes"));
+    permissions
+}
+
+/// `GET /roles/{name}/edit`.
+pub async fn edit_role_page(
+    State(state): State<AppState>,
+    c: Console,
+    Path(name): Path<String>,
+) -> PageResult {
+    c.require(Permission::RolesManage)?;
+    let r = state.service.get_role(&c.caller, &name).await?;
+    if r.built_in {
+        return Err(ui::problem(
+            StatusCode::CONFLICT,
+            "Built-in roles cannot be changed",
+            "Create a custom role with the permissions you need instead.",
+        ));
+    }
+    Ok(ui::ok(layout(
+        &c,
+        "Edit role",
+        "roles",
+        role_form(&c, Some(&r.name), &role_pairs(&r), &FieldErrors::default()),
+    )))
+}
+
+/// `POST /roles/{name}/edit`.
+pub async fn edit_role(
+    State(state): State<AppState>,
+    c: Console,
+    Path(name): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let input = UpdateRole {
+        description: Some(form.get("description").to_string()),
+        permissions: Some(form_permissions(&form)),
+        key_name_pattern: Some(form.get("key_name_pattern").trim().to_string()),
+    };
+    match state.service.update_role(&c.caller, &name, input).await {
+        Ok(_) => Ok(ui::see_other("/roles?notice=role_updated")),
+        Err(e) => {
+            let errors = FieldErrors::from_grant(e, &[], Permission::RolesManage, "permissions")?;
+            let r = state.service.get_role(&c.caller, &name).await?;
+            Ok(ui::page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                layout(
+                    &c,
+                    "Edit role",
+                    "roles",
+                    role_form(&c, Some(&r.name), &form, &errors),
+                ),
+            ))
         }
     }
 }
@@ -418,28 +532,31 @@ pub async fn new_role_page(c: Console) -> PageResult {
         &c,
         "Create role",
         "roles",
-        role_form(&c, &FormData::default(), &FieldErrors::default()),
+        role_form(&c, None, &FormData::default(), &FieldErrors::default()),
     )))
 }
 
 /// `POST /roles/new`.
 pub async fn create_role(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
-    let mut permissions = form.list("permissions");
-    permissions.extend(form.list("scopes"));
     let input = CreateRole {
         name: form.get("name").trim().to_string(),
         description: Some(form.get("description").to_string()),
-        permissions,
+        permissions: form_permissions(&form),
         key_name_pattern: form.opt("key_name_pattern"),
     };
     match state.service.create_role(&c.caller, input).await {
         Ok(_) => Ok(ui::see_other("/roles?notice=role_created")),
         Err(e) => {
-            let errors = FieldErrors::from_service(e, &[])?;
+            let errors = FieldErrors::from_grant(e, &[], Permission::RolesManage, "permissions")?;
             Ok(ui::page(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                layout(&c, "Create role", "roles", role_form(&c, &form, &errors)),
+                layout(
+                    &c,
+                    "Create role",
+                    "roles",
+                    role_form(&c, None, &form, &errors),
+                ),
             ))
         }
     }

@@ -8,15 +8,16 @@ use maud::{html, Markup};
 
 use super::auth::Console;
 use super::ui::{
-    self, badge, checklist, chips, csrf, field, form_error, header, layout, FieldErrors, FormData,
-    PageResult, Query,
+    self, badge, checklist, chips, csrf, field, form_error, header, layout, Choice, FieldErrors,
+    FormData, PageResult, Query,
 };
 use crate::app::AppState;
-use crate::service::webhooks::{CreateWebhook, EVENT_TYPES};
+use crate::service::webhooks::{CreateWebhook, UpdateWebhook, EVENT_TYPES};
+use keyhaven_store::WebhookEndpoint;
 
 fn secret_page(
     c: &Console,
-    status: &crate::service::shared_secret::SharedSecretStatus,
+    status: Option<&crate::service::shared_secret::SharedSecretStatus>,
     shown: Option<(&str, &str)>,
 ) -> Markup {
     let can_view = c.can(Permission::SharedSecretView);
@@ -31,24 +32,36 @@ fn secret_page(
             }
         }
         div class="card" {
-            dl class="props" {
-                dt { "Status" } dd { @if status.exists { (badge("active")) } @else { span class="muted" { "No shared secret yet" } } }
-                @if let Some(t) = &status.created_at { dt { "Created" } dd { (ui::time(t)) } }
-                @if let Some(t) = &status.previous_valid_until { dt { "Previous secret signs until" } dd { (ui::time(t)) } }
+            @match status {
+                Some(status) => {
+                    dl class="props" id="secret-status" {
+                        dt { "Status" } dd { @if status.exists { (badge("active")) } @else { span class="muted" { "No shared secret yet" } } }
+                        @if let Some(t) = &status.created_at { dt { "Created" } dd { (ui::time(t)) } }
+                        @if let Some(t) = &status.previous_valid_until { dt { "Previous secret signs until" } dd { (ui::time(t)) } }
+                    }
+                }
+                None => {
+                    p class="muted" id="secret-status" { "Your roles let you rotate the shared secret but not see it or whether one exists. Rotating creates a new secret if there is none; otherwise the previous one keeps signing for 24 hours." }
+                }
             }
+            @let exists = status.map(|s| s.exists);
             div class="form-actions" {
-                @if status.exists && can_view {
+                @if exists == Some(true) && can_view {
                     form method="post" action="/settings/shared-secret/reveal" class="inline" {
                         (csrf(c))
                         button class="btn" type="submit" { "Reveal" }
                     }
                 }
                 @if can_manage {
+                    @let (confirm, label, button) = match exists {
+                        Some(true) => ("Rotate the shared secret? The previous secret keeps signing alongside the new one for 24 hours, then stops.", "Rotate", "Rotate"),
+                        Some(false) => ("Create the organization's shared secret?", "Create", "Create shared secret"),
+                        None => ("Rotate the shared secret? If one exists, it keeps signing alongside the new one for 24 hours, then stops.", "Rotate", "Rotate"),
+                    };
                     form method="post" action="/settings/shared-secret/rotate" class="inline"
-                        data-confirm=(if status.exists { "Rotate the shared secret? The previous secret keeps signing alongside the new one for 24 hours, then stops." } else { "Create the organization's shared secret?" })
-                        data-confirm-label=(if status.exists { "Rotate" } else { "Create" }) {
+                        data-confirm=(confirm) data-confirm-label=(label) {
                         (csrf(c))
-                        button class="btn btn-primary" type="submit" { @if status.exists { "Rotate" } @else { "Create shared secret" } }
+                        button class="btn btn-primary" type="submit" { (button) }
                     }
                 }
             }
@@ -56,18 +69,15 @@ fn secret_page(
     }
 }
 
+/// The secret's status, or `None` when the user may rotate but not view it.
 async fn status_for(
     state: &AppState,
     c: &Console,
-) -> Result<crate::service::shared_secret::SharedSecretStatus, ui::PageError> {
+) -> Result<Option<crate::service::shared_secret::SharedSecretStatus>, ui::PageError> {
     if c.can(Permission::SharedSecretView) {
-        Ok(state.service.shared_secret_status(&c.caller).await?)
+        Ok(Some(state.service.shared_secret_status(&c.caller).await?))
     } else {
-        Ok(crate::service::shared_secret::SharedSecretStatus {
-            exists: false,
-            created_at: None,
-            previous_valid_until: None,
-        })
+        Ok(None)
     }
 }
 
@@ -81,7 +91,7 @@ pub async fn shared_secret(State(state): State<AppState>, c: Console) -> PageRes
         &c,
         "API shared secret",
         "secret",
-        secret_page(&c, &status, None),
+        secret_page(&c, status.as_ref(), None),
     )))
 }
 
@@ -98,7 +108,7 @@ pub async fn reveal_secret(
         &c,
         "API shared secret",
         "secret",
-        secret_page(&c, &status, Some(("Shared secret", &secret))),
+        secret_page(&c, status.as_ref(), Some(("Shared secret", &secret))),
     )))
 }
 
@@ -115,7 +125,7 @@ pub async fn rotate_secret(
         &c,
         "API shared secret",
         "secret",
-        secret_page(&c, &status, Some(("New shared secret", &secret))),
+        secret_page(&c, status.as_ref(), Some(("New shared secret", &secret))),
     )))
 }
 
@@ -156,10 +166,6 @@ async fn webhooks_page(
         );
     }
     let manage = c.can(Permission::WebhooksManage);
-    let events: Vec<(String, String)> = EVENT_TYPES
-        .iter()
-        .map(|e| (e.to_string(), String::new()))
-        .collect();
     let body = html! {
         (header("Webhooks", Some("Keyhaven posts signed events to these endpoints when keys and service accounts change."), html! {}))
         @if let Some(n) = notice { (ui::notice(n)) }
@@ -171,6 +177,8 @@ async fn webhooks_page(
                 div class="section-head" {
                     h2 { code { (w.url) } " " @if w.enabled { (badge("active")) } @else { (badge("inactive")) } }
                     @if manage {
+                        a class="btn btn-small" href={ "/settings/webhooks/" (w.id) "/edit" } aria-label={ "Edit " (w.url) } { "Edit" }
+                        " "
                         form method="post" action={ "/settings/webhooks/" (w.id) "/delete" } class="inline"
                             data-confirm={ "Delete the endpoint " (w.url) "? Pending deliveries are dropped." } data-confirm-label="Delete" {
                             (csrf(c))
@@ -206,9 +214,7 @@ async fn webhooks_page(
                 (form_error(errors))
                 form method="post" action="/settings/webhooks" class="stack" novalidate {
                     (csrf(c))
-                    (field("URL *", "url", errors, Some("An https:// address that accepts POST requests."), ui::text_input("url", form.get("url"), "url", true)))
-                    (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
-                    (field("Events *", "events", errors, None, checklist("events", &events, &form.list("events"))))
+                    (webhook_fields(form, errors, !form.has("csrf_token") || form.has("enabled")))
                     div class="form-actions" { button class="btn btn-primary" type="submit" { "Add endpoint" } }
                 }
             }
@@ -222,11 +228,27 @@ async fn webhooks_page(
     Ok(ui::page(status, layout(c, "Webhooks", "webhooks", body)))
 }
 
+fn webhook_fields(form: &FormData, errors: &FieldErrors, enabled: bool) -> Markup {
+    let events: Vec<Choice> = EVENT_TYPES.iter().map(|e| Choice::new(*e, "")).collect();
+    html! {
+        (field("URL *", "url", errors, Some("An https:// address that accepts POST requests."), ui::text_input("url", form.get("url"), "url", true)))
+        (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
+        (checklist("Events *", "events", errors, None, &events, &form.list("events")))
+        div class="field" {
+            label class="check" {
+                input id="f-enabled" type="checkbox" name="enabled" value="true" checked[enabled];
+                " Enabled: deliver events to this endpoint"
+            }
+        }
+    }
+}
+
 /// `GET /settings/webhooks`.
 pub async fn webhooks(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
     let notice = match q.get("notice") {
         "created" => Some("Endpoint added."),
         "deleted" => Some("Endpoint deleted."),
+        "updated" => Some("Endpoint updated."),
         _ => None,
     };
     webhooks_page(
@@ -250,13 +272,90 @@ pub async fn create_webhook(
         url: form.get("url").trim().to_string(),
         events: form.list("events"),
         description: form.opt("description"),
-        enabled: Some(true),
+        enabled: Some(form.has("enabled")),
     };
     match state.service.create_webhook(&c.caller, input).await {
         Ok(_) => Ok(ui::see_other("/settings/webhooks?notice=created")),
         Err(e) => {
             let errors = FieldErrors::from_service(e, &[])?;
             webhooks_page(&state, &c, None, &form, &errors).await
+        }
+    }
+}
+
+fn webhook_edit_form(
+    c: &Console,
+    w: &WebhookEndpoint,
+    form: &FormData,
+    errors: &FieldErrors,
+) -> PageResult {
+    let body = html! {
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/webhooks" { "Webhooks" } " / " span { "Edit endpoint" } }
+        (header("Edit endpoint", Some(&w.url), html! {}))
+        div class="card" {
+            (form_error(errors))
+            form method="post" action={ "/settings/webhooks/" (w.id) "/edit" } class="stack" novalidate {
+                (csrf(c))
+                (webhook_fields(form, errors, form.has("enabled")))
+                div class="form-actions" {
+                    button class="btn btn-primary" type="submit" { "Save changes" }
+                    a class="btn btn-link" href="/settings/webhooks" { "Cancel" }
+                }
+            }
+        }
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(ui::page(
+        status,
+        layout(c, "Edit endpoint", "webhooks", body),
+    ))
+}
+
+/// `GET /settings/webhooks/{id}/edit`.
+pub async fn edit_webhook_page(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+) -> PageResult {
+    c.require(Permission::WebhooksManage)?;
+    let id = ui::path_id(&id, "webhook")?;
+    let w = state.service.get_webhook(&c.caller, &id).await?;
+    let mut pairs = vec![
+        ("url".to_string(), w.url.clone()),
+        ("description".to_string(), w.description.clone()),
+    ];
+    if w.enabled {
+        pairs.push(("enabled".into(), "true".into()));
+    }
+    pairs.extend(w.events.iter().map(|e| ("events".to_string(), e.clone())));
+    webhook_edit_form(&c, &w, &FormData(pairs), &FieldErrors::default())
+}
+
+/// `POST /settings/webhooks/{id}/edit`.
+pub async fn edit_webhook(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = ui::path_id(&id, "webhook")?;
+    let input = UpdateWebhook {
+        url: Some(form.get("url").trim().to_string()),
+        events: Some(form.list("events")),
+        description: Some(form.get("description").to_string()),
+        enabled: Some(form.has("enabled")),
+    };
+    match state.service.update_webhook(&c.caller, &id, input).await {
+        Ok(_) => Ok(ui::see_other("/settings/webhooks?notice=updated")),
+        Err(e) => {
+            let errors = FieldErrors::from_service(e, &[])?;
+            let w = state.service.get_webhook(&c.caller, &id).await?;
+            webhook_edit_form(&c, &w, &form, &errors)
         }
     }
 }
@@ -278,8 +377,10 @@ fn account_page(
     c: &Console,
     user: Option<&keyhaven_core::user::User>,
     notice: Option<&str>,
+    profile: (&FormData, &FieldErrors),
     errors: &FieldErrors,
 ) -> Markup {
+    let (pform, perrors) = profile;
     html! {
         (header("Account", Some("Your profile and password."), html! {}))
         @if let Some(n) = notice { (ui::notice(n)) }
@@ -288,9 +389,16 @@ fn account_page(
             dl class="props" {
                 dt { "Email" } dd { (c.caller.principal.name) }
                 @if let Some(u) = user {
-                    dt { "Display name" } dd { (u.display_name) }
                     dt { "Roles" } dd { (chips(&u.roles, "chip-role")) }
                     dt { "Created" } dd { (ui::time(&u.created_at)) }
+                }
+            }
+            @if user.is_some() {
+                (form_error(perrors))
+                form method="post" action="/account/profile" class="row-form" novalidate {
+                    (csrf(c))
+                    (field("Display name", "display_name", perrors, None, ui::text_input("display_name", pform.get("display_name"), "text", true)))
+                    div class="form-actions" { button class="btn" type="submit" { "Save display name" } }
                 }
             }
         }
@@ -311,22 +419,79 @@ fn account_page(
     }
 }
 
-async fn own_user(state: &AppState, c: &Console) -> Option<keyhaven_core::user::User> {
-    let id = c.caller.user_id()?;
-    let mut tx = state.service.store.read().await.ok()?;
-    tx.user(&c.caller.org_id, &id).await.ok().flatten()
+async fn own_user(
+    state: &AppState,
+    c: &Console,
+) -> Result<Option<keyhaven_core::user::User>, ui::PageError> {
+    if c.caller.user_id().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(state.service.own_profile(&c.caller).await?))
+}
+
+fn profile_form(user: Option<&keyhaven_core::user::User>) -> FormData {
+    FormData(
+        user.map(|u| vec![("display_name".to_string(), u.display_name.clone())])
+            .unwrap_or_default(),
+    )
 }
 
 /// `GET /account`.
 pub async fn account(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
-    let notice = (q.get("notice") == "password_changed").then_some("Password changed.");
-    let user = own_user(&state, &c).await;
+    let notice = match q.get("notice") {
+        "password_changed" => Some("Password changed."),
+        "profile_updated" => Some("Display name saved."),
+        _ => None,
+    };
+    let user = own_user(&state, &c).await?;
+    let pform = profile_form(user.as_ref());
     Ok(ui::ok(layout(
         &c,
         "Account",
         "account",
-        account_page(&c, user.as_ref(), notice, &FieldErrors::default()),
+        account_page(
+            &c,
+            user.as_ref(),
+            notice,
+            (&pform, &FieldErrors::default()),
+            &FieldErrors::default(),
+        ),
     )))
+}
+
+/// `POST /account/profile` (display name).
+pub async fn update_profile(
+    State(state): State<AppState>,
+    c: Console,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    match state
+        .service
+        .update_own_display_name(&c.caller, form.get("display_name"))
+        .await
+    {
+        Ok(_) => Ok(ui::see_other("/account?notice=profile_updated")),
+        Err(e) => {
+            let errors = FieldErrors::from_service(e, &[])?;
+            let user = own_user(&state, &c).await?;
+            Ok(ui::page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                layout(
+                    &c,
+                    "Account",
+                    "account",
+                    account_page(
+                        &c,
+                        user.as_ref(),
+                        None,
+                        (&form, &errors),
+                        &FieldErrors::default(),
+                    ),
+                ),
+            ))
+        }
+    }
 }
 
 /// `POST /account` (password change).
@@ -348,14 +513,21 @@ pub async fn change_password(
         Ok(()) => Ok(ui::see_other("/account?notice=password_changed")),
         Err(e) => {
             let errors = FieldErrors::from_service(e, &[])?;
-            let user = own_user(&state, &c).await;
+            let user = own_user(&state, &c).await?;
+            let pform = profile_form(user.as_ref());
             Ok(ui::page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 layout(
                     &c,
                     "Account",
                     "account",
-                    account_page(&c, user.as_ref(), None, &errors),
+                    account_page(
+                        &c,
+                        user.as_ref(),
+                        None,
+                        (&pform, &FieldErrors::default()),
+                        &errors,
+                    ),
                 ),
             ))
         }

@@ -4,12 +4,13 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use keyhaven_core::permission::Permission;
+use keyhaven_core::permission::{check_no_escalation, Permission};
 use keyhaven_core::time::Timestamp;
 use keyhaven_core::DomainError;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::auth::Console;
+use crate::app::AppState;
 use crate::service::ServiceError;
 
 /// An HTML answer.
@@ -109,6 +110,11 @@ const NAV: &[NavItem] = &[
 
 /// The page shell with navigation for a signed-in user.
 pub fn layout(c: &Console, title: &str, active: &str, content: Markup) -> Markup {
+    let access_href = if c.caller.has(Permission::ServiceAccountsView) {
+        "/settings/api-access"
+    } else {
+        "/settings/api-access?tab=activity"
+    };
     let secret_visible =
         c.caller.has(Permission::SharedSecretView) || c.caller.has(Permission::SharedSecretManage);
     html! {
@@ -123,12 +129,14 @@ pub fn layout(c: &Console, title: &str, active: &str, content: Markup) -> Markup
                         ul {
                             @for item in NAV {
                                 @let allowed = match item.needs {
+                                    Some(_) if item.key == "access" => c.caller.has(Permission::ServiceAccountsView) || c.caller.has(Permission::AuditView),
                                     Some(p) => c.caller.has(p),
                                     None => item.key != "secret" || secret_visible,
                                 };
+                                @let href = if item.key == "access" { access_href } else { item.href };
                                 @if allowed {
                                     li {
-                                        a href=(item.href) aria-current=[(item.key == active).then_some("page")] {
+                                        a href=(href) aria-current=[(item.key == active).then_some("page")] {
                                             (item.label)
                                         }
                                     }
@@ -196,6 +204,34 @@ pub fn date(t: &Timestamp) -> Markup {
     let iso = keyhaven_core::time::rfc3339(t);
     let utc = t.format("%Y-%m-%d %H:%M UTC").to_string();
     html! { time datetime=(iso) title=(utc) data-local="date" { (t.format("%Y-%m-%d")) } }
+}
+
+/// A hidden field that app.js fills with the browser's offset from UTC, so that dates
+/// typed into the form mean days in the user's time zone.
+pub fn tz_field() -> Markup {
+    html! { input type="hidden" name="tz_offset" value="" data-tz-offset=""; }
+}
+
+/// The browser's offset (`tz_offset`, minutes to add to local time to get UTC, as
+/// JavaScript's `getTimezoneOffset` gives it); 0 (UTC) when absent or out of range.
+pub fn tz_offset(form: &FormData) -> i64 {
+    form.get("tz_offset")
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|m| m.abs() <= 18 * 60)
+        .unwrap_or(0)
+}
+
+/// The first instant of the day `d` in the zone `offset_minutes` behind UTC, or (with
+/// `end`) its last second.
+pub fn local_day(d: chrono::NaiveDate, offset_minutes: i64, end: bool) -> Option<Timestamp> {
+    let t = if end {
+        d.and_hms_opt(23, 59, 59)?
+    } else {
+        d.and_hms_opt(0, 0, 0)?
+    };
+    Some(t.and_utc() + chrono::Duration::minutes(offset_minutes))
 }
 
 /// "3 minutes ago", or "Never".
@@ -314,7 +350,11 @@ impl FieldErrors {
     pub fn from_service(e: ServiceError, rename: &[(&str, &str)]) -> Result<Self, PageError> {
         let mut out = FieldErrors::default();
         match e {
-            ServiceError::Domain(DomainError::Invalid { param, message, .. }) => {
+            ServiceError::Domain(DomainError::Invalid {
+                code,
+                param,
+                message,
+            }) => {
                 match param {
                     Some(p) => {
                         let root: String =
@@ -324,23 +364,101 @@ impl FieldErrors {
                             .find(|(from, _)| *from == root)
                             .map(|(_, to)| to.to_string())
                             .unwrap_or(root);
-                        out.add(&field, message);
+                        out.add(&field, friendly(code, &message));
                     }
-                    None => out.general = Some(message),
+                    None => out.general = Some(friendly(code, &message)),
                 }
                 Ok(out)
             }
             ServiceError::Domain(DomainError::Conflict { code, message }) => {
-                if code == "name_taken" {
-                    out.add("name", message);
-                } else {
-                    out.general = Some(message);
+                match code {
+                    "name_taken" => out.add("name", friendly(code, &message)),
+                    "email_taken" => out.add("email", friendly(code, &message)),
+                    _ => out.general = Some(friendly(code, &message)),
                 }
                 Ok(out)
             }
             other => Err(other.into()),
         }
     }
+
+    /// Like [`FieldErrors::from_service`], and a refusal to grant a permission other than
+    /// `action` (the no-escalation rule) becomes a message at `field` (the role or
+    /// permission checklist) instead of a 403 page.
+    pub fn from_grant(
+        e: ServiceError,
+        rename: &[(&str, &str)],
+        action: Permission,
+        field: &str,
+    ) -> Result<Self, PageError> {
+        match e {
+            ServiceError::Domain(DomainError::PermissionDenied { permission })
+                if permission != action.as_str() =>
+            {
+                let mut out = FieldErrors::default();
+                out.add(
+                    field,
+                    format!(
+                        "You can't grant {permission}: you don't hold it yourself. Untick the role or permission that includes it."
+                    ),
+                );
+                Ok(out)
+            }
+            other => FieldErrors::from_service(other, rename),
+        }
+    }
+}
+
+/// Plain-language text for a service refusal; falls back to the service's own sentence.
+pub fn friendly(code: &str, message: &str) -> String {
+    let text = match code {
+        "name_required" => "Enter a name.",
+        "name_too_long" => "That is too long; please shorten it.",
+        "invalid_characters" => "Remove control characters such as tabs or line breaks.",
+        "name_taken" => "That name is already used in your organization. Choose another one.",
+        "email_taken" => "A user with this email already exists.",
+        "invalid_email" => "Enter an email address such as name@example.com.",
+        "description_too_long" => "The description is too long.",
+        "invalid_tag" => "Each tag must be 1–64 printable characters. Separate tags with commas.",
+        "too_many_tags" => "Use at most 20 tags.",
+        "invalid_scope" => "Scopes use lower-case letters, digits and . _ : - (for example billing:read), separated by commas.",
+        "too_many_items" | "too_many_permissions" => "That list is too long.",
+        "unknown_role" => "One of the chosen roles no longer exists. Reload the page and choose again.",
+        "name_pattern_mismatch" => return format!("The name does not follow a chosen role's naming rule ({}).", message.trim_start_matches("name ")),
+        "invalid_pattern" => "That is not a valid regular expression.",
+        "invalid_role_name" => "Role names use lower-case letters, digits and hyphens, for example billing-admin.",
+        "password_too_short" => "The password must be at least 12 characters long.",
+        "password_too_long" => "The password is too long.",
+        "wrong_password" => "Your current password is not correct.",
+        "self_action" => return format!("Not possible: {message}."),
+        "last_super_admin" => "The organization must keep at least one active super-admin.",
+        "invalid_url" => "Enter an http:// or https:// address that is not Keyhaven itself.",
+        "events_required" => "Choose at least one event.",
+        "unknown_event" => "One of the chosen events is not known. Reload the page and choose again.",
+        "expires_at_in_past" => "Pick a date in the future.",
+        "invalid_timestamp" => "Enter a date such as 2027-01-31.",
+        "invalid_expires_in_days" => "Choose an expiration.",
+        "invalid_grace_period" => "Choose a grace period.",
+        "built_in_role" => "Built-in roles cannot be changed or deleted.",
+        "role_in_use" => "The role is still assigned to a user, service account or API key. Remove it from them first.",
+        "service_account_archived" => "The service account is archived, so it can no longer change or get new keys and credentials.",
+        "key_revoked" => "The key is revoked, so it can no longer change.",
+        "owner_required" | "unknown_owner" | "invalid_owner" => "Choose an owner you are allowed to use.",
+        _ => return capitalise(message),
+    };
+    text.to_string()
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    let mut out: String = match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => return String::new(),
+    };
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
 }
 
 /// A labelled field with its error under it.
@@ -352,6 +470,7 @@ pub fn field(
     input: Markup,
 ) -> Markup {
     let err = errors.get(name);
+    let input = describe(input, name, hint.is_some(), err.is_some());
     html! {
         div class={ "field" @if err.is_some() { " has-error" } } {
             label for={ "f-" (name) } { (label) }
@@ -360,6 +479,27 @@ pub fn field(
             @if let Some(e) = err { div class="field-error" id={ "e-" (name) } role="alert" { (e) } }
         }
     }
+}
+
+/// Adds `aria-describedby` (hint, error) and `aria-invalid` to the control `f-{name}` of
+/// server-built markup.
+fn describe(input: Markup, name: &str, hint: bool, err: bool) -> Markup {
+    let mut ids = Vec::new();
+    if hint {
+        ids.push(format!("h-{name}"));
+    }
+    if err {
+        ids.push(format!("e-{name}"));
+    }
+    if ids.is_empty() {
+        return input;
+    }
+    let anchor = format!("id=\"f-{name}\"");
+    let mut extra = format!("{anchor} aria-describedby=\"{}\"", ids.join(" "));
+    if err {
+        extra.push_str(" aria-invalid=\"true\"");
+    }
+    PreEscaped(input.into_string().replacen(&anchor, &extra, 1))
 }
 
 /// A text input named `name` with `value`.
@@ -380,18 +520,102 @@ pub fn form_error(errors: &FieldErrors) -> Markup {
     }
 }
 
-/// A list of checkboxes named `name`.
-pub fn checklist(name: &str, options: &[(String, String)], checked: &[String]) -> Markup {
-    html! {
-        div class="checklist" id={ "f-" (name) } {
-            @for (value, text) in options {
-                label class="check" {
-                    input type="checkbox" name=(name) value=(value) checked[checked.contains(value)];
-                    " " span { (value) } @if !text.is_empty() { span class="muted" { " — " (text) } }
-                }
-            }
+/// One box of a checklist.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// The submitted value (and the visible name).
+    pub value: String,
+    /// A short explanation shown after the value.
+    pub text: String,
+    /// Whether the user may tick or untick it. A ticked box the user may not change is
+    /// shown disabled and still submitted (hidden field), so saving keeps it.
+    pub enabled: bool,
+}
+
+impl Choice {
+    /// An enabled choice.
+    pub fn new(value: impl Into<String>, text: impl Into<String>) -> Self {
+        Choice {
+            value: value.into(),
+            text: text.into(),
+            enabled: true,
         }
     }
+}
+
+/// A group of checkboxes named `name`: a fieldset whose legend is `label`, with its
+/// hint and error described on the group.
+pub fn checklist(
+    label: &str,
+    name: &str,
+    errors: &FieldErrors,
+    hint: Option<&str>,
+    options: &[Choice],
+    checked: &[String],
+) -> Markup {
+    let err = errors.get(name);
+    let mut described = Vec::new();
+    if hint.is_some() {
+        described.push(format!("h-{name}"));
+    }
+    if err.is_some() {
+        described.push(format!("e-{name}"));
+    }
+    let described = (!described.is_empty()).then(|| described.join(" "));
+    html! {
+        fieldset class={ "field" @if err.is_some() { " has-error" } } id={ "f-" (name) }
+            aria-describedby=[described] aria-invalid=[err.map(|_| "true")] {
+            legend { (label) }
+            div class="checklist" {
+                @for o in options {
+                    @let on = checked.contains(&o.value);
+                    label class={ "check" @if !o.enabled { " check-disabled" } } {
+                        input type="checkbox" name=(name) value=(o.value) checked[on] disabled[!o.enabled];
+                        " " span { (o.value) } @if !o.text.is_empty() { span class="muted" { " — " (o.text) } }
+                        @if !o.enabled { span class="muted small" { " (you can't grant this)" } }
+                    }
+                    @if !o.enabled && on { input type="hidden" name=(name) value=(o.value); }
+                }
+            }
+            @if let Some(h) = hint { div class="hint" id={ "h-" (name) } { (h) } }
+            @if let Some(e) = err { div class="field-error" id={ "e-" (name) } role="alert" { (e) } }
+        }
+    }
+}
+
+/// The roles a role checklist offers: every role the caller may grant (the
+/// no-escalation rule of core), plus the `current` ones it may not, shown disabled so
+/// they stay as they are. Empty without `roles.view`.
+pub async fn role_choices(
+    state: &AppState,
+    c: &Console,
+    current: &[String],
+) -> Result<Vec<Choice>, PageError> {
+    if !c.can(Permission::RolesView) {
+        return Ok(Vec::new());
+    }
+    Ok(state
+        .service
+        .list_roles(&c.caller)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let grantable =
+                check_no_escalation(&c.caller.permissions, r.permissions.iter()).is_ok();
+            (grantable || current.contains(&r.name)).then_some(Choice {
+                value: r.name,
+                text: r.description,
+                enabled: grantable,
+            })
+        })
+        .collect())
+}
+
+/// Whether `submitted` names another set of roles than `current`.
+pub fn roles_changed(submitted: &[String], current: &[String]) -> bool {
+    let a: std::collections::BTreeSet<&String> = submitted.iter().collect();
+    let b: std::collections::BTreeSet<&String> = current.iter().collect();
+    a != b
 }
 
 /// A page the console shows instead of what was asked for.
@@ -407,22 +631,48 @@ impl IntoResponse for PageError {
 /// What handlers return.
 pub type PageResult = Result<Response, PageError>;
 
+/// What a problem page says; kept on the response so that the console's middleware can
+/// show the same page inside the navigation shell when the visitor is signed in.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The page's heading.
+    pub title: String,
+    /// The explanation.
+    pub text: String,
+}
+
+fn problem_body(title: &str, text: &str) -> Markup {
+    html! {
+        div class="card narrow problem" {
+            h1 { (title) }
+            p { (text) }
+            p { a class="btn" href="/api-keys" { "Go to the console" } }
+        }
+    }
+}
+
 /// A page explaining a problem, with a way back.
 pub fn problem(status: StatusCode, title: &str, text: &str) -> PageError {
-    PageError(Box::new(page(
-        status,
-        bare(
-            title,
-            html! {
-                div class="card narrow problem" {
-                    h1 { (title) }
-                    p { (text) }
-                    p { a class="btn" href="/api-keys" { "Go to the console" } }
-                }
-            },
-        ),
-    )))
+    let mut res = page(status, bare(title, problem_body(title, text)));
+    res.extensions_mut().insert(Problem {
+        title: title.to_string(),
+        text: text.to_string(),
+    });
+    PageError(Box::new(res))
 }
+
+/// The problem page inside the shell, for a signed-in visitor.
+pub fn problem_in_shell(c: &Console, status: StatusCode, p: &Problem) -> Response {
+    page(
+        status,
+        layout(c, &p.title, "", problem_body(&p.title, &p.text)),
+    )
+}
+
+/// Marks the redirect to the sign-in page that a service refusal produced, so the
+/// console's middleware can add where to come back to.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInAgain;
 
 /// 403 page.
 pub fn forbidden(permission: &str) -> PageError {
@@ -461,7 +711,11 @@ impl From<ServiceError> for PageError {
                 "Not found",
                 &format!("There is no such {what} in your organization."),
             ),
-            ServiceError::Unauthenticated(_) => PageError(Box::new(see_other("/login?expired=1"))),
+            ServiceError::Unauthenticated(_) => {
+                let mut res = see_other("/login?expired=1");
+                res.extensions_mut().insert(SignInAgain);
+                PageError(Box::new(res))
+            }
             ServiceError::RateLimited(_) => problem(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many attempts",
@@ -577,6 +831,19 @@ pub fn query_string(pairs: &[(&str, &str)]) -> String {
         }
     }
     s.finish()
+}
+
+/// "First page" / "Next page" links for a cursor-paged list at `path` with the filter
+/// pairs `base`.
+pub fn pager(path: &str, base: &[(&str, &str)], paged: bool, next: Option<&str>) -> Markup {
+    html! {
+        @if paged || next.is_some() {
+            nav class="pager" aria-label="Pagination" {
+                @if paged { a class="btn" href={ (path) "?" (query_string(base)) } { "First page" } }
+                @if let Some(h) = next { a class="btn" rel="next" href=(h) { "Next page" } }
+            }
+        }
+    }
 }
 
 /// Inline SVG markup that was built by the server.
