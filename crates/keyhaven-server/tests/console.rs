@@ -202,6 +202,14 @@ impl Browser {
         self.wait_css("nav.sidebar").await;
     }
 
+    /// Saves the current screen as `docs/screenshots/{name}.png`.
+    async fn doc_screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
     async fn screenshot(self) {
         let png = self.client.screenshot().await.unwrap();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
@@ -1684,3 +1692,169 @@ async fn audit_only_and_manage_only(app: TestApp) {
     assert!(html.contains("aria-invalid=\"true\""));
 }
 both_backends!(audit_only_and_manage_only);
+
+/// Regenerates the README's screenshots under docs/screenshots from seeded data:
+/// `cargo test -p keyhaven-server --test console -- --ignored readme_screenshots`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes docs/screenshots; run by hand when the console's look changes"]
+async fn readme_screenshots() {
+    let app = TestApp::spawn(keyhaven_store::testing::TestDb::sqlite().await).await;
+    let Some(b) = browser(&app, "readme").await else {
+        return;
+    };
+    let sys = Caller::system(Id::from_trusted(app.org_id.clone()), "keyhaven CLI");
+    let admin = admin_id(&app).await;
+    let payments = app
+        .state
+        .service
+        .create_service_account(
+            &sys,
+            CreateServiceAccount {
+                name: "payments-service".into(),
+                description: Some("Charges cards and issues refunds for the web shop".into()),
+                roles: Some(vec!["read-only".into()]),
+            },
+        )
+        .await
+        .unwrap();
+    make_account(&app, "warehouse-sync").await;
+    let key =
+        |name: &str, desc: &str, tags: &[&str], scopes: &[&str], sa: Option<&str>, days: i64| {
+            CreateApiKey {
+                name: name.into(),
+                description: Some(desc.into()),
+                tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+                roles: Some(vec!["read-only".into()]),
+                scopes: Some(scopes.iter().map(|t| t.to_string()).collect()),
+                owner: Some(match sa {
+                    Some(id) => OwnerRef {
+                        kind: PrincipalKind::ServiceAccount,
+                        id: id.into(),
+                    },
+                    None => OwnerRef {
+                        kind: PrincipalKind::User,
+                        id: admin.clone(),
+                    },
+                }),
+                expires_in_days: Some(days),
+                ..Default::default()
+            }
+        };
+    let pid = payments.id.to_string();
+    let (checkout, checkout_secret) = make_key_secret(
+        &app,
+        key(
+            "checkout-api",
+            "Takes card payments at checkout",
+            &["payments", "production"],
+            &["payments:write", "orders:read"],
+            Some(&pid),
+            90,
+        ),
+    )
+    .await;
+    let (_, refunds_secret) = make_key_secret(
+        &app,
+        key(
+            "refunds-worker",
+            "Issues refunds from the support tool",
+            &["payments", "production"],
+            &["payments:refund"],
+            Some(&pid),
+            60,
+        ),
+    )
+    .await;
+    let (_, reports_secret) = make_key_secret(
+        &app,
+        key(
+            "finance-reports",
+            "Nightly revenue export",
+            &["finance"],
+            &["reports:read"],
+            None,
+            30,
+        ),
+    )
+    .await;
+    make_key_secret(
+        &app,
+        key(
+            "staging-smoke-tests",
+            "CI smoke tests against staging",
+            &["staging", "ci"],
+            &["orders:read"],
+            None,
+            30,
+        ),
+    )
+    .await;
+    let (old, _) = make_key_secret(
+        &app,
+        key(
+            "legacy-importer",
+            "Replaced by warehouse-sync",
+            &["legacy"],
+            &[],
+            None,
+            90,
+        ),
+    )
+    .await;
+    app.state
+        .service
+        .revoke_api_key(&sys, &Id::from_trusted(old))
+        .await
+        .unwrap();
+    app.state
+        .service
+        .create_credential(
+            &sys,
+            &payments.id,
+            keyhaven_server::service::credentials::CreateCredential {
+                name: "payments-worker".into(),
+                description: Some("Token exchange for the payments worker".into()),
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    // Three weeks of traffic, a few failures among it.
+    for day in 0..21i64 {
+        let calls = 3 + (day * 7) % 11;
+        for _ in 0..calls {
+            verify(&app, &checkout_secret).await;
+        }
+        for _ in 0..(day % 4) {
+            verify(&app, &refunds_secret).await;
+        }
+        if day % 5 == 0 {
+            verify(&app, &reports_secret).await;
+            app.http
+                .post(app.url("/v1/keys/verify"))
+                .json(&serde_json::json!({ "key": checkout_secret, "permissions": ["admin:everything"] }))
+                .send()
+                .await
+                .unwrap();
+        }
+        app.state.service.verifier.flush_usage().await.unwrap();
+        app.clock.advance(chrono::Duration::days(1));
+    }
+    app.clock
+        .advance(chrono::Duration::minutes(-(24 * 60 - 20)));
+    verify(&app, &checkout_secret).await;
+    app.state.service.verifier.flush_usage().await.unwrap();
+
+    b.client.set_window_size(1366, 1000).await.unwrap();
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go("/api-keys").await;
+    b.wait_css("#keys-table").await;
+    b.doc_screenshot("api-keys").await;
+    b.go(&format!("/api-keys/{checkout}")).await;
+    b.wait_css("svg.chart").await;
+    b.doc_screenshot("api-key-details").await;
+    b.go(&format!("/settings/api-access/{pid}")).await;
+    b.wait_css("#credentials-table").await;
+    b.doc_screenshot("service-account").await;
+    b.screenshot().await;
+}
