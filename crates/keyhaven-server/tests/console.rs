@@ -1858,3 +1858,64 @@ async fn readme_screenshots() {
     b.doc_screenshot("service-account").await;
     b.screenshot().await;
 }
+
+async fn role_edit_by_a_partial_manager(app: TestApp) {
+    // Someone who manages roles but does not hold users.delete can still change the
+    // description of a role that grants it; the permission stays.
+    make_role(&app, "role-keeper", &["roles.view", "roles.manage"]).await;
+    make_role(&app, "offboarding", &["users.view", "users.delete"]).await;
+    make_user(&app, "keeper@example.com", &["role-keeper"]).await;
+    let (client, csrf) = console_client(&app, "keeper@example.com", "user password 1234").await;
+    let html = client
+        .get(app.url("/roles/offboarding/edit"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<legend>Permissions</legend>"));
+    // The permission it cannot grant is shown ticked and disabled, and kept.
+    assert!(
+        html.contains("value=\"users.delete\" checked disabled"),
+        "{html}"
+    );
+    let mut form = vec![
+        ("csrf_token", csrf.as_str()),
+        ("description", "Removes leavers"),
+        ("key_name_pattern", ""),
+        ("scopes", ""),
+    ];
+    form.extend([
+        ("permissions", "users.view"),
+        ("permissions", "users.delete"),
+    ]);
+    let res = client
+        .post(app.url("/roles/offboarding/edit"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let r = app
+        .state
+        .service
+        .get_role(&system(&app), "offboarding")
+        .await
+        .unwrap();
+    assert_eq!(r.description, "Removes leavers");
+    assert!(r.permissions.contains(&"users.delete".to_string()));
+    // Adding a permission it does not hold: a message at the checklist, not a 403 page.
+    form.push(("permissions", "users.create"));
+    let res = client
+        .post(app.url("/roles/offboarding/edit"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("id=\"e-permissions\""), "{html}");
+    assert!(html.contains("class=\"sidebar\""));
+}
+both_backends!(role_edit_by_a_partial_manager);

@@ -140,9 +140,9 @@ async fn user_form(
                 (field("Initial password *", "password", errors, Some("At least 12 characters. The user can change it on their account page."), html! {
                     input id="f-password" name="password" type="password" autocomplete="new-password" required;
                 }))
-                @if roles.is_empty() {
+                @if !c.can(Permission::RolesView) {
                     (field("Roles", "roles", errors, Some("Role names, separated by commas."), ui::text_input("roles", &form.list("roles").join(", "), "text", false)))
-                } @else {
+                } @else if !roles.is_empty() {
                     (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
                 }
                 div class="form-actions" {
@@ -502,23 +502,26 @@ pub async fn edit_role(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
+    let current = state.service.get_role(&c.caller, &name).await?;
+    // Permissions go to the service only when the set changed, so that someone who may
+    // not grant every permission of the role can still edit its description or pattern.
+    let permissions = form_permissions(&form);
     let input = UpdateRole {
         description: Some(form.get("description").to_string()),
-        permissions: Some(form_permissions(&form)),
+        permissions: ui::roles_changed(&permissions, &current.permissions).then_some(permissions),
         key_name_pattern: Some(form.get("key_name_pattern").trim().to_string()),
     };
     match state.service.update_role(&c.caller, &name, input).await {
         Ok(_) => Ok(ui::see_other("/roles?notice=role_updated")),
         Err(e) => {
             let errors = FieldErrors::from_grant(e, &[], Permission::RolesManage, "permissions")?;
-            let r = state.service.get_role(&c.caller, &name).await?;
             Ok(ui::page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 layout(
                     &c,
                     "Edit role",
                     "roles",
-                    role_form(&c, Some(&r.name), &form, &errors),
+                    role_form(&c, Some(&current.name), &form, &errors),
                 ),
             ))
         }

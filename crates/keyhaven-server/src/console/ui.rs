@@ -611,7 +611,7 @@ pub async fn role_choices(
         .collect())
 }
 
-/// Whether `submitted` names another set of roles than `current`.
+/// Whether `submitted` names another set than `current` (roles or permissions).
 pub fn roles_changed(submitted: &[String], current: &[String]) -> bool {
     let a: std::collections::BTreeSet<&String> = submitted.iter().collect();
     let b: std::collections::BTreeSet<&String> = current.iter().collect();
