@@ -271,3 +271,68 @@ fn add_security_headers(res: &mut Response) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use axum::middleware;
+    use axum::routing::{get, post};
+    use axum::Router;
+    use tower::ServiceExt;
+
+    use super::ui::PageError;
+    use crate::service::ServiceError;
+
+    async fn ended() -> Result<&'static str, PageError> {
+        Err(ServiceError::Unauthenticated("the session has ended").into())
+    }
+
+    fn app() -> Router {
+        Router::new()
+            .route("/api-keys", get(ended))
+            .route("/api-keys/new", post(ended))
+            .layer(middleware::from_fn(super::shell))
+    }
+
+    #[tokio::test]
+    async fn a_session_ending_in_a_service_call_returns_to_the_page() {
+        let res = app()
+            .oneshot(
+                Request::get("/api-keys?status=active")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            res.headers()[header::LOCATION],
+            "/login?next=%2Fapi-keys%3Fstatus%3Dactive&expired=1"
+        );
+        // After a form post: back to the page the form was on.
+        let res = app()
+            .oneshot(
+                Request::post("/api-keys/new")
+                    .header(header::REFERER, "http://localhost/api-keys/new?owner=x")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            res.headers()[header::LOCATION],
+            "/login?next=%2Fapi-keys%2Fnew%3Fowner%3Dx&expired=1"
+        );
+    }
+
+    #[test]
+    fn api_paths_keep_json() {
+        for p in ["/v1", "/v1/keys", "/oauth/token", "/.well-known/jwks.json"] {
+            assert!(super::is_api_path(p), "{p}");
+        }
+        for p in ["/", "/v1x", "/api-keys", "/oauthx", "/static/app.css"] {
+            assert!(!super::is_api_path(p), "{p}");
+        }
+    }
+}

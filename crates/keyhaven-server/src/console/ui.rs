@@ -850,3 +850,71 @@ pub fn pager(path: &str, base: &[(&str, &str)], paged: bool, next: Option<&str>)
 pub fn raw(s: String) -> Markup {
     PreEscaped(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_codes_read_as_plain_language() {
+        let e = ServiceError::Domain(DomainError::invalid(
+            "password_too_short",
+            "new_password",
+            "new_password must be at least 12 characters",
+        ));
+        let f = FieldErrors::from_service(e, &[]).unwrap();
+        assert_eq!(
+            f.get("new_password"),
+            Some("The password must be at least 12 characters long.")
+        );
+        let e = ServiceError::Domain(DomainError::conflict("email_taken", "taken"));
+        let f = FieldErrors::from_service(e, &[]).unwrap();
+        assert_eq!(
+            f.get("email"),
+            Some("A user with this email already exists.")
+        );
+        // An unknown code keeps the service's sentence, as a sentence.
+        assert_eq!(friendly("something_new", "it went wrong"), "It went wrong.");
+    }
+
+    #[test]
+    fn a_refused_grant_lands_on_the_checklist() {
+        let e = ServiceError::Domain(DomainError::denied("users.delete"));
+        let f = FieldErrors::from_grant(e, &[], Permission::UsersUpdate, "roles").unwrap();
+        assert!(f.get("roles").unwrap().contains("users.delete"));
+        // Lacking the action's own permission is still a 403 page.
+        let e = ServiceError::Domain(DomainError::denied("users.update"));
+        assert!(FieldErrors::from_grant(e, &[], Permission::UsersUpdate, "roles").is_err());
+    }
+
+    #[test]
+    fn days_are_read_in_the_browsers_zone() {
+        let d = chrono::NaiveDate::from_ymd_opt(2027, 1, 31).unwrap();
+        // UTC+10 (getTimezoneOffset = -600): the day ends at 13:59:59 UTC.
+        let end = local_day(d, -600, true).unwrap();
+        assert_eq!(keyhaven_core::time::rfc3339(&end), "2027-01-31T13:59:59Z");
+        // UTC-5: the day starts at 05:00 UTC.
+        let start = local_day(d, 300, false).unwrap();
+        assert_eq!(keyhaven_core::time::rfc3339(&start), "2027-01-31T05:00:00Z");
+        let form = FormData(vec![("tz_offset".into(), "99999".into())]);
+        assert_eq!(tz_offset(&form), 0);
+    }
+
+    #[test]
+    fn described_fields_point_at_their_hint_and_error() {
+        let mut errors = FieldErrors::default();
+        errors.add("name", "Enter a name.");
+        let html = field(
+            "Name",
+            "name",
+            &errors,
+            Some("hint"),
+            text_input("name", "", "text", true),
+        )
+        .into_string();
+        assert!(
+            html.contains(r#"id="f-name" aria-describedby="h-name e-name" aria-invalid="true""#),
+            "{html}"
+        );
+    }
+}
