@@ -1,5 +1,6 @@
 //! The in-process verification path: cache hit, negative-cache miss and malformed keys,
-//! with 1,000 and 1,000,000 cached keys; and the memory each cached key takes.
+//! with 1,000 and 1,000,000 cached keys; a true miss that loads the key from the
+//! embedded database; and the memory each cached key takes.
 //!
 //! Run: `cargo bench -p keyhaven-benches` (results and figures in BENCHMARKS.md).
 
@@ -120,6 +121,45 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    bench_database_load(c, &rt);
+}
+
+/// A cache miss for a real key: the record is read from SQLite (key, roles, owner) and
+/// cached, then dropped again before the next iteration.
+fn bench_database_load(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    use keyhaven_server::service::api_keys::CreateApiKey;
+    use keyhaven_server::service::{Caller, Service};
+    let db = rt.block_on(keyhaven_store::testing::TestDb::sqlite());
+    let master = keyhaven_server::secrets::MasterKey::from_base64(
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    )
+    .expect("master key");
+    let service = Service::new(db.store.clone(), Arc::new(SystemClock), master);
+    let (org, _) = rt
+        .block_on(service.create_organization("Bench", "bench@example.com", "bench password 123"))
+        .expect("organization");
+    let caller = Caller::system(org.id.clone(), "bench");
+    let (_, secret) = rt
+        .block_on(service.create_api_key(
+            &caller,
+            CreateApiKey {
+                name: "loaded".into(),
+                roles: Some(vec!["read-only".into()]),
+                scopes: Some(vec!["read".into()]),
+                ..Default::default()
+            },
+        ))
+        .expect("key");
+    let key = secret.expose().to_string();
+    let read = vec!["read".to_string()];
+    let verifier = service.verifier.clone();
+    c.bench_function("verify/cache_miss_database_load", |b| {
+        b.to_async(rt).iter(|| async {
+            verifier.cache.clear();
+            verifier.verify(&key, &read, None).await.unwrap()
+        })
+    });
+    std::mem::forget(db);
 }
 
 criterion_group!(benches, bench);

@@ -87,10 +87,13 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     if let Some(info) = res.extensions_mut().remove::<ErrorInfo>() {
         let status = res.status();
-        let retry = res.headers().get(header::RETRY_AFTER).cloned();
+        let mut headers = std::mem::take(res.headers_mut());
+        headers.remove(header::CONTENT_TYPE);
+        headers.remove(header::CONTENT_LENGTH);
         res = (status, axum::Json(render(&info, &rid))).into_response();
-        if let Some(r) = retry {
-            res.headers_mut().insert(header::RETRY_AFTER, r);
+        // Keep what the handler set (`Retry-After`, `X-Keyhaven-Code`, …).
+        for (name, value) in headers.iter() {
+            res.headers_mut().append(name.clone(), value.clone());
         }
         if status.is_server_error() {
             tracing::error!(request_id = %rid, %method, %path, status = status.as_u16(), "request failed");

@@ -621,3 +621,231 @@ async fn bad_verify_input(app: TestApp) {
     assert_eq!(res.status(), 200);
 }
 both_backends!(bad_verify_input);
+
+async fn edits_during_verification_do_not_refill_remaining_uses(app: TestApp) {
+    let api = Api::new(&app).await;
+    let (key, id) = api
+        .create_key(json!({"name": "budget", "remaining": 20}))
+        .await;
+    let mut verifies = Vec::new();
+    for _ in 0..50 {
+        let http = app.http.clone();
+        let url = app.url("/v1/keys/verify");
+        let key = key.clone();
+        verifies.push(tokio::spawn(async move {
+            let v: Value = http
+                .post(url)
+                .json(&json!({"key": key}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["code"].as_str().unwrap().to_string()
+        }));
+    }
+    // Edits of other fields read and rewrite the key while verifications take uses.
+    let mut edits = Vec::new();
+    for i in 0..30 {
+        let http = app.http.clone();
+        let url = app.url(&format!("{}/api-keys/{id}", api.org));
+        let admin = api.admin.clone();
+        edits.push(tokio::spawn(async move {
+            http.patch(url)
+                .bearer_auth(admin)
+                .json(&json!({"description": format!("edit {i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut valid = 0;
+    for t in verifies {
+        match t.await.unwrap().as_str() {
+            "VALID" => valid += 1,
+            "USAGE_EXCEEDED" => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    for e in edits {
+        assert_eq!(e.await.unwrap(), 200);
+    }
+    assert_eq!(valid, 20, "never more successes than the budget");
+    let (_, k) = api
+        .call(reqwest::Method::GET, &format!("/api-keys/{id}"), None)
+        .await;
+    assert_eq!(k["remaining"], 0);
+    assert_eq!(api.code(&key).await, "USAGE_EXCEEDED");
+}
+both_backends!(edits_during_verification_do_not_refill_remaining_uses);
+
+async fn more_changes_reach_the_next_verify(app: TestApp) {
+    let api = Api::new(&app).await;
+    // Limits and networks edited on a cached key.
+    let (key, id) = api.create_key(json!({"name": "k"})).await;
+    assert_eq!(api.code(&key).await, "VALID");
+    let path = format!("/api-keys/{id}");
+    let patch = |body: Value| api.call(reqwest::Method::PATCH, &path, Some(body));
+    assert_eq!(patch(json!({"allowed_cidrs": ["10.0.0.0/8"]})).await.0, 200);
+    assert_eq!(api.code(&key).await, "IP_NOT_ALLOWED");
+    assert_eq!(patch(json!({"allowed_cidrs": []})).await.0, 200);
+    assert_eq!(api.code(&key).await, "VALID");
+    assert_eq!(
+        patch(json!({"ratelimit": {"limit": 1, "duration_ms": 60000}}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(api.code(&key).await, "VALID");
+    assert_eq!(api.code(&key).await, "RATE_LIMITED");
+    assert_eq!(
+        patch(json!({"ratelimit": null, "remaining": 1})).await.0,
+        200
+    );
+    assert_eq!(api.code(&key).await, "VALID");
+    assert_eq!(api.code(&key).await, "USAGE_EXCEEDED");
+    // A key's roles.
+    let (rk, rid) = api.create_key(json!({"name": "r"})).await;
+    let audit = json!({"key": rk, "permissions": ["audit.view"]});
+    assert_eq!(api.verify(audit.clone()).await["code"], "FORBIDDEN");
+    let (s, _) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api-keys/{rid}"),
+            Some(json!({"roles": ["admin"]})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(api.verify(audit).await["code"], "VALID");
+    // Archiving a service account revokes its keys: REVOKED, which comes before DISABLED.
+    let (_, sa) = api
+        .call(
+            reqwest::Method::POST,
+            "/service-accounts",
+            Some(json!({"name": "s"})),
+        )
+        .await;
+    let sa_id = sa["id"].as_str().unwrap();
+    let (sk, _) = api
+        .create_key(json!({"name": "d", "owner": {"type": "service_account", "id": sa_id}}))
+        .await;
+    assert_eq!(api.code(&sk).await, "VALID");
+    api.call(
+        reqwest::Method::POST,
+        &format!("/service-accounts/{sa_id}/archive"),
+        None,
+    )
+    .await;
+    assert_eq!(api.code(&sk).await, "REVOKED");
+    // A user's role change narrows the management permissions of their personal key.
+    let (_, user) = api
+        .call(
+            reqwest::Method::POST,
+            "/users",
+            Some(json!({"email": "ops@example.com", "display_name": "Ops", "password": "a long enough password", "roles": ["admin"]})),
+        )
+        .await;
+    let (client, csrf) = app
+        .sign_in("ops@example.com", "a long enough password")
+        .await;
+    let res = client
+        .post(app.url(&format!("{}/api-keys", api.org)))
+        .header("x-csrf-token", csrf)
+        .json(&json!({"name": "personal", "roles": ["admin"], "scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    let pk = res.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let need = json!({"key": pk, "permissions": ["api_keys.create", "read"]});
+    assert_eq!(api.verify(need.clone()).await["code"], "VALID");
+    let (s, _) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/users/{}", user["id"].as_str().unwrap()),
+            Some(json!({"roles": ["read-only"]})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        api.verify(need).await["code"],
+        "FORBIDDEN",
+        "the key's management permissions follow its user's"
+    );
+    assert_eq!(
+        api.verify(json!({"key": pk, "permissions": ["read"]}))
+            .await["code"],
+        "VALID",
+        "application scopes stay"
+    );
+}
+both_backends!(more_changes_reach_the_next_verify);
+
+async fn checks_run_in_order_on_one_key(app: TestApp) {
+    let api = Api::new(&app).await;
+    // One key that fails every late check: each answer names the earliest failing one.
+    let (_, sa) = api
+        .call(
+            reqwest::Method::POST,
+            "/service-accounts",
+            Some(json!({"name": "s"})),
+        )
+        .await;
+    let sa_id = sa["id"].as_str().unwrap().to_string();
+    let (key, id) = api
+        .create_key(json!({
+            "name": "all", "scopes": ["read"], "owner": {"type": "service_account", "id": sa_id},
+            "ratelimit": {"limit": 1, "duration_ms": 60000}, "remaining": 1,
+            "allowed_cidrs": ["10.0.0.0/8"]
+        }))
+        .await;
+    let ask = |perms: Value, ip: &str| json!({"key": key, "permissions": perms, "ip": ip});
+    // Uses the one token and the one use.
+    assert_eq!(
+        api.verify(ask(json!(["read"]), "10.0.0.1")).await["code"],
+        "VALID"
+    );
+    // RATE_LIMITED before USAGE_EXCEEDED before IP_NOT_ALLOWED.
+    assert_eq!(
+        api.verify(ask(json!(["read"]), "192.168.0.1")).await["code"],
+        "RATE_LIMITED"
+    );
+    app.clock.advance(Duration::seconds(61));
+    assert_eq!(
+        api.verify(ask(json!(["read"]), "192.168.0.1")).await["code"],
+        "USAGE_EXCEEDED"
+    );
+    // FORBIDDEN before RATE_LIMITED.
+    assert_eq!(
+        api.verify(ask(json!(["write"]), "192.168.0.1")).await["code"],
+        "FORBIDDEN"
+    );
+    // DISABLED before FORBIDDEN.
+    api.call(
+        reqwest::Method::POST,
+        &format!("/service-accounts/{sa_id}/suspend"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        api.verify(ask(json!(["write"]), "192.168.0.1")).await["code"],
+        "DISABLED"
+    );
+    // REVOKED before DISABLED.
+    api.call(
+        reqwest::Method::POST,
+        &format!("/api-keys/{id}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        api.verify(ask(json!(["write"]), "192.168.0.1")).await["code"],
+        "REVOKED"
+    );
+}
+both_backends!(checks_run_in_order_on_one_key);

@@ -193,7 +193,8 @@ impl ApiKeys for SqlTx {
     }
 
     async fn api_key(&mut self, org_id: &Id, key_id: &Id) -> StoreResult<Option<ApiKey>> {
-        let row = sqlx::query(&format!("{SELECT} WHERE k.org_id = $1 AND k.id = $2"))
+        let lock = self.lock_for_update("k");
+        let row = sqlx::query(&format!("{SELECT} WHERE k.org_id = $1 AND k.id = $2{lock}"))
             .bind(org_id.as_str())
             .bind(key_id.as_str())
             .fetch_optional(&mut *self.tx)

@@ -65,8 +65,11 @@ pub trait Changes {
         ref_id: &str,
         at: Timestamp,
     ) -> StoreResult<()>;
-    /// Changes recorded at or after `since`.
-    async fn changes_since(&mut self, since: Timestamp) -> StoreResult<Vec<Change>>;
+    /// Changes recorded at or after `since` (by the writer's clock), and every change
+    /// after sequence number `after_seq` whatever its time, so a writer whose clock is
+    /// behind the reader's is still seen.
+    async fn changes_since(&mut self, since: Timestamp, after_seq: i64)
+        -> StoreResult<Vec<Change>>;
     /// Forgets changes older than `before`.
     async fn prune_changes(&mut self, before: Timestamp) -> StoreResult<()>;
 }
@@ -93,11 +96,18 @@ impl Changes for SqlTx {
         Ok(())
     }
 
-    async fn changes_since(&mut self, since: Timestamp) -> StoreResult<Vec<Change>> {
-        let rows = sqlx::query("SELECT seq, kind, ref_id FROM changes WHERE at >= $1 ORDER BY seq")
-            .bind(ms(&since))
-            .fetch_all(&mut *self.tx)
-            .await?;
+    async fn changes_since(
+        &mut self,
+        since: Timestamp,
+        after_seq: i64,
+    ) -> StoreResult<Vec<Change>> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, ref_id FROM changes WHERE at >= $1 OR seq > $2 ORDER BY seq",
+        )
+        .bind(ms(&since))
+        .bind(after_seq)
+        .fetch_all(&mut *self.tx)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             if let Some(kind) = ChangeKind::parse(&text(&r, "kind")?) {

@@ -44,6 +44,22 @@ impl SqlStore {
 pub(crate) struct SqlTx {
     pub(crate) tx: Transaction<'static, Any>,
     pub(crate) backend: Backend,
+    /// Opened with [`Store::begin`]: rows read to be rewritten are locked on PostgreSQL
+    /// (SQLite's `BEGIN IMMEDIATE` already serialises writers).
+    pub(crate) write: bool,
+}
+
+impl SqlTx {
+    /// `FOR UPDATE OF <alias>` when this transaction writes on PostgreSQL, else nothing:
+    /// a row read in order to be rewritten must not change underneath (read committed
+    /// would let a concurrent update, e.g. a key's `remaining` decrement, be overwritten).
+    pub(crate) fn lock_for_update(&self, alias: &str) -> String {
+        if self.write && self.backend == Backend::Postgres {
+            format!(" FOR UPDATE OF {alias}")
+        } else {
+            String::new()
+        }
+    }
 }
 
 #[async_trait]
@@ -65,6 +81,7 @@ impl Store for SqlStore {
         Ok(Box::new(SqlTx {
             tx,
             backend: self.backend,
+            write: true,
         }))
     }
 
@@ -73,6 +90,7 @@ impl Store for SqlStore {
         Ok(Box::new(SqlTx {
             tx,
             backend: self.backend,
+            write: false,
         }))
     }
 

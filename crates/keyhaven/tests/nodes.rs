@@ -126,7 +126,7 @@ async fn changes_reach_the_other_node(env: Env) {
     let took = until_code(&http, &a.base, &sk, "DISABLED").await;
     eprintln!("suspension reached the other node after {took:?}");
 
-    // A key revoked by the CLI's database (no server involved) is seen by both nodes.
+    // A key deleted through A is unknown to B.
     let k2: Value = post(a.base.clone(), "/api-keys".into(), json!({"name": "k2"}))
         .await
         .unwrap()
@@ -145,6 +145,121 @@ async fn changes_reach_the_other_node(env: Env) {
     .await
     .unwrap();
     until_code(&http, &b.base, &k2_key, "NOT_FOUND").await;
+
+    // Regenerated through A (no grace): B refuses the old secret and accepts the new.
+    let rk: Value = post(a.base.clone(), "/api-keys".into(), json!({"name": "rk"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let old_secret = rk["key"].as_str().unwrap().to_string();
+    assert_eq!(verify(&http, &b.base, &old_secret).await, "VALID");
+    let regen: Value = post(
+        a.base.clone(),
+        format!("/api-keys/{}/regenerate", rk["id"].as_str().unwrap()),
+        json!({"expires_at": null}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let new_secret = regen["key"].as_str().unwrap().to_string();
+    until_code(&http, &b.base, &old_secret, "NOT_FOUND").await;
+    assert_eq!(verify(&http, &b.base, &new_secret).await, "VALID");
+
+    // A role edited through B changes what a key cached on A may do.
+    post(
+        b.base.clone(),
+        "/roles".into(),
+        json!({"name": "billing", "permissions": ["billing:read"]}),
+    )
+    .await
+    .unwrap();
+    let bk: Value = post(
+        a.base.clone(),
+        "/api-keys".into(),
+        json!({"name": "bk", "roles": ["billing"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let bk = bk["key"].as_str().unwrap().to_string();
+    let needs_write = |base: String| {
+        let http = http.clone();
+        let bk = bk.clone();
+        async move {
+            let v: Value = http
+                .post(format!("{base}/v1/keys/verify"))
+                .json(&json!({"key": bk, "permissions": ["billing:write"]}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["code"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(needs_write(a.base.clone()).await, "FORBIDDEN");
+    http.patch(format!("{}{org}/roles/billing", b.base))
+        .bearer_auth(&admin)
+        .json(&json!({"permissions": ["billing:read", "billing:write"]}))
+        .send()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while needs_write(a.base.clone()).await != "VALID" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "role edit never reached A"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "role edit reached the other node after {:?}",
+        start.elapsed()
+    );
+
+    // A user deactivated through B: their personal key (made by the CLI) stops on A.
+    let user: Value = post(
+        b.base.clone(),
+        "/users".into(),
+        json!({"email": "dev@example.com", "display_name": "Dev",
+               "password": "a long enough password", "roles": ["admin"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let pk = env
+        .run(&[
+            "admin",
+            "create-key",
+            "--name",
+            "personal",
+            "--user",
+            "dev@example.com",
+        ])
+        .await;
+    let pk = pk.ok().trim().to_string();
+    assert_eq!(verify(&http, &a.base, &pk).await, "VALID");
+    http.patch(format!(
+        "{}{org}/users/{}",
+        b.base,
+        user["id"].as_str().unwrap()
+    ))
+    .bearer_auth(&admin)
+    .json(&json!({"status": "inactive"}))
+    .send()
+    .await
+    .unwrap();
+    let took = until_code(&http, &a.base, &pk, "DISABLED").await;
+    eprintln!("user deactivation reached the other node after {took:?}");
 
     // Usage counted on B survives B's graceful stop.
     let k3: Value = post(a.base.clone(), "/api-keys".into(), json!({"name": "k3"}))

@@ -103,7 +103,7 @@ fn response(v: &Verdict) -> VerifyResponse<'_> {
 }
 
 fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-    let peer = peer?;
+    let peer = peer?.to_canonical();
     let trusted = &state.config.trusted_proxies;
     if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&peer)) {
         return Some(peer);
@@ -182,11 +182,27 @@ pub async fn forward_auth(
             }
         }
     }
-    required.truncate(100);
+    if required.len() > 100 {
+        // Refused rather than cut short: dropping a requirement could let a key through.
+        let mut res = ApiError::bad_request(
+            "too_many_permissions",
+            "permissions may hold at most 100 entries",
+            Some("permissions"),
+        )
+        .into_response();
+        res.headers_mut()
+            .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
+        return res;
+    }
     let ip = client_ip(&state, peer, &headers);
     let v = match state.service.verifier.verify(key, &required, ip).await {
         Ok(v) => v,
-        Err(e) => return internal(e).into_response(),
+        Err(e) => {
+            let mut res = internal(e).into_response();
+            res.headers_mut()
+                .insert(CODE.clone(), HeaderValue::from_static("ERROR"));
+            return res;
+        }
     };
     let status = match v.code {
         Code::Valid => StatusCode::OK,

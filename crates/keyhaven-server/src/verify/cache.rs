@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -90,7 +91,8 @@ impl CachedKey {
         if self.allowed_cidrs.is_empty() {
             return true;
         }
-        match ip {
+        // An IPv4 client seen through an IPv6 socket arrives as `::ffff:a.b.c.d`.
+        match ip.map(|ip| ip.to_canonical()) {
             Some(ip) => self.allowed_cidrs.iter().any(|n| n.contains(&ip)),
             None => false,
         }
@@ -98,10 +100,17 @@ impl CachedKey {
 }
 
 /// Key records by digest, plus the negative cache.
+///
+/// A record loaded from the database may already be stale when it arrives: the change
+/// can commit, and be applied to the cache, while the load is in flight. Every
+/// invalidation therefore bumps a generation counter first; a load notes the generation
+/// before reading and [`KeyCache::insert_loaded`] keeps its record only if no
+/// invalidation started in between.
 #[derive(Default)]
 pub struct KeyCache {
     by_digest: DashMap<KeyDigest, Arc<CachedKey>>,
     unknown: DashMap<KeyDigest, i64>,
+    generation: AtomicU64,
 }
 
 impl KeyCache {
@@ -117,10 +126,47 @@ impl KeyCache {
             .is_some_and(|until| *until > now_ms)
     }
 
+    /// The invalidation generation; note it before reading a record from the database.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Remembers a record.
     pub fn insert(&self, digest: KeyDigest, key: Arc<CachedKey>) {
         self.unknown.remove(&digest);
         self.by_digest.insert(digest, key);
+    }
+
+    /// Remembers a record read from the database after [`KeyCache::generation`] returned
+    /// `generation`, unless an invalidation started since (the record may predate it).
+    /// Returns whether the record was kept.
+    ///
+    /// An invalidation bumps the generation before it sweeps the map, so either this
+    /// check sees the new generation and takes the record back out, or the sweep runs
+    /// after the insert and removes it.
+    pub fn insert_loaded(&self, generation: u64, digest: KeyDigest, key: Arc<CachedKey>) -> bool {
+        if self.generation() != generation {
+            return false;
+        }
+        self.insert(digest, key.clone());
+        if self.generation() != generation {
+            self.by_digest
+                .remove_if(&digest, |_, cached| Arc::ptr_eq(cached, &key));
+            return false;
+        }
+        true
+    }
+
+    /// Remembers that no key has this digest (unless an invalidation started since
+    /// `generation`: the key may have been created meanwhile).
+    pub fn insert_unknown_loaded(&self, generation: u64, digest: KeyDigest, now_ms: i64) {
+        if self.generation() != generation {
+            return;
+        }
+        self.insert_unknown(digest, now_ms);
+        if self.generation() != generation {
+            self.unknown.remove(&digest);
+        }
     }
 
     /// Remembers that no key has this digest.
@@ -142,6 +188,7 @@ impl KeyCache {
         if keys.is_empty() && owners.is_empty() && orgs.is_empty() {
             return;
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.by_digest.retain(|_, v| {
             !(keys.contains(&v.key_id)
                 || owners.contains(v.owner.id.as_ref())
@@ -151,6 +198,7 @@ impl KeyCache {
 
     /// Drops everything (after losing track of changes).
     pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.by_digest.clear();
         self.unknown.clear();
     }
@@ -163,5 +211,69 @@ impl KeyCache {
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.by_digest.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> Arc<CachedKey> {
+        Arc::new(CachedKey {
+            key_id: id_bytes(id),
+            revoked: false,
+            owner_active: true,
+            counts_uses: false,
+            expires_at_ms: None,
+            previous_until_ms: None,
+            org_id: Arc::from("org"),
+            name: "k".into(),
+            owner: Arc::new(Owner {
+                kind: PrincipalKind::ServiceAccount,
+                id: "sa".into(),
+                name: "sa".into(),
+            }),
+            permissions: Arc::from(Vec::<Box<str>>::new()),
+            ratelimit: None,
+            allowed_cidrs: Box::new([]),
+        })
+    }
+
+    #[test]
+    fn a_load_that_raced_an_invalidation_is_not_kept() {
+        let cache = KeyCache::default();
+        let g = cache.generation();
+        // The change commits and is applied while the load is in flight.
+        cache.invalidate(
+            &HashSet::from([id_bytes("a")]),
+            &HashSet::new(),
+            &HashSet::new(),
+        );
+        assert!(!cache.insert_loaded(g, [1; 32], record("a")));
+        assert!(cache.get(&[1; 32]).is_none());
+        // A later load is kept.
+        let g = cache.generation();
+        assert!(cache.insert_loaded(g, [1; 32], record("a")));
+        assert!(cache.get(&[1; 32]).is_some());
+    }
+
+    #[test]
+    fn an_unknown_digest_that_raced_an_invalidation_is_not_remembered() {
+        let cache = KeyCache::default();
+        let g = cache.generation();
+        cache.clear();
+        cache.insert_unknown_loaded(g, [2; 32], 0);
+        assert!(!cache.known_unknown(&[2; 32], 0));
+        let g = cache.generation();
+        cache.insert_unknown_loaded(g, [2; 32], 0);
+        assert!(cache.known_unknown(&[2; 32], 0));
+    }
+
+    #[test]
+    fn invalidation_of_nothing_keeps_loads() {
+        let cache = KeyCache::default();
+        let g = cache.generation();
+        cache.invalidate(&HashSet::new(), &HashSet::new(), &HashSet::new());
+        assert!(cache.insert_loaded(g, [3; 32], record("c")));
     }
 }

@@ -30,6 +30,11 @@ pub async fn follow(
     wake: Arc<Notify>,
 ) {
     let mut seen: HashMap<i64, i64> = HashMap::new();
+    // The highest sequence number applied: rows above it are new whatever their time
+    // says (a writer's clock may be behind ours). Rows below it that commit late are
+    // caught by the time window. The first read returns the whole (pruned) log, which
+    // an empty cache shrugs off.
+    let mut max_seq = 0;
     let mut last_ok = clock.now().timestamp_millis();
     let mut polls: u64 = 0;
     loop {
@@ -41,7 +46,7 @@ pub async fn follow(
         let since = keyhaven_core::time::from_millis(last_ok.min(now) - WINDOW_MS);
         let result = async {
             let mut tx = store.read().await?;
-            tx.changes_since(since).await
+            tx.changes_since(since, max_seq).await
         }
         .await;
         match result {
@@ -50,6 +55,9 @@ pub async fn follow(
                     // We were cut off for longer than the window: start over.
                     tracing::warn!("lost track of changes for a while; clearing the key cache");
                     verifier.cache.clear();
+                }
+                if let Some(top) = changes.iter().map(|c| c.seq).max() {
+                    max_seq = max_seq.max(top);
                 }
                 let fresh: Vec<_> = changes
                     .into_iter()

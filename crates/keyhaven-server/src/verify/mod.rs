@@ -244,10 +244,11 @@ impl Verifier {
                     return Ok(Verdict::code(Code::NotFound, None));
                 }
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                match self.load(&digest).await? {
+                let generation = self.cache.generation();
+                match self.load(&digest, generation).await? {
                     Some(k) => k,
                     None => {
-                        self.cache.insert_unknown(digest, now);
+                        self.cache.insert_unknown_loaded(generation, digest, now);
                         return Ok(Verdict::code(Code::NotFound, None));
                     }
                 }
@@ -353,8 +354,13 @@ impl Verifier {
         Ok(key.and_then(|k| k.remaining))
     }
 
-    /// Loads a key record from the database and caches it.
-    async fn load(&self, digest: &KeyDigest) -> Result<Option<Arc<CachedKey>>, StoreError> {
+    /// Loads a key record from the database and caches it, unless the cache was
+    /// invalidated since `generation` (then the record answers this verification only).
+    async fn load(
+        &self,
+        digest: &KeyDigest,
+        generation: u64,
+    ) -> Result<Option<Arc<CachedKey>>, StoreError> {
         let hex = hex::encode(digest);
         let mut tx = self.store.read().await?;
         let Some(found) = tx.api_key_by_digest(&hex).await? else {
@@ -423,7 +429,8 @@ impl Verifier {
             ratelimit: k.ratelimit.map(Box::new),
             allowed_cidrs: k.allowed_cidrs.into_boxed_slice(),
         });
-        self.cache.insert(*digest, cached.clone());
+        self.cache
+            .insert_loaded(generation, *digest, cached.clone());
         Ok(Some(cached))
     }
 

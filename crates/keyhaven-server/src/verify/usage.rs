@@ -69,7 +69,8 @@ impl UsageCounter {
                 valid,
                 invalid,
             });
-            if valid > 0 && last > 0 {
+            // Every verification of a found key is a use (PRODUCT.md: "updates last_used_at").
+            if last > 0 {
                 touched.push((Id::from_trusted(key_id.to_string()), last));
             }
         }
