@@ -1202,12 +1202,13 @@ async fn a_stalled_mail_server_does_not_hold_up_webhooks(app: TestApp) {
         .await;
     app.clock.advance(Duration::days(10));
     jobs::notices::schedule(&app.state.service).await.unwrap();
-    // Drain the delivery the key's creation queued, then queue one more.
+    // A notice is due and the key's creation queued a delivery: start the node's jobs.
     let outbox = tempfile::tempdir().unwrap();
     let jobs = jobs_for(&app.state.service, Some(&smtp), outbox.path());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(jobs.run(std::time::Duration::from_secs(3600), stopped));
-    // Both the first delivery and one queued while the mail job is stuck arrive.
+    // The queued delivery, and one queued while the mail job is stuck, both arrive
+    // while the notice's send still hangs.
     tokio::time::timeout(std::time::Duration::from_secs(120), hits.notified())
         .await
         .expect("the webhook is delivered while the mail server stalls");

@@ -143,8 +143,9 @@ pub async fn deliver_due(service: &Service, http: &reqwest::Client) -> ServiceRe
 
 /// Delivers continuously until `stopped` turns true: claims whatever is due whenever a
 /// slot frees up, when woken (a change queued deliveries) and every `interval` (retries).
-/// Deliveries still in flight at the stop are abandoned; their claims lapse and they
-/// are attempted again (with the same `webhook-id`).
+/// At the stop, deliveries in flight get up to [`REQUEST_TIMEOUT_SECONDS`] (+2 s) to
+/// finish and be recorded; any still running then are abandoned, their claims lapse and
+/// they are attempted again later (with the same `webhook-id`).
 pub async fn run(
     service: Service,
     http: reqwest::Client,
@@ -168,8 +169,17 @@ pub async fn run(
             Some(r) = set.join_next(), if !set.is_empty() => log_joined(r),
             _ = tokio::time::sleep(interval) => {},
             _ = service.jobs_wake.notified() => {},
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => break,
         }
+    }
+    let drain = async {
+        while let Some(r) = set.join_next().await {
+            log_joined(r);
+        }
+    };
+    let grace = Duration::from_secs(REQUEST_TIMEOUT_SECONDS + 2);
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        tracing::warn!("webhook deliveries still in flight at shutdown are left to retry");
     }
 }
 
