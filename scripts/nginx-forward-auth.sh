@@ -2,7 +2,8 @@
 # A real nginx (Debian's) in front of a tiny upstream, asking Keyhaven through
 # auth_request with docs/nginx-forward-auth.conf: a valid key reaches the upstream with
 # the X-Keyhaven-* headers, an invalid or missing one gets 401, a key lacking a required
-# permission 403.
+# permission 403, and a rate-limited or used-up key 429 with Retry-After (not the 500
+# auth_request makes of any other status).
 #
 #   scripts/nginx-forward-auth.sh [path/to/keyhaven]   (default: target/debug/keyhaven)
 set -euo pipefail
@@ -107,4 +108,38 @@ status=$(curl -s -o /dev/null -w '%{http_code}' "$URL")
 [ "$status" = 401 ] || fail "missing key got $status"
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: needs-write" -H "Authorization: Bearer $KEY" "http://127.0.0.1:$NGX_PORT/orders")
 [ "$status" = 403 ] || fail "key without the required permission got $status"
-echo "nginx forward auth: ok (valid 200 with X-Keyhaven-* headers, invalid/missing 401, lacking permission 403)"
+
+# Keys with a rate limit of one request an hour, and with one use left, made through the
+# management API with an admin key.
+ADMIN=$(KEYHAVEN_DATA_DIR="$DIR/data" "$BIN" admin create-key --name nginx-admin --role super-admin)
+ORG=$(curl -fsS -H 'Content-Type: application/json' -d "{\"key\": \"$KEY\"}" \
+    "http://127.0.0.1:$KH_PORT/v1/keys/verify" | python3 -c 'import json, sys; print(json.load(sys.stdin)["organization_id"])')
+limited_key() {
+    curl -fsS -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "$1" \
+        "http://127.0.0.1:$KH_PORT/v1/organizations/$ORG/api-keys" \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])'
+}
+check_429() { # name, key, expected code
+    local status
+    status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "$URL")
+    [ "$status" = 200 ] || fail "$1: first request got $status"
+    status=$(curl -s -D "$DIR/headers" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "$URL")
+    [ "$status" = 429 ] || fail "$1: second request got $status (expected 429)"
+    python3 - "$DIR/headers" "$3" <<'PY' || fail "$1: 429 without a usable Retry-After / code: $(cat "$DIR/headers")"
+import sys
+h = {}
+for line in open(sys.argv[1]).read().splitlines()[1:]:
+    if ":" in line:
+        k, v = line.split(":", 1)
+        h[k.strip().lower()] = v.strip()
+assert int(h["retry-after"]) >= 1, h
+assert h["x-keyhaven-code"] == sys.argv[2], h
+PY
+}
+check_429 "rate-limited key" \
+    "$(limited_key '{"name": "nginx-limited", "roles": ["read-only"], "ratelimit": {"limit": 1, "duration_ms": 3600000}}')" \
+    RATE_LIMITED
+check_429 "used-up key" \
+    "$(limited_key '{"name": "nginx-once", "roles": ["read-only"], "remaining": 1}')" \
+    USAGE_EXCEEDED
+echo "nginx forward auth: ok (valid 200 with X-Keyhaven-* headers, invalid/missing 401, lacking permission 403, rate-limited/used-up 429 with Retry-After)"

@@ -820,7 +820,7 @@ async fn notices_survive_a_restart(app: TestApp) {
     let claimed = {
         let mut tx = app.state.service.store.begin().await.unwrap();
         let c = tx
-            .claim_notices(now, now + Duration::minutes(2), 50)
+            .claim_notices(now, now + Duration::minutes(2), 50, "dead-node")
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -1023,3 +1023,209 @@ async fn expiry_events_go_to_subscribed_webhooks(app: TestApp) {
     assert!(deliveries(&disabled).await.is_empty());
 }
 both_backends!(expiry_events_go_to_subscribed_webhooks);
+
+/// Claims the due notices the way a node does, under `token`.
+async fn claim_as(app: &TestApp, token: &str) -> Vec<Notice> {
+    let now = app.clock.now();
+    let mut tx = app.state.service.store.begin().await.unwrap();
+    let c = tx
+        .claim_notices(now, now + Duration::minutes(2), 50, token)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    c
+}
+
+async fn a_lapsed_claim_sends_nothing_and_records_nothing(app: TestApp) {
+    let Some(mut smtp) = SmtpServer::start("lapsed claim") else {
+        return;
+    };
+    let outbox = tempfile::tempdir().unwrap();
+    let portal = Portal::new(&app);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (id, _) = portal
+            .create_key(&format!("raced-{i}"), app.clock.now() + Duration::days(40))
+            .await;
+        ids.push(id);
+    }
+    let a_service = app.state.service.clone();
+    let b_service = other_node(&app).await;
+    let a = jobs_for(&a_service, Some(&smtp.url()), outbox.path());
+    let b = jobs_for(&b_service, Some(&smtp.url()), outbox.path());
+    let resume = |jobs: &Jobs, token: &'static str, claimed: Vec<Notice>| {
+        let jobs = jobs.clone();
+        async move {
+            jobs::notices::send_claimed(
+                &jobs.service,
+                &jobs.mailer,
+                PUBLIC_URL,
+                MAIL_FROM,
+                token,
+                claimed,
+            )
+            .await
+            .unwrap()
+        }
+    };
+
+    // Node A claims the 30-day notices, then stalls past its lease; node B takes them
+    // over and sends them. When A resumes, it sends nothing.
+    app.clock.advance(Duration::days(10));
+    jobs::notices::schedule(&a_service).await.unwrap();
+    let a_claim = claim_as(&app, "node-a").await;
+    assert_eq!(a_claim.len(), 3, "{a_claim:?}");
+    app.clock.advance(Duration::minutes(3));
+    round(&b).await;
+    assert_eq!(smtp.new_mails().len(), 3);
+    assert_eq!(resume(&a, "node-a", a_claim.clone()).await, 0);
+    assert_no_mail(&smtp.new_mails(), "from the node whose claim lapsed");
+    // Nor can its stale claim overwrite what B recorded.
+    let mut stale = a_claim[0].clone();
+    stale.status = "pending".into();
+    let mut tx = a_service.store.begin().await.unwrap();
+    assert!(!tx.finish_notice(&stale, "node-a").await.unwrap());
+    tx.commit().await.unwrap();
+    for id in &ids {
+        let n = notices_of(&a_service, id).await;
+        assert_eq!(statuses(&n), pairs(&[("30d", "sent")]), "{n:?}");
+        assert!(n.iter().all(|n| n.attempts == 1), "{n:?}");
+    }
+
+    // Both nodes hold a claim on the 7-day notices at once (A's lapsed, B's current):
+    // whichever resumes first, each notice is sent exactly once, by B.
+    app.clock.advance(Duration::days(23));
+    jobs::notices::schedule(&b_service).await.unwrap();
+    let a_claim = claim_as(&app, "node-a").await;
+    assert_eq!(a_claim.len(), 3);
+    app.clock.advance(Duration::minutes(3));
+    let b_claim = claim_as(&app, "node-b").await;
+    assert_eq!(b_claim.len(), 3);
+    let (sent_a, sent_b) =
+        tokio::join!(resume(&a, "node-a", a_claim), resume(&b, "node-b", b_claim));
+    assert_eq!((sent_a, sent_b), (0, 3));
+    let mails = smtp.new_mails();
+    assert_eq!(mails.len(), 3, "{mails:#?}");
+    assert!(
+        mails.iter().all(|m| m.subject.contains("7 days")),
+        "{mails:#?}"
+    );
+
+    // And two full rounds racing over more notices than one claim holds.
+    for i in 0..9 {
+        portal
+            .create_key(&format!("burst-{i}"), app.clock.now() + Duration::days(20))
+            .await;
+    }
+    let (ra, rb) = tokio::join!(a.run_once(), b.run_once());
+    ra.unwrap();
+    rb.unwrap();
+    let mails = smtp.new_mails();
+    let mut names: Vec<&str> = mails.iter().map(|m| m.subject.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(mails.len(), 9, "{mails:#?}");
+    assert_eq!(names.len(), 9, "one mail per key: {mails:#?}");
+}
+both_backends!(a_lapsed_claim_sends_nothing_and_records_nothing);
+
+async fn a_round_with_nothing_new_reads_no_keys(app: TestApp) {
+    let portal = Portal::new(&app);
+    portal
+        .create_key("quiet", app.clock.now() + Duration::days(40))
+        .await;
+    let outbox = tempfile::tempdir().unwrap();
+    let jobs = jobs_for(&app.state.service, None, outbox.path());
+    let due = |app: &TestApp| {
+        let service = app.state.service.clone();
+        let now = app.clock.now();
+        async move {
+            let cutoffs: Vec<(String, Timestamp)> = jobs::notices::THRESHOLDS
+                .iter()
+                .rev()
+                .map(|(n, d)| (n.to_string(), now + Duration::days(*d)))
+                .collect();
+            let mut tx = service.store.read().await.unwrap();
+            tx.keys_expiring(now - Duration::days(7), now + Duration::days(30), &cutoffs)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(due(&app).await, 0, "40 days before expiry");
+    app.clock.advance(Duration::days(10));
+    assert_eq!(due(&app).await, 1, "the 30-day threshold was crossed");
+    round(&jobs).await;
+    assert_eq!(due(&app).await, 0, "its notice exists");
+    assert_eq!(
+        jobs::notices::schedule(&app.state.service).await.unwrap(),
+        0
+    );
+    app.clock.advance(Duration::days(5));
+    assert_eq!(due(&app).await, 0, "between thresholds");
+    app.clock.advance(Duration::days(18));
+    assert_eq!(due(&app).await, 1, "the 7-day threshold was crossed");
+    round(&jobs).await;
+    assert_eq!(due(&app).await, 0);
+}
+both_backends!(a_round_with_nothing_new_reads_no_keys);
+
+async fn a_stalled_mail_server_does_not_hold_up_webhooks(app: TestApp) {
+    // A "mail server" that accepts connections and never says a word.
+    let stalled = TcpListener::bind("127.0.0.1:0").unwrap();
+    let smtp = format!("smtp://{}", stalled.local_addr().unwrap());
+    let hits = std::sync::Arc::new(tokio::sync::Notify::new());
+    let h = hits.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let h = h.clone();
+            async move {
+                h.notify_one();
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+
+    let portal = Portal::new(&app);
+    portal
+        .post(
+            "/webhooks",
+            json!({"url": hook, "events": ["api_key.created"]}),
+        )
+        .await;
+    let (id, _) = portal
+        .create_key("mailed", app.clock.now() + Duration::days(40))
+        .await;
+    app.clock.advance(Duration::days(10));
+    jobs::notices::schedule(&app.state.service).await.unwrap();
+    // A notice is due and the key's creation queued a delivery: start the node's jobs.
+    let outbox = tempfile::tempdir().unwrap();
+    let jobs = jobs_for(&app.state.service, Some(&smtp), outbox.path());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(jobs.run(std::time::Duration::from_secs(3600), stopped));
+    // The queued delivery, and one queued while the mail job is stuck, both arrive
+    // while the notice's send still hangs.
+    tokio::time::timeout(std::time::Duration::from_secs(120), hits.notified())
+        .await
+        .expect("the webhook is delivered while the mail server stalls");
+    portal.post("/api-keys", json!({"name": "later"})).await;
+    tokio::time::timeout(std::time::Duration::from_secs(120), hits.notified())
+        .await
+        .expect("a webhook queued later is delivered while the mail server stalls");
+    let n = notices_of(&app.state.service, &id).await;
+    assert_eq!(
+        n.iter()
+            .map(|n| (n.status.as_str(), n.attempts))
+            .collect::<Vec<_>>(),
+        vec![("pending", 0)],
+        "the notice's send is still stuck: {n:?}"
+    );
+    stop.send(true).unwrap();
+    drop(stalled);
+    let _ = running.await;
+}
+both_backends!(a_stalled_mail_server_does_not_hold_up_webhooks);

@@ -1,8 +1,12 @@
 //! OAuth 2.0 client credentials over HTTP, on SQLite and PostgreSQL: `POST /oauth/token`
 //! (Basic and body authentication, scope narrowing, every RFC 6749 §5.2 refusal), the
-//! JWT checked against the published JWKS without `jsonwebtoken` (by hand, with the
-//! `rsa` crate), the signing key shared across restarts and stored encrypted, and
-//! credentials' `last_used_at`.
+//! JWT checked against the published JWKS by an independent library — Python's PyJWT,
+//! as a downstream API would (signature, `typ: at+jwt`, `exp`, `iss`, `aud`) — and by
+//! hand with the `rsa` crate, the signing key shared across restarts and stored
+//! encrypted, and credentials' `last_used_at`.
+//!
+//! The PyJWT test runs `python3` (or `KEYHAVEN_TEST_PYTHON`); without PyJWT it prints a
+//! loud SKIPPED line and passes — except under `CI=true`, where it fails.
 
 mod common;
 
@@ -969,3 +973,152 @@ async fn last_used_at_is_written_by_the_flush(app: TestApp) {
     );
 }
 both_backends!(last_used_at_is_written_by_the_flush);
+
+/// Validates a token the way a downstream API using PyJWT would: the key picked by the
+/// header's `kid` from the JWKS, RS256 only, `exp`/`iat`/`iss`/`aud`/`sub` required and
+/// checked, and the header's `typ` must be `at+jwt` (RFC 9068). Prints
+/// `{"ok": true, "header", "claims"}` or `{"ok": false, "error": <exception class>}`.
+const PYJWT_VALIDATE: &str = r#"
+import json, sys
+import jwt
+
+req = json.load(sys.stdin)
+try:
+    header = jwt.get_unverified_header(req["token"])
+    if header.get("typ") != "at+jwt":
+        raise jwt.InvalidTokenError("typ is not at+jwt")
+    keys = jwt.PyJWKSet.from_dict(req["jwks"])
+    key = next(k for k in keys.keys if k.key_id == header["kid"])
+    claims = jwt.decode(
+        req["token"], key=key.key, algorithms=["RS256"],
+        audience=req["audience"], issuer=req["issuer"],
+        options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+    )
+    print(json.dumps({"ok": True, "header": header, "claims": claims}))
+except Exception as e:
+    print(json.dumps({"ok": False, "error": type(e).__name__, "detail": str(e)}))
+"#;
+
+/// `python3` with PyJWT, or `None` after a loud message (a failure under `CI=true`).
+fn pyjwt_python(test: &str) -> Option<String> {
+    let python = std::env::var("KEYHAVEN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import jwt, cryptography; jwt.PyJWKSet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true but `{python} -c 'import jwt, cryptography'` fails: install PyJWT \
+             (`{python} -m pip install 'pyjwt[crypto]'`, or set KEYHAVEN_TEST_PYTHON)"
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPED OAuth test {test}: PyJWT not installed for {python} \
+         (`{python} -m pip install 'pyjwt[crypto]'`) ***\n"
+    );
+    None
+}
+
+/// Runs [`PYJWT_VALIDATE`] on a token.
+fn pyjwt(python: &str, token: &str, jwks: &Value, issuer: &str, audience: &str) -> Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", PYJWT_VALIDATE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = serde_json::json!({
+        "token": token, "jwks": jwks, "issuer": issuer, "audience": audience,
+    });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "PyJWT script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "PyJWT script printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+async fn pyjwt_validates_tokens_with_the_published_jwks(app: TestApp) {
+    let Some(python) = pyjwt_python("pyjwt") else {
+        return;
+    };
+    // PyJWT checks `exp` against the real clock: issue at the real time.
+    app.clock
+        .advance(chrono::Utc::now() - app.state.service.now());
+    let c = client(&app, None).await;
+    let keys = jwks(&app).await;
+    let issuer = app.state.config.public_url.clone();
+    let token = by_basic(&app, &c, Some("read")).await.token();
+
+    let v = pyjwt(&python, &token, &keys, &issuer, &issuer);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["header"]["typ"], "at+jwt");
+    assert_eq!(v["header"]["alg"], "RS256");
+    assert_eq!(v["header"]["kid"], keys["keys"][0]["kid"]);
+    assert_claims(&app, &v["claims"], &c, "read");
+
+    // The checks are real: another audience or issuer, a changed payload, another
+    // key set and an expired token are all refused.
+    let refused = |v: Value, error: &str| {
+        assert_eq!(
+            (v["ok"].as_bool(), v["error"].as_str()),
+            (Some(false), Some(error)),
+            "{v}"
+        );
+    };
+    refused(
+        pyjwt(&python, &token, &keys, &issuer, "https://other.example"),
+        "InvalidAudienceError",
+    );
+    refused(
+        pyjwt(&python, &token, &keys, "https://other.example", &issuer),
+        "InvalidIssuerError",
+    );
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&b64url(parts[1])).unwrap();
+    claims["scope"] = "read write admin".into();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
+    refused(
+        pyjwt(&python, &forged, &keys, &issuer, &issuer),
+        "InvalidSignatureError",
+    );
+    let mut other_keys = keys.clone();
+    let mut n = b64url(other_keys["keys"][0]["n"].as_str().unwrap());
+    n[10] ^= 0xff;
+    other_keys["keys"][0]["n"] = URL_SAFE_NO_PAD.encode(n).into();
+    refused(
+        pyjwt(&python, &token, &other_keys, &issuer, &issuer),
+        "InvalidSignatureError",
+    );
+    app.clock.advance(Duration::minutes(-20));
+    let old = by_basic(&app, &c, None).await.token();
+    refused(
+        pyjwt(&python, &old, &keys, &issuer, &issuer),
+        "ExpiredSignatureError",
+    );
+}
+both_backends!(pyjwt_validates_tokens_with_the_published_jwks);

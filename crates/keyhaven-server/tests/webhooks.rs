@@ -418,3 +418,380 @@ async fn webhook_input_is_validated(app: TestApp) {
     assert_eq!(res.status(), 403);
 }
 both_backends!(webhook_input_is_validated);
+
+async fn deliveries_of(c: &Ctx<'_>, wid: &str) -> Vec<Value> {
+    let (s, d) = c
+        .call(
+            reqwest::Method::GET,
+            &format!("/webhooks/{wid}/deliveries?limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{d}");
+    d["data"].as_array().unwrap().clone()
+}
+
+async fn the_first_endpoint_creates_the_shared_secret(app: TestApp) {
+    let c = Ctx::new(&app).await;
+    let (_, st) = c.call(reqwest::Method::GET, "/shared-secret", None).await;
+    assert_eq!(st["exists"], false, "{st}");
+    let rx = receiver().await;
+    let (s, w) = c
+        .call(
+            reqwest::Method::POST,
+            "/webhooks",
+            Some(json!({"url": rx.url, "events": ["api_key.created"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{w}");
+    let (_, st) = c.call(reqwest::Method::GET, "/shared-secret", None).await;
+    assert_eq!(st["exists"], true, "{st}");
+    let (_, audit) = c
+        .call(
+            reqwest::Method::GET,
+            "/audit-events?action=shared_secret.create",
+            None,
+        )
+        .await;
+    assert_eq!(audit["data"].as_array().unwrap().len(), 1, "{audit}");
+    assert!(
+        !audit.to_string().contains("whsec_"),
+        "the secret is never audited: {audit}"
+    );
+    // A second endpoint keeps the secret.
+    let (_, secret) = c
+        .call(reqwest::Method::POST, "/shared-secret/reveal", None)
+        .await;
+    let secret = secret["secret"].as_str().unwrap().to_string();
+    c.call(
+        reqwest::Method::POST,
+        "/webhooks",
+        Some(json!({"url": rx.url, "events": ["api_key.revoked"]})),
+    )
+    .await;
+    c.call(
+        reqwest::Method::POST,
+        "/api-keys",
+        Some(json!({"name": "signed"})),
+    )
+    .await;
+    c.jobs.run_once().await.unwrap();
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(signed_with(&got[0], &secret), "{got:?}");
+}
+both_backends!(the_first_endpoint_creates_the_shared_secret);
+
+async fn urls_reaching_keyhaven_itself_are_refused(app: TestApp) {
+    let mut svc = app.state.service.clone();
+    let port = app.addr.port();
+    svc.self_origins = vec![("127.0.0.1".into(), port)];
+    for url in [
+        format!("http://[::ffff:127.0.0.1]:{port}/x"),
+        format!("http://[::1]:{port}/x"),
+        format!("http://localhost.:{port}/x"),
+        format!("http://api.localhost:{port}/x"),
+        format!("http://LOCALHOST:{port}/x"),
+        format!("http://127.1:{port}/x"),
+        format!("http://0x7f000001:{port}/x"),
+        "http://0.0.0.0/x".to_string(),
+        "http://0.0.0.0:8443/x".to_string(),
+        "http://[::]/x".to_string(),
+        "http://[::ffff:0.0.0.0]:9000/x".to_string(),
+    ] {
+        let r = svc.validate_webhook_url(&url);
+        assert!(r.is_err(), "{url} must be refused, got {r:?}");
+    }
+    // Other ports of this machine are fine (a local receiver), and so are other hosts.
+    assert!(svc
+        .validate_webhook_url(&format!("http://[::ffff:127.0.0.1]:{}/x", port ^ 1))
+        .is_ok());
+    assert!(svc
+        .validate_webhook_url("https://hooks.example.com/x")
+        .is_ok());
+    // The same goes through the API (its server answers on 127.0.0.1:port too).
+    let c = Ctx::new(&app).await;
+    let (s, e) = c
+        .call(
+            reqwest::Method::POST,
+            "/webhooks",
+            Some(json!({"url": "http://0.0.0.0:1234/x", "events": ["api_key.created"]})),
+        )
+        .await;
+    assert_eq!((s, e["error"]["param"].as_str()), (400, Some("url")), "{e}");
+
+    // At delivery time a name that now resolves to this server is not sent to.
+    assert!(
+        svc.resolves_to_self(&format!("http://localhost:{port}/x"))
+            .await
+    );
+    assert!(
+        !svc.resolves_to_self(&format!("http://localhost:{}/x", port ^ 1))
+            .await
+    );
+    assert!(!svc.resolves_to_self("not a url").await);
+}
+both_backends!(urls_reaching_keyhaven_itself_are_refused);
+
+async fn deliveries_that_cannot_be_prepared_are_retried_or_closed(app: TestApp) {
+    let c = Ctx::new(&app).await;
+    let rx = receiver().await;
+    let (_, w) = c
+        .call(
+            reqwest::Method::POST,
+            "/webhooks",
+            Some(json!({"url": rx.url, "events": ["api_key.created"]})),
+        )
+        .await;
+    let wid = w["id"].as_str().unwrap().to_string();
+    c.call(
+        reqwest::Method::POST,
+        "/api-keys",
+        Some(json!({"name": "a"})),
+    )
+    .await;
+    // A node with the wrong master key cannot sign: the attempt is recorded as failed
+    // with a backoff (so the 24-hour limit applies), and nothing is sent unsigned.
+    let wrong = keyhaven_server::secrets::MasterKey::from_base64(
+        &base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+    )
+    .unwrap();
+    let store = keyhaven_store::connect(&app.db.url, false).await.unwrap();
+    let broken = keyhaven_server::service::Service::new(store, app.clock.clone(), wrong);
+    webhooks::deliver_due(&broken, &webhooks::client())
+        .await
+        .unwrap();
+    assert!(rx.got.lock().unwrap().is_empty());
+    let d = deliveries_of(&c, &wid).await;
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0]["status"].as_str(), d[0]["attempts"].as_i64()),
+        (Some("pending"), Some(1)),
+        "{d:?}"
+    );
+    assert!(d[0]["last_error"].as_str().is_some(), "{d:?}");
+    // Not due again at once…
+    webhooks::deliver_due(&broken, &webhooks::client())
+        .await
+        .unwrap();
+    assert_eq!(deliveries_of(&c, &wid).await[0]["attempts"], 1);
+    // …and given up after 24 hours like any failure.
+    for _ in 0..30 {
+        app.clock.advance(Duration::hours(1));
+        webhooks::deliver_due(&broken, &webhooks::client())
+            .await
+            .unwrap();
+    }
+    let d = deliveries_of(&c, &wid).await;
+    assert_eq!(d[0]["status"], "failed", "{d:?}");
+    assert!(rx.got.lock().unwrap().is_empty());
+
+    // A delivery queued while its endpoint was enabled is closed, unsent, once the
+    // endpoint is disabled.
+    c.call(
+        reqwest::Method::POST,
+        "/api-keys",
+        Some(json!({"name": "b"})),
+    )
+    .await;
+    c.call(
+        reqwest::Method::PATCH,
+        &format!("/webhooks/{wid}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    c.jobs.run_once().await.unwrap();
+    assert!(rx.got.lock().unwrap().is_empty());
+    let d = deliveries_of(&c, &wid).await;
+    let newest = d
+        .iter()
+        .find(|d| d["status"] != "failed" || d["last_error"].as_str().unwrap().contains("disabled"))
+        .unwrap();
+    assert_eq!(newest["status"], "failed", "{d:?}");
+    assert!(
+        newest["last_error"].as_str().unwrap().contains("disabled"),
+        "{d:?}"
+    );
+    c.jobs.run_once().await.unwrap();
+    assert!(rx.got.lock().unwrap().is_empty());
+}
+both_backends!(deliveries_that_cannot_be_prepared_are_retried_or_closed);
+
+async fn archiving_or_deleting_a_service_account_announces_its_keys(app: TestApp) {
+    let c = Ctx::new(&app).await;
+    let rx = receiver().await;
+    c.call(
+        reqwest::Method::POST,
+        "/webhooks",
+        Some(json!({"url": rx.url, "events": ["api_key.revoked", "api_key.deleted"]})),
+    )
+    .await;
+    let mut keys_of = Vec::new();
+    for name in ["archived-sa", "deleted-sa"] {
+        let (_, sa) = c
+            .call(
+                reqwest::Method::POST,
+                "/service-accounts",
+                Some(json!({"name": name})),
+            )
+            .await;
+        let sid = sa["id"].as_str().unwrap().to_string();
+        let mut ids = Vec::new();
+        for i in 0..2 {
+            let (s, k) = c
+                .call(
+                    reqwest::Method::POST,
+                    "/api-keys",
+                    Some(json!({"name": format!("{name}-{i}"),
+                                "owner": {"type": "service_account", "id": sid}})),
+                )
+                .await;
+            assert_eq!(s, 201, "{k}");
+            ids.push(k["id"].as_str().unwrap().to_string());
+        }
+        ids.sort();
+        keys_of.push((sid, ids));
+    }
+    let (s, _) = c
+        .call(
+            reqwest::Method::POST,
+            &format!("/service-accounts/{}/archive", keys_of[0].0),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = c
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/service-accounts/{}", keys_of[1].0),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    c.jobs.run_once().await.unwrap();
+    let events = |t: &str| {
+        let mut ids: Vec<String> = rx
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .filter(|v| v["type"] == t)
+            .map(|v| v["data"]["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(events("api_key.revoked"), keys_of[0].1);
+    assert_eq!(events("api_key.deleted"), keys_of[1].1);
+    for r in rx.got.lock().unwrap().iter() {
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert!(v["data"]["masked_key"].is_string(), "{v}");
+        if v["type"] == "api_key.revoked" {
+            assert_eq!(v["data"]["status"], "revoked", "{v}");
+        }
+    }
+}
+both_backends!(archiving_or_deleting_a_service_account_announces_its_keys);
+
+async fn a_hanging_receiver_does_not_hold_up_the_others(app: TestApp) {
+    let c = Ctx::new(&app).await;
+    // One receiver that records each request and never answers…
+    let hung = Arc::new(Mutex::new(0usize));
+    let h = hung.clone();
+    let app_hung = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let h = h.clone();
+            async move {
+                *h.lock().unwrap() += 1;
+                std::future::pending::<()>().await;
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app_hung).await.unwrap() });
+    // …and a healthy one.
+    let rx = receiver().await;
+    let (_, w) = c
+        .call(
+            reqwest::Method::POST,
+            "/webhooks",
+            Some(json!({"url": hung_url, "events": ["api_key.created"]})),
+        )
+        .await;
+    let hung_id = w["id"].as_str().unwrap().to_string();
+    c.call(
+        reqwest::Method::POST,
+        "/webhooks",
+        Some(json!({"url": rx.url, "events": ["api_key.revoked"]})),
+    )
+    .await;
+    // A backlog for the hanging receiver larger than any batch, queued first.
+    let service = &app.state.service;
+    let mut tx = service.store.begin().await.unwrap();
+    for i in 0..(webhooks::CONCURRENCY * 4) {
+        service
+            .emit(
+                tx.as_mut(),
+                &keyhaven_core::id::Id::from_trusted(app.org_id.clone()),
+                "api_key.created",
+                json!({ "n": i }),
+            )
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    app.clock.advance(Duration::seconds(1));
+    let (_, k) = c
+        .call(
+            reqwest::Method::POST,
+            "/api-keys",
+            Some(json!({"name": "to-revoke"})),
+        )
+        .await;
+    c.call(
+        reqwest::Method::POST,
+        &format!("/api-keys/{}/revoke", k["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+
+    // The worker, with requests that would hang for as long as the test runs.
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(webhooks::run(
+        app.state.service.clone(),
+        webhooks::client_with_timeout(std::time::Duration::from_secs(3600)),
+        std::time::Duration::from_secs(3600),
+        stopped,
+    ));
+    let mut waited = 0;
+    while rx.got.lock().unwrap().is_empty() {
+        assert!(waited < 1200, "the healthy receiver never got its event");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].body.contains("api_key.revoked"));
+    // The hanging receiver holds no more than its share of the slots, and its
+    // deliveries are all still pending (none was given up or sent twice).
+    let in_flight = *hung.lock().unwrap();
+    assert!(
+        in_flight as i64 <= webhooks::PER_ENDPOINT,
+        "{in_flight} requests to the hanging receiver"
+    );
+    let d = deliveries_of(&c, &hung_id).await;
+    assert_eq!(
+        d.len(),
+        webhooks::CONCURRENCY * 4 + 1,
+        "the backlog and to-revoke's creation"
+    );
+    assert!(d.iter().all(|d| d["status"] == "pending"), "{d:?}");
+    // The hung requests would outlast a graceful stop's grace period: end the worker.
+    worker.abort();
+    assert!(worker.await.unwrap_err().is_cancelled());
+}
+both_backends!(a_hanging_receiver_does_not_hold_up_the_others);

@@ -5,7 +5,10 @@
 //! Work is claimed with a lease (`claimed_until`): a claim is an `UPDATE` whose `WHERE`
 //! repeats the "not claimed" condition, so when two nodes race for the same row the
 //! database lets only one of them change it (PostgreSQL re-checks the condition on the
-//! locked row; SQLite has a single writer).
+//! locked row; SQLite has a single writer). Each claim also stores a random token, and
+//! only the holder of the current token may renew or finish the row: a node whose lease
+//! lapsed (and whose work another node took over) can neither send again nor overwrite
+//! the outcome the other node recorded.
 
 use async_trait::async_trait;
 use keyhaven_core::id::Id;
@@ -124,32 +127,53 @@ pub trait Lifecycle {
         endpoint_id: &Id,
         page: &Page,
     ) -> StoreResult<Listing<Delivery>>;
-    /// Claims up to `limit` due deliveries until `lease_until`.
+    /// Claims up to `limit` due deliveries until `lease_until` under `token`, taking
+    /// endpoints in turn (each endpoint's oldest first) and leaving an endpoint alone
+    /// once `per_endpoint` of its deliveries are claimed (in flight), so one slow
+    /// receiver's backlog cannot fill every claim.
     async fn claim_deliveries(
         &mut self,
         now: Timestamp,
         lease_until: Timestamp,
         limit: i64,
+        per_endpoint: i64,
+        token: &str,
     ) -> StoreResult<Vec<Delivery>>;
-    /// Records an attempt's outcome (status, attempts, next time, error) and releases the claim.
-    async fn finish_delivery(&mut self, d: &Delivery) -> StoreResult<()>;
-    /// Keys that may need a notice: not revoked, expiring before `until`, expired after `since`.
+    /// Records an attempt's outcome (status, attempts, next time, error) and releases the
+    /// claim, if `token` still holds it; false (and nothing changed) when it does not.
+    async fn finish_delivery(&mut self, d: &Delivery, token: &str) -> StoreResult<bool>;
+    /// Keys that may need a notice: not revoked, expiring before `until`, expired after
+    /// `since`, and without a notice yet for the nearest threshold they crossed.
+    /// `thresholds` are `(name, cutoff)` pairs, nearest first: a key has crossed `name`
+    /// when it expires at or before `cutoff`; the last pair must be crossed by every key
+    /// expiring before `until`.
     async fn keys_expiring(
         &mut self,
         since: Timestamp,
         until: Timestamp,
+        thresholds: &[(String, Timestamp)],
     ) -> StoreResult<Vec<ExpiringKey>>;
     /// Adds a notice unless one exists for the same key, expiry and threshold; true when added.
     async fn insert_notice(&mut self, n: &Notice) -> StoreResult<bool>;
-    /// Claims up to `limit` due notices until `lease_until`.
+    /// Claims up to `limit` due notices until `lease_until` under `token`.
     async fn claim_notices(
         &mut self,
         now: Timestamp,
         lease_until: Timestamp,
         limit: i64,
+        token: &str,
     ) -> StoreResult<Vec<Notice>>;
-    /// Records a send attempt's outcome and releases the claim.
-    async fn finish_notice(&mut self, n: &Notice) -> StoreResult<()>;
+    /// Extends the claim on a pending notice to `lease_until` if `token` still holds it;
+    /// false when another node took it over or it is no longer pending.
+    async fn renew_notice(
+        &mut self,
+        n: &Notice,
+        token: &str,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Records a send attempt's outcome and releases the claim, if `token` still holds
+    /// it; false (and nothing changed) when it does not.
+    async fn finish_notice(&mut self, n: &Notice, token: &str) -> StoreResult<bool>;
     /// Every notice of a key (for tests and the console).
     async fn notices_of(&mut self, key_id: &Id) -> StoreResult<Vec<Notice>>;
 }
@@ -359,25 +383,38 @@ impl Lifecycle for SqlTx {
         now: Timestamp,
         lease_until: Timestamp,
         limit: i64,
+        per_endpoint: i64,
+        token: &str,
     ) -> StoreResult<Vec<Delivery>> {
+        // `rn`: the delivery's place in its endpoint's queue; `busy`: the endpoint's
+        // deliveries claimed right now. Ordering by `rn` first takes endpoints in turn.
         let rows = sqlx::query(
-            "UPDATE webhook_deliveries SET claimed_until = $2 \
-             WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
-                          AND claimed_until <= $1 ORDER BY next_attempt_at LIMIT $3) \
+            "UPDATE webhook_deliveries SET claimed_until = $2, claim_token = $5 \
+             WHERE id IN (SELECT c.id FROM ( \
+                 SELECT d.id, d.next_attempt_at, \
+                        ROW_NUMBER() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS rn, \
+                        (SELECT COUNT(*) FROM webhook_deliveries f WHERE f.endpoint_id = d.endpoint_id \
+                            AND f.status = 'pending' AND f.claimed_until > $1) AS busy \
+                 FROM webhook_deliveries d \
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND d.claimed_until <= $1) c \
+               WHERE c.rn + c.busy <= $4 ORDER BY c.rn, c.next_attempt_at, c.id LIMIT $3) \
              AND status = 'pending' AND claimed_until <= $1 RETURNING *",
         )
         .bind(ms(&now))
         .bind(ms(&lease_until))
         .bind(limit)
+        .bind(per_endpoint)
+        .bind(token)
         .fetch_all(&mut *self.tx)
         .await?;
         rows.iter().map(delivery_row).collect()
     }
 
-    async fn finish_delivery(&mut self, d: &Delivery) -> StoreResult<()> {
-        sqlx::query(
+    async fn finish_delivery(&mut self, d: &Delivery, token: &str) -> StoreResult<bool> {
+        let r = sqlx::query(
             "UPDATE webhook_deliveries SET status = $2, attempts = $3, next_attempt_at = $4, claimed_until = 0, \
-             last_status = $5, last_error = $6, delivered_at = $7 WHERE id = $1",
+             claim_token = NULL, last_status = $5, last_error = $6, delivered_at = $7 \
+             WHERE id = $1 AND claim_token = $8",
         )
         .bind(d.id.as_str())
         .bind(&d.status)
@@ -386,24 +423,43 @@ impl Lifecycle for SqlTx {
         .bind(d.last_status)
         .bind(d.last_error.clone())
         .bind(d.delivered_at.as_ref().map(ms))
+        .bind(token)
         .execute(&mut *self.tx)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() > 0)
     }
 
     async fn keys_expiring(
         &mut self,
         since: Timestamp,
         until: Timestamp,
+        thresholds: &[(String, Timestamp)],
     ) -> StoreResult<Vec<ExpiringKey>> {
-        let rows = sqlx::query(
-            "SELECT id, org_id, name, masked_key, expires_at, created_by FROM api_keys \
-             WHERE revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at > $1 AND expires_at <= $2 ORDER BY id",
-        )
-        .bind(ms(&since))
-        .bind(ms(&until))
-        .fetch_all(&mut *self.tx)
-        .await?;
+        // The nearest crossed threshold, as a CASE over the cutoffs ($3, $4 = first pair…).
+        let Some((last, rest)) = thresholds.split_last() else {
+            return Ok(Vec::new());
+        };
+        let mut nearest = String::from("CASE");
+        for i in 0..rest.len() {
+            let p = 3 + 2 * i;
+            nearest.push_str(&format!(
+                " WHEN k.expires_at <= ${p} THEN CAST(${} AS TEXT)",
+                p + 1
+            ));
+        }
+        nearest.push_str(&format!(" ELSE CAST(${} AS TEXT) END", 3 + 2 * rest.len()));
+        let sql = format!(
+            "SELECT k.id, k.org_id, k.name, k.masked_key, k.expires_at, k.created_by FROM api_keys k \
+             WHERE k.revoked_at IS NULL AND k.expires_at IS NOT NULL AND k.expires_at > $1 AND k.expires_at <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM expiry_notices n WHERE n.key_id = k.id \
+                 AND n.expires_at = k.expires_at AND n.threshold = {nearest}) \
+             ORDER BY k.id"
+        );
+        let mut q = sqlx::query(&sql).bind(ms(&since)).bind(ms(&until));
+        for (name, cutoff) in rest {
+            q = q.bind(ms(cutoff)).bind(name.clone());
+        }
+        let rows = q.bind(last.0.clone()).fetch_all(&mut *self.tx).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let created_by: keyhaven_core::principal::Principal = json(&r, "created_by")?;
@@ -458,9 +514,10 @@ impl Lifecycle for SqlTx {
         now: Timestamp,
         lease_until: Timestamp,
         limit: i64,
+        token: &str,
     ) -> StoreResult<Vec<Notice>> {
         let rows = sqlx::query(
-            "UPDATE expiry_notices SET claimed_until = $2 \
+            "UPDATE expiry_notices SET claimed_until = $2, claim_token = $4 \
              WHERE (key_id, expires_at, threshold) IN (SELECT key_id, expires_at, threshold FROM expiry_notices \
                  WHERE status = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1 \
                  ORDER BY next_attempt_at LIMIT $3) \
@@ -469,15 +526,38 @@ impl Lifecycle for SqlTx {
         .bind(ms(&now))
         .bind(ms(&lease_until))
         .bind(limit)
+        .bind(token)
         .fetch_all(&mut *self.tx)
         .await?;
         rows.iter().map(notice_row).collect()
     }
 
-    async fn finish_notice(&mut self, n: &Notice) -> StoreResult<()> {
-        sqlx::query(
+    async fn renew_notice(
+        &mut self,
+        n: &Notice,
+        token: &str,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE expiry_notices SET claimed_until = $5 \
+             WHERE key_id = $1 AND expires_at = $2 AND threshold = $3 AND claim_token = $4 \
+             AND status = 'pending'",
+        )
+        .bind(n.key_id.as_str())
+        .bind(ms(&n.expires_at))
+        .bind(&n.threshold)
+        .bind(token)
+        .bind(ms(&lease_until))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn finish_notice(&mut self, n: &Notice, token: &str) -> StoreResult<bool> {
+        let r = sqlx::query(
             "UPDATE expiry_notices SET status = $4, attempts = $5, next_attempt_at = $6, claimed_until = 0, \
-             last_error = $7, sent_at = $8 WHERE key_id = $1 AND expires_at = $2 AND threshold = $3",
+             claim_token = NULL, last_error = $7, sent_at = $8 \
+             WHERE key_id = $1 AND expires_at = $2 AND threshold = $3 AND claim_token = $9",
         )
         .bind(n.key_id.as_str())
         .bind(ms(&n.expires_at))
@@ -487,9 +567,10 @@ impl Lifecycle for SqlTx {
         .bind(ms(&n.next_attempt_at))
         .bind(n.last_error.clone())
         .bind(n.sent_at.as_ref().map(ms))
+        .bind(token)
         .execute(&mut *self.tx)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() > 0)
     }
 
     async fn notices_of(&mut self, key_id: &Id) -> StoreResult<Vec<Notice>> {

@@ -7,6 +7,9 @@ use lettre::message::{header::ContentType, Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+/// How long one SMTP command may take before the send is abandoned (and retried).
+pub const SMTP_TIMEOUT_SECONDS: u64 = 15;
+
 /// Where mail goes.
 #[derive(Clone)]
 pub enum Mailer {
@@ -44,7 +47,8 @@ impl Mailer {
             .ok_or("the SMTP URL has no host")?
             .to_string();
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(url.port().unwrap_or(25));
+            .port(url.port().unwrap_or(25))
+            .timeout(Some(std::time::Duration::from_secs(SMTP_TIMEOUT_SECONDS)));
         if !url.username().is_empty() {
             b = b.credentials(Credentials::new(
                 url.username().to_string(),

@@ -25,9 +25,23 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// One round of every job.
+    /// One round of every job: expiry notices, then webhook deliveries until none is
+    /// due. A failing part does not keep the other from running; the first error is
+    /// returned after both ran.
     pub async fn run_once(&self) -> ServiceResult<()> {
-        notices::schedule(&self.service).await?;
+        let notices = self.notices_once().await;
+        let hooks = webhooks::deliver_due(&self.service, &self.http).await;
+        notices?;
+        hooks.map(|_| ())
+    }
+
+    /// Schedules the notices that became due and sends the pending ones (also when
+    /// scheduling failed: earlier notices may be waiting).
+    async fn notices_once(&self) -> ServiceResult<()> {
+        let scheduled = notices::schedule(&self.service).await;
+        if let Err(e) = &scheduled {
+            tracing::warn!(error = %e, "cannot schedule expiry notices; retrying next round");
+        }
         notices::send_due(
             &self.service,
             &self.mailer,
@@ -35,20 +49,35 @@ impl Jobs {
             &self.mail_from,
         )
         .await?;
-        while webhooks::deliver_due(&self.service, &self.http).await? > 0 {}
-        Ok(())
+        scheduled.map(|_| ())
     }
 
-    /// Runs rounds every `interval` (or when woken) until `stopped` turns true.
-    pub async fn run(self, interval: Duration, mut stopped: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            if let Err(e) = self.run_once().await {
-                tracing::warn!(error = %e, "a background job round failed; retrying next round");
+    /// Runs the jobs until `stopped` turns true, as two independent tasks — expiry
+    /// notices every `interval`, and webhook deliveries continuously (woken by changes,
+    /// and every `interval` for retries) — so a stalled mail server never delays a
+    /// webhook and an error in one never skips the other.
+    pub async fn run(self, interval: Duration, stopped: tokio::sync::watch::Receiver<bool>) {
+        let hooks = tokio::spawn(webhooks::run(
+            self.service.clone(),
+            self.http.clone(),
+            interval,
+            stopped.clone(),
+        ));
+        let mut stop = stopped;
+        let notices = tokio::spawn(async move {
+            loop {
+                if let Err(e) = self.notices_once().await {
+                    tracing::warn!(error = %e, "an expiry-notice round failed; retrying next round");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {},
+                    _ = stop.changed() => return,
+                }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {},
-                _ = self.service.jobs_wake.notified() => {},
-                _ = stopped.changed() => return,
+        });
+        for (name, t) in [("webhook", hooks), ("expiry-notice", notices)] {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "the {name} job stopped unexpectedly");
             }
         }
     }

@@ -5,9 +5,16 @@
 //! row per (key, expiry, threshold); the primary key makes the insert succeed on exactly
 //! one node. When a key is first seen already past several thresholds (created inside a
 //! window, or after downtime) only the nearest is sent; the others are recorded as
-//! skipped. Pending notices are then claimed with a lease and sent; a failed send is
-//! retried with backoff and never dropped, and a notice the mail server accepted is
-//! marked sent at once.
+//! skipped. Only keys whose nearest crossed threshold has no notice yet are read, so a
+//! round with nothing new writes nothing.
+//!
+//! Pending notices are then claimed a few at a time with a lease and a claim token.
+//! Before each send the node renews its lease, which fails when the lease lapsed and
+//! another node took the notice over; a send is bounded by [`SEND_TIMEOUT_SECONDS`],
+//! far below the lease, so no two nodes can be sending the same notice. A failed send is
+//! retried with backoff and never dropped; a notice the mail server accepted is marked
+//! sent at once (retrying the write if the database hiccups), and only the claim holder
+//! may record an outcome.
 
 use chrono::Duration as Span;
 use keyhaven_core::time::{rfc3339, Timestamp};
@@ -19,7 +26,14 @@ use crate::service::{Service, ServiceResult};
 
 /// The thresholds, farthest first: (name, time before expiry).
 pub const THRESHOLDS: [(&str, i64); 4] = [("30d", 30), ("7d", 7), ("1d", 1), ("expired", 0)];
+/// A claim (renewed before each send) lasts this long.
 const LEASE_SECONDS: i64 = 120;
+/// Notices claimed at once.
+const CLAIM: i64 = 5;
+/// A send that takes longer is abandoned (and retried later); well below the lease.
+pub const SEND_TIMEOUT_SECONDS: u64 = 60;
+/// Attempts at recording that a notice was sent.
+const FINISH_TRIES: u32 = 5;
 /// Keys that expired longer ago than this get no "expired" notice any more.
 const LOOKBACK_DAYS: i64 = 7;
 
@@ -35,10 +49,19 @@ pub fn crossed(expires_at: Timestamp, now: Timestamp) -> Vec<&'static str> {
 /// Inserts the notices that became due. Returns how many are new and to be sent.
 pub async fn schedule(service: &Service) -> ServiceResult<usize> {
     let now = service.now();
+    let cutoffs: Vec<(String, Timestamp)> = THRESHOLDS
+        .iter()
+        .rev()
+        .map(|(name, days)| (name.to_string(), now + Span::days(*days)))
+        .collect();
     let keys = {
         let mut tx = service.store.read().await?;
-        tx.keys_expiring(now - Span::days(LOOKBACK_DAYS), now + Span::days(30))
-            .await?
+        tx.keys_expiring(
+            now - Span::days(LOOKBACK_DAYS),
+            now + Span::days(30),
+            &cutoffs,
+        )
+        .await?
     };
     let mut scheduled = 0;
     for k in keys {
@@ -76,6 +99,9 @@ pub async fn schedule(service: &Service) -> ServiceResult<usize> {
             }
         }
         tx.commit().await?;
+    }
+    if scheduled > 0 {
+        service.wake_jobs(); // the expiry events' webhook deliveries
     }
     Ok(scheduled)
 }
@@ -137,24 +163,70 @@ pub fn compose(n: &Notice, key_name: &str, public_url: &str, from: &str, now: Ti
     }
 }
 
-/// Sends the pending notices that are due. Returns how many the mail server accepted.
+/// A random claim token.
+pub fn claim_token() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Sends the pending notices that are due, a few claimed at a time. Returns how many the
+/// mail server accepted.
 pub async fn send_due(
     service: &Service,
     mailer: &Mailer,
     public_url: &str,
     from: &str,
 ) -> ServiceResult<usize> {
-    let now = service.now();
-    let claimed = {
-        let mut tx = service.store.begin().await?;
-        let c = tx
-            .claim_notices(now, now + Span::seconds(LEASE_SECONDS), 50)
-            .await?;
-        tx.commit().await?;
-        c
-    };
+    let mut sent = 0;
+    loop {
+        let token = claim_token();
+        let now = service.now();
+        let claimed = {
+            let mut tx = service.store.begin().await?;
+            let c = tx
+                .claim_notices(now, now + Span::seconds(LEASE_SECONDS), CLAIM, &token)
+                .await?;
+            tx.commit().await?;
+            c
+        };
+        let full = claimed.len() as i64 >= CLAIM;
+        if claimed.is_empty() {
+            return Ok(sent);
+        }
+        sent += send_claimed(service, mailer, public_url, from, &token, claimed).await?;
+        if !full {
+            return Ok(sent);
+        }
+    }
+}
+
+/// Sends notices this node claimed under `token`, one by one, renewing the claim before
+/// each send and skipping those it no longer holds. Returns how many were accepted.
+pub async fn send_claimed(
+    service: &Service,
+    mailer: &Mailer,
+    public_url: &str,
+    from: &str,
+    token: &str,
+    claimed: Vec<Notice>,
+) -> ServiceResult<usize> {
     let mut sent = 0;
     for mut n in claimed {
+        let held = {
+            let mut tx = service.store.begin().await?;
+            let held = tx
+                .renew_notice(&n, token, service.now() + Span::seconds(LEASE_SECONDS))
+                .await?;
+            tx.commit().await?;
+            held
+        };
+        if !held {
+            tracing::info!(key_id = %n.key_id, threshold = %n.threshold,
+                "an expiry notice's claim lapsed and another node took it over; not sending it here");
+            continue;
+        }
         let key = {
             let mut tx = service.store.read().await?;
             tx.api_key(&n.org_id, &n.key_id).await?
@@ -170,37 +242,70 @@ pub async fn send_due(
         let (Some(k), None) = (key, stale) else {
             n.status = "skipped".into();
             n.last_error = stale.map(str::to_string);
-            finish(service, &n).await?;
+            finish(service, &n, token).await?;
             continue;
         };
         n.attempts += 1;
-        match mailer
-            .send(&compose(&n, &k.name, public_url, from, service.now()))
-            .await
+        let mail = compose(&n, &k.name, public_url, from, service.now());
+        let outcome = match tokio::time::timeout(
+            std::time::Duration::from_secs(SEND_TIMEOUT_SECONDS),
+            mailer.send(&mail),
+        )
+        .await
         {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "the mail server did not finish within {SEND_TIMEOUT_SECONDS} seconds"
+            )),
+        };
+        match outcome {
             Ok(()) => {
                 n.status = "sent".into();
                 n.sent_at = Some(service.now());
                 n.last_error = None;
                 sent += 1;
+                finish_sent(service, &n, token).await?;
             }
             Err(e) => {
                 tracing::warn!(error = %e, key_id = %n.key_id, "cannot send an expiry notice; will retry");
                 n.last_error = Some(e);
                 let delay = Span::minutes(1i64 << (n.attempts - 1).clamp(0, 6));
                 n.next_attempt_at = service.now() + delay;
+                finish(service, &n, token).await?;
             }
         }
-        finish(service, &n).await?;
     }
     Ok(sent)
 }
 
-async fn finish(service: &Service, n: &Notice) -> ServiceResult<()> {
+/// Records an outcome; a claim lost meanwhile is logged (the other node's outcome stands).
+async fn finish(service: &Service, n: &Notice, token: &str) -> ServiceResult<()> {
     let mut tx = service.store.begin().await?;
-    tx.finish_notice(n).await?;
+    let held = tx.finish_notice(n, token).await?;
     tx.commit().await?;
+    if !held {
+        tracing::warn!(key_id = %n.key_id, threshold = %n.threshold,
+            "an expiry notice's claim was lost before its outcome was recorded");
+    }
     Ok(())
+}
+
+/// Records that the mail server accepted a notice, retrying a failing database a few
+/// times: left pending, the notice would be sent again.
+async fn finish_sent(service: &Service, n: &Notice, token: &str) -> ServiceResult<()> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match finish(service, n, token).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries < FINISH_TRIES => {
+                tracing::warn!(error = %e, key_id = %n.key_id,
+                    "cannot record a sent expiry notice; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << tries)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

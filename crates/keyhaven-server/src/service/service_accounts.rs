@@ -266,6 +266,17 @@ impl Service {
         let mut changes = json!({ "status": { "from": sa.status.as_str(), "to": next.as_str() } });
         if t == Transition::Archive {
             let keys = tx.revoke_keys_of_owner(&caller.org_id, &sa.id, now).await?;
+            for kid in &keys {
+                if let Some(k) = tx.api_key(&caller.org_id, kid).await? {
+                    self.emit(
+                        tx.as_mut(),
+                        &caller.org_id,
+                        "api_key.revoked",
+                        super::webhooks::key_event(&k, now),
+                    )
+                    .await?;
+                }
+            }
             let creds = tx
                 .revoke_credentials_of(&caller.org_id, &sa.id, now)
                 .await?;
@@ -318,7 +329,23 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("service account"))?;
         let keys = tx.key_ids_of_owner(&caller.org_id, &sa.id).await?;
+        let mut deleted = Vec::with_capacity(keys.len());
+        for kid in &keys {
+            if let Some(k) = tx.api_key(&caller.org_id, kid).await? {
+                deleted.push(k);
+            }
+        }
         tx.delete_service_account(&caller.org_id, &sa.id).await?;
+        let now = self.now();
+        for k in &deleted {
+            self.emit(
+                tx.as_mut(),
+                &caller.org_id,
+                "api_key.deleted",
+                super::webhooks::key_event(k, now),
+            )
+            .await?;
+        }
         self.audit(
             tx.as_mut(),
             caller,

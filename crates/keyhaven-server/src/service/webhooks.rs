@@ -8,6 +8,7 @@ use keyhaven_core::{validate, DomainError};
 use keyhaven_store::{Delivery, Listing, Page, Tx, WebhookEndpoint};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::IpAddr;
 
 use super::changes::Changes;
 use super::{Caller, Service, ServiceError, ServiceResult};
@@ -92,9 +93,57 @@ fn validate_events(events: &[String]) -> Result<Vec<String>, DomainError> {
     Ok(events)
 }
 
+/// The address as IPv4 when it is an IPv4-mapped (or -compatible loopback) IPv6 one.
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// Loopback or unspecified (`0.0.0.0`, `::`), in any notation.
+fn is_local_ip(ip: IpAddr) -> bool {
+    let ip = canonical(ip);
+    ip.is_loopback() || ip.is_unspecified()
+}
+
+/// `localhost`, `localhost.` and any name under `.localhost` (RFC 6761: all loopback).
+fn is_localhost_name(host: &str) -> bool {
+    let h = host.trim_end_matches('.');
+    h == "localhost" || h.ends_with(".localhost")
+}
+
+/// A URL host as an IP address, when it is one (`[…]` stripped).
+fn host_ip(host: &str) -> Option<IpAddr> {
+    host.trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+        .ok()
+        .map(canonical)
+}
+
 impl Service {
-    /// Checks a webhook URL: http(s), a host, at most 2048 characters, and not this
-    /// server itself (`self_origins` are `host:port` pairs Keyhaven answers on).
+    /// Whether `(host, port)` is one of the addresses this server answers on:
+    /// `self_origins` are `host:port` pairs Keyhaven answers on, and any loopback or
+    /// unspecified address (or localhost name) stands for this machine.
+    fn is_self_origin(&self, host: &str, port: u16) -> bool {
+        let ip = host_ip(host);
+        let local = is_localhost_name(host) || ip.is_some_and(is_local_ip);
+        self.self_origins.iter().any(|(h, p)| {
+            if *p != port {
+                return false;
+            }
+            let hip = host_ip(h);
+            let same = h
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(host.trim_end_matches('.'))
+                || (ip.is_some() && ip == hip);
+            // Listening on all interfaces or on loopback: every local address is us.
+            let self_local = is_localhost_name(h) || hip.is_some_and(is_local_ip);
+            same || (local && self_local)
+        })
+    }
+
+    /// Checks a webhook URL: http(s), a host, at most 2048 characters, no credentials,
+    /// no unspecified address (`0.0.0.0`, `::`, also IPv4-mapped), and not this server
+    /// itself — its listen address or public URL, or any loopback address or localhost
+    /// name (`localhost.`, `*.localhost`) on its port.
     pub fn validate_webhook_url(&self, input: &str) -> Result<String, DomainError> {
         let bad = |m: &str| DomainError::invalid("invalid_url", "url", m);
         let s = input.trim();
@@ -109,27 +158,45 @@ impl Service {
             .host_str()
             .ok_or_else(|| bad("url must have a host"))?
             .to_ascii_lowercase();
+        if host.trim_matches('.').is_empty() {
+            return Err(bad("url must have a host"));
+        }
+        if host_ip(&host).is_some_and(|ip| ip.is_unspecified()) {
+            return Err(bad(
+                "url must not use an unspecified address such as 0.0.0.0",
+            ));
+        }
         let port = u.port_or_known_default().unwrap_or(80);
-        let host_ip = host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .ok();
-        let local = host == "localhost"
-            || host_ip.is_some_and(|ip| ip.is_loopback() || ip.is_unspecified());
-        for (h, p) in &self.self_origins {
-            let same_host = h.eq_ignore_ascii_case(&host)
-                || (local
-                    && (h == "localhost"
-                        || h.parse::<std::net::IpAddr>()
-                            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())));
-            if same_host && *p == port {
-                return Err(bad("url must not point at Keyhaven itself"));
-            }
+        if self.is_self_origin(&host, port) {
+            return Err(bad("url must not point at Keyhaven itself"));
         }
         if u.username() != "" || u.password().is_some() {
             return Err(bad("url must not contain credentials"));
         }
         Ok(u.to_string())
+    }
+
+    /// Whether a webhook URL, resolved now, reaches this server (a name that pointed
+    /// elsewhere when the endpoint was saved may point here later). A URL that cannot
+    /// be parsed or resolved is not "self": sending it fails on its own.
+    pub async fn resolves_to_self(&self, url: &str) -> bool {
+        let Ok(u) = url::Url::parse(url) else {
+            return false;
+        };
+        let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else {
+            return false;
+        };
+        let host = host.trim_matches(|c| c == '[' || c == ']').to_string();
+        if self.is_self_origin(&host, port) {
+            return true;
+        }
+        let resolved = tokio::net::lookup_host((host.as_str(), port)).await;
+        match resolved {
+            Ok(mut addrs) => {
+                addrs.any(|a| self.is_self_origin(&canonical(a.ip()).to_string(), a.port()))
+            }
+            Err(_) => false,
+        }
     }
 
     /// Creates an endpoint.
@@ -157,6 +224,7 @@ impl Service {
         };
         let mut tx = self.store.begin().await?;
         tx.insert_webhook(&w).await?;
+        self.ensure_shared_secret(tx.as_mut(), caller).await?;
         self.audit(
             tx.as_mut(),
             caller,
@@ -168,6 +236,40 @@ impl Service {
         .await?;
         tx.commit().await?;
         Ok(w)
+    }
+
+    /// Creates the organization's shared secret inside `tx` when it has none, so every
+    /// delivery is signed (audited as `shared_secret.create`; reveal it to verify).
+    async fn ensure_shared_secret(&self, tx: &mut dyn Tx, caller: &Caller) -> ServiceResult<()> {
+        if tx.shared_secret(&caller.org_id).await?.is_some() {
+            return Ok(());
+        }
+        let now = self.now();
+        let secret = super::shared_secret::generate();
+        tx.put_shared_secret(
+            &caller.org_id,
+            &keyhaven_store::SharedSecretRecord {
+                ciphertext: self.master_key.encrypt(secret.as_bytes()),
+                created_at: now,
+                previous_ciphertext: None,
+                previous_valid_until: None,
+            },
+        )
+        .await?;
+        self.audit(
+            tx,
+            caller,
+            "shared_secret.create",
+            Some(Principal {
+                kind: PrincipalKind::SharedSecret,
+                id: caller.org_id.to_string(),
+                name: "shared secret".into(),
+            }),
+            Outcome::Success,
+            json!({ "reason": "first webhook endpoint" }),
+        )
+        .await?;
+        Ok(())
     }
 
     /// A page of endpoints.
