@@ -507,7 +507,15 @@ impl Service {
         let new_roles = roles.unwrap_or_else(|| k.roles.clone());
         let new_scopes = scopes.unwrap_or_else(|| k.scopes.clone());
         let found = match self
-            .check_grant(tx.as_mut(), caller, &new_roles, &new_scopes, "roles")
+            .check_grant_change(
+                tx.as_mut(),
+                caller,
+                &k.roles,
+                &k.scopes,
+                &new_roles,
+                &new_scopes,
+                "roles",
+            )
             .await
         {
             Ok(r) => r,
@@ -620,6 +628,19 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("API key"))?;
         api_key::check_not_revoked(&k)?;
+        // The new secret carries the key's permissions: only a caller holding every
+        // management permission it has (for a personal key: as far as its user holds
+        // them now) may receive it.
+        let held_by_key = self.key_permissions(tx.as_mut(), &k).await?;
+        let mut tx = self
+            .check_holds_all(
+                tx,
+                caller,
+                &held_by_key,
+                "api_key.regenerate",
+                key_principal(&k),
+            )
+            .await?;
         let org = tx
             .organization(&caller.org_id)
             .await?

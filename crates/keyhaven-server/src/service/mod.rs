@@ -106,6 +106,19 @@ impl Caller {
         (self.principal.kind == PrincipalKind::User)
             .then(|| Id::from_trusted(self.principal.id.clone()))
     }
+
+    /// The user on whose behalf the caller acts: a portal user, or the owner of the
+    /// personal API key the caller authenticated with. Rules about "oneself" use this,
+    /// so a personal key cannot do what its user may not do to themself.
+    pub fn acting_user_id(&self) -> Option<Id> {
+        self.user_id()
+            .or_else(|| match (&self.principal.kind, &self.key_owner) {
+                (PrincipalKind::ApiKey, Some(o)) if o.kind == PrincipalKind::User => {
+                    Some(Id::from_trusted(o.id.clone()))
+                }
+                _ => None,
+            })
+    }
 }
 
 /// What the use cases need: storage, time, randomness, the master key, and the
@@ -245,6 +258,34 @@ impl Service {
         }
     }
 
+    /// Refuses an action on a target that holds management permissions the caller lacks
+    /// (taking over a key's secret, setting a more powerful user's password). On refusal
+    /// `tx` is rolled back first, then a denied entry for `action` on `target` is
+    /// recorded and the answer is 403; otherwise `tx` is handed back.
+    pub async fn check_holds_all(
+        &self,
+        tx: Box<dyn Tx>,
+        caller: &Caller,
+        target_permissions: &[String],
+        action: &str,
+        target: Principal,
+    ) -> ServiceResult<Box<dyn Tx>> {
+        match keyhaven_core::permission::check_no_escalation(
+            &caller.permissions,
+            target_permissions,
+        ) {
+            Ok(()) => Ok(tx),
+            Err(e) => {
+                drop(tx);
+                if let DomainError::PermissionDenied { permission } = &e {
+                    self.record_denied(caller, action, Some(target), permission)
+                        .await;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
     /// Refuses to grant management permissions the caller lacks: checks every
     /// permission of `roles` (by name, in the caller's organization) and `scopes`.
     /// Unknown role names are a validation error on `param`.
@@ -252,6 +293,25 @@ impl Service {
         &self,
         tx: &mut dyn Tx,
         caller: &Caller,
+        roles: &[String],
+        scopes: &[String],
+        param: &str,
+    ) -> ServiceResult<Vec<keyhaven_core::role::Role>> {
+        self.check_grant_change(tx, caller, &[], &[], roles, scopes, param)
+            .await
+    }
+
+    /// Like [`Service::check_grant`] for a change from `old_roles`/`old_scopes` to
+    /// `roles`/`scopes`: only management permissions the holder did not already have
+    /// count as granted, so editing anything else of a powerful key or account (its
+    /// description, a tag) needs no more than the edit permission. Returns the new roles.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn check_grant_change(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        old_roles: &[String],
+        old_scopes: &[String],
         roles: &[String],
         scopes: &[String],
         param: &str,
@@ -270,9 +330,15 @@ impl Service {
                 }
             }
         }
+        let before: PermissionSet = sessions::role_permissions(tx, &caller.org_id, old_roles)
+            .await?
+            .into_iter()
+            .chain(old_scopes.iter().cloned())
+            .collect();
         let granted: Vec<String> = keyhaven_core::role::union(&found)
             .into_iter()
             .chain(scopes.iter().cloned())
+            .filter(|p| !before.contains(p))
             .collect();
         keyhaven_core::permission::check_no_escalation(&caller.permissions, &granted)?;
         Ok(found)

@@ -189,7 +189,15 @@ impl Service {
             .ok_or(ServiceError::NotFound("service account"))?;
         let new_roles = roles.unwrap_or_else(|| sa.roles.clone());
         let found = match self
-            .check_grant(tx.as_mut(), caller, &new_roles, &[], "roles")
+            .check_grant_change(
+                tx.as_mut(),
+                caller,
+                &sa.roles,
+                &[],
+                &new_roles,
+                &[],
+                "roles",
+            )
             .await
         {
             Ok(r) => r,
