@@ -1796,3 +1796,91 @@ async fn other_organizations_ids_answer_404(app: TestApp) {
     assert_eq!(a.get("").await.ok(200)["name"], "Acme");
 }
 both_backends!(other_organizations_ids_answer_404);
+
+// ---------------------------------------------------------------------------------
+// Control characters (PostgreSQL refuses NUL in text; every backend answers 400)
+// ---------------------------------------------------------------------------------
+
+async fn control_characters_are_refused_not_500(app: TestApp) {
+    let sa = super_admin(&app).await;
+    let acct = sa.create_sa("nul target", &[]).await;
+    let acct_id = acct["id"].as_str().unwrap().to_string();
+    let (key, _) = sa.create_key(json!({"name": "nul key"})).await;
+    let key_id = key["id"].as_str().unwrap().to_string();
+    let filters: &[(&str, &[&str])] = &[
+        ("/users", &["q", "role"]),
+        ("/api-keys", &["q", "role", "tag", "owner_id"]),
+        ("/service-accounts", &["q"]),
+        ("/audit-events", &["actor_id", "action", "target_id"]),
+    ];
+    for (path, params) in filters {
+        for p in *params {
+            for v in ["%00", "a%00b", "%1B%5B31m"] {
+                sa.get(&format!("{path}?{p}={v}")).await.bad(p);
+            }
+        }
+    }
+    for m in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        sa.send(m, "/roles/bad%00name", None).await.bad("name");
+    }
+    sa.patch("/roles/bad%00name", json!({"description": "x"}))
+        .await
+        .bad("name");
+    let nul_roles = json!(["read-only", "x\u{0}"]);
+    sa.post(
+        "/api-keys",
+        json!({"name": "k", "roles": nul_roles.clone()}),
+    )
+    .await
+    .bad("roles[1]");
+    sa.patch(
+        &format!("/api-keys/{key_id}"),
+        json!({"roles": nul_roles.clone()}),
+    )
+    .await
+    .bad("roles[1]");
+    sa.post(
+        "/service-accounts",
+        json!({"name": "s", "roles": nul_roles.clone()}),
+    )
+    .await
+    .bad("roles[1]");
+    sa.patch(
+        &format!("/service-accounts/{acct_id}"),
+        json!({"roles": nul_roles.clone()}),
+    )
+    .await
+    .bad("roles[1]");
+    sa.post(
+        "/users",
+        json!({"email": "n@example.com", "display_name": "N", "password": "a long enough password", "roles": nul_roles.clone()}),
+    )
+    .await
+    .bad("roles[1]");
+    let users = sa.get("/users").await.ok(200);
+    let uid = users["data"][0]["id"].as_str().unwrap().to_string();
+    sa.patch(&format!("/users/{uid}"), json!({"roles": nul_roles}))
+        .await
+        .bad("roles[1]");
+
+    // Sign-in: control characters and over-long emails are refused before any lookup.
+    let anon = Client {
+        cred: Cred::Session(String::new()),
+        ..sa.clone()
+    };
+    for email in [
+        "admin\u{0}@example.com".to_string(),
+        format!("{}@example.com", "a".repeat(250)),
+    ] {
+        anon.post(
+            "/v1/session",
+            json!({"email": email, "password": "whatever it is"}),
+        )
+        .await
+        .bad("email");
+    }
+    // Nothing was harmed: the filters still work with ordinary text.
+    sa.get("/users?q=admin&role=super-admin").await.ok(200);
+    sa.get("/audit-events?action=api_key.create").await.ok(200);
+}
+both_backends!(control_characters_are_refused_not_500);

@@ -106,7 +106,7 @@ impl QueryParams {
         }
     }
 
-    /// A bounded free-text parameter (≤ 200 characters).
+    /// A bounded free-text parameter (≤ 200 characters, no control characters).
     pub fn text(&self, name: &str) -> Result<Option<String>, ApiError> {
         match self.get(name)? {
             Some(v) if v.chars().count() > 200 => Err(ApiError::bad_request(
@@ -114,7 +114,11 @@ impl QueryParams {
                 format!("{name} must be at most 200 characters"),
                 Some(name),
             )),
-            v => Ok(v.map(str::to_string)),
+            Some(v) => {
+                keyhaven_core::validate::no_control_chars(v, name)?;
+                Ok(Some(v.to_string()))
+            }
+            None => Ok(None),
         }
     }
 

@@ -70,6 +70,7 @@ impl Service {
     pub async fn get_role(&self, caller: &Caller, name: &str) -> ServiceResult<Role> {
         self.authorize(caller, Permission::RolesView, "role.view")
             .await?;
+        validate::no_control_chars(name, "name")?;
         let mut tx = self.store.read().await?;
         tx.role(&caller.org_id, name)
             .await?
@@ -138,6 +139,7 @@ impl Service {
     ) -> ServiceResult<Role> {
         self.authorize(caller, Permission::RolesManage, "role.update")
             .await?;
+        validate::no_control_chars(name, "name")?;
         let description = input
             .description
             .as_deref()
@@ -214,6 +216,7 @@ impl Service {
     pub async fn delete_role(&self, caller: &Caller, name: &str) -> ServiceResult<()> {
         self.authorize(caller, Permission::RolesManage, "role.delete")
             .await?;
+        validate::no_control_chars(name, "name")?;
         let mut tx = self.store.begin().await?;
         let r = tx
             .role(&caller.org_id, name)
