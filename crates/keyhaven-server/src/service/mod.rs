@@ -67,6 +67,9 @@ pub struct RequestContext {
     pub user_agent: Option<String>,
     /// Request id.
     pub request_id: Option<String>,
+    /// Digest of the session token the request came with, once authenticated by a
+    /// session (never audited; lets a password change keep this session only).
+    pub session_digest: Option<String>,
 }
 
 /// An authenticated principal acting in one organization.
