@@ -348,6 +348,34 @@ impl Service {
     }
 }
 
+/// One page of a short list held in memory, already in listing order: the items that
+/// come after the cursor (`after(item, cursor)`), at most `page.limit`, with the next
+/// cursor (`key` of the page's last item) when more follow.
+pub fn page_in_memory<T>(
+    items: Vec<T>,
+    page: &keyhaven_store::Page,
+    key: impl Fn(&T) -> String,
+    after: impl Fn(&T, &str) -> bool,
+) -> keyhaven_store::Listing<T> {
+    let mut rest: Vec<T> = match &page.cursor {
+        Some(c) => items.into_iter().filter(|t| after(t, c)).collect(),
+        None => items,
+    };
+    let limit = page.limit.clamp(1, 100) as usize;
+    let has_more = rest.len() > limit;
+    rest.truncate(limit);
+    let next_cursor = if has_more {
+        rest.last().map(&key)
+    } else {
+        None
+    };
+    keyhaven_store::Listing {
+        items: rest,
+        has_more,
+        next_cursor,
+    }
+}
+
 /// Maps a store "duplicate" to a conflict with a message about `what`.
 pub fn duplicate_as_conflict(e: StoreError, code: &'static str, message: &str) -> ServiceError {
     match e {

@@ -66,6 +66,22 @@ impl Service {
         Ok(tx.roles(&caller.org_id).await?)
     }
 
+    /// A page of roles in name order; the cursor is the last name of the page before.
+    pub async fn list_roles_page(
+        &self,
+        caller: &Caller,
+        page: &keyhaven_store::Page,
+    ) -> ServiceResult<keyhaven_store::Listing<Role>> {
+        let mut roles = self.list_roles(caller).await?;
+        roles.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(super::page_in_memory(
+            roles,
+            page,
+            |r| r.name.clone(),
+            |r, c| r.name.as_str() > c,
+        ))
+    }
+
     /// One role.
     pub async fn get_role(&self, caller: &Caller, name: &str) -> ServiceResult<Role> {
         self.authorize(caller, Permission::RolesView, "role.view")
