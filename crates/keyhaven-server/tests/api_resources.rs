@@ -1971,3 +1971,78 @@ async fn roles_and_credentials_are_paged(app: TestApp) {
     sa.get(&format!("{base}?sort=name")).await.bad("sort");
 }
 both_backends!(roles_and_credentials_are_paged);
+
+// ---------------------------------------------------------------------------------
+// The last super-admin under concurrency
+// ---------------------------------------------------------------------------------
+
+async fn concurrent_demotions_keep_a_super_admin(app: TestApp) {
+    let me = super_admin(&app).await;
+    let sa = me.create_sa("root automation", &["super-admin"]).await;
+    let (_, secret) = me
+        .create_key(json!({
+            "name": "root automation key",
+            "roles": ["super-admin"],
+            "owner": {"type": "service_account", "id": sa["id"]},
+        }))
+        .await;
+    let bot = Client::bearer(&app, &secret).await;
+    let a = bot.get("/users?q=admin@example.com").await.ok(200)["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = me
+        .create_user("root2@example.com", "Root Two", &["super-admin"])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let count_super_admins = || async {
+        bot.get("/users?role=super-admin&status=active")
+            .await
+            .ok(200)["data"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    for round in 0..3 {
+        let (first, second) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let demote = |id: &String| {
+            let bot = bot.clone();
+            let path = format!("/users/{id}");
+            tokio::spawn(async move { bot.patch(&path, json!({"roles": ["admin"]})).await })
+        };
+        // In the last round one of them is deleted instead of demoted.
+        let other = if round == 2 {
+            let bot = bot.clone();
+            let path = format!("/users/{second}");
+            tokio::spawn(async move { bot.delete(&path).await })
+        } else {
+            demote(second)
+        };
+        let r1 = demote(first).await.unwrap();
+        let r2 = other.await.unwrap();
+        let mut statuses = [r1.status, r2.status];
+        statuses.sort();
+        assert!(
+            statuses == [200, 409] || statuses == [204, 409],
+            "round {round}: exactly one change may happen: {} {} / {} {}",
+            r1.status,
+            r1.text,
+            r2.status,
+            r2.text
+        );
+        assert_eq!(count_super_admins().await, 1, "round {round}");
+        // Promote both again for the next round.
+        for id in [&a, &b] {
+            let res = bot
+                .patch(&format!("/users/{id}"), json!({"roles": ["super-admin"]}))
+                .await;
+            if res.status == 404 {
+                continue;
+            }
+            res.ok(200);
+        }
+    }
+}
+both_backends!(concurrent_demotions_keep_a_super_admin);

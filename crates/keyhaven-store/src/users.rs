@@ -49,6 +49,11 @@ pub trait Users {
     async fn delete_user(&mut self, org_id: &Id, id: &Id) -> StoreResult<bool>;
     /// Active users holding `role`.
     async fn count_active_with_role(&mut self, org_id: &Id, role: &str) -> StoreResult<i64>;
+    /// Like [`Users::count_active_with_role`], but the counted users stay locked until
+    /// the transaction ends (`SELECT … FOR UPDATE` on PostgreSQL; SQLite's write
+    /// transaction holds the database lock anyway), so two concurrent changes cannot
+    /// both count the same users — e.g. both demote "one of two" super-admins.
+    async fn lock_active_with_role(&mut self, org_id: &Id, role: &str) -> StoreResult<i64>;
     /// Stamps a successful sign-in.
     async fn record_login(&mut self, id: &Id, at: Timestamp) -> StoreResult<()>;
 }
@@ -186,6 +191,24 @@ impl Users for SqlTx {
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(n)
+    }
+
+    async fn lock_active_with_role(&mut self, org_id: &Id, role: &str) -> StoreResult<i64> {
+        if self.backend != crate::Backend::Postgres {
+            return self.count_active_with_role(org_id, role).await;
+        }
+        // Rows locked in id order, so concurrent lockers cannot deadlock; a waiter
+        // re-checks each row after the holder commits and skips those that no longer
+        // match.
+        let rows = sqlx::query(
+            "SELECT id FROM users WHERE org_id = $1 AND status = 'active' AND roles LIKE $2 ESCAPE '\\' \
+             ORDER BY id FOR UPDATE",
+        )
+        .bind(org_id.as_str())
+        .bind(json_element_pattern(role))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows.len() as i64)
     }
 
     async fn record_login(&mut self, user_id: &Id, at: Timestamp) -> StoreResult<()> {

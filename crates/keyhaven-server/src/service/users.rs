@@ -137,7 +137,7 @@ impl Service {
                 .any(|r| r == keyhaven_core::role::SUPER_ADMIN);
         if was && !still_super_admin {
             let n = tx
-                .count_active_with_role(&user.org_id, keyhaven_core::role::SUPER_ADMIN)
+                .lock_active_with_role(&user.org_id, keyhaven_core::role::SUPER_ADMIN)
                 .await?;
             user::check_keeps_super_admin((n - 1).max(0) as usize)?;
         }
