@@ -464,3 +464,50 @@ async fn readiness_follows_the_database(app: TestApp) {
     );
 }
 both_backends!(readiness_follows_the_database);
+
+/// A key limited to some networks is refused for management calls from elsewhere.
+async fn management_calls_honour_allowed_cidrs(app: TestApp) {
+    let (client, csrf) = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let o = format!("/v1/organizations/{}", app.org_id);
+    let mut keys = Vec::new();
+    for (name, cidrs) in [
+        ("elsewhere", json!(["10.0.0.0/8", "2001:db8::/32"])),
+        ("loopback", json!(["10.0.0.0/8", "127.0.0.1"])),
+        ("anywhere", json!([])),
+    ] {
+        let body: Value = client
+            .post(app.url(&format!("{o}/api-keys")))
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"name": name, "roles": ["admin"], "allowed_cidrs": cidrs}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        keys.push(body["key"].as_str().unwrap().to_string());
+    }
+    for path in ["/v1/me".to_string(), format!("{o}/api-keys")] {
+        let res = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&keys[0])
+            .send()
+            .await
+            .unwrap();
+        let (s, e) = error_of(res).await;
+        assert_eq!(s, 401, "{path}: {e}");
+        assert_eq!(e["type"], "authentication_required");
+        for k in &keys[1..] {
+            let res = app
+                .http
+                .get(app.url(&path))
+                .bearer_auth(k)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+        }
+    }
+}
+both_backends!(management_calls_honour_allowed_cidrs);

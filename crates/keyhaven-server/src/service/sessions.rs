@@ -276,7 +276,9 @@ impl Service {
     }
 
     /// Resolves a bearer API key into its caller: the key must be well formed, known,
-    /// active (or in its regeneration grace) and its owner enabled.
+    /// active (or in its regeneration grace), used from one of its `allowed_cidrs`
+    /// (when it has any; `ctx.ip` is the client address after trusted proxies) and
+    /// its owner enabled.
     pub async fn authenticate_key(&self, key: &str, ctx: RequestContext) -> ServiceResult<Caller> {
         const INVALID: &str = "the API key is not valid";
         key_format::parse(key).map_err(|_| ServiceError::Unauthenticated(INVALID))?;
@@ -294,6 +296,18 @@ impl Service {
         }
         if found.previous && k.previous_valid_until.is_none_or(|t| t <= now) {
             return Err(ServiceError::Unauthenticated(INVALID));
+        }
+        // A key limited to some networks is limited there for management calls too.
+        if !k.allowed_cidrs.is_empty() {
+            let from = ctx
+                .ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+            if !from.is_some_and(|ip| k.allowed_cidrs.iter().any(|n| n.contains(&ip))) {
+                return Err(ServiceError::Unauthenticated(
+                    "the API key is not allowed from this address",
+                ));
+            }
         }
         let mut permissions = role_permissions(tx.as_mut(), &k.org_id, &k.roles).await?;
         permissions.extend(k.scopes.iter().cloned());
