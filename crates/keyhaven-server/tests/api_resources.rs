@@ -2046,3 +2046,54 @@ async fn concurrent_demotions_keep_a_super_admin(app: TestApp) {
     }
 }
 both_backends!(concurrent_demotions_keep_a_super_admin);
+
+/// The pattern of a role through which the creator holds the create permission binds
+/// the names it creates: for users and for API keys, for keys and service accounts.
+async fn creator_key_name_pattern_binds_keys_and_service_accounts(app: TestApp) {
+    let sa = super_admin(&app).await;
+    sa.post(
+        "/roles",
+        json!({"name": "ci-creator",
+               "permissions": ["api_keys.view", "api_keys.create", "service_accounts.view", "service_accounts.manage"],
+               "key_name_pattern": "^ci-[a-z-]+$"}),
+    )
+    .await
+    .ok(201);
+    let owner = sa.create_sa("ci-owner", &[]).await;
+    let (_, secret) = sa
+        .create_key(json!({
+            "name": "ci-creator-key",
+            "roles": ["ci-creator"],
+            "owner": {"type": "service_account", "id": owner["id"]},
+        }))
+        .await;
+    let bot = Client::bearer(&app, &secret).await;
+    sa.create_user("ci@example.com", "CI person", &["ci-creator"])
+        .await;
+    let person = Client::session(&app, "ci@example.com", PASSWORD).await;
+    for who in [&bot, &person] {
+        who.post("/api-keys", json!({"name": "build"}))
+            .await
+            .bad("name");
+        who.post("/service-accounts", json!({"name": "robot"}))
+            .await
+            .bad("name");
+    }
+    bot.post("/api-keys", json!({"name": "ci-build"}))
+        .await
+        .ok(201);
+    bot.post("/service-accounts", json!({"name": "ci-robot"}))
+        .await
+        .ok(201);
+    person
+        .post("/service-accounts", json!({"name": "ci-robot-two"}))
+        .await
+        .ok(201);
+    // A creator without a pattern is free.
+    sa.post("/service-accounts", json!({"name": "robot"}))
+        .await
+        .ok(201);
+    let names = field(&sa.all("/api-keys").await, "name");
+    assert!(!names.contains(&"build".to_string()), "{names:?}");
+}
+both_backends!(creator_key_name_pattern_binds_keys_and_service_accounts);

@@ -133,22 +133,10 @@ impl Service {
             }
         };
         role::check_name_patterns(&key_roles, &name)?;
-        if let Some(uid) = caller.user_id() {
-            if let Some(u) = tx.user(&caller.org_id, &uid).await? {
-                let mut creator_roles = Vec::new();
-                for r in &u.roles {
-                    if let Some(r) = tx.role(&caller.org_id, r).await? {
-                        if r.permissions
-                            .iter()
-                            .any(|p| p == Permission::ApiKeysCreate.as_str())
-                        {
-                            creator_roles.push(r);
-                        }
-                    }
-                }
-                role::check_name_patterns(&creator_roles, &name)?;
-            }
-        }
+        let creator_roles = self
+            .creator_roles(tx.as_mut(), caller, Permission::ApiKeysCreate)
+            .await?;
+        role::check_name_patterns(&creator_roles, &name)?;
         let owner = self
             .resolve_owner(tx.as_mut(), caller, input.owner.as_ref())
             .await?;

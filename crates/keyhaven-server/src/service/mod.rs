@@ -289,6 +289,48 @@ impl Service {
         }
     }
 
+    /// The roles through which the caller holds `p`, whose `key_name_pattern`s bind
+    /// the names of what the caller creates with it: a user's roles; a key's roles,
+    /// and for a personal key also its user's (the key can do no more than the user).
+    pub async fn creator_roles(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        p: Permission,
+    ) -> ServiceResult<Vec<keyhaven_core::role::Role>> {
+        let mut names: Vec<String> = Vec::new();
+        let mut user_id = caller.user_id();
+        if caller.principal.kind == PrincipalKind::ApiKey {
+            if let Some(k) = tx
+                .api_key(
+                    &caller.org_id,
+                    &Id::from_trusted(caller.principal.id.clone()),
+                )
+                .await?
+            {
+                names.extend(k.roles);
+            }
+            user_id = caller.acting_user_id();
+        }
+        if let Some(uid) = user_id {
+            if let Some(u) = tx.user(&caller.org_id, &uid).await? {
+                names.extend(u.roles);
+            }
+        }
+        let mut out: Vec<keyhaven_core::role::Role> = Vec::new();
+        for name in names {
+            if out.iter().any(|r| r.name == name) {
+                continue;
+            }
+            if let Some(r) = tx.role(&caller.org_id, &name).await? {
+                if r.permissions.iter().any(|x| x == p.as_str()) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Refuses to grant management permissions the caller lacks: checks every
     /// permission of `roles` (by name, in the caller's organization) and `scopes`.
     /// Unknown role names are a validation error on `param`.

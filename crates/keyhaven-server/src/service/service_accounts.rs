@@ -83,6 +83,10 @@ impl Service {
             }
         };
         role::check_name_patterns(&found, &name)?;
+        let creator_roles = self
+            .creator_roles(tx.as_mut(), caller, Permission::ServiceAccountsManage)
+            .await?;
+        role::check_name_patterns(&creator_roles, &name)?;
         let now = self.now();
         let sa = ServiceAccount {
             id: self.new_id(),
