@@ -2097,3 +2097,80 @@ async fn creator_key_name_pattern_binds_keys_and_service_accounts(app: TestApp) 
     assert!(!names.contains(&"build".to_string()), "{names:?}");
 }
 both_backends!(creator_key_name_pattern_binds_keys_and_service_accounts);
+
+/// `null` in a PATCH clears key_name_pattern (role) and metadata (key, to `{}`).
+async fn patch_null_clears_pattern_and_metadata(app: TestApp) {
+    let sa = super_admin(&app).await;
+    let r = sa
+        .post(
+            "/roles",
+            json!({"name": "patterned", "permissions": ["read"], "key_name_pattern": "^ci-"}),
+        )
+        .await
+        .ok(201);
+    assert_eq!(r["key_name_pattern"], "^ci-");
+    let r = sa
+        .patch("/roles/patterned", json!({"description": "still"}))
+        .await
+        .ok(200);
+    assert_eq!(r["key_name_pattern"], "^ci-", "absent stays");
+    let r = sa
+        .patch("/roles/patterned", json!({"key_name_pattern": null}))
+        .await
+        .ok(200);
+    assert_eq!(r["key_name_pattern"], Value::Null);
+    sa.patch("/roles/patterned", json!({"key_name_pattern": "^x-"}))
+        .await
+        .ok(200);
+    let r = sa
+        .patch("/roles/patterned", json!({"key_name_pattern": ""}))
+        .await
+        .ok(200);
+    assert_eq!(r["key_name_pattern"], Value::Null);
+
+    let (k, _) = sa
+        .create_key(json!({"name": "meta", "metadata": {"team": "billing"}}))
+        .await;
+    let path = format!("/api-keys/{}", k["id"].as_str().unwrap());
+    let p = sa.patch(&path, json!({"name": "meta2"})).await.ok(200);
+    assert_eq!(p["metadata"], json!({"team": "billing"}), "absent stays");
+    let p = sa.patch(&path, json!({"metadata": null})).await.ok(200);
+    assert_eq!(p["metadata"], json!({}));
+    sa.patch(&path, json!({"metadata": [1]}))
+        .await
+        .bad("metadata");
+}
+both_backends!(patch_null_clears_pattern_and_metadata);
+
+/// An audit cursor from another organization does not position this one's listing.
+async fn audit_cursor_is_scoped_to_the_organization(app: TestApp) {
+    let sa = super_admin(&app).await;
+    sa.create_sa("some activity", &[]).await;
+    app.state
+        .service
+        .create_organization("Other", "other@example.com", "another long password")
+        .await
+        .unwrap();
+    let other = Client::session(&app, "other@example.com", "another long password").await;
+    other.create_sa("their activity", &[]).await;
+    let page = other.get("/audit-events?limit=1").await.ok(200);
+    let foreign = page["next_cursor"].as_str().unwrap().to_string();
+    let mine = sa
+        .get(&format!("/audit-events?cursor={foreign}"))
+        .await
+        .ok(200);
+    assert_eq!(mine["data"], json!([]), "{mine}");
+    assert_eq!(mine["has_more"], false);
+    // This organization's own cursors work.
+    let first = sa.get("/audit-events?limit=1").await.ok(200);
+    let next = sa
+        .get(&format!(
+            "/audit-events?limit=1&cursor={}",
+            first["next_cursor"].as_str().unwrap()
+        ))
+        .await
+        .ok(200);
+    assert_eq!(next["data"].as_array().unwrap().len(), 1);
+    assert_ne!(next["data"][0]["id"], first["data"][0]["id"]);
+}
+both_backends!(audit_cursor_is_scoped_to_the_organization);

@@ -313,10 +313,10 @@ pub struct UpdateApiKey {
     /// New allowed networks (replaces the list).
     #[serde(default)]
     pub allowed_cidrs: Option<Vec<String>>,
-    /// New metadata object.
-    #[serde(default)]
+    /// New metadata object; `null` clears it (to `{}`).
+    #[serde(default, deserialize_with = "super::patch::double_option")]
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<Option<serde_json::Value>>,
 }
 
 /// Body of `POST /api-keys/{id}/regenerate`.
@@ -483,7 +483,8 @@ impl Service {
             .as_deref()
             .map(api_key::parse_cidrs)
             .transpose()?;
-        if let Some(m) = &input.metadata {
+        let metadata = input.metadata.map(|m| m.unwrap_or_else(|| json!({})));
+        if let Some(m) = &metadata {
             api_key::validate_metadata(m)?;
         }
         let mut tx = self.store.begin().await?;
@@ -544,7 +545,7 @@ impl Service {
             ch.field("allowed_cidrs", &old, &new);
             k.allowed_cidrs = c;
         }
-        if let Some(m) = input.metadata {
+        if let Some(m) = metadata {
             ch.field("metadata", &k.metadata, &m);
             k.metadata = m;
         }

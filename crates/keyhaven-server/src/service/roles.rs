@@ -37,9 +37,10 @@ pub struct UpdateRole {
     /// New permissions (replaces the list).
     #[serde(default)]
     pub permissions: Option<Vec<String>>,
-    /// New pattern; `""` removes it.
-    #[serde(default)]
-    pub key_name_pattern: Option<String>,
+    /// New pattern; `null` (or `""`) removes it.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub key_name_pattern: Option<Option<String>>,
 }
 
 fn role_principal(r: &Role) -> Principal {
@@ -173,12 +174,13 @@ impl Service {
                 return Err(e);
             }
         };
-        let pattern = match input.key_name_pattern.as_deref() {
+        let pattern = match input.key_name_pattern {
             None => None,
-            Some("") => Some(None),
-            Some(p) => {
-                role::validate_pattern(p, "key_name_pattern")?;
-                Some(Some(p.to_string()))
+            Some(None) => Some(None),
+            Some(Some(p)) if p.is_empty() => Some(None),
+            Some(Some(p)) => {
+                role::validate_pattern(&p, "key_name_pattern")?;
+                Some(Some(p))
             }
         };
         let mut tx = self.store.begin().await?;
