@@ -511,3 +511,51 @@ async fn management_calls_honour_allowed_cidrs(app: TestApp) {
     }
 }
 both_backends!(management_calls_honour_allowed_cidrs);
+
+/// Several nodes starting on one empty database create one organization between them.
+async fn concurrent_first_starts_bootstrap_once(db: keyhaven_store::testing::TestDb) {
+    use keyhaven_server::service::organizations::Bootstrap;
+    use keyhaven_server::service::{Service, SystemClock};
+    let key = keyhaven_server::secrets::MasterKey::from_base64(
+        "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+    )
+    .unwrap();
+    let nodes: Vec<_> = (0..4)
+        .map(|_| {
+            let svc = Service::new(
+                db.store.clone(),
+                std::sync::Arc::new(SystemClock),
+                key.clone(),
+            );
+            tokio::spawn(async move {
+                svc.bootstrap("admin@localhost", Some("a long enough password"))
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for n in nodes {
+        match n.await.unwrap() {
+            Ok(Bootstrap::Created { .. }) => created += 1,
+            Ok(Bootstrap::AlreadyInitialized) => {}
+            Err(e) => panic!("a first start failed: {e}"),
+        }
+    }
+    assert_eq!(created, 1);
+    let mut tx = db.store.read().await.unwrap();
+    assert_eq!(tx.organizations().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_starts_bootstrap_once_sqlite() {
+    concurrent_first_starts_bootstrap_once(keyhaven_store::testing::TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_starts_bootstrap_once_postgres() {
+    if let Some(db) =
+        keyhaven_store::testing::TestDb::postgres("concurrent_first_starts_bootstrap_once").await
+    {
+        concurrent_first_starts_bootstrap_once(db).await;
+    }
+}
