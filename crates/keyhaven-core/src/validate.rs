@@ -81,6 +81,9 @@ pub fn tags(input: &[String], param: &str) -> Result<Vec<String>, DomainError> {
     Ok(out)
 }
 
+/// Longest email address accepted (RFC 5321's path limit).
+pub const MAX_EMAIL: usize = 254;
+
 /// An email address: trimmed, lowercased, one `@` with text on both sides, ≤ 254 chars.
 pub fn email(input: &str, param: &str) -> Result<String, DomainError> {
     let v = input.trim().to_lowercase();
@@ -91,7 +94,8 @@ pub fn email(input: &str, param: &str) -> Result<String, DomainError> {
             format!("{param} must be an email address such as name@example.com"),
         )
     };
-    if v.is_empty() || v.len() > 254 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if v.is_empty() || v.len() > MAX_EMAIL || v.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(bad());
     }
     let (local, domain) = v.split_once('@').ok_or_else(bad)?;
@@ -126,7 +130,21 @@ pub fn new_password(input: &str, param: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// A list of names without duplicates, at most `max` long (e.g. role names).
+/// Refuses text with control characters (NUL and the like), which no identifier,
+/// name or filter may hold and which some databases reject outright.
+pub fn no_control_chars(input: &str, param: &str) -> Result<(), DomainError> {
+    if input.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            "invalid_characters",
+            param,
+            format!("{param} must not contain control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A list of names without duplicates or control characters, at most `max` long
+/// (e.g. role names).
 pub fn distinct_list(
     input: &[String],
     param: &str,
@@ -140,7 +158,8 @@ pub fn distinct_list(
         ));
     }
     let mut out: Vec<String> = Vec::with_capacity(input.len());
-    for v in input {
+    for (i, v) in input.iter().enumerate() {
+        no_control_chars(v, &format!("{param}[{i}]"))?;
         if !out.contains(v) {
             out.push(v.clone());
         }
@@ -151,6 +170,20 @@ pub fn distinct_list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters() {
+        assert!(no_control_chars("plain text", "q").is_ok());
+        for bad in ["a\0b", "\u{1b}[31m", "line\nbreak"] {
+            let e = no_control_chars(bad, "q").unwrap_err();
+            assert!(e.to_string().contains("control"), "{e}");
+        }
+        let e = distinct_list(&["admin".into(), "x\0".into()], "roles", 20).unwrap_err();
+        assert!(
+            matches!(e, DomainError::Invalid { ref param, .. } if param.as_deref() == Some("roles[1]")),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn names() {

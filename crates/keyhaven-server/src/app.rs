@@ -139,19 +139,42 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// The answer to a request whose handler panicked: the internal-error object. The
+/// panic message is not echoed (it may hold request data); it is logged instead.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = what, "a request handler panicked");
+    ApiError::internal().into_response()
+}
+
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    api::routes()
-        .merge(crate::console::routes())
-        .fallback(|s: axum::extract::State<AppState>, r: Request| {
-            crate::console::not_found(s.0, r, not_found)
-        })
-        .method_not_allowed_fallback(|s: axum::extract::State<AppState>, r: Request| {
-            crate::console::method_not_allowed(s.0, r, method_not_allowed)
-        })
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+    outer_layers(
+        api::routes()
+            .merge(crate::console::routes())
+            .fallback(|s: axum::extract::State<AppState>, r: Request| {
+                crate::console::not_found(s.0, r, not_found)
+            })
+            .method_not_allowed_fallback(|s: axum::extract::State<AppState>, r: Request| {
+                crate::console::method_not_allowed(s.0, r, method_not_allowed)
+            }),
+    )
+    .with_state(state)
+}
+
+/// The layers around every route: body limit, panic catching, request context.
+fn outer_layers<S: Clone + Send + Sync + 'static>(r: Router<S>) -> Router<S> {
+    r.layer(DefaultBodyLimit::max(MAX_BODY))
+        // A panicking handler answers with the contract's 500 error object (rendered
+        // with the request id by `request_context`) instead of dropping the connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(middleware::from_fn(request_context))
-        .with_state(state)
 }
 
 /// Builds the state from settings: opens (and migrates) the database.
@@ -336,5 +359,38 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_the_error_object() {
+        async fn boom() -> &'static str {
+            panic!("handler bug")
+        }
+        let app = outer_layers(Router::new().route("/boom", axum::routing::get(boom)));
+        let res = app
+            .oneshot(
+                Request::builder()
+                    .uri("/boom")
+                    .header("x-request-id", "req-1")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.headers()["x-request-id"], "req-1");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "internal");
+        assert_eq!(v["error"]["request_id"], "req-1");
+        assert!(!v.to_string().contains("handler bug"), "{v}");
     }
 }

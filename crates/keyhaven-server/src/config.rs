@@ -96,6 +96,10 @@ pub struct Config {
     pub public_url_from_listen: bool,
     /// Encrypts stored secrets.
     pub master_key: MasterKey,
+    /// Whether the master key came from the data directory (read or generated there)
+    /// rather than from the settings: fine for one node, wrong for several nodes on one
+    /// PostgreSQL database, which must all use the same key.
+    pub master_key_from_data_dir: bool,
     /// SMTP server, if any.
     pub smtp_url: Option<String>,
     /// Sender address.
@@ -239,6 +243,7 @@ impl Settings {
                 .unwrap_or_else(|| "60s".into()),
         )?;
         let master_key_text = self.master_key.clone().or(file.master_key);
+        let master_key_from_data_dir = master_key_text.is_none();
         let master_key = match master_key_text {
             Some(t) => MasterKey::from_base64(&t)?,
             None => MasterKey::load_or_create(&data_dir)?,
@@ -246,7 +251,7 @@ impl Settings {
         let smtp_url = self.smtp_url.clone().or(file.smtp_url);
         if let Some(u) = &smtp_url {
             crate::jobs::mail::Mailer::new(Some(u), data_dir.join("outbox"))
-                .map_err(ConfigError)?;
+                .map_err(|m| ConfigError(redact_userinfo(&m, u)))?;
         }
         Ok(Config {
             listen,
@@ -255,6 +260,7 @@ impl Settings {
             public_url,
             public_url_from_listen,
             master_key,
+            master_key_from_data_dir,
             smtp_url,
             mail_from: self
                 .mail_from
@@ -274,6 +280,37 @@ impl Settings {
                 .or(file.bootstrap_admin_password),
         })
     }
+}
+
+/// `message` with the user-info part (`user:password@`) of `url` masked wherever it
+/// appears, so that a refused SMTP URL never shows its password in an error.
+pub fn redact_userinfo(message: &str, url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return message.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return message.to_string();
+    };
+    let userinfo = &rest[..at];
+    if userinfo.is_empty() {
+        return message.to_string();
+    }
+    let masked = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    let mut out = message.replace(userinfo, &masked);
+    // The message may quote the URL escaped (`{:?}`); mask the password there too.
+    if let Some((_, password)) = userinfo.split_once(':') {
+        if !password.is_empty() {
+            out = out.replace(password, "***");
+            let escaped = format!("{password:?}");
+            out = out.replace(&escaped[1..escaped.len() - 1], "***");
+        }
+    }
+    out
 }
 
 /// Creates the data directory (and checks it is writable).
@@ -375,8 +412,53 @@ mod tests {
         assert!(s.resolve().is_err());
         let s = Settings {
             trusted_proxies: Some("10.0.0.0/8, bad".into()),
-            ..base
+            ..base.clone()
         };
         assert!(s.resolve().is_err());
+        // A refused SMTP URL is named without its password.
+        for url in [
+            "smtps://mailer:hunter2secret@mail.example.com",
+            "smtp://mailer:hunter2secret@[::1",
+            "smtp://mailer:hunter2\"secret@mail example.com",
+        ] {
+            let s = Settings {
+                smtp_url: Some(url.into()),
+                ..base.clone()
+            };
+            let e = s.resolve().unwrap_err().0;
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn userinfo_is_redacted() {
+        let url = "smtp://bob:s3cret@relay:25/x";
+        assert_eq!(
+            redact_userinfo(&format!("SMTP URL {url:?} is bad"), url),
+            "SMTP URL \"smtp://bob:***@relay:25/x\" is bad"
+        );
+        assert_eq!(redact_userinfo("no url here", url), "no url here");
+        assert_eq!(
+            redact_userinfo("smtp://relay:25 is bad", "smtp://relay:25"),
+            "smtp://relay:25 is bad"
+        );
+    }
+
+    #[test]
+    fn master_key_source_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Settings {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        assert!(base.resolve().unwrap().master_key_from_data_dir);
+        let s = Settings {
+            master_key: Some({
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+            }),
+            ..base
+        };
+        assert!(!s.resolve().unwrap().master_key_from_data_dir);
     }
 }

@@ -651,8 +651,20 @@ async fn patch_changes_fields(app: TestApp) {
     assert_eq!(p["remaining"], 3);
     // An empty patch changes nothing.
     assert_eq!(sa.patch(&path, json!({})).await.ok(200), p);
-    // The key still works with its secret.
+    // The key still works with its secret — from its allowed networks only (the test
+    // client is 127.0.0.1).
+    assert_eq!(me_status(&app, &secret).await, 401);
+    sa.patch(
+        &path,
+        json!({"allowed_cidrs": ["192.168.0.0/16", "127.0.0.0/8"]}),
+    )
+    .await
+    .ok(200);
     assert_eq!(me_status(&app, &secret).await, 200);
+    let p = sa
+        .patch(&path, json!({"allowed_cidrs": ["192.168.0.0/16"]}))
+        .await
+        .ok(200);
 
     // Validation.
     let e = sa

@@ -1796,3 +1796,381 @@ async fn other_organizations_ids_answer_404(app: TestApp) {
     assert_eq!(a.get("").await.ok(200)["name"], "Acme");
 }
 both_backends!(other_organizations_ids_answer_404);
+
+// ---------------------------------------------------------------------------------
+// Control characters (PostgreSQL refuses NUL in text; every backend answers 400)
+// ---------------------------------------------------------------------------------
+
+async fn control_characters_are_refused_not_500(app: TestApp) {
+    let sa = super_admin(&app).await;
+    let acct = sa.create_sa("nul target", &[]).await;
+    let acct_id = acct["id"].as_str().unwrap().to_string();
+    let (key, _) = sa.create_key(json!({"name": "nul key"})).await;
+    let key_id = key["id"].as_str().unwrap().to_string();
+    let filters: &[(&str, &[&str])] = &[
+        ("/users", &["q", "role"]),
+        ("/api-keys", &["q", "role", "tag", "owner_id"]),
+        ("/service-accounts", &["q"]),
+        ("/audit-events", &["actor_id", "action", "target_id"]),
+    ];
+    for (path, params) in filters {
+        for p in *params {
+            for v in ["%00", "a%00b", "%1B%5B31m"] {
+                sa.get(&format!("{path}?{p}={v}")).await.bad(p);
+            }
+        }
+    }
+    for m in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        sa.send(m, "/roles/bad%00name", None).await.bad("name");
+    }
+    sa.patch("/roles/bad%00name", json!({"description": "x"}))
+        .await
+        .bad("name");
+    let nul_roles = json!(["read-only", "x\u{0}"]);
+    sa.post(
+        "/api-keys",
+        json!({"name": "k", "roles": nul_roles.clone()}),
+    )
+    .await
+    .bad("roles[1]");
+    sa.patch(
+        &format!("/api-keys/{key_id}"),
+        json!({"roles": nul_roles.clone()}),
+    )
+    .await
+    .bad("roles[1]");
+    sa.post(
+        "/service-accounts",
+        json!({"name": "s", "roles": nul_roles.clone()}),
+    )
+    .await
+    .bad("roles[1]");
+    sa.patch(
+        &format!("/service-accounts/{acct_id}"),
+        json!({"roles": nul_roles.clone()}),
+    )
+    .await
+    .bad("roles[1]");
+    sa.post(
+        "/users",
+        json!({"email": "n@example.com", "display_name": "N", "password": "a long enough password", "roles": nul_roles.clone()}),
+    )
+    .await
+    .bad("roles[1]");
+    let users = sa.get("/users").await.ok(200);
+    let uid = users["data"][0]["id"].as_str().unwrap().to_string();
+    sa.patch(&format!("/users/{uid}"), json!({"roles": nul_roles}))
+        .await
+        .bad("roles[1]");
+
+    // Sign-in: control characters and over-long emails are refused before any lookup.
+    let anon = Client {
+        cred: Cred::Session(String::new()),
+        ..sa.clone()
+    };
+    for email in [
+        "admin\u{0}@example.com".to_string(),
+        format!("{}@example.com", "a".repeat(250)),
+    ] {
+        anon.post(
+            "/v1/session",
+            json!({"email": email, "password": "whatever it is"}),
+        )
+        .await
+        .bad("email");
+    }
+    // Nothing was harmed: the filters still work with ordinary text.
+    sa.get("/users?q=admin&role=super-admin").await.ok(200);
+    sa.get("/audit-events?action=api_key.create").await.ok(200);
+}
+both_backends!(control_characters_are_refused_not_500);
+
+// ---------------------------------------------------------------------------------
+// Paging of the short lists (roles by name, credentials by id)
+// ---------------------------------------------------------------------------------
+
+/// Follows `next_cursor` with `limit` through `path`; returns the names/ids in order.
+async fn walk(sa: &Client, path: &str, limit: usize, field_name: &str) -> Vec<String> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}limit={limit}&cursor={c}"),
+            None => format!("{path}{sep}limit={limit}"),
+        };
+        let page = sa.get(&url).await.ok(200);
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= limit, "{page}");
+        out.extend(field(data, field_name));
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(page["has_more"], true);
+                assert_eq!(data.len(), limit);
+                cursor = Some(c.to_string());
+            }
+            None => {
+                assert_eq!(page["has_more"], false);
+                break;
+            }
+        }
+        assert!(out.len() < 100, "paging does not end");
+    }
+    out
+}
+
+async fn roles_and_credentials_are_paged(app: TestApp) {
+    let sa = super_admin(&app).await;
+    for name in ["zeta", "alpha", "mid.role"] {
+        sa.post("/roles", json!({"name": name, "permissions": ["read"]}))
+            .await
+            .ok(201);
+    }
+    let all = sa.get("/roles").await.ok(200);
+    let names = field(all["data"].as_array().unwrap(), "name");
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "roles come in name order");
+    assert_eq!(names.len(), 6);
+    assert_eq!(all["has_more"], false);
+    assert!(all["next_cursor"].is_null());
+    for limit in [1, 2, 5] {
+        assert_eq!(walk(&sa, "/roles", limit, "name").await, names);
+    }
+    sa.get("/roles?limt=2").await.bad("limt");
+    sa.get("/roles?limit=0").await.bad("limit");
+    sa.get("/roles?limit=101").await.bad("limit");
+    sa.get("/roles?cursor=%21%21").await.bad("cursor");
+
+    let acct = sa.create_sa("paged", &[]).await;
+    let base = format!(
+        "/service-accounts/{}/credentials",
+        acct["id"].as_str().unwrap()
+    );
+    for i in 0..5 {
+        sa.post(&base, json!({"name": format!("c{i}")}))
+            .await
+            .ok(201);
+    }
+    let all = sa.get(&base).await.ok(200);
+    let ids = field(all["data"].as_array().unwrap(), "id");
+    assert_eq!(ids.len(), 5);
+    let mut newest_first = ids.clone();
+    newest_first.sort();
+    newest_first.reverse();
+    assert_eq!(ids, newest_first);
+    for limit in [1, 2, 10] {
+        assert_eq!(walk(&sa, &base, limit, "id").await, ids);
+    }
+    assert_eq!(
+        walk(&sa, &format!("{base}?expand[]=permissions"), 3, "id").await,
+        ids
+    );
+    sa.get(&format!("{base}?limit=0")).await.bad("limit");
+    sa.get(&format!("{base}?cursor=nope")).await.bad("cursor");
+    sa.get(&format!("{base}?sort=name")).await.bad("sort");
+}
+both_backends!(roles_and_credentials_are_paged);
+
+// ---------------------------------------------------------------------------------
+// The last super-admin under concurrency
+// ---------------------------------------------------------------------------------
+
+async fn concurrent_demotions_keep_a_super_admin(app: TestApp) {
+    let me = super_admin(&app).await;
+    let sa = me.create_sa("root automation", &["super-admin"]).await;
+    let (_, secret) = me
+        .create_key(json!({
+            "name": "root automation key",
+            "roles": ["super-admin"],
+            "owner": {"type": "service_account", "id": sa["id"]},
+        }))
+        .await;
+    let bot = Client::bearer(&app, &secret).await;
+    let a = bot.get("/users?q=admin@example.com").await.ok(200)["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = me
+        .create_user("root2@example.com", "Root Two", &["super-admin"])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let count_super_admins = || async {
+        bot.get("/users?role=super-admin&status=active")
+            .await
+            .ok(200)["data"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    for round in 0..3 {
+        let (first, second) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let demote = |id: &String| {
+            let bot = bot.clone();
+            let path = format!("/users/{id}");
+            tokio::spawn(async move { bot.patch(&path, json!({"roles": ["admin"]})).await })
+        };
+        // In the last round one of them is deleted instead of demoted.
+        let other = if round == 2 {
+            let bot = bot.clone();
+            let path = format!("/users/{second}");
+            tokio::spawn(async move { bot.delete(&path).await })
+        } else {
+            demote(second)
+        };
+        let r1 = demote(first).await.unwrap();
+        let r2 = other.await.unwrap();
+        let mut statuses = [r1.status, r2.status];
+        statuses.sort();
+        assert!(
+            statuses == [200, 409] || statuses == [204, 409],
+            "round {round}: exactly one change may happen: {} {} / {} {}",
+            r1.status,
+            r1.text,
+            r2.status,
+            r2.text
+        );
+        assert_eq!(count_super_admins().await, 1, "round {round}");
+        // Promote both again for the next round.
+        for id in [&a, &b] {
+            let res = bot
+                .patch(&format!("/users/{id}"), json!({"roles": ["super-admin"]}))
+                .await;
+            if res.status == 404 {
+                continue;
+            }
+            res.ok(200);
+        }
+    }
+}
+both_backends!(concurrent_demotions_keep_a_super_admin);
+
+/// The pattern of a role through which the creator holds the create permission binds
+/// the names it creates: for users and for API keys, for keys and service accounts.
+async fn creator_key_name_pattern_binds_keys_and_service_accounts(app: TestApp) {
+    let sa = super_admin(&app).await;
+    sa.post(
+        "/roles",
+        json!({"name": "ci-creator",
+               "permissions": ["api_keys.view", "api_keys.create", "service_accounts.view", "service_accounts.manage"],
+               "key_name_pattern": "^ci-[a-z-]+$"}),
+    )
+    .await
+    .ok(201);
+    let owner = sa.create_sa("ci-owner", &[]).await;
+    let (_, secret) = sa
+        .create_key(json!({
+            "name": "ci-creator-key",
+            "roles": ["ci-creator"],
+            "owner": {"type": "service_account", "id": owner["id"]},
+        }))
+        .await;
+    let bot = Client::bearer(&app, &secret).await;
+    sa.create_user("ci@example.com", "CI person", &["ci-creator"])
+        .await;
+    let person = Client::session(&app, "ci@example.com", PASSWORD).await;
+    for who in [&bot, &person] {
+        who.post("/api-keys", json!({"name": "build"}))
+            .await
+            .bad("name");
+        who.post("/service-accounts", json!({"name": "robot"}))
+            .await
+            .bad("name");
+    }
+    bot.post("/api-keys", json!({"name": "ci-build"}))
+        .await
+        .ok(201);
+    bot.post("/service-accounts", json!({"name": "ci-robot"}))
+        .await
+        .ok(201);
+    person
+        .post("/service-accounts", json!({"name": "ci-robot-two"}))
+        .await
+        .ok(201);
+    // A creator without a pattern is free.
+    sa.post("/service-accounts", json!({"name": "robot"}))
+        .await
+        .ok(201);
+    let names = field(&sa.all("/api-keys").await, "name");
+    assert!(!names.contains(&"build".to_string()), "{names:?}");
+}
+both_backends!(creator_key_name_pattern_binds_keys_and_service_accounts);
+
+/// `null` in a PATCH clears key_name_pattern (role) and metadata (key, to `{}`).
+async fn patch_null_clears_pattern_and_metadata(app: TestApp) {
+    let sa = super_admin(&app).await;
+    let r = sa
+        .post(
+            "/roles",
+            json!({"name": "patterned", "permissions": ["read"], "key_name_pattern": "^ci-"}),
+        )
+        .await
+        .ok(201);
+    assert_eq!(r["key_name_pattern"], "^ci-");
+    let r = sa
+        .patch("/roles/patterned", json!({"description": "still"}))
+        .await
+        .ok(200);
+    assert_eq!(r["key_name_pattern"], "^ci-", "absent stays");
+    let r = sa
+        .patch("/roles/patterned", json!({"key_name_pattern": null}))
+        .await
+        .ok(200);
+    assert_eq!(r["key_name_pattern"], Value::Null);
+    sa.patch("/roles/patterned", json!({"key_name_pattern": "^x-"}))
+        .await
+        .ok(200);
+    let r = sa
+        .patch("/roles/patterned", json!({"key_name_pattern": ""}))
+        .await
+        .ok(200);
+    assert_eq!(r["key_name_pattern"], Value::Null);
+
+    let (k, _) = sa
+        .create_key(json!({"name": "meta", "metadata": {"team": "billing"}}))
+        .await;
+    let path = format!("/api-keys/{}", k["id"].as_str().unwrap());
+    let p = sa.patch(&path, json!({"name": "meta2"})).await.ok(200);
+    assert_eq!(p["metadata"], json!({"team": "billing"}), "absent stays");
+    let p = sa.patch(&path, json!({"metadata": null})).await.ok(200);
+    assert_eq!(p["metadata"], json!({}));
+    sa.patch(&path, json!({"metadata": [1]}))
+        .await
+        .bad("metadata");
+}
+both_backends!(patch_null_clears_pattern_and_metadata);
+
+/// An audit cursor from another organization does not position this one's listing.
+async fn audit_cursor_is_scoped_to_the_organization(app: TestApp) {
+    let sa = super_admin(&app).await;
+    sa.create_sa("some activity", &[]).await;
+    app.state
+        .service
+        .create_organization("Other", "other@example.com", "another long password")
+        .await
+        .unwrap();
+    let other = Client::session(&app, "other@example.com", "another long password").await;
+    other.create_sa("their activity", &[]).await;
+    let page = other.get("/audit-events?limit=1").await.ok(200);
+    let foreign = page["next_cursor"].as_str().unwrap().to_string();
+    let mine = sa
+        .get(&format!("/audit-events?cursor={foreign}"))
+        .await
+        .ok(200);
+    assert_eq!(mine["data"], json!([]), "{mine}");
+    assert_eq!(mine["has_more"], false);
+    // This organization's own cursors work.
+    let first = sa.get("/audit-events?limit=1").await.ok(200);
+    let next = sa
+        .get(&format!(
+            "/audit-events?limit=1&cursor={}",
+            first["next_cursor"].as_str().unwrap()
+        ))
+        .await
+        .ok(200);
+    assert_eq!(next["data"].as_array().unwrap().len(), 1);
+    assert_ne!(next["data"][0]["id"], first["data"][0]["id"]);
+}
+both_backends!(audit_cursor_is_scoped_to_the_organization);

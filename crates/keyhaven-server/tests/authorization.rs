@@ -624,3 +624,327 @@ async fn no_escalation(app: TestApp) {
     );
 }
 both_backends!(no_escalation);
+
+/// Sends `method path` with a session (cookie + CSRF) and returns status and body.
+async fn session_call(
+    app: &TestApp,
+    (client, csrf): &(reqwest::Client, String),
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let req = client
+        .request(method, app.url(path))
+        .header("x-csrf-token", csrf);
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Sends `method path` with a bearer key and returns status and body.
+async fn key_call(
+    app: &TestApp,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let req = app.http.request(method, app.url(path)).bearer_auth(key);
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Denied audit entries for `action` on `target_id`.
+async fn denied_entries(
+    app: &TestApp,
+    sa: &(reqwest::Client, String),
+    action: &str,
+    target_id: &str,
+) -> usize {
+    let o = format!("/v1/organizations/{}", app.org_id);
+    let (status, body) = session_call(
+        app,
+        sa,
+        Method::GET,
+        &format!("{o}/audit-events?action={action}&target_id={target_id}&outcome=denied"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().unwrap().len()
+}
+
+/// Existing credentials carry permissions too: an admin may not take over a more
+/// powerful key's secret (regenerate) or a more powerful user's password (reset),
+/// while editing a powerful key's other fields needs only api_keys.manage. A personal
+/// key counts as its user for the "not yourself" rules.
+async fn no_escalation_through_existing_credentials(app: TestApp) {
+    let org = Id::from_trusted(app.org_id.clone());
+    let system = Caller::system(org.clone(), "test");
+    let svc = &app.state.service;
+    let o = format!("/v1/organizations/{}", app.org_id);
+    // Help desk: may reset passwords, and holds what read-only holds.
+    svc.create_role(
+        &system,
+        keyhaven_server::service::roles::CreateRole {
+            name: "helpdesk".into(),
+            description: None,
+            permissions: [
+                "users.view",
+                "users.reset_password",
+                "organization.view",
+                "roles.view",
+                "service_accounts.view",
+                "api_keys.view",
+            ]
+            .map(String::from)
+            .to_vec(),
+            key_name_pattern: None,
+        },
+    )
+    .await
+    .unwrap();
+    for (email, role) in [
+        ("admin2@example.com", "admin"),
+        ("viewer@example.com", "read-only"),
+        ("root2@example.com", "super-admin"),
+        ("helpdesk@example.com", "helpdesk"),
+    ] {
+        svc.create_user(
+            &system,
+            CreateUser {
+                email: email.into(),
+                display_name: role.into(),
+                password: "a long enough password".into(),
+                roles: vec![role.into()],
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let admin = app
+        .sign_in("admin2@example.com", "a long enough password")
+        .await;
+    let root = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let sa = svc
+        .create_service_account(
+            &system,
+            CreateServiceAccount {
+                name: "deployer".into(),
+                description: None,
+                roles: Some(vec!["super-admin".into()]),
+            },
+        )
+        .await
+        .unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for (name, role) in [("root-key", "super-admin"), ("admin-key", "admin")] {
+        let (k, _) = svc
+            .create_api_key(
+                &system,
+                CreateApiKey {
+                    name: name.into(),
+                    roles: Some(vec![role.into()]),
+                    owner: Some(OwnerRef {
+                        kind: keyhaven_core::principal::PrincipalKind::ServiceAccount,
+                        id: sa.id.to_string(),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        ids.insert(name, k.id.to_string());
+    }
+    // The super-admin's personal key holding super-admin.
+    let personal = app.admin_key(&["super-admin"]).await;
+    let (_, me) = key_call(&app, &personal, Method::GET, "/v1/me", None).await;
+    let personal_id = me["principal"]["id"].as_str().unwrap().to_string();
+
+    // 1. Regenerate: refused for keys with permissions the admin lacks, audited.
+    for id in [&ids["root-key"], &personal_id] {
+        let (status, body) = session_call(
+            &app,
+            &admin,
+            Method::POST,
+            &format!("{o}/api-keys/{id}/regenerate"),
+            Some(json!({"expires_at": null})),
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["error"]["type"], "permission_denied", "{body}");
+        assert!(body.get("key").is_none() && body["error"].get("key").is_none());
+        assert_eq!(
+            denied_entries(&app, &root, "api_key.regenerate", id).await,
+            1
+        );
+    }
+    // …but fine for a key within the admin's own permissions, and for a super-admin.
+    let (status, body) = session_call(
+        &app,
+        &admin,
+        Method::POST,
+        &format!("{o}/api-keys/{}/regenerate", ids["admin-key"]),
+        Some(json!({"expires_at": null})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = session_call(
+        &app,
+        &root,
+        Method::POST,
+        &format!("{o}/api-keys/{}/regenerate", ids["root-key"]),
+        Some(json!({"expires_at": null})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // 2. PATCH checks only what is newly granted.
+    let (status, body) = session_call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &format!("{o}/api-keys/{}", ids["root-key"]),
+        Some(json!({"description": "x", "tags": ["prod"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["description"], "x");
+    // Re-sending the roles it has, or adding one it already covers, grants nothing new.
+    let (status, body) = session_call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &format!("{o}/api-keys/{}", ids["root-key"]),
+        Some(json!({"roles": ["super-admin", "read-only"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Adding super-admin to an admin key is still refused.
+    let (status, body) = session_call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &format!("{o}/api-keys/{}", ids["admin-key"]),
+        Some(json!({"roles": ["admin", "super-admin"]})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = session_call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &format!("{o}/api-keys/{}", ids["admin-key"]),
+        Some(json!({"scopes": ["users.delete"]})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = session_call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &format!("{o}/service-accounts/{}", sa.id),
+        Some(json!({"description": "deploys"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // 1b. Resetting the password of a user with more permissions is refused, audited.
+    let users: Value = session_call(&app, &root, Method::GET, &format!("{o}/users"), None)
+        .await
+        .1;
+    let uid = |email: &str| {
+        users["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == email)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (root_id, root2_id, viewer_id) = (
+        uid(ADMIN_EMAIL),
+        uid("root2@example.com"),
+        uid("viewer@example.com"),
+    );
+    let admin2_id = uid("admin2@example.com");
+    let helpdesk = app
+        .sign_in("helpdesk@example.com", "a long enough password")
+        .await;
+    let reset = json!({"password": "a brand new password"});
+    for target in [&root2_id, &admin2_id] {
+        let (status, body) = session_call(
+            &app,
+            &helpdesk,
+            Method::POST,
+            &format!("{o}/users/{target}/reset-password"),
+            Some(reset.clone()),
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["error"]["type"], "permission_denied", "{body}");
+        assert_eq!(
+            denied_entries(&app, &root, "user.reset_password", target).await,
+            1
+        );
+    }
+    // The refused resets changed nothing.
+    app.sign_in("root2@example.com", "a long enough password")
+        .await;
+    app.sign_in("admin2@example.com", "a long enough password")
+        .await;
+    let (status, body) = session_call(
+        &app,
+        &helpdesk,
+        Method::POST,
+        &format!("{o}/users/{viewer_id}/reset-password"),
+        Some(reset.clone()),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+
+    // 3. A personal key cannot delete or reset its own user (another super-admin exists,
+    // so this is about "yourself", not about the last super-admin).
+    let (status, body) = key_call(
+        &app,
+        &personal,
+        Method::POST,
+        &format!("{o}/users/{root_id}/reset-password"),
+        Some(reset.clone()),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "self_action", "{body}");
+    let (status, body) = key_call(
+        &app,
+        &personal,
+        Method::DELETE,
+        &format!("{o}/users/{root_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "self_action", "{body}");
+    // The same key may act on another user.
+    let (status, body) = key_call(
+        &app,
+        &personal,
+        Method::POST,
+        &format!("{o}/users/{root2_id}/reset-password"),
+        Some(reset),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+}
+both_backends!(no_escalation_through_existing_credentials);

@@ -61,6 +61,10 @@ async fn sign_in_and_me(app: TestApp) {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
+    // The server's sliding idle timeout decides when a session ends, not a fixed
+    // lifetime in the browser.
+    assert!(!cookie.to_ascii_lowercase().contains("max-age"), "{cookie}");
+    assert!(!cookie.to_ascii_lowercase().contains("expires"), "{cookie}");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["user"]["email"], ADMIN_EMAIL);
     assert!(body["user"]["last_login_at"].is_string());
@@ -135,6 +139,43 @@ async fn five_failures_lock_the_email_for_the_window(app: TestApp) {
         && e.draft.outcome == keyhaven_core::audit::Outcome::Success));
 }
 both_backends!(five_failures_lock_the_email_for_the_window);
+
+/// Parallel wrong attempts cannot slip past the limit while their passwords are checked.
+async fn parallel_failures_cannot_exceed_the_limit(app: TestApp) {
+    let attempts = (0..20).map(|_| {
+        app.http
+            .post(app.url("/v1/session"))
+            .json(&json!({ "email": ADMIN_EMAIL, "password": "not the password" }))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_join_all(attempts).await;
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(wrong + limited, 20, "{statuses:?}");
+    assert!(wrong <= 5, "at most 5 passwords were checked: {statuses:?}");
+    let res = app
+        .http
+        .post(app.url("/v1/session"))
+        .json(&json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+}
+both_backends!(parallel_failures_cannot_exceed_the_limit);
+
+/// Runs the requests concurrently and returns their statuses.
+async fn futures_join_all<F>(reqs: impl Iterator<Item = F>) -> Vec<u16>
+where
+    F: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+{
+    let handles: Vec<_> = reqs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap().unwrap().status().as_u16());
+    }
+    out
+}
 
 async fn sign_out_needs_csrf_and_ends_the_session(app: TestApp) {
     let (client, csrf) = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -266,6 +307,28 @@ async fn password_change(app: TestApp) {
     );
     app.sign_in(ADMIN_EMAIL, "a much longer password").await;
 
+    // A password change signs out the user's other sessions, not the one making it.
+    let (other, _) = app.sign_in(ADMIN_EMAIL, "a much longer password").await;
+    assert_eq!(
+        other.get(app.url("/v1/me")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        change("a much longer password", "yet another long password")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        other.get(app.url("/v1/me")).send().await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        client.get(app.url("/v1/me")).send().await.unwrap().status(),
+        200
+    );
+
     // Keys have no password.
     let key = app.admin_key(&[]).await;
     let res = app
@@ -276,7 +339,9 @@ async fn password_change(app: TestApp) {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 409);
+    let (s, e) = error_of(res).await;
+    assert_eq!(s, 403);
+    assert_eq!(e["type"], "permission_denied");
 }
 both_backends!(password_change);
 
@@ -399,3 +464,98 @@ async fn readiness_follows_the_database(app: TestApp) {
     );
 }
 both_backends!(readiness_follows_the_database);
+
+/// A key limited to some networks is refused for management calls from elsewhere.
+async fn management_calls_honour_allowed_cidrs(app: TestApp) {
+    let (client, csrf) = app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let o = format!("/v1/organizations/{}", app.org_id);
+    let mut keys = Vec::new();
+    for (name, cidrs) in [
+        ("elsewhere", json!(["10.0.0.0/8", "2001:db8::/32"])),
+        ("loopback", json!(["10.0.0.0/8", "127.0.0.1"])),
+        ("anywhere", json!([])),
+    ] {
+        let body: Value = client
+            .post(app.url(&format!("{o}/api-keys")))
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"name": name, "roles": ["admin"], "allowed_cidrs": cidrs}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        keys.push(body["key"].as_str().unwrap().to_string());
+    }
+    for path in ["/v1/me".to_string(), format!("{o}/api-keys")] {
+        let res = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&keys[0])
+            .send()
+            .await
+            .unwrap();
+        let (s, e) = error_of(res).await;
+        assert_eq!(s, 401, "{path}: {e}");
+        assert_eq!(e["type"], "authentication_required");
+        for k in &keys[1..] {
+            let res = app
+                .http
+                .get(app.url(&path))
+                .bearer_auth(k)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+        }
+    }
+}
+both_backends!(management_calls_honour_allowed_cidrs);
+
+/// Several nodes starting on one empty database create one organization between them.
+async fn concurrent_first_starts_bootstrap_once(db: keyhaven_store::testing::TestDb) {
+    use keyhaven_server::service::organizations::Bootstrap;
+    use keyhaven_server::service::{Service, SystemClock};
+    let key = keyhaven_server::secrets::MasterKey::from_base64(
+        "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+    )
+    .unwrap();
+    let nodes: Vec<_> = (0..4)
+        .map(|_| {
+            let svc = Service::new(
+                db.store.clone(),
+                std::sync::Arc::new(SystemClock),
+                key.clone(),
+            );
+            tokio::spawn(async move {
+                svc.bootstrap("admin@localhost", Some("a long enough password"))
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for n in nodes {
+        match n.await.unwrap() {
+            Ok(Bootstrap::Created { .. }) => created += 1,
+            Ok(Bootstrap::AlreadyInitialized) => {}
+            Err(e) => panic!("a first start failed: {e}"),
+        }
+    }
+    assert_eq!(created, 1);
+    let mut tx = db.store.read().await.unwrap();
+    assert_eq!(tx.organizations().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_starts_bootstrap_once_sqlite() {
+    concurrent_first_starts_bootstrap_once(keyhaven_store::testing::TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_starts_bootstrap_once_postgres() {
+    if let Some(db) =
+        keyhaven_store::testing::TestDb::postgres("concurrent_first_starts_bootstrap_once").await
+    {
+        concurrent_first_starts_bootstrap_once(db).await;
+    }
+}

@@ -177,12 +177,16 @@ impl Audit for SqlTx {
             w.push("at < ?", Arg::Int(ms(v)));
         }
         // The log's own order is `seq` (ids made in the same millisecond don't sort
-        // in chain order); the cursor is the last entry's id.
+        // in chain order); the cursor is the last entry's id, looked up in this
+        // organization only (another organization's id gives an empty page).
         if let Some(c) = &page.cursor {
-            w.push(
-                "seq < (SELECT a.seq FROM audit_events a WHERE a.id = ?)",
-                Arg::Text(c.clone()),
-            );
+            w.args.push(Arg::Text(c.clone()));
+            w.args.push(Arg::Text(org_id.to_string()));
+            let n = w.args.len();
+            w.clauses.push(format!(
+                "seq < (SELECT a.seq FROM audit_events a WHERE a.id = ${} AND a.org_id = ${n})",
+                n - 1
+            ));
         }
         let limit = page.limit.clamp(1, 1000) + 1;
         w.args.push(Arg::Int(limit));

@@ -37,6 +37,8 @@ pub trait Sessions {
     async fn delete_session(&mut self, token_digest: &str) -> StoreResult<()>;
     /// Ends every session of a user (password change, deactivation).
     async fn delete_sessions_of_user(&mut self, user_id: &Id) -> StoreResult<()>;
+    /// Ends every session of a user but the one with digest `keep` (own password change).
+    async fn delete_other_sessions_of_user(&mut self, user_id: &Id, keep: &str) -> StoreResult<()>;
     /// Records a failed sign-in for `email`.
     async fn record_login_failure(
         &mut self,
@@ -52,7 +54,15 @@ pub trait Sessions {
     ) -> StoreResult<(i64, Option<i64>)>;
     /// Forgets the failures of `email` (after a successful sign-in) and all older than `before`.
     async fn clear_login_failures(&mut self, email: &str, before: Timestamp) -> StoreResult<()>;
+    /// Serializes sign-in attempts for `email` until the transaction ends, so that
+    /// counting and recording failures cannot interleave. On SQLite the write
+    /// transaction already holds the database's write lock; on PostgreSQL this takes a
+    /// transaction-scoped advisory lock on the email.
+    async fn lock_sign_in(&mut self, email: &str) -> StoreResult<()>;
 }
+
+/// First key of the PostgreSQL advisory locks that serialize sign-ins per email.
+const SIGN_IN_LOCK_CLASS: i32 = 0x6b68_0001;
 
 fn from_row(r: &AnyRow) -> StoreResult<Session> {
     Ok(Session {
@@ -113,6 +123,15 @@ impl Sessions for SqlTx {
         Ok(())
     }
 
+    async fn delete_other_sessions_of_user(&mut self, user_id: &Id, keep: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_digest <> $2")
+            .bind(user_id.as_str())
+            .bind(keep)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     async fn record_login_failure(
         &mut self,
         fid: &Id,
@@ -147,6 +166,21 @@ impl Sessions for SqlTx {
             .bind(ms(&before))
             .execute(&mut *self.tx)
             .await?;
+        Ok(())
+    }
+
+    async fn lock_sign_in(&mut self, email: &str) -> StoreResult<()> {
+        if self.backend == crate::Backend::Postgres {
+            // Wrapped so the statement returns a plain integer (the lock function
+            // returns `void`, a type the `Any` driver cannot decode).
+            sqlx::query(
+                "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock($1, hashtext($2))) AS l",
+            )
+            .bind(SIGN_IN_LOCK_CLASS)
+            .bind(email)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        }
         Ok(())
     }
 }

@@ -49,9 +49,22 @@ pub trait Users {
     async fn delete_user(&mut self, org_id: &Id, id: &Id) -> StoreResult<bool>;
     /// Active users holding `role`.
     async fn count_active_with_role(&mut self, org_id: &Id, role: &str) -> StoreResult<i64>;
+    /// Like [`Users::count_active_with_role`], but the counted users stay locked until
+    /// the transaction ends (`SELECT … FOR UPDATE` on PostgreSQL; SQLite's write
+    /// transaction holds the database lock anyway), so two concurrent changes cannot
+    /// both count the same users — e.g. both demote "one of two" super-admins.
+    async fn lock_active_with_role(&mut self, org_id: &Id, role: &str) -> StoreResult<i64>;
+    /// Serializes first-start bootstrap across nodes until the transaction ends, so
+    /// that "no organization yet → create the first one and its super-admin" happens
+    /// once: a transaction-scoped advisory lock on PostgreSQL; on SQLite the write
+    /// transaction already holds the database lock.
+    async fn lock_bootstrap(&mut self) -> StoreResult<()>;
     /// Stamps a successful sign-in.
     async fn record_login(&mut self, id: &Id, at: Timestamp) -> StoreResult<()>;
 }
+
+/// Key of the PostgreSQL advisory lock that serializes first-start bootstrap.
+const BOOTSTRAP_LOCK: i64 = 0x6b68_0000_0000_0002;
 
 fn from_row(r: &AnyRow) -> StoreResult<User> {
     let status = text(r, "status")?;
@@ -186,6 +199,36 @@ impl Users for SqlTx {
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(n)
+    }
+
+    async fn lock_active_with_role(&mut self, org_id: &Id, role: &str) -> StoreResult<i64> {
+        if self.backend != crate::Backend::Postgres {
+            return self.count_active_with_role(org_id, role).await;
+        }
+        // Rows locked in id order, so concurrent lockers cannot deadlock; a waiter
+        // re-checks each row after the holder commits and skips those that no longer
+        // match.
+        let rows = sqlx::query(
+            "SELECT id FROM users WHERE org_id = $1 AND status = 'active' AND roles LIKE $2 ESCAPE '\\' \
+             ORDER BY id FOR UPDATE",
+        )
+        .bind(org_id.as_str())
+        .bind(json_element_pattern(role))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows.len() as i64)
+    }
+
+    async fn lock_bootstrap(&mut self) -> StoreResult<()> {
+        if self.backend == crate::Backend::Postgres {
+            // Wrapped so the statement returns a plain integer (the lock function
+            // returns `void`, a type the `Any` driver cannot decode).
+            sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+                .bind(BOOTSTRAP_LOCK)
+                .fetch_one(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn record_login(&mut self, user_id: &Id, at: Timestamp) -> StoreResult<()> {

@@ -53,9 +53,13 @@ enum Admin {
         /// The super-admin's email.
         #[arg(long)]
         admin_email: String,
-        /// The super-admin's password (at least 12 characters).
+        /// The super-admin's password (at least 12 characters). Visible to other local
+        /// users in the process list: prefer KEYHAVEN_ADMIN_PASSWORD or --password-stdin.
         #[arg(long)]
-        admin_password: String,
+        admin_password: Option<String>,
+        /// Read the super-admin's password from the first line of standard input.
+        #[arg(long, conflicts_with = "admin_password")]
+        password_stdin: bool,
     },
     /// Create a portal user; prints the user's id.
     CreateUser {
@@ -68,9 +72,13 @@ enum Admin {
         /// Display name [default: the part of the email before @].
         #[arg(long)]
         display_name: Option<String>,
-        /// Password (at least 12 characters).
+        /// Password (at least 12 characters). Visible to other local users in the
+        /// process list: prefer KEYHAVEN_USER_PASSWORD or --password-stdin.
         #[arg(long)]
-        password: String,
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
         /// Role name; repeat for several.
         #[arg(long = "role")]
         roles: Vec<String>,
@@ -86,7 +94,8 @@ enum Admin {
         /// Owner: a service account id.
         #[arg(long, conflicts_with = "user")]
         service_account: Option<String>,
-        /// Owner: a user's email (a personal key) [default: the organization's first super-admin].
+        /// Owner: a user's email (a personal key) [default: the organization's oldest
+        /// active super-admin].
         #[arg(long)]
         user: Option<String>,
         /// Role name; repeat for several.
@@ -147,6 +156,41 @@ fn one_line(e: &anyhow::Error) -> String {
         .replace('\n', " ")
 }
 
+/// Environment variable holding `create-org`'s super-admin password.
+const ADMIN_PASSWORD_ENV: &str = "KEYHAVEN_ADMIN_PASSWORD";
+/// Environment variable holding `create-user`'s password.
+const USER_PASSWORD_ENV: &str = "KEYHAVEN_USER_PASSWORD";
+
+/// A password from, in this order: standard input (when asked), the flag, the
+/// environment variable. Arguments show in the process list; the other two don't.
+fn password(
+    flag: Option<String>,
+    from_stdin: bool,
+    env: &str,
+    flag_name: &str,
+) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| anyhow::anyhow!("cannot read the password from standard input: {e}"))?;
+        let p = line.trim_end_matches(['\n', '\r']).to_string();
+        if p.is_empty() {
+            anyhow::bail!("--password-stdin: standard input held no password");
+        }
+        return Ok(p);
+    }
+    if let Some(p) = flag {
+        return Ok(p);
+    }
+    match std::env::var(env) {
+        Ok(p) if !p.is_empty() => Ok(p),
+        _ => anyhow::bail!(
+            "a password is required: set {env}, pass --password-stdin, or {flag_name}"
+        ),
+    }
+}
+
 async fn state(settings: &Settings) -> anyhow::Result<AppState> {
     let config = settings.resolve()?;
     build_state(config, Arc::new(SystemClock)).await
@@ -170,10 +214,51 @@ async fn org_id(state: &AppState, given: Option<String>) -> anyhow::Result<Id> {
     }
 }
 
+/// The organization's oldest active super-admin (the default owner of `create-key`).
+async fn oldest_super_admin(
+    tx: &mut dyn keyhaven_store::Tx,
+    org: &Id,
+) -> anyhow::Result<Option<keyhaven_core::user::User>> {
+    let filter = keyhaven_store::UserFilter {
+        role: Some(keyhaven_core::role::SUPER_ADMIN.into()),
+        status: Some(keyhaven_core::user::UserStatus::Active),
+        q: None,
+    };
+    let mut page = keyhaven_store::Page {
+        limit: 100,
+        cursor: None,
+    };
+    let mut oldest: Option<keyhaven_core::user::User> = None;
+    loop {
+        let l = tx.list_users(org, &filter, &page).await?;
+        for u in l.items {
+            if oldest
+                .as_ref()
+                .is_none_or(|o| (u.created_at, u.id.as_str()) < (o.created_at, o.id.as_str()))
+            {
+                oldest = Some(u);
+            }
+        }
+        match l.next_cursor {
+            Some(c) if l.has_more => page.cursor = Some(c),
+            _ => return Ok(oldest),
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let config = cli.settings.resolve()?;
+            if config.master_key_from_data_dir && !config.database_url.starts_with("sqlite:") {
+                tracing::warn!(
+                    "no master key is configured: this node uses {}/master.key. Every node \
+                     sharing this PostgreSQL database must use the same key — set \
+                     KEYHAVEN_MASTER_KEY (the same value) on all of them, or secrets \
+                     encrypted by one node cannot be read by the others",
+                    config.data_dir.display()
+                );
+            }
             serve(config).await?;
         }
         Command::Migrate => {
@@ -185,7 +270,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             admin_email,
             admin_password,
+            password_stdin,
         }) => {
+            let admin_password = password(
+                admin_password,
+                password_stdin,
+                ADMIN_PASSWORD_ENV,
+                "--admin-password",
+            )?;
             let s = state(&cli.settings).await?;
             let (org, _) = s
                 .service
@@ -197,9 +289,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             org,
             email,
             display_name,
-            password,
+            password: password_flag,
+            password_stdin,
             roles,
         }) => {
+            let password = password(
+                password_flag,
+                password_stdin,
+                USER_PASSWORD_ENV,
+                "--password",
+            )?;
             let s = state(&cli.settings).await?;
             let org = org_id(&s, org).await?;
             let display_name = display_name
@@ -245,27 +344,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             .ok_or_else(|| {
                                 anyhow::anyhow!("there is no user {e} in this organization")
                             })?,
-                        None => {
-                            let page = keyhaven_store::Page {
-                                limit: 1,
-                                cursor: None,
-                            };
-                            let filter = keyhaven_store::UserFilter {
-                                role: Some(keyhaven_core::role::SUPER_ADMIN.into()),
-                                status: Some(keyhaven_core::user::UserStatus::Active),
-                                q: None,
-                            };
-                            tx.list_users(&org, &filter, &page)
-                                .await?
-                                .items
-                                .into_iter()
-                                .next()
-                                .ok_or_else(|| {
-                                    anyhow::anyhow!(
-                                        "the organization has no active super-admin; pass --user"
-                                    )
-                                })?
-                        }
+                        None => oldest_super_admin(tx.as_mut(), &org)
+                            .await?
+                            .ok_or_else(|| {
+                                anyhow::anyhow!(
+                                    "the organization has no active super-admin; pass --user"
+                                )
+                            })?,
                     };
                     OwnerRef {
                         kind: PrincipalKind::User,

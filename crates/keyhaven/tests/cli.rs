@@ -26,10 +26,18 @@ on_both_backends!(
     unknown_role_is_one_clear_line,
     invalid_listen_address_is_one_clear_line,
     listen_address_in_use_is_one_clear_line_and_loses_nothing,
+    passwords_from_environment_or_stdin,
+    create_key_defaults_to_the_oldest_super_admin,
+    serve_warns_when_nodes_may_disagree_on_the_master_key,
 );
 
 // ---------------------------------------------------------------------------------------
 // Helpers
+
+/// A master key as several nodes on one PostgreSQL database must share it (without
+/// one, `serve` on PostgreSQL prints a warning before anything else, which the
+/// "exactly one line" checks of failing starts would count).
+const SHARED_MASTER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 fn id_re() -> Regex {
     Regex::new(r"^[0-9a-z]{26}$").unwrap()
@@ -229,12 +237,14 @@ async fn serve_refuses_bad_bootstrap_settings(env: Env) {
     c.arg("--listen")
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("serve")
+        .env("KEYHAVEN_MASTER_KEY", SHARED_MASTER_KEY)
         .env("KEYHAVEN_BOOTSTRAP_ADMIN_PASSWORD", "short");
     run(c).await.fails_cleanly(&["password", "12"]);
     let mut c = env.cmd();
     c.arg("--listen")
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("serve")
+        .env("KEYHAVEN_MASTER_KEY", SHARED_MASTER_KEY)
         .env("KEYHAVEN_BOOTSTRAP_ADMIN_EMAIL", "not-an-email");
     run(c).await.fails_cleanly(&["email"]);
     // Nothing half-made: a good first start still bootstraps.
@@ -683,7 +693,8 @@ async fn listen_address_in_use_is_one_clear_line_and_loses_nothing(env: Env) {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let mut c = env.cmd();
-    c.args(["--listen", &addr, "serve"]);
+    c.args(["--listen", &addr, "serve"])
+        .env("KEYHAVEN_MASTER_KEY", SHARED_MASTER_KEY);
     run(c).await.fails_cleanly(&[&addr]);
     drop(taken);
     // The failed start must not have used up the one-time bootstrap: a real first
@@ -749,6 +760,204 @@ async fn unreachable_postgres_is_one_clear_line() {
         .arg(&data)
         .args(["--database-url", url, "--listen"])
         .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("serve");
+        .arg("serve")
+        .env("KEYHAVEN_MASTER_KEY", SHARED_MASTER_KEY);
     run(c).await.fails_cleanly(&["database"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Passwords off the command line, the default key owner, the master-key warning
+
+/// Runs `keyhaven <args>` with `input` on standard input.
+async fn run_with_stdin(env: &Env, args: &[&str], input: &str) -> Out {
+    use tokio::io::AsyncWriteExt;
+    let mut c = env.cmd();
+    c.args(args).stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn keyhaven");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    Out {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn passwords_from_environment_or_stdin(env: Env) {
+    let server = env.serve(&[]).await;
+    let mut c = env.cmd();
+    c.args([
+        "admin",
+        "create-org",
+        "--name",
+        "From env",
+        "--admin-email",
+        "env@example.com",
+    ])
+    .env("KEYHAVEN_ADMIN_PASSWORD", GOOD_PASSWORD);
+    let org = run(c).await.ok().to_string();
+    assert!(id_re().is_match(&org), "{org:?}");
+    sign_in_ok(&server.base, "env@example.com", GOOD_PASSWORD).await;
+
+    let piped = "a password that was piped in";
+    let out = run_with_stdin(
+        &env,
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "From stdin",
+            "--admin-email",
+            "stdin@example.com",
+            "--password-stdin",
+        ],
+        &format!("{piped}\n"),
+    )
+    .await;
+    assert!(id_re().is_match(out.ok()), "{}", out.stdout);
+    sign_in_ok(&server.base, "stdin@example.com", piped).await;
+
+    let mut c = env.cmd();
+    c.args([
+        "admin",
+        "create-user",
+        "--org",
+        &org,
+        "--email",
+        "user-env@example.com",
+        "--role",
+        "read-only",
+    ])
+    .env("KEYHAVEN_USER_PASSWORD", GOOD_PASSWORD);
+    run(c).await.ok();
+    sign_in_ok(&server.base, "user-env@example.com", GOOD_PASSWORD).await;
+    let out = run_with_stdin(
+        &env,
+        &[
+            "admin",
+            "create-user",
+            "--org",
+            &org,
+            "--email",
+            "user-stdin@example.com",
+            "--role",
+            "read-only",
+            "--password-stdin",
+        ],
+        &format!("{piped}\r\n"),
+    )
+    .await;
+    out.ok();
+    sign_in_ok(&server.base, "user-stdin@example.com", piped).await;
+
+    // No password anywhere, or an empty one on stdin: one clear line, nothing made.
+    env.run(&[
+        "admin",
+        "create-org",
+        "--name",
+        "None",
+        "--admin-email",
+        "none@example.com",
+    ])
+    .await
+    .fails_cleanly(&["password", "KEYHAVEN_ADMIN_PASSWORD", "--password-stdin"]);
+    env.run(&[
+        "admin",
+        "create-user",
+        "--org",
+        &org,
+        "--email",
+        "none@example.com",
+    ])
+    .await
+    .fails_cleanly(&["password", "KEYHAVEN_USER_PASSWORD"]);
+    run_with_stdin(
+        &env,
+        &[
+            "admin",
+            "create-user",
+            "--org",
+            &org,
+            "--email",
+            "none@example.com",
+            "--password-stdin",
+        ],
+        "",
+    )
+    .await
+    .fails_cleanly(&["password"]);
+    assert_eq!(
+        sign_in(&server.base, "none@example.com", GOOD_PASSWORD)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await;
+}
+
+async fn create_key_defaults_to_the_oldest_super_admin(env: Env) {
+    let server = env.serve(&[]).await;
+    let org = create_org(&env, "Owners", "first@owners.test").await;
+    for email in ["second@owners.test", "third@owners.test"] {
+        create_user(&env, &org, email, "super-admin").await.ok();
+    }
+    let key = env
+        .run(&[
+            "admin",
+            "create-key",
+            "--org",
+            &org,
+            "--name",
+            "default-owner",
+            "--role",
+            "super-admin",
+        ])
+        .await
+        .ok()
+        .to_string();
+    let first = sign_in_ok(&server.base, "first@owners.test", GOOD_PASSWORD).await;
+    let res = client()
+        .get(format!(
+            "{}/v1/organizations/{org}/api-keys?q=default-owner",
+            server.base
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"][0]["owner"]["type"], "user", "{body}");
+    assert_eq!(
+        body["data"][0]["owner"]["id"], first["principal"]["id"],
+        "{body}"
+    );
+    server.stop().await;
+}
+
+async fn serve_warns_when_nodes_may_disagree_on_the_master_key(env: Env) {
+    let stopped = env.serve(&[]).await.stop().await;
+    // Only a database shared by several nodes needs one key configured everywhere.
+    assert_eq!(
+        stopped.stderr.contains("KEYHAVEN_MASTER_KEY"),
+        env.kind == Kind::Postgres,
+        "{}",
+        stopped.stderr
+    );
+    if env.kind == Kind::Postgres {
+        // The same key, now configured: no warning.
+        let key = std::fs::read_to_string(env.data_dir.join("master.key")).unwrap();
+        let stopped = env
+            .serve(&[("KEYHAVEN_MASTER_KEY", key.trim())])
+            .await
+            .stop()
+            .await;
+        assert!(
+            !stopped.stderr.contains("KEYHAVEN_MASTER_KEY"),
+            "{}",
+            stopped.stderr
+        );
+    }
 }

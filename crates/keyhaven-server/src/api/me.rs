@@ -37,7 +37,8 @@ pub struct ChangePassword {
     new_password: String,
 }
 
-/// Changes the signed-in user's password (users only).
+/// Changes the signed-in user's password (users only; an API key has no password →
+/// 403). The user's other sessions end; this one stays.
 #[utoipa::path(post, path = "/v1/me/password", tag = "session", request_body = ChangePassword,
     responses((status = 204, description = "changed"), CommonErrors), security(("bearer" = [])))]
 pub async fn change_password(
@@ -45,6 +46,24 @@ pub async fn change_password(
     auth: Auth,
     Json(body): Json<ChangePassword>,
 ) -> Result<StatusCode, ApiError> {
+    if auth.caller.user_id().is_none() {
+        state
+            .service
+            .record_denied(
+                &auth.caller,
+                "user.password_change",
+                None,
+                "a signed-in user",
+            )
+            .await;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            "users_only",
+            "only a signed-in user can change their password; an API key has none",
+            None,
+        ));
+    }
     state
         .service
         .change_own_password(&auth.caller, &body.current_password, &body.new_password)

@@ -67,6 +67,26 @@ impl QueryParams {
 
     /// `limit` (1–100, default 20) and `cursor`.
     pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = self.page_limit_only()?.limit;
+        let cursor = match self.get("cursor")? {
+            None => None,
+            Some(c) => Some(decode_cursor(c)?),
+        };
+        Ok(Page { limit, cursor })
+    }
+
+    /// `limit` (1–100, default 20) and a `cursor` holding a role name (role listings
+    /// go by name, not id).
+    pub fn page_by_name(&self) -> Result<Page, ApiError> {
+        let limit = self.page_limit_only()?.limit;
+        let cursor = match self.get("cursor")? {
+            None => None,
+            Some(c) => Some(decode_name_cursor(c)?),
+        };
+        Ok(Page { limit, cursor })
+    }
+
+    fn page_limit_only(&self) -> Result<Page, ApiError> {
         let limit = match self.get("limit")? {
             None => 20,
             Some(v) => v
@@ -81,11 +101,10 @@ impl QueryParams {
                     )
                 })?,
         };
-        let cursor = match self.get("cursor")? {
-            None => None,
-            Some(c) => Some(decode_cursor(c)?),
-        };
-        Ok(Page { limit, cursor })
+        Ok(Page {
+            limit,
+            cursor: None,
+        })
     }
 
     /// An RFC 3339 timestamp parameter.
@@ -106,7 +125,7 @@ impl QueryParams {
         }
     }
 
-    /// A bounded free-text parameter (≤ 200 characters).
+    /// A bounded free-text parameter (≤ 200 characters, no control characters).
     pub fn text(&self, name: &str) -> Result<Option<String>, ApiError> {
         match self.get(name)? {
             Some(v) if v.chars().count() > 200 => Err(ApiError::bad_request(
@@ -114,7 +133,11 @@ impl QueryParams {
                 format!("{name} must be at most 200 characters"),
                 Some(name),
             )),
-            v => Ok(v.map(str::to_string)),
+            Some(v) => {
+                keyhaven_core::validate::no_control_chars(v, name)?;
+                Ok(Some(v.to_string()))
+            }
+            None => Ok(None),
         }
     }
 
@@ -154,6 +177,22 @@ fn decode_cursor(c: &str) -> Result<String, ApiError> {
         .map_err(|_| bad())?;
     let s = String::from_utf8(bytes).map_err(|_| bad())?;
     Id::parse(&s, "cursor").map_err(|_| bad())?;
+    Ok(s)
+}
+
+fn decode_name_cursor(c: &str) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "cursor is not one this API returned",
+            Some("cursor"),
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| bad())?;
+    let s = String::from_utf8(bytes).map_err(|_| bad())?;
+    keyhaven_core::role::validate_name(&s, "cursor").map_err(|_| bad())?;
     Ok(s)
 }
 

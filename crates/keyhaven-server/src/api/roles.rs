@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use keyhaven_core::permission::Permission;
 
 use super::error::{ApiError, CommonErrors, Json};
-use super::params::PathParams;
+use super::params::{PathParams, QueryParams};
 use super::views::{ListView, PermissionView, RoleView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
@@ -28,20 +28,22 @@ pub async fn catalog(_auth: Auth) -> axum::Json<ListView<PermissionView>> {
     })
 }
 
-/// Every role [roles.view].
-#[utoipa::path(get, path = "/v1/organizations/{org}/roles", tag = "roles", params(("org" = String, Path)),
+/// The roles, in name order [roles.view].
+#[utoipa::path(get, path = "/v1/organizations/{org}/roles", tag = "roles",
+    params(("org" = String, Path), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = ListView<RoleView>), CommonErrors), security(("bearer" = [])))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
     PathParams(_org): PathParams<String>,
+    q: QueryParams,
 ) -> Result<axum::Json<ListView<RoleView>>, ApiError> {
-    let roles = s.service.list_roles(&auth.caller).await?;
-    Ok(axum::Json(ListView {
-        data: roles.iter().map(RoleView::from).collect(),
-        has_more: false,
-        next_cursor: None,
-    }))
+    q.only(&["limit", "cursor"])?;
+    let l = s
+        .service
+        .list_roles_page(&auth.caller, &q.page_by_name()?)
+        .await?;
+    Ok(axum::Json(ListView::from_listing(l, |r| RoleView::from(r))))
 }
 
 /// Creates a custom role [roles.manage].

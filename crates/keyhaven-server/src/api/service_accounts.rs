@@ -218,7 +218,8 @@ fn cred_view(
 
 /// A service account's credentials [service_accounts.view].
 #[utoipa::path(get, path = "/v1/organizations/{org}/service-accounts/{id}/credentials", tag = "credentials",
-    params(("org" = String, Path), ("id" = String, Path), ("expand[]" = Option<String>, Query, description = "permissions")),
+    params(("org" = String, Path), ("id" = String, Path), ("expand[]" = Option<String>, Query, description = "permissions"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = ListView<CredentialView>), CommonErrors), security(("bearer" = [])))]
 pub async fn list_credentials(
     State(s): State<AppState>,
@@ -226,20 +227,15 @@ pub async fn list_credentials(
     PathParams((_org, id)): PathParams<(String, String)>,
     q: QueryParams,
 ) -> Result<axum::Json<ListView<CredentialView>>, ApiError> {
-    q.only(&["expand[]", "expand"])?;
+    q.only(&["expand[]", "expand", "limit", "cursor"])?;
     let expand = q.expand_permissions()?;
-    let creds = s
+    let l = s
         .service
-        .list_credentials(&auth.caller, &path_id(&id, "service account")?)
+        .list_credentials_page(&auth.caller, &path_id(&id, "service account")?, &q.page()?)
         .await?;
-    Ok(axum::Json(ListView {
-        data: creds
-            .iter()
-            .map(|c| cred_view(c, &auth.caller, expand))
-            .collect(),
-        has_more: false,
-        next_cursor: None,
-    }))
+    Ok(axum::Json(ListView::from_listing(l, |c| {
+        cred_view(c, &auth.caller, expand)
+    })))
 }
 
 /// Creates a credential; the response holds `client_secret`, shown only here

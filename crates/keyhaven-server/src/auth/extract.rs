@@ -71,6 +71,7 @@ pub fn request_context(parts: &Parts, state: &AppState) -> RequestContext {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(512).collect()),
         request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
+        session_digest: None,
     }
 }
 

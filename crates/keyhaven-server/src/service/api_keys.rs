@@ -133,22 +133,10 @@ impl Service {
             }
         };
         role::check_name_patterns(&key_roles, &name)?;
-        if let Some(uid) = caller.user_id() {
-            if let Some(u) = tx.user(&caller.org_id, &uid).await? {
-                let mut creator_roles = Vec::new();
-                for r in &u.roles {
-                    if let Some(r) = tx.role(&caller.org_id, r).await? {
-                        if r.permissions
-                            .iter()
-                            .any(|p| p == Permission::ApiKeysCreate.as_str())
-                        {
-                            creator_roles.push(r);
-                        }
-                    }
-                }
-                role::check_name_patterns(&creator_roles, &name)?;
-            }
-        }
+        let creator_roles = self
+            .creator_roles(tx.as_mut(), caller, Permission::ApiKeysCreate)
+            .await?;
+        role::check_name_patterns(&creator_roles, &name)?;
         let owner = self
             .resolve_owner(tx.as_mut(), caller, input.owner.as_ref())
             .await?;
@@ -325,10 +313,10 @@ pub struct UpdateApiKey {
     /// New allowed networks (replaces the list).
     #[serde(default)]
     pub allowed_cidrs: Option<Vec<String>>,
-    /// New metadata object.
-    #[serde(default)]
+    /// New metadata object; `null` clears it (to `{}`).
+    #[serde(default, deserialize_with = "super::patch::double_option")]
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<Option<serde_json::Value>>,
 }
 
 /// Body of `POST /api-keys/{id}/regenerate`.
@@ -495,7 +483,8 @@ impl Service {
             .as_deref()
             .map(api_key::parse_cidrs)
             .transpose()?;
-        if let Some(m) = &input.metadata {
+        let metadata = input.metadata.map(|m| m.unwrap_or_else(|| json!({})));
+        if let Some(m) = &metadata {
             api_key::validate_metadata(m)?;
         }
         let mut tx = self.store.begin().await?;
@@ -507,7 +496,15 @@ impl Service {
         let new_roles = roles.unwrap_or_else(|| k.roles.clone());
         let new_scopes = scopes.unwrap_or_else(|| k.scopes.clone());
         let found = match self
-            .check_grant(tx.as_mut(), caller, &new_roles, &new_scopes, "roles")
+            .check_grant_change(
+                tx.as_mut(),
+                caller,
+                &k.roles,
+                &k.scopes,
+                &new_roles,
+                &new_scopes,
+                "roles",
+            )
             .await
         {
             Ok(r) => r,
@@ -548,7 +545,7 @@ impl Service {
             ch.field("allowed_cidrs", &old, &new);
             k.allowed_cidrs = c;
         }
-        if let Some(m) = input.metadata {
+        if let Some(m) = metadata {
             ch.field("metadata", &k.metadata, &m);
             k.metadata = m;
         }
@@ -620,6 +617,19 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("API key"))?;
         api_key::check_not_revoked(&k)?;
+        // The new secret carries the key's permissions: only a caller holding every
+        // management permission it has (for a personal key: as far as its user holds
+        // them now) may receive it.
+        let held_by_key = self.key_permissions(tx.as_mut(), &k).await?;
+        let mut tx = self
+            .check_holds_all(
+                tx,
+                caller,
+                &held_by_key,
+                "api_key.regenerate",
+                key_principal(&k),
+            )
+            .await?;
         let org = tx
             .organization(&caller.org_id)
             .await?

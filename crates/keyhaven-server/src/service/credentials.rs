@@ -143,6 +143,23 @@ impl Service {
         Ok(tx.credentials(&caller.org_id, sa_id).await?)
     }
 
+    /// A page of a service account's credentials, newest first (cursor: the last id).
+    pub async fn list_credentials_page(
+        &self,
+        caller: &Caller,
+        sa_id: &Id,
+        page: &keyhaven_store::Page,
+    ) -> ServiceResult<keyhaven_store::Listing<Credential>> {
+        let mut creds = self.list_credentials(caller, sa_id).await?;
+        creds.sort_by(|a, b| b.id.as_str().cmp(a.id.as_str()));
+        Ok(super::page_in_memory(
+            creds,
+            page,
+            |c| c.id.to_string(),
+            |c, cursor| c.id.as_str() < cursor,
+        ))
+    }
+
     /// One credential.
     pub async fn get_credential(
         &self,

@@ -67,6 +67,9 @@ pub struct RequestContext {
     pub user_agent: Option<String>,
     /// Request id.
     pub request_id: Option<String>,
+    /// Digest of the session token the request came with, once authenticated by a
+    /// session (never audited; lets a password change keep this session only).
+    pub session_digest: Option<String>,
 }
 
 /// An authenticated principal acting in one organization.
@@ -105,6 +108,19 @@ impl Caller {
     pub fn user_id(&self) -> Option<Id> {
         (self.principal.kind == PrincipalKind::User)
             .then(|| Id::from_trusted(self.principal.id.clone()))
+    }
+
+    /// The user on whose behalf the caller acts: a portal user, or the owner of the
+    /// personal API key the caller authenticated with. Rules about "oneself" use this,
+    /// so a personal key cannot do what its user may not do to themself.
+    pub fn acting_user_id(&self) -> Option<Id> {
+        self.user_id()
+            .or_else(|| match (&self.principal.kind, &self.key_owner) {
+                (PrincipalKind::ApiKey, Some(o)) if o.kind == PrincipalKind::User => {
+                    Some(Id::from_trusted(o.id.clone()))
+                }
+                _ => None,
+            })
     }
 }
 
@@ -245,6 +261,76 @@ impl Service {
         }
     }
 
+    /// Refuses an action on a target that holds management permissions the caller lacks
+    /// (taking over a key's secret, setting a more powerful user's password). On refusal
+    /// `tx` is rolled back first, then a denied entry for `action` on `target` is
+    /// recorded and the answer is 403; otherwise `tx` is handed back.
+    pub async fn check_holds_all(
+        &self,
+        tx: Box<dyn Tx>,
+        caller: &Caller,
+        target_permissions: &[String],
+        action: &str,
+        target: Principal,
+    ) -> ServiceResult<Box<dyn Tx>> {
+        match keyhaven_core::permission::check_no_escalation(
+            &caller.permissions,
+            target_permissions,
+        ) {
+            Ok(()) => Ok(tx),
+            Err(e) => {
+                drop(tx);
+                if let DomainError::PermissionDenied { permission } = &e {
+                    self.record_denied(caller, action, Some(target), permission)
+                        .await;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The roles through which the caller holds `p`, whose `key_name_pattern`s bind
+    /// the names of what the caller creates with it: a user's roles; a key's roles,
+    /// and for a personal key also its user's (the key can do no more than the user).
+    pub async fn creator_roles(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        p: Permission,
+    ) -> ServiceResult<Vec<keyhaven_core::role::Role>> {
+        let mut names: Vec<String> = Vec::new();
+        let mut user_id = caller.user_id();
+        if caller.principal.kind == PrincipalKind::ApiKey {
+            if let Some(k) = tx
+                .api_key(
+                    &caller.org_id,
+                    &Id::from_trusted(caller.principal.id.clone()),
+                )
+                .await?
+            {
+                names.extend(k.roles);
+            }
+            user_id = caller.acting_user_id();
+        }
+        if let Some(uid) = user_id {
+            if let Some(u) = tx.user(&caller.org_id, &uid).await? {
+                names.extend(u.roles);
+            }
+        }
+        let mut out: Vec<keyhaven_core::role::Role> = Vec::new();
+        for name in names {
+            if out.iter().any(|r| r.name == name) {
+                continue;
+            }
+            if let Some(r) = tx.role(&caller.org_id, &name).await? {
+                if r.permissions.iter().any(|x| x == p.as_str()) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Refuses to grant management permissions the caller lacks: checks every
     /// permission of `roles` (by name, in the caller's organization) and `scopes`.
     /// Unknown role names are a validation error on `param`.
@@ -252,6 +338,25 @@ impl Service {
         &self,
         tx: &mut dyn Tx,
         caller: &Caller,
+        roles: &[String],
+        scopes: &[String],
+        param: &str,
+    ) -> ServiceResult<Vec<keyhaven_core::role::Role>> {
+        self.check_grant_change(tx, caller, &[], &[], roles, scopes, param)
+            .await
+    }
+
+    /// Like [`Service::check_grant`] for a change from `old_roles`/`old_scopes` to
+    /// `roles`/`scopes`: only management permissions the holder did not already have
+    /// count as granted, so editing anything else of a powerful key or account (its
+    /// description, a tag) needs no more than the edit permission. Returns the new roles.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn check_grant_change(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        old_roles: &[String],
+        old_scopes: &[String],
         roles: &[String],
         scopes: &[String],
         param: &str,
@@ -270,12 +375,46 @@ impl Service {
                 }
             }
         }
+        let before: PermissionSet = sessions::role_permissions(tx, &caller.org_id, old_roles)
+            .await?
+            .into_iter()
+            .chain(old_scopes.iter().cloned())
+            .collect();
         let granted: Vec<String> = keyhaven_core::role::union(&found)
             .into_iter()
             .chain(scopes.iter().cloned())
+            .filter(|p| !before.contains(p))
             .collect();
         keyhaven_core::permission::check_no_escalation(&caller.permissions, &granted)?;
         Ok(found)
+    }
+}
+
+/// One page of a short list held in memory, already in listing order: the items that
+/// come after the cursor (`after(item, cursor)`), at most `page.limit`, with the next
+/// cursor (`key` of the page's last item) when more follow.
+pub fn page_in_memory<T>(
+    items: Vec<T>,
+    page: &keyhaven_store::Page,
+    key: impl Fn(&T) -> String,
+    after: impl Fn(&T, &str) -> bool,
+) -> keyhaven_store::Listing<T> {
+    let mut rest: Vec<T> = match &page.cursor {
+        Some(c) => items.into_iter().filter(|t| after(t, c)).collect(),
+        None => items,
+    };
+    let limit = page.limit.clamp(1, 100) as usize;
+    let has_more = rest.len() > limit;
+    rest.truncate(limit);
+    let next_cursor = if has_more {
+        rest.last().map(&key)
+    } else {
+        None
+    };
+    keyhaven_store::Listing {
+        items: rest,
+        has_more,
+        next_cursor,
     }
 }
 

@@ -46,6 +46,23 @@ impl Service {
         admin_email: &str,
         admin_password: &str,
     ) -> ServiceResult<(Organization, User)> {
+        let (org, admin) = self
+            .new_organization(name, admin_email, admin_password)
+            .await?;
+        let mut tx = self.store.begin().await?;
+        self.insert_organization(tx.as_mut(), &org, &admin).await?;
+        tx.commit().await?;
+        Ok((org, admin))
+    }
+
+    /// Validates the input and builds (without storing) an organization and its first
+    /// super-admin, the password hashed.
+    async fn new_organization(
+        &self,
+        name: &str,
+        admin_email: &str,
+        admin_password: &str,
+    ) -> ServiceResult<(Organization, User)> {
         let name = organization::validate_name(name)?;
         let email = validate::email(admin_email, "admin_email")?;
         validate::new_password(admin_password, "admin_password")?;
@@ -70,38 +87,48 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.store.begin().await?;
-        tx.insert_organization(&org).await?;
+        Ok((org, admin))
+    }
+
+    /// Stores an organization with the built-in roles and its first super-admin, with
+    /// their audit entries, in `tx`.
+    async fn insert_organization(
+        &self,
+        tx: &mut dyn keyhaven_store::Tx,
+        org: &Organization,
+        admin: &User,
+    ) -> ServiceResult<()> {
+        tx.insert_organization(org).await?;
         for r in self.built_in_roles() {
             tx.insert_role(&org.id, &r).await?;
         }
-        tx.insert_user(&admin).await.map_err(|e| {
+        tx.insert_user(admin).await.map_err(|e| {
             duplicate_as_conflict(e, "email_taken", "a user with this email already exists")
         })?;
         let caller = Caller::system(org.id.clone(), "keyhaven");
         self.audit(
-            tx.as_mut(),
+            tx,
             &caller,
             "organization.create",
-            Some(org_principal(&org)),
+            Some(org_principal(org)),
             Outcome::Success,
             json!({ "name": org.name, "key_prefix": org.key_prefix }),
         )
         .await?;
         self.audit(
-            tx.as_mut(),
+            tx,
             &caller,
             "user.create",
-            Some(user_principal(&admin)),
+            Some(user_principal(admin)),
             Outcome::Success,
             json!({ "email": admin.email, "roles": admin.roles }),
         )
         .await?;
-        tx.commit().await?;
-        Ok((org, admin))
+        Ok(())
     }
 
-    /// On an empty database, creates organization "Default" and its super-admin.
+    /// On an empty database, creates organization "Default" and its super-admin — once,
+    /// even when several nodes start on the same empty database at the same time.
     pub async fn bootstrap(
         &self,
         admin_email: &str,
@@ -119,7 +146,17 @@ impl Service {
             None => Some(generate_password()),
         };
         let pw = admin_password.or(generated.as_deref()).unwrap_or_default();
-        let (organization, admin) = self.create_organization("Default", admin_email, pw).await?;
+        let (organization, admin) = self.new_organization("Default", admin_email, pw).await?;
+        // Several nodes may start on the same empty database at once: under the
+        // bootstrap lock, look again and create only if still nobody has.
+        let mut tx = self.store.begin().await?;
+        tx.lock_bootstrap().await?;
+        if !tx.organizations().await?.is_empty() {
+            return Ok(Bootstrap::AlreadyInitialized);
+        }
+        self.insert_organization(tx.as_mut(), &organization, &admin)
+            .await?;
+        tx.commit().await?;
         Ok(Bootstrap::Created {
             organization: Box::new(organization),
             admin: Box::new(admin),

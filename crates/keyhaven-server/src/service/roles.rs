@@ -37,9 +37,10 @@ pub struct UpdateRole {
     /// New permissions (replaces the list).
     #[serde(default)]
     pub permissions: Option<Vec<String>>,
-    /// New pattern; `""` removes it.
-    #[serde(default)]
-    pub key_name_pattern: Option<String>,
+    /// New pattern; `null` (or `""`) removes it.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub key_name_pattern: Option<Option<String>>,
 }
 
 fn role_principal(r: &Role) -> Principal {
@@ -66,10 +67,27 @@ impl Service {
         Ok(tx.roles(&caller.org_id).await?)
     }
 
+    /// A page of roles in name order; the cursor is the last name of the page before.
+    pub async fn list_roles_page(
+        &self,
+        caller: &Caller,
+        page: &keyhaven_store::Page,
+    ) -> ServiceResult<keyhaven_store::Listing<Role>> {
+        let mut roles = self.list_roles(caller).await?;
+        roles.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(super::page_in_memory(
+            roles,
+            page,
+            |r| r.name.clone(),
+            |r, c| r.name.as_str() > c,
+        ))
+    }
+
     /// One role.
     pub async fn get_role(&self, caller: &Caller, name: &str) -> ServiceResult<Role> {
         self.authorize(caller, Permission::RolesView, "role.view")
             .await?;
+        validate::no_control_chars(name, "name")?;
         let mut tx = self.store.read().await?;
         tx.role(&caller.org_id, name)
             .await?
@@ -138,6 +156,7 @@ impl Service {
     ) -> ServiceResult<Role> {
         self.authorize(caller, Permission::RolesManage, "role.update")
             .await?;
+        validate::no_control_chars(name, "name")?;
         let description = input
             .description
             .as_deref()
@@ -155,12 +174,13 @@ impl Service {
                 return Err(e);
             }
         };
-        let pattern = match input.key_name_pattern.as_deref() {
+        let pattern = match input.key_name_pattern {
             None => None,
-            Some("") => Some(None),
-            Some(p) => {
-                role::validate_pattern(p, "key_name_pattern")?;
-                Some(Some(p.to_string()))
+            Some(None) => Some(None),
+            Some(Some(p)) if p.is_empty() => Some(None),
+            Some(Some(p)) => {
+                role::validate_pattern(&p, "key_name_pattern")?;
+                Some(Some(p))
             }
         };
         let mut tx = self.store.begin().await?;
@@ -214,6 +234,7 @@ impl Service {
     pub async fn delete_role(&self, caller: &Caller, name: &str) -> ServiceResult<()> {
         self.authorize(caller, Permission::RolesManage, "role.delete")
             .await?;
+        validate::no_control_chars(name, "name")?;
         let mut tx = self.store.begin().await?;
         let r = tx
             .role(&caller.org_id, name)

@@ -83,6 +83,10 @@ impl Service {
             }
         };
         role::check_name_patterns(&found, &name)?;
+        let creator_roles = self
+            .creator_roles(tx.as_mut(), caller, Permission::ServiceAccountsManage)
+            .await?;
+        role::check_name_patterns(&creator_roles, &name)?;
         let now = self.now();
         let sa = ServiceAccount {
             id: self.new_id(),
@@ -189,7 +193,15 @@ impl Service {
             .ok_or(ServiceError::NotFound("service account"))?;
         let new_roles = roles.unwrap_or_else(|| sa.roles.clone());
         let found = match self
-            .check_grant(tx.as_mut(), caller, &new_roles, &[], "roles")
+            .check_grant_change(
+                tx.as_mut(),
+                caller,
+                &sa.roles,
+                &[],
+                &new_roles,
+                &[],
+                "roles",
+            )
             .await
         {
             Ok(r) => r,

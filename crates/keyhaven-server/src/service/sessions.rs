@@ -78,6 +78,11 @@ pub async fn role_permissions(
 
 impl Service {
     /// Signs a user in with email and password.
+    ///
+    /// Every attempt is first recorded as a failure, under a per-email lock, after the
+    /// failures so far were counted: parallel attempts therefore cannot all pass the
+    /// limit while their passwords are being checked. A correct password then clears
+    /// the email's failures.
     pub async fn sign_in(
         &self,
         email: &str,
@@ -86,16 +91,29 @@ impl Service {
     ) -> ServiceResult<SignedIn> {
         let now = self.now();
         let email = email.trim().to_lowercase();
+        validate::no_control_chars(&email, "email")?;
+        if email.chars().count() > validate::MAX_EMAIL {
+            return Err(keyhaven_core::DomainError::invalid(
+                "invalid_email",
+                "email",
+                format!("email must be at most {} characters", validate::MAX_EMAIL),
+            )
+            .into());
+        }
         let window_start = now - Duration::minutes(FAILURE_WINDOW_MINUTES);
-        let (failures, oldest) = {
-            let mut tx = self.store.read().await?;
-            tx.login_failures_since(&email, window_start).await?
-        };
-        if failures >= MAX_FAILURES {
-            let oldest = oldest.unwrap_or(now.timestamp_millis());
-            let until = oldest + FAILURE_WINDOW_MINUTES * 60_000;
-            let secs = ((until - now.timestamp_millis()) / 1000).max(1);
-            return Err(ServiceError::RateLimited(secs as u64));
+        {
+            let mut tx = self.store.begin().await?;
+            tx.lock_sign_in(&email).await?;
+            let (failures, oldest) = tx.login_failures_since(&email, window_start).await?;
+            if failures >= MAX_FAILURES {
+                drop(tx);
+                let oldest = oldest.unwrap_or(now.timestamp_millis());
+                let until = oldest + FAILURE_WINDOW_MINUTES * 60_000;
+                let secs = ((until - now.timestamp_millis()) / 1000).max(1);
+                return Err(ServiceError::RateLimited(secs as u64));
+            }
+            tx.record_login_failure(&self.new_id(), &email, now).await?;
+            tx.commit().await?;
         }
         let user = if validate::email(&email, "email").is_ok() {
             let mut tx = self.store.read().await?;
@@ -110,35 +128,37 @@ impl Service {
         .await;
         let user = match user {
             Some(u) if ok && u.status == UserStatus::Active => u,
-            other => {
+            Some(u) => {
+                // The failure is already counted; record who it was.
                 let mut tx = self.store.begin().await?;
-                tx.record_login_failure(&self.new_id(), &email, now).await?;
-                if let Some(u) = &other {
-                    let caller = Caller {
-                        principal: user_principal(u),
-                        org_id: u.org_id.clone(),
-                        permissions: PermissionSet::new(),
-                        key_owner: None,
-                        ctx: ctx.clone(),
-                    };
-                    let reason = if ok {
-                        "user inactive"
-                    } else {
-                        "wrong password"
-                    };
-                    self.audit(
-                        tx.as_mut(),
-                        &caller,
-                        "session.sign_in",
-                        Some(user_principal(u)),
-                        Outcome::Denied,
-                        json!({ "reason": reason }),
-                    )
-                    .await?;
+                let caller = Caller {
+                    principal: user_principal(&u),
+                    org_id: u.org_id.clone(),
+                    permissions: PermissionSet::new(),
+                    key_owner: None,
+                    ctx: ctx.clone(),
+                };
+                let reason = if ok {
+                    "user inactive"
                 } else {
-                    tracing::info!(request_id = ?ctx.request_id, "sign-in failed for an unknown email");
-                }
+                    "wrong password"
+                };
+                self.audit(
+                    tx.as_mut(),
+                    &caller,
+                    "session.sign_in",
+                    Some(user_principal(&u)),
+                    Outcome::Denied,
+                    json!({ "reason": reason }),
+                )
+                .await?;
                 tx.commit().await?;
+                return Err(ServiceError::Unauthenticated(BAD_CREDENTIALS));
+            }
+            None => {
+                // Emails are unique across the installation, so an unknown one belongs
+                // to no organization whose audit log could hold the attempt.
+                tracing::info!(request_id = ?ctx.request_id, "sign-in failed for an unknown email");
                 return Err(ServiceError::Unauthenticated(BAD_CREDENTIALS));
             }
         };
@@ -207,10 +227,11 @@ impl Service {
     pub async fn authenticate_session(
         &self,
         token: &str,
-        ctx: RequestContext,
+        mut ctx: RequestContext,
     ) -> ServiceResult<(Caller, Session)> {
         let now = self.now();
         let digest = token_digest(token);
+        ctx.session_digest = Some(digest.clone());
         let mut tx = self.store.read().await?;
         let session = tx
             .session(&digest)
@@ -255,7 +276,9 @@ impl Service {
     }
 
     /// Resolves a bearer API key into its caller: the key must be well formed, known,
-    /// active (or in its regeneration grace) and its owner enabled.
+    /// active (or in its regeneration grace), used from one of its `allowed_cidrs`
+    /// (when it has any; `ctx.ip` is the client address after trusted proxies) and
+    /// its owner enabled.
     pub async fn authenticate_key(&self, key: &str, ctx: RequestContext) -> ServiceResult<Caller> {
         const INVALID: &str = "the API key is not valid";
         key_format::parse(key).map_err(|_| ServiceError::Unauthenticated(INVALID))?;
@@ -273,6 +296,18 @@ impl Service {
         }
         if found.previous && k.previous_valid_until.is_none_or(|t| t <= now) {
             return Err(ServiceError::Unauthenticated(INVALID));
+        }
+        // A key limited to some networks is limited there for management calls too.
+        if !k.allowed_cidrs.is_empty() {
+            let from = ctx
+                .ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+            if !from.is_some_and(|ip| k.allowed_cidrs.iter().any(|n| n.contains(&ip))) {
+                return Err(ServiceError::Unauthenticated(
+                    "the API key is not allowed from this address",
+                ));
+            }
         }
         let mut permissions = role_permissions(tx.as_mut(), &k.org_id, &k.roles).await?;
         permissions.extend(k.scopes.iter().cloned());
@@ -313,7 +348,8 @@ impl Service {
         })
     }
 
-    /// Changes the signed-in user's own password, given the current one.
+    /// Changes the signed-in user's own password, given the current one, and ends the
+    /// user's other sessions (the one making the change stays signed in).
     pub async fn change_own_password(
         &self,
         caller: &Caller,
@@ -350,6 +386,11 @@ impl Service {
         user.password_hash = hash;
         user.updated_at = self.now();
         tx.update_user(&user).await?;
+        // Whoever else held a session (a stolen cookie, another browser) is signed out.
+        match &caller.ctx.session_digest {
+            Some(keep) => tx.delete_other_sessions_of_user(&user.id, keep).await?,
+            None => tx.delete_sessions_of_user(&user.id).await?,
+        }
         self.audit(
             tx.as_mut(),
             caller,

@@ -137,7 +137,7 @@ impl Service {
                 .any(|r| r == keyhaven_core::role::SUPER_ADMIN);
         if was && !still_super_admin {
             let n = tx
-                .count_active_with_role(&user.org_id, keyhaven_core::role::SUPER_ADMIN)
+                .lock_active_with_role(&user.org_id, keyhaven_core::role::SUPER_ADMIN)
                 .await?;
             user::check_keeps_super_admin((n - 1).max(0) as usize)?;
         }
@@ -223,7 +223,7 @@ impl Service {
             .user(&caller.org_id, id)
             .await?
             .ok_or(super::ServiceError::NotFound("user"))?;
-        if let Some(me) = caller.user_id() {
+        if let Some(me) = caller.acting_user_id() {
             user::check_not_self(&me, &u.id, "delete")?;
         }
         self.check_super_admins_remain(tx.as_mut(), &u, false)
@@ -262,9 +262,24 @@ impl Service {
                 .user(&caller.org_id, id)
                 .await?
                 .ok_or(super::ServiceError::NotFound("user"))?;
-            if let Some(me) = caller.user_id() {
+            if let Some(me) = caller.acting_user_id() {
                 user::check_not_self(&me, &u.id, "reset the password of")?;
             }
+            // Setting someone's password is taking over their account: only for users
+            // whose management permissions the caller holds all of.
+            let theirs: Vec<String> =
+                super::sessions::role_permissions(tx.as_mut(), &caller.org_id, &u.roles)
+                    .await?
+                    .into_iter()
+                    .collect();
+            self.check_holds_all(
+                tx,
+                caller,
+                &theirs,
+                "user.reset_password",
+                user_principal(&u),
+            )
+            .await?;
         }
         validate::new_password(new, "password")?;
         let hash = password::hash(new).await?;
