@@ -509,7 +509,7 @@ pub async fn edit_role(
     let input = UpdateRole {
         description: Some(form.get("description").to_string()),
         permissions: ui::roles_changed(&permissions, &current.permissions).then_some(permissions),
-        key_name_pattern: Some(form.get("key_name_pattern").trim().to_string()),
+        key_name_pattern: Some(Some(form.get("key_name_pattern").trim().to_string())),
     };
     match state.service.update_role(&c.caller, &name, input).await {
         Ok(_) => Ok(ui::see_other("/roles?notice=role_updated")),
