@@ -199,14 +199,33 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// The raw bytes of a JSON body, with [`Json`]'s content-type and size checks, for
+/// handlers that parse into a type borrowing from the body (see [`parse_json`]).
+pub struct JsonBytes(pub axum::body::Bytes);
+
+impl<S> FromRequest<S> for JsonBytes
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(|v| {
-                let v = v.trim().to_ascii_lowercase();
-                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+                let v = v.trim().as_bytes();
+                v.eq_ignore_ascii_case(b"application/json")
+                    || (v.len() > 17
+                        && v[..12].eq_ignore_ascii_case(b"application/")
+                        && v[v.len() - 5..].eq_ignore_ascii_case(b"+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -237,12 +256,12 @@ where
                     )
                 }
             })?;
-        parse_json(&bytes).map(Json)
+        Ok(JsonBytes(bytes))
     }
 }
 
 /// Parses a JSON body with the contract's errors.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ApiError> {
     // The fast path; only a body that fails is parsed again to name the parameter.
     if let Ok(v) = serde_json::from_slice(bytes) {
         return Ok(v);

@@ -78,10 +78,10 @@ impl CachedKey {
     }
 
     /// Whether the key holds every permission in `required`.
-    pub fn has_all(&self, required: &[String]) -> bool {
+    pub fn has_all<S: AsRef<str>>(&self, required: &[S]) -> bool {
         required.iter().all(|r| {
             self.permissions
-                .binary_search_by(|p| p.as_ref().cmp(r.as_str()))
+                .binary_search_by(|p| p.as_ref().cmp(r.as_ref()))
                 .is_ok()
         })
     }

@@ -204,10 +204,10 @@ impl Verifier {
     }
 
     /// Verifies `key`, requiring every permission in `required`, for a client at `ip`.
-    pub async fn verify(
+    pub async fn verify<S: AsRef<str> + Sync>(
         &self,
         key: &str,
-        required: &[String],
+        required: &[S],
         ip: Option<IpAddr>,
     ) -> Result<Verdict, StoreError> {
         // One clock read serves the checks and the usage count.
@@ -221,10 +221,10 @@ impl Verifier {
         Ok(verdict)
     }
 
-    async fn decide(
+    async fn decide<S: AsRef<str> + Sync>(
         &self,
         key: &str,
-        required: &[String],
+        required: &[S],
         ip: Option<IpAddr>,
         now: i64,
     ) -> Result<Verdict, StoreError> {
