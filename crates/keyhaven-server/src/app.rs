@@ -184,7 +184,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     }
     let store = keyhaven_store::connect(&config.database_url, true).await?;
     let mut service = Service::new(store, clock, config.master_key.clone());
-    service.self_origins = self_origins(&config);
+    service.self_origins = self_origins(&config).into();
     Ok(AppState {
         service,
         config: Arc::new(config),

@@ -398,7 +398,7 @@ async fn webhook_input_is_validated(app: TestApp) {
     }
     // Keyhaven itself is refused.
     let mut svc = app.state.service.clone();
-    svc.self_origins = vec![("127.0.0.1".into(), app.addr.port())];
+    svc.self_origins = vec![("127.0.0.1".into(), app.addr.port())].into();
     assert!(svc
         .validate_webhook_url(&format!("http://127.0.0.1:{}/x", app.addr.port()))
         .is_err());
@@ -485,7 +485,7 @@ both_backends!(the_first_endpoint_creates_the_shared_secret);
 async fn urls_reaching_keyhaven_itself_are_refused(app: TestApp) {
     let mut svc = app.state.service.clone();
     let port = app.addr.port();
-    svc.self_origins = vec![("127.0.0.1".into(), port)];
+    svc.self_origins = vec![("127.0.0.1".into(), port)].into();
     for url in [
         format!("http://[::ffff:127.0.0.1]:{port}/x"),
         format!("http://[::1]:{port}/x"),

@@ -139,7 +139,8 @@ pub struct Service {
     /// Wakes the background jobs (webhook deliveries) early.
     pub jobs_wake: Arc<tokio::sync::Notify>,
     /// `(host, port)` pairs this server answers on; webhooks may not point there.
-    pub self_origins: Vec<(String, u16)>,
+    /// (Shared, like every field: the service is cloned several times per request.)
+    pub self_origins: Arc<[(String, u16)]>,
 }
 
 /// The system clock.
@@ -161,7 +162,7 @@ impl Service {
             master_key,
             verifier,
             jobs_wake: Arc::new(tokio::sync::Notify::new()),
-            self_origins: Vec::new(),
+            self_origins: Arc::from([]),
         }
     }
 
