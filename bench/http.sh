@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# HTTP load on a release server: wrk against POST /v1/keys/verify (a cached, valid key)
-# and GET /healthz in the same run, printing req/s, p50/p99 and the ratio.
+# HTTP load on a release server: wrk against POST /v1/keys/verify (a cached, valid key),
+# GET /v1/auth (forward auth, the same key in X-API-Key) and GET /healthz in the same
+# run, printing req/s, p50/p99 and the ratios.
 #
 #   bench/http.sh [connections=32] [seconds=10] [threads=2]
 #
@@ -39,6 +40,10 @@ done = function(summary, latency, requests)
 end
 LUA
 cat "$DATA/report.lua" >> "$DATA/verify.lua"
+cat > "$DATA/auth.lua" <<LUA
+wrk.headers["X-API-Key"] = "$KEY"
+LUA
+cat "$DATA/report.lua" >> "$DATA/auth.lua"
 # Sanity check and cache warm-up.
 curl -fsS -H 'Content-Type: application/json' -d "{\"key\":\"$KEY\",\"permissions\":[\"read\"]}" \
     "http://127.0.0.1:$PORT/v1/keys/verify" | grep -q '"code":"VALID"'
@@ -51,17 +56,20 @@ run() { # name, extra args…
 echo "wrk: $THREADS threads, $CONNS connections, ${SECS}s per endpoint, on $(nproc) cores shared with the server"
 H=$(run -s "$DATA/report.lua" "http://127.0.0.1:$PORT/healthz")
 V=$(run -s "$DATA/verify.lua" "http://127.0.0.1:$PORT/v1/keys/verify")
+A=$(run -s "$DATA/auth.lua" "http://127.0.0.1:$PORT/v1/auth?permissions=read")
 H2=$(run -s "$DATA/report.lua" "http://127.0.0.1:$PORT/healthz")
-python3 - "$H" "$V" "$H2" <<'PY'
+python3 - "$H" "$V" "$A" "$H2" <<'PY'
 import sys
 def parse(s):
     _, rps, p50, p99, errs = s.split()
     return float(rps), float(p50), float(p99), int(errs)
-h1, v, h2 = (parse(a) for a in sys.argv[1:4])
+h1, v, a, h2 = (parse(x) for x in sys.argv[1:5])
 h = (h1[0] + h2[0]) / 2
 print(f"{'endpoint':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
 print(f"{'GET /healthz (before)':<22}{h1[0]:>10.0f}{h1[1]:>10.3f}{h1[2]:>10.3f}{h1[3]:>9}")
 print(f"{'POST /v1/keys/verify':<22}{v[0]:>10.0f}{v[1]:>10.3f}{v[2]:>10.3f}{v[3]:>9}")
+print(f"{'GET /v1/auth':<22}{a[0]:>10.0f}{a[1]:>10.3f}{a[2]:>10.3f}{a[3]:>9}")
 print(f"{'GET /healthz (after)':<22}{h2[0]:>10.0f}{h2[1]:>10.3f}{h2[2]:>10.3f}{h2[3]:>9}")
 print(f"ratio verify / healthz: {v[0] / h:.3f}")
+print(f"ratio auth / healthz:   {a[0] / h:.3f}")
 PY

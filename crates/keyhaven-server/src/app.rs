@@ -71,26 +71,42 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_string())
 }
 
+/// The request's id: the caller's `X-Request-Id` when it is sane, else a new one.
+fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(sane_request_id)
+        .unwrap_or_else(new_request_id)
+}
+
 /// Gives every request an id (the caller's, if sane), echoes it in `X-Request-Id`,
 /// renders error objects with it, and logs the request.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let rid = req
-        .headers()
-        .get("x-request-id")
-        .and_then(sane_request_id)
-        .unwrap_or_else(new_request_id);
+    let rid = request_id(req.headers());
     req.extensions_mut().insert(RequestId(rid.clone()));
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let path = uri.path();
-    let mut res = next.run(req).await;
+    let res = next.run(req).await;
+    finish(res, &rid, started, &method, uri.path())
+}
+
+/// What every answer gets on its way out, on the router and on the hot path alike: the
+/// error object rendered with the request id, `X-Request-Id`, the request counters and a
+/// debug line in the log.
+fn finish(
+    mut res: Response,
+    rid: &str,
+    started: Instant,
+    method: &axum::http::Method,
+    path: &str,
+) -> Response {
     if let Some(info) = res.extensions_mut().remove::<ErrorInfo>() {
         let status = res.status();
         let mut headers = std::mem::take(res.headers_mut());
         headers.remove(header::CONTENT_TYPE);
         headers.remove(header::CONTENT_LENGTH);
-        res = (status, axum::Json(render(&info, &rid))).into_response();
+        res = (status, axum::Json(render(&info, rid))).into_response();
         // Keep what the handler set (`Retry-After`, `X-Keyhaven-Code`, …).
         for (name, value) in headers.iter() {
             res.headers_mut().append(name.clone(), value.clone());
@@ -99,7 +115,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
             tracing::error!(request_id = %rid, %method, %path, status = status.as_u16(), "request failed");
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&rid) {
+    if let Ok(v) = HeaderValue::from_str(rid) {
         res.headers_mut().insert("x-request-id", v);
     }
     let class = (res.status().as_u16() / 100).clamp(1, 5) as usize - 1;
@@ -117,6 +133,128 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         "request"
     );
     res
+}
+
+/// The two verification routes, which [`Node`] serves without the router.
+#[derive(Clone, Copy)]
+enum Hot {
+    Verify,
+    Auth,
+}
+
+/// What a connection is served by: verification requests (`POST /v1/keys/verify`,
+/// `GET /v1/auth`) go straight to their handlers — the hot path skips routing and the
+/// per-route layers, and needs no copy of the peer address in the request — while every
+/// other request goes through the [`router`] as usual. Both end in the same
+/// [`finish`] (request id, error object, counters), so answers are the same either way.
+#[derive(Clone)]
+pub struct Node {
+    router: Router,
+    state: AppState,
+    peer: SocketAddr,
+}
+
+impl Node {
+    /// A node's service for the connection from `peer`.
+    pub fn new(router: Router, state: AppState, peer: SocketAddr) -> Self {
+        Node {
+            router,
+            state,
+            peer,
+        }
+    }
+}
+
+type HotFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+/// [`Node`]'s answer in progress: the hot path's, or the router's.
+pub enum NodeFuture {
+    /// A verification.
+    Hot(HotFuture),
+    /// Anything else.
+    Routed(axum::routing::future::RouteFuture<std::convert::Infallible>),
+}
+
+impl std::future::Future for NodeFuture {
+    type Output = Result<Response, std::convert::Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            NodeFuture::Hot(f) => f.as_mut().poll(cx).map(Ok),
+            NodeFuture::Routed(f) => std::pin::Pin::new(f).poll(cx),
+        }
+    }
+}
+
+impl tower::Service<Request> for Node {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = NodeFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> NodeFuture {
+        let hot = match (req.method(), req.uri().path()) {
+            (&axum::http::Method::POST, "/v1/keys/verify") => Some(Hot::Verify),
+            (&axum::http::Method::GET, "/v1/auth") => Some(Hot::Auth),
+            _ => None,
+        };
+        match hot {
+            Some(kind) => {
+                let state = self.state.clone();
+                let peer = Some(self.peer.ip());
+                NodeFuture::Hot(Box::pin(async move {
+                    let started = Instant::now();
+                    let rid = request_id(req.headers());
+                    let (method, path, res) = match kind {
+                        Hot::Verify => (
+                            axum::http::Method::POST,
+                            "/v1/keys/verify",
+                            api::verify::verify_request(&state, peer, req).await,
+                        ),
+                        Hot::Auth => (
+                            axum::http::Method::GET,
+                            "/v1/auth",
+                            api::verify::forward_auth_request(&state, peer, req).await,
+                        ),
+                    };
+                    finish(res, &rid, started, &method, path)
+                }))
+            }
+            None => {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(self.peer));
+                NodeFuture::Routed(tower::Service::call(&mut self.router, req))
+            }
+        }
+    }
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves: each connection gets a
+/// [`Node`].
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let make = tower::service_fn(
+        move |conn: axum::serve::IncomingStream<'_, tokio::net::TcpListener>| {
+            let node = Node::new(app.clone(), state.clone(), *conn.remote_addr());
+            std::future::ready(Ok::<_, std::convert::Infallible>(node))
+        },
+    );
+    axum::serve(listener, make)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn not_found() -> ApiError {
@@ -248,13 +386,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let store = state.service.store.clone();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let background = spawn_background(&state, stopped);
-    let app = router(state.clone());
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    serve_on(listener, state.clone(), shutdown_signal()).await?;
     tracing::info!("shutting down");
     let _ = stop.send(true);
     for task in background {

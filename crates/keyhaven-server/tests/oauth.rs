@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chrono::Duration;
@@ -20,7 +18,7 @@ use keyhaven_core::audit::Outcome;
 use keyhaven_core::credential::Credential;
 use keyhaven_core::id::Id;
 use keyhaven_core::service_account::Transition;
-use keyhaven_server::app::{router, AppState};
+use keyhaven_server::app::AppState;
 use keyhaven_server::service::credentials::CreateCredential;
 use keyhaven_server::service::roles::CreateRole;
 use keyhaven_server::service::service_accounts::CreateServiceAccount;
@@ -793,14 +791,12 @@ async fn second_node(app: &TestApp) -> (String, AppState) {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(state.clone());
+    // Served the way `keyhaven serve` serves: the verification hot path included.
+    let serving = state.clone();
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
+        keyhaven_server::app::serve_on(listener, serving, std::future::pending())
+            .await
+            .unwrap();
     });
     (format!("http://{addr}"), state)
 }

@@ -3,14 +3,16 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::{parse_json, ApiError, JsonBytes};
 use crate::app::AppState;
-use crate::auth::extract::ClientIp;
 use crate::verify::{Code, Verdict};
 
 /// Largest verification request body.
@@ -126,11 +128,43 @@ fn internal(e: keyhaven_store::StoreError) -> ApiError {
 #[utoipa::path(post, path = "/v1/keys/verify", tag = "verification", request_body = VerifyRequest,
     responses((status = 200, body = VerifyResponse), (status = 400, body = super::error::ErrorBody),
         (status = 413, body = super::error::ErrorBody), (status = 415, body = super::error::ErrorBody)))]
-pub async fn verify(
-    State(state): State<AppState>,
-    ClientIp(client): ClientIp,
-    JsonBytes(bytes): JsonBytes,
+pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
+    let peer = peer_of(&req);
+    verify_request(&state, peer, req).await
+}
+
+fn peer_of(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// `POST /v1/keys/verify` for a client at `peer`: the route's handler, and what the
+/// node's hot path (`app::Node`) calls directly.
+pub async fn verify_request(state: &AppState, peer: Option<IpAddr>, req: Request) -> Response {
+    match verify_inner(state, peer, req).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn verify_inner(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    req: Request,
 ) -> Result<Response, ApiError> {
+    let client = client_ip(state, peer, req.headers());
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_VERIFY_BODY as u64) {
+        return Err(too_large());
+    }
+    // A body without a declared length is cut off at the limit as it streams in.
+    let req = req.map(|b| Body::new(http_body_util::Limited::new(b, MAX_VERIFY_BODY)));
+    let JsonBytes(bytes) = JsonBytes::from_request(req, &()).await?;
     let body: VerifyRequest<'_> = parse_json(&bytes)?;
     let ip = match body.ip.as_deref() {
         Some(s) => Some(s.trim().parse::<IpAddr>().map_err(|_| {
@@ -156,6 +190,16 @@ pub async fn verify(
         .await
         .map_err(internal)?;
     Ok(json_response(StatusCode::OK, render(&v)))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request",
+        "body_too_large",
+        "the request body is too large",
+        None,
+    )
 }
 
 /// A JSON response from bytes already rendered.
@@ -280,15 +324,20 @@ static CODE: HeaderName = HeaderName::from_static("x-keyhaven-code");
         ("X-API-Key" = Option<String>, Header, description = "the key, unless sent as Authorization: Bearer")),
     responses((status = 200, description = "valid; identity in X-Keyhaven-* headers", body = VerifyResponse),
         (status = 401, body = VerifyResponse), (status = 403, body = VerifyResponse), (status = 429, body = VerifyResponse)))]
-pub async fn forward_auth(State(state): State<AppState>, req: axum::extract::Request) -> Response {
-    // Read from the request in place: no copy of its headers.
-    let (parts, _) = req.into_parts();
-    let headers = &parts.headers;
-    let uri = &parts.uri;
-    let peer = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Response {
+    let peer = peer_of(&req);
+    forward_auth_request(&state, peer, req).await
+}
+
+/// `GET /v1/auth` for a client at `peer`: the route's handler, and what the node's hot
+/// path calls directly. Reads the request in place: no copy of its headers.
+pub async fn forward_auth_request(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    req: Request,
+) -> Response {
+    let headers = req.headers();
+    let uri = req.uri();
     let key = crate::auth::extract::bearer_from(headers)
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .unwrap_or_default();
@@ -317,7 +366,7 @@ pub async fn forward_auth(State(state): State<AppState>, req: axum::extract::Req
             .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
         return res;
     }
-    let ip = client_ip(&state, peer, headers);
+    let ip = client_ip(state, peer, headers);
     let v = match state.service.verifier.verify(key, &required, ip).await {
         Ok(v) => v,
         Err(e) => {

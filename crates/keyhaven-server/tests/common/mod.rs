@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{Duration, TimeZone, Utc};
 use keyhaven_core::time::{Clock, Timestamp};
-use keyhaven_server::app::{router, AppState};
+use keyhaven_server::app::AppState;
 use keyhaven_server::config::Settings;
 use keyhaven_server::service::{Caller, Service};
 use keyhaven_store::testing::TestDb;
@@ -67,14 +67,12 @@ impl TestApp {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(state.clone());
+        // Served the way `keyhaven serve` serves: the verification hot path included.
+        let serving = state.clone();
         tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
+            keyhaven_server::app::serve_on(listener, serving, std::future::pending())
+                .await
+                .unwrap();
         });
         TestApp {
             addr,
