@@ -16,6 +16,9 @@ use keyhaven_server::verify::cache::{id_bytes, CachedKey, Owner};
 use keyhaven_server::verify::Verifier;
 use rand::SeedableRng;
 
+/// No required permissions.
+const NONE: &[&str] = &[];
+
 /// Counts live heap bytes, to measure the cache's memory per key.
 struct Counting;
 
@@ -101,7 +104,7 @@ fn bench(c: &mut Criterion) {
             .expose()
             .to_string();
         // Put the unknown digest in the negative cache, as the first miss does.
-        rt.block_on(verifier.verify(&unknown, &[], None)).ok();
+        rt.block_on(verifier.verify(&unknown, NONE, None)).ok();
         let read = vec!["read".to_string()];
         group.bench_with_input(BenchmarkId::new("cache_hit", n), &n, |b, _| {
             b.to_async(&rt)
@@ -112,12 +115,12 @@ fn bench(c: &mut Criterion) {
             &n,
             |b, _| {
                 b.to_async(&rt)
-                    .iter(|| async { verifier.verify(&unknown, &[], None).await.unwrap() })
+                    .iter(|| async { verifier.verify(&unknown, NONE, None).await.unwrap() })
             },
         );
         group.bench_with_input(BenchmarkId::new("malformed", n), &n, |b, _| {
             b.to_async(&rt)
-                .iter(|| async { verifier.verify("kh_notakey", &[], None).await.unwrap() })
+                .iter(|| async { verifier.verify("kh_notakey", NONE, None).await.unwrap() })
         });
     }
     group.finish();

@@ -168,6 +168,9 @@ impl Node {
 type HotFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 
 /// [`Node`]'s answer in progress: the hot path's, or the router's.
+// Unboxed on purpose: boxing the router's future would cost every routed request an
+// allocation; one of these lives per request in flight.
+#[allow(clippy::large_enum_variant)]
 pub enum NodeFuture {
     /// A verification.
     Hot(HotFuture),
