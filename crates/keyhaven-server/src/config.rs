@@ -38,7 +38,7 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub master_key: Option<String>,
-    /// SMTP server, e.g. smtp://127.0.0.1:1025 [default: write .eml files to <data dir>/outbox].
+    /// SMTP server: smtp://host[:port] (plain), add ?tls=starttls for STARTTLS, or smtps:// [default: write .eml files to <data dir>/outbox].
     #[arg(long, env = "KEYHAVEN_SMTP_URL", global = true)]
     pub smtp_url: Option<String>,
     /// Sender address of notices [default: keyhaven@localhost].

@@ -13,7 +13,7 @@ pub const SMTP_TIMEOUT_SECONDS: u64 = 15;
 /// Where mail goes.
 #[derive(Clone)]
 pub enum Mailer {
-    /// An SMTP server (plain SMTP, for a local relay).
+    /// An SMTP server (plain, STARTTLS or TLS).
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     /// `.eml` files in a directory.
     Files(PathBuf),
@@ -32,23 +32,40 @@ pub struct Mail {
 }
 
 impl Mailer {
-    /// The mailer for the settings: `smtp://[user:password@]host[:port]`, else files.
+    /// The mailer for the settings, else files:
+    /// - `smtp://[user:password@]host[:port]` — plain SMTP (port 25), for a local relay;
+    /// - `smtp://…?tls=starttls` — STARTTLS required (port 587 unless given);
+    /// - `smtps://…` — TLS from the first byte (port 465 unless given).
+    ///
+    /// Certificates are checked against the Web PKI roots built into the binary.
     pub fn new(smtp_url: Option<&str>, outbox: PathBuf) -> Result<Self, String> {
         let Some(u) = smtp_url else {
             return Ok(Mailer::Files(outbox));
         };
         let url = url::Url::parse(u)
             .map_err(|_| format!("SMTP URL {u:?} is not a URL such as smtp://127.0.0.1:1025"))?;
-        if url.scheme() != "smtp" {
-            return Err("only smtp:// URLs are supported (plain SMTP to a local relay)".into());
-        }
         let host = url
             .host_str()
             .ok_or("the SMTP URL has no host")?
             .to_string();
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(url.port().unwrap_or(25))
-            .timeout(Some(std::time::Duration::from_secs(SMTP_TIMEOUT_SECONDS)));
+        let starttls = url
+            .query_pairs()
+            .any(|(k, v)| k == "tls" && v.eq_ignore_ascii_case("starttls"));
+        let builder = match (url.scheme(), starttls) {
+            ("smtp", false) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .port(url.port().unwrap_or(25)),
+            ("smtp", true) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
+                .map_err(|e| format!("cannot use SMTP server {host}: {e}"))?
+                .port(url.port().unwrap_or(587)),
+            ("smtps", _) => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
+                .map_err(|e| format!("cannot use SMTP server {host}: {e}"))?
+                .port(url.port().unwrap_or(465)),
+            _ => return Err(
+                "the SMTP URL must start with smtp:// (add ?tls=starttls for STARTTLS) or smtps://"
+                    .into(),
+            ),
+        };
+        let mut b = builder.timeout(Some(std::time::Duration::from_secs(SMTP_TIMEOUT_SECONDS)));
         if !url.username().is_empty() {
             b = b.credentials(Credentials::new(
                 url.username().to_string(),
@@ -87,5 +104,30 @@ impl Mailer {
                     .map_err(|e| e.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_urls() {
+        let outbox = PathBuf::from("/nonexistent");
+        for ok in [
+            "smtp://127.0.0.1:1025",
+            "smtp://user:pw@relay.example.com?tls=starttls",
+            "smtps://relay.example.com",
+            "smtps://user:pw@relay.example.com:2465",
+        ] {
+            assert!(
+                matches!(Mailer::new(Some(ok), outbox.clone()), Ok(Mailer::Smtp(_))),
+                "{ok}"
+            );
+        }
+        for bad in ["http://relay.example.com", "smtp://", "not a url"] {
+            assert!(Mailer::new(Some(bad), outbox.clone()).is_err(), "{bad}");
+        }
+        assert!(matches!(Mailer::new(None, outbox), Ok(Mailer::Files(_))));
     }
 }
