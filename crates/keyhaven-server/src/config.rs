@@ -417,7 +417,7 @@ mod tests {
         assert!(s.resolve().is_err());
         // A refused SMTP URL is named without its password.
         for url in [
-            "smtps://mailer:hunter2secret@mail.example.com",
+            "imap://mailer:hunter2secret@mail.example.com",
             "smtp://mailer:hunter2secret@[::1",
             "smtp://mailer:hunter2\"secret@mail example.com",
         ] {
