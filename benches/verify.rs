@@ -130,7 +130,7 @@ fn bench(c: &mut Criterion) {
 /// A cache miss for a real key: the record is read from SQLite (key, roles, owner) and
 /// cached, then dropped again before the next iteration.
 fn bench_database_load(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    use keyhaven_server::service::api_keys::CreateApiKey;
+    use keyhaven_server::service::api_keys::{CreateApiKey, OwnerRef};
     use keyhaven_server::service::{Caller, Service};
     let db = rt.block_on(keyhaven_store::testing::TestDb::sqlite());
     let master = keyhaven_server::secrets::MasterKey::from_base64(
@@ -138,7 +138,7 @@ fn bench_database_load(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     )
     .expect("master key");
     let service = Service::new(db.store.clone(), Arc::new(SystemClock), master);
-    let (org, _) = rt
+    let (org, admin) = rt
         .block_on(service.create_organization("Bench", "bench@example.com", "bench password 123"))
         .expect("organization");
     let caller = Caller::system(org.id.clone(), "bench");
@@ -149,6 +149,10 @@ fn bench_database_load(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
                 name: "loaded".into(),
                 roles: Some(vec!["read-only".into()]),
                 scopes: Some(vec!["read".into()]),
+                owner: Some(OwnerRef {
+                    kind: PrincipalKind::User,
+                    id: admin.id.to_string(),
+                }),
                 ..Default::default()
             },
         ))
