@@ -391,6 +391,25 @@ async fn cached_keys_need_no_database(app: TestApp) {
 }
 both_backends!(cached_keys_need_no_database);
 
+/// Verifies `key` in a task of its own; resolves to the answer's code.
+fn spawn_verify(app: &TestApp, key: &str) -> tokio::task::JoinHandle<String> {
+    let http = app.http.clone();
+    let url = app.url("/v1/keys/verify");
+    let key = key.to_string();
+    tokio::spawn(async move {
+        let v: Value = http
+            .post(url)
+            .json(&json!({ "key": key }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["code"].as_str().unwrap().to_string()
+    })
+}
+
 async fn remaining_uses_are_exact_under_concurrency(app: TestApp) {
     let api = Api::new(&app).await;
     let (key, id) = api
@@ -398,21 +417,7 @@ async fn remaining_uses_are_exact_under_concurrency(app: TestApp) {
         .await;
     let mut tasks = Vec::new();
     for _ in 0..40 {
-        let http = app.http.clone();
-        let url = app.url("/v1/keys/verify");
-        let key = key.clone();
-        tasks.push(tokio::spawn(async move {
-            let v: Value = http
-                .post(url)
-                .json(&json!({"key": key}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["code"].as_str().unwrap().to_string()
-        }));
+        tasks.push(spawn_verify(&app, &key));
     }
     let mut valid = 0;
     for t in tasks {
@@ -629,21 +634,7 @@ async fn edits_during_verification_do_not_refill_remaining_uses(app: TestApp) {
         .await;
     let mut verifies = Vec::new();
     for _ in 0..50 {
-        let http = app.http.clone();
-        let url = app.url("/v1/keys/verify");
-        let key = key.clone();
-        verifies.push(tokio::spawn(async move {
-            let v: Value = http
-                .post(url)
-                .json(&json!({"key": key}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["code"].as_str().unwrap().to_string()
-        }));
+        verifies.push(spawn_verify(&app, &key));
     }
     // Edits of other fields read and rewrite the key while verifications take uses.
     let mut edits = Vec::new();

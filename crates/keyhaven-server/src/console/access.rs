@@ -202,15 +202,7 @@ async fn new_form(
             }
         }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok(ui::page(
-        status,
-        layout(c, "Create Service Account", "access", body),
-    ))
+    ui::form_page(errors, layout(c, "Create Service Account", "access", body))
 }
 
 /// `GET /settings/api-access/new`.
@@ -412,12 +404,7 @@ async fn detail_page(
             }
         }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok(ui::page(status, layout(c, &sa.name, "access", body)))
+    ui::form_page(errors, layout(c, &sa.name, "access", body))
 }
 
 /// `GET /settings/api-access/{id}`.
@@ -773,15 +760,7 @@ async fn edit_form(
             }
         }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok(ui::page(
-        status,
-        layout(c, "Edit service account", "access", body),
-    ))
+    ui::form_page(errors, layout(c, "Edit service account", "access", body))
 }
 
 /// `GET /settings/api-access/{id}/edit`.
@@ -870,15 +849,7 @@ fn credential_form(
             }
         }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok(ui::page(
-        status,
-        layout(c, "Edit credential", "access", body),
-    ))
+    ui::form_page(errors, layout(c, "Edit credential", "access", body))
 }
 
 /// `GET /settings/api-access/{id}/credentials/{cid}/edit`.

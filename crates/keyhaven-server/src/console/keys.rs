@@ -2,7 +2,6 @@
 //! regenerate, revoke, delete (single and bulk).
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use chrono::{Duration, NaiveDate};
 use keyhaven_core::api_key::{ApiKey, KeyStatus};
 use keyhaven_core::permission::Permission;
@@ -398,12 +397,7 @@ async fn create_form(
             }
         }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok(ui::page(status, layout(c, "Create API key", "keys", body)))
+    ui::form_page(errors, layout(c, "Create API key", "keys", body))
 }
 
 /// `GET /api-keys/new` (`?owner=ID` preselects a service account as the owner).
@@ -673,12 +667,7 @@ async fn edit_form(
             }
         }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok(ui::page(status, layout(c, "Edit API key", "keys", body)))
+    ui::form_page(errors, layout(c, "Edit API key", "keys", body))
 }
 
 /// `GET /api-keys/{id}/edit`.
@@ -758,15 +747,7 @@ fn regenerate_form(c: &Console, k: &ApiKey, form: &FormData, errors: &FieldError
             }
         }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok(ui::page(
-        status,
-        layout(c, "Regenerate API key", "keys", body),
-    ))
+    ui::form_page(errors, layout(c, "Regenerate API key", "keys", body))
 }
 
 /// `GET /api-keys/{id}/regenerate`.

@@ -220,12 +220,7 @@ async fn webhooks_page(
             }
         }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok(ui::page(status, layout(c, "Webhooks", "webhooks", body)))
+    ui::form_page(errors, layout(c, "Webhooks", "webhooks", body))
 }
 
 fn webhook_fields(form: &FormData, errors: &FieldErrors, enabled: bool) -> Markup {
@@ -304,15 +299,7 @@ fn webhook_edit_form(
             }
         }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok(ui::page(
-        status,
-        layout(c, "Edit endpoint", "webhooks", body),
-    ))
+    ui::form_page(errors, layout(c, "Edit endpoint", "webhooks", body))
 }
 
 /// `GET /settings/webhooks/{id}/edit`.

@@ -18,6 +18,16 @@ pub fn page(status: StatusCode, markup: Markup) -> Response {
     (status, Html(markup.into_string())).into_response()
 }
 
+/// A form page: 200, or 422 when it shows errors next to its fields.
+pub fn form_page(errors: &FieldErrors, markup: Markup) -> PageResult {
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(page(status, markup))
+}
+
 /// 200 with a page.
 pub fn ok(markup: Markup) -> Response {
     page(StatusCode::OK, markup)
