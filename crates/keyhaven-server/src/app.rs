@@ -248,13 +248,18 @@ pub async fn serve_on(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let app = router(state.clone());
-    let make = tower::service_fn(
-        move |conn: axum::serve::IncomingStream<'_, tokio::net::TcpListener>| {
-            let node = Node::new(app.clone(), state.clone(), *conn.remote_addr());
-            std::future::ready(Ok::<_, std::convert::Infallible>(node))
-        },
-    );
+    // Answers go out as soon as they are written, not held back by Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let make = tower::service_fn(move |conn: axum::serve::IncomingStream<'_, _>| {
+        let node = Node::new(app.clone(), state.clone(), *conn.remote_addr());
+        std::future::ready(Ok::<_, std::convert::Infallible>(node))
+    });
     axum::serve(listener, make)
         .with_graceful_shutdown(shutdown)
         .await
