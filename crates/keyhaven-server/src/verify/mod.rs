@@ -210,6 +210,12 @@ impl Verifier {
         required: &[S],
         ip: Option<IpAddr>,
     ) -> Result<Verdict, StoreError> {
+        // MALFORMED: shape and checksum, before any lookup — and before the clock, which
+        // is not free on every machine; a flood of garbage costs only the parse.
+        if key_format::parse(key).is_err() {
+            self.stats.by_code[Code::Malformed.index()].fetch_add(1, Ordering::Relaxed);
+            return Ok(Verdict::code(Code::Malformed, None));
+        }
         // One clock read serves the checks and the usage count.
         let now = self.clock.now().timestamp_millis();
         let verdict = self.decide(key, required, ip, now).await?;
@@ -228,10 +234,7 @@ impl Verifier {
         ip: Option<IpAddr>,
         now: i64,
     ) -> Result<Verdict, StoreError> {
-        // MALFORMED: shape and checksum, before any lookup.
-        if key_format::parse(key).is_err() {
-            return Ok(Verdict::code(Code::Malformed, None));
-        }
+        // The key is well formed (checked by `verify`).
         let digest = key_format::digest(key);
         // NOT_FOUND: cache, negative cache, then the database once.
         let k = match self.cache.get(&digest) {
