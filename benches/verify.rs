@@ -11,9 +11,9 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use keyhaven_core::key_format;
 use keyhaven_core::principal::PrincipalKind;
-use keyhaven_server::service::SystemClock;
-use keyhaven_server::verify::cache::{id_bytes, CachedKey, Owner};
-use keyhaven_server::verify::Verifier;
+use keyhaven_service::verify::cache::{id_bytes, CachedKey, Owner};
+use keyhaven_service::verify::Verifier;
+use keyhaven_service::SystemClock;
 use rand::SeedableRng;
 
 /// No required permissions.
@@ -130,10 +130,10 @@ fn bench(c: &mut Criterion) {
 /// A cache miss for a real key: the record is read from SQLite (key, roles, owner) and
 /// cached, then dropped again before the next iteration.
 fn bench_database_load(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    use keyhaven_server::service::api_keys::{CreateApiKey, OwnerRef};
-    use keyhaven_server::service::{Caller, Service};
+    use keyhaven_service::api_keys::{CreateApiKey, OwnerRef};
+    use keyhaven_service::{Caller, Service};
     let db = rt.block_on(keyhaven_store::testing::TestDb::sqlite());
-    let master = keyhaven_server::secrets::MasterKey::from_base64(
+    let master = keyhaven_service::secrets::MasterKey::from_base64(
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
     )
     .expect("master key");

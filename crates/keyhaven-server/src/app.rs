@@ -13,9 +13,9 @@ use keyhaven_core::time::Clock;
 
 use crate::api;
 use crate::api::error::{render, ApiError, ErrorInfo};
-use crate::config::{prepare_data_dir, Config};
-use crate::service::organizations::Bootstrap;
-use crate::service::{Service, SystemClock};
+use keyhaven_service::config::{prepare_data_dir, Config};
+use keyhaven_service::organizations::Bootstrap;
+use keyhaven_service::{Service, SystemClock};
 
 /// Largest request body, except where a route sets its own.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -435,15 +435,15 @@ pub fn spawn_background(
             }
         }
     }));
-    match crate::jobs::mail::Mailer::new(
+    match keyhaven_service::jobs::mail::Mailer::new(
         state.config.smtp_url.as_deref(),
         state.config.data_dir.join("outbox"),
     ) {
         Ok(mailer) => {
-            let jobs = crate::jobs::Jobs {
+            let jobs = keyhaven_service::jobs::Jobs {
                 service: state.service.clone(),
                 mailer,
-                http: crate::jobs::webhooks::client(),
+                http: keyhaven_service::jobs::webhooks::client(),
                 public_url: state.config.public_url.clone(),
                 mail_from: state.config.mail_from.clone(),
             };
@@ -456,24 +456,17 @@ pub fn spawn_background(
         }
     }
     let wake = Arc::new(tokio::sync::Notify::new());
-    let follow = crate::verify::changes::follow(
+    let follow = keyhaven_service::verify::changes::follow(
         state.service.verifier.clone(),
         state.service.store.clone(),
         state.service.clock.clone(),
         wake.clone(),
     );
-    let listen = (state.service.store.backend() == keyhaven_store::Backend::Postgres)
-        .then(|| crate::verify::changes::listen(state.config.database_url.clone(), wake));
+    let store = state.service.store.clone();
     tasks.push(tokio::spawn(async move {
-        let listen = async move {
-            match listen {
-                Some(l) => l.await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = follow => {},
-            _ = listen => {},
+            _ = store.watch_changes(wake) => {},
             _ = stopped.changed() => {},
         }
     }));

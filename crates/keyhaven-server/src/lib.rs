@@ -7,10 +7,5 @@
 pub mod api;
 pub mod app;
 pub mod auth;
-pub mod config;
 pub mod console;
-pub mod jobs;
 pub mod oauth;
-pub mod secrets;
-pub mod service;
-pub mod verify;

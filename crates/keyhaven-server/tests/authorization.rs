@@ -7,10 +7,10 @@ mod common;
 use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use keyhaven_core::id::Id;
 use keyhaven_core::role::Role;
-use keyhaven_server::service::api_keys::{CreateApiKey, OwnerRef};
-use keyhaven_server::service::service_accounts::CreateServiceAccount;
-use keyhaven_server::service::users::CreateUser;
-use keyhaven_server::service::Caller;
+use keyhaven_service::api_keys::{CreateApiKey, OwnerRef};
+use keyhaven_service::service_accounts::CreateServiceAccount;
+use keyhaven_service::users::CreateUser;
+use keyhaven_service::Caller;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -155,7 +155,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         .create_credential(
             &system,
             &sa.id,
-            keyhaven_server::service::credentials::CreateCredential {
+            keyhaven_service::credentials::CreateCredential {
                 name: "fixture".into(),
                 description: None,
                 expires_at: None,
@@ -695,7 +695,7 @@ async fn no_escalation_through_existing_credentials(app: TestApp) {
     // Help desk: may reset passwords, and holds what read-only holds.
     svc.create_role(
         &system,
-        keyhaven_server::service::roles::CreateRole {
+        keyhaven_service::roles::CreateRole {
             name: "helpdesk".into(),
             description: None,
             permissions: [

@@ -16,11 +16,11 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use keyhaven_core::id::Id;
 use keyhaven_core::principal::PrincipalKind;
-use keyhaven_server::service::api_keys::{CreateApiKey, OwnerRef};
-use keyhaven_server::service::roles::CreateRole;
-use keyhaven_server::service::service_accounts::CreateServiceAccount;
-use keyhaven_server::service::users::CreateUser;
-use keyhaven_server::service::Caller;
+use keyhaven_service::api_keys::{CreateApiKey, OwnerRef};
+use keyhaven_service::roles::CreateRole;
+use keyhaven_service::service_accounts::CreateServiceAccount;
+use keyhaven_service::users::CreateUser;
+use keyhaven_service::Caller;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -1811,7 +1811,7 @@ async fn readme_screenshots() {
         .create_credential(
             &sys,
             &payments.id,
-            keyhaven_server::service::credentials::CreateCredential {
+            keyhaven_service::credentials::CreateCredential {
                 name: "payments-worker".into(),
                 description: Some("Token exchange for the payments worker".into()),
                 expires_at: None,

@@ -18,8 +18,8 @@ use chrono::Duration;
 use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use keyhaven_core::id::Id;
 use keyhaven_core::time::{rfc3339, Clock, Timestamp};
-use keyhaven_server::jobs::{self, mail::Mailer, Jobs};
-use keyhaven_server::service::Service;
+use keyhaven_service::jobs::{self, mail::Mailer, Jobs};
+use keyhaven_service::Service;
 use keyhaven_store::Notice;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -677,12 +677,12 @@ async fn keys_without_a_portal_author_get_no_mail(app: TestApp) {
         .state
         .service
         .create_api_key(
-            &keyhaven_server::service::Caller::system(Id::from_trusted(app.org_id.clone()), "cli"),
-            keyhaven_server::service::api_keys::CreateApiKey {
+            &keyhaven_service::Caller::system(Id::from_trusted(app.org_id.clone()), "cli"),
+            keyhaven_service::api_keys::CreateApiKey {
                 name: "by-the-cli".into(),
                 expires_at: Some(app.clock.now() + Duration::hours(20)),
                 // Owned by the portal user, but authored by the CLI: still no recipient.
-                owner: Some(keyhaven_server::service::api_keys::OwnerRef {
+                owner: Some(keyhaven_service::api_keys::OwnerRef {
                     kind: keyhaven_core::principal::PrincipalKind::User,
                     id: admin_id,
                 }),

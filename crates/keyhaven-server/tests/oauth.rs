@@ -19,10 +19,10 @@ use keyhaven_core::credential::Credential;
 use keyhaven_core::id::Id;
 use keyhaven_core::service_account::Transition;
 use keyhaven_server::app::AppState;
-use keyhaven_server::service::credentials::CreateCredential;
-use keyhaven_server::service::roles::CreateRole;
-use keyhaven_server::service::service_accounts::CreateServiceAccount;
-use keyhaven_server::service::{Caller, Service};
+use keyhaven_service::credentials::CreateCredential;
+use keyhaven_service::roles::CreateRole;
+use keyhaven_service::service_accounts::CreateServiceAccount;
+use keyhaven_service::{Caller, Service};
 use keyhaven_store::{AuditFilter, Page};
 use rsa::{BigUint, Pkcs1v15Sign, RsaPublicKey};
 use serde_json::Value;
@@ -868,7 +868,7 @@ async fn signing_key_is_shared_and_encrypted(app: TestApp) {
     let wrong = Service::new(
         app.state.service.store.clone(),
         app.clock.clone(),
-        keyhaven_server::secrets::MasterKey::from_base64(&STANDARD.encode([9u8; 32])).unwrap(),
+        keyhaven_service::secrets::MasterKey::from_base64(&STANDARD.encode([9u8; 32])).unwrap(),
     );
     assert!(keyhaven_server::oauth::load_or_create(&wrong)
         .await

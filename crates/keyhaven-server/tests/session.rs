@@ -514,9 +514,9 @@ both_backends!(management_calls_honour_allowed_cidrs);
 
 /// Several nodes starting on one empty database create one organization between them.
 async fn concurrent_first_starts_bootstrap_once(db: keyhaven_store::testing::TestDb) {
-    use keyhaven_server::service::organizations::Bootstrap;
-    use keyhaven_server::service::{Service, SystemClock};
-    let key = keyhaven_server::secrets::MasterKey::from_base64(
+    use keyhaven_service::organizations::Bootstrap;
+    use keyhaven_service::{Service, SystemClock};
+    let key = keyhaven_service::secrets::MasterKey::from_base64(
         "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
     )
     .unwrap();

@@ -14,7 +14,7 @@ use base64::Engine;
 use chrono::Duration;
 use common::TestApp;
 use hmac::{Hmac, Mac};
-use keyhaven_server::jobs::{mail::Mailer, webhooks, Jobs};
+use keyhaven_service::jobs::{mail::Mailer, webhooks, Jobs};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -552,12 +552,12 @@ async fn deliveries_that_cannot_be_prepared_are_retried_or_closed(app: TestApp) 
     .await;
     // A node with the wrong master key cannot sign: the attempt is recorded as failed
     // with a backoff (so the 24-hour limit applies), and nothing is sent unsigned.
-    let wrong = keyhaven_server::secrets::MasterKey::from_base64(
+    let wrong = keyhaven_service::secrets::MasterKey::from_base64(
         &base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
     )
     .unwrap();
     let store = keyhaven_store::connect(&app.db.url, false).await.unwrap();
-    let broken = keyhaven_server::service::Service::new(store, app.clock.clone(), wrong);
+    let broken = keyhaven_service::Service::new(store, app.clock.clone(), wrong);
     webhooks::deliver_due(&broken, &webhooks::client())
         .await
         .unwrap();

@@ -113,4 +113,8 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> StoreResult<()>;
     /// Closes the connection pool.
     async fn close(&self);
+    /// Never returns: wakes `wake` whenever another node records a change (PostgreSQL
+    /// `LISTEN`, reconnecting after errors, with a wake after each reconnect so nothing
+    /// missed waits for the next poll). On SQLite there are no other nodes, so it only waits.
+    async fn watch_changes(&self, wake: std::sync::Arc<tokio::sync::Notify>);
 }

@@ -14,6 +14,8 @@ use crate::{Store, Tx};
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// Kept for PostgreSQL's `LISTEN`, which needs a connection of its own.
+    url: Arc<str>,
 }
 
 /// Opens the database at `url` (`sqlite://…` or `postgres://…`) and applies pending
@@ -31,7 +33,11 @@ impl SqlStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let backend = Backend::from_url(url)?;
         let pool = backend.connect(url).await?;
-        Ok(SqlStore { pool, backend })
+        Ok(SqlStore {
+            pool,
+            backend,
+            url: Arc::from(url),
+        })
     }
 
     /// The underlying pool, for backend-specific features.
@@ -106,5 +112,35 @@ impl Store for SqlStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn watch_changes(&self, wake: Arc<tokio::sync::Notify>) {
+        if self.backend != Backend::Postgres {
+            // One node per SQLite database: every change is applied where it is made.
+            return std::future::pending().await;
+        }
+        loop {
+            match sqlx::postgres::PgListener::connect(&self.url).await {
+                Ok(mut l) => {
+                    if let Err(e) = l.listen(crate::CHANNEL).await {
+                        tracing::warn!(error = %e, "cannot LISTEN for changes");
+                    } else {
+                        loop {
+                            match l.recv().await {
+                                Ok(_) => wake.notify_one(),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "change notifications interrupted");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot connect for change notifications"),
+            }
+            // Missed notifications are caught by the follower's periodic poll.
+            wake.notify_one();
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 }

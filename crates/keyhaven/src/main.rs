@@ -9,10 +9,10 @@ use keyhaven_core::audit::verify_chain;
 use keyhaven_core::id::Id;
 use keyhaven_core::principal::PrincipalKind;
 use keyhaven_server::app::{build_state, serve, AppState};
-use keyhaven_server::config::Settings;
-use keyhaven_server::service::api_keys::{CreateApiKey, OwnerRef};
-use keyhaven_server::service::users::CreateUser;
-use keyhaven_server::service::{Caller, SystemClock};
+use keyhaven_service::api_keys::{CreateApiKey, OwnerRef};
+use keyhaven_service::config::Settings;
+use keyhaven_service::users::CreateUser;
+use keyhaven_service::{Caller, SystemClock};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]

@@ -11,7 +11,7 @@ use super::params::{path_id, PathParams, QueryParams};
 use super::views::{ApiKeyView, ListView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
-use crate::service::api_keys::{
+use keyhaven_service::api_keys::{
     BatchDeleted, CreateApiKey, DailyUsage, Metrics, RegenerateApiKey, UpdateApiKey,
 };
 
@@ -66,7 +66,7 @@ pub async fn create(
             .store
             .read()
             .await
-            .map_err(crate::service::ServiceError::from)?;
+            .map_err(keyhaven_service::ServiceError::from)?;
         s.service.key_permissions(tx.as_mut(), &k).await?
     };
     let mut v = ApiKeyView::new(&k, s.service.now(), perms);

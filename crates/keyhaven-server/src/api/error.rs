@@ -11,7 +11,7 @@ use keyhaven_core::DomainError;
 use keyhaven_store::StoreError;
 use serde::de::DeserializeOwned;
 
-use crate::service::ServiceError;
+use keyhaven_service::ServiceError;
 
 /// The fields of the error object, minus the request id.
 #[derive(Debug, Clone)]

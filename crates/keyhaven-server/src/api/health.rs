@@ -71,7 +71,7 @@ pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP keyhaven_verifications_total Key verifications, by answer code."
     );
     let _ = writeln!(out, "# TYPE keyhaven_verifications_total counter");
-    for code in crate::verify::Code::ALL {
+    for code in keyhaven_service::verify::Code::ALL {
         let _ = writeln!(
             out,
             "keyhaven_verifications_total{{code=\"{}\"}} {}",

@@ -7,7 +7,7 @@ use super::params::PathParams;
 use super::views::OrganizationView;
 use crate::app::AppState;
 use crate::auth::extract::Auth;
-use crate::service::organizations::UpdateOrganization;
+use keyhaven_service::organizations::UpdateOrganization;
 
 /// The organization [organization.view].
 #[utoipa::path(get, path = "/v1/organizations/{org}", tag = "organization",

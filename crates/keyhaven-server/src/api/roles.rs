@@ -9,7 +9,7 @@ use super::params::{PathParams, QueryParams};
 use super::views::{ListView, PermissionView, RoleView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
-use crate::service::roles::{CreateRole, UpdateRole};
+use keyhaven_service::roles::{CreateRole, UpdateRole};
 
 /// The management permission catalog (any authenticated caller).
 #[utoipa::path(get, path = "/v1/permissions", tag = "roles",

@@ -14,9 +14,9 @@ use super::views::{
 };
 use crate::app::AppState;
 use crate::auth::extract::Auth;
-use crate::service::credentials::{CreateCredential, UpdateCredential};
-use crate::service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
-use crate::service::Caller;
+use keyhaven_service::credentials::{CreateCredential, UpdateCredential};
+use keyhaven_service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
+use keyhaven_service::Caller;
 
 /// The caller's permissions on service accounts and keys (`expand[]=permissions`).
 pub fn expanded(c: &Caller) -> ExpandedPermissions {

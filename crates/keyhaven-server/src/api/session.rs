@@ -9,7 +9,7 @@ use super::error::{ApiError, Json};
 use super::views;
 use crate::app::AppState;
 use crate::auth::extract::{Auth, SESSION_COOKIE};
-use crate::service::RequestContext;
+use keyhaven_service::RequestContext;
 
 /// Sign-in body.
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -11,7 +11,7 @@ use super::params::{path_id, PathParams, QueryParams};
 use super::views::{ListView, UserView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
-use crate::service::users::{CreateUser, UpdateUser};
+use keyhaven_service::users::{CreateUser, UpdateUser};
 
 /// Lists users [users.view].
 #[utoipa::path(get, path = "/v1/organizations/{org}/users", tag = "users",

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{parse_json, ApiError, JsonBytes};
 use crate::app::AppState;
-use crate::verify::{Code, Verdict};
+use keyhaven_service::verify::{Code, Verdict};
 
 /// Largest verification request body.
 pub const MAX_VERIFY_BODY: usize = 8 * 1024;
@@ -420,8 +420,8 @@ mod tests {
     use keyhaven_core::principal::PrincipalKind;
 
     use super::*;
-    use crate::verify::cache::{id_bytes, CachedKey, Owner};
-    use crate::verify::ratelimit::RateDecision;
+    use keyhaven_service::verify::cache::{id_bytes, CachedKey, Owner};
+    use keyhaven_service::verify::ratelimit::RateDecision;
 
     fn key(name: &str, owner_name: &str, perms: &[&str]) -> Arc<CachedKey> {
         Arc::new(CachedKey {

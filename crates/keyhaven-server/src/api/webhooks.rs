@@ -10,7 +10,7 @@ use super::params::{path_id, PathParams, QueryParams};
 use super::views::ListView;
 use crate::app::AppState;
 use crate::auth::extract::Auth;
-use crate::service::webhooks::{CreateWebhook, UpdateWebhook};
+use keyhaven_service::webhooks::{CreateWebhook, UpdateWebhook};
 
 /// A webhook endpoint.
 #[derive(Serialize, utoipa::ToSchema)]

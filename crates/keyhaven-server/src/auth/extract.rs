@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use crate::api::error::ApiError;
 use crate::app::{AppState, RequestId};
-use crate::service::{Caller, RequestContext};
+use keyhaven_service::{Caller, RequestContext};
 
 /// Name of the console session cookie.
 pub const SESSION_COOKIE: &str = "kh_session";

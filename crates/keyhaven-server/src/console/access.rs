@@ -17,8 +17,8 @@ use super::ui::{
     FormData, PageResult, Query,
 };
 use crate::app::AppState;
-use crate::service::credentials::{CreateCredential, UpdateCredential};
-use crate::service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
+use keyhaven_service::credentials::{CreateCredential, UpdateCredential};
+use keyhaven_service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
 
 fn tabs(c: &Console, active: &str) -> Markup {
     html! {

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use super::ui::{self, csrf_failed, FormData, PageError};
 use crate::app::AppState;
 use crate::auth::extract::{cookie, request_context, SESSION_COOKIE};
-use crate::service::{Caller, ServiceError};
+use keyhaven_service::{Caller, ServiceError};
 
 /// A signed-in console user.
 #[derive(Clone)]

@@ -17,7 +17,7 @@ use super::ui::{
     FormData, PageResult, Query,
 };
 use crate::app::AppState;
-use crate::service::api_keys::{
+use keyhaven_service::api_keys::{
     CreateApiKey, DailyUsage, OwnerRef, RegenerateApiKey, UpdateApiKey,
 };
 

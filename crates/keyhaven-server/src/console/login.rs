@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use super::auth::{safe_next, session_cookie, Console};
 use super::ui::{self, FormData, PageResult, Query};
 use crate::app::AppState;
-use crate::service::{RequestContext, ServiceError};
+use keyhaven_service::{RequestContext, ServiceError};
 
 /// Cookie holding the sign-in form's CSRF token (double submit; no session exists yet).
 const LOGIN_CSRF_COOKIE: &str = "kh_login_csrf";

@@ -2,7 +2,7 @@
 //!
 //! Every page is HTML built with `maud` (compiled into the binary); the stylesheet and
 //! the small script are embedded with `include_str!`. Handlers call the use cases in
-//! [`crate::service`] and never re-implement a rule: a refusal from the service layer
+//! [`keyhaven_service`] and never re-implement a rule: a refusal from the service layer
 //! becomes a message next to the field, a 403 page, or a redirect to the sign-in page.
 
 mod access;
@@ -282,7 +282,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::ui::PageError;
-    use crate::service::ServiceError;
+    use keyhaven_service::ServiceError;
 
     async fn ended() -> Result<&'static str, PageError> {
         Err(ServiceError::Unauthenticated("the session has ended").into())

@@ -13,8 +13,8 @@ use super::ui::{
     FieldErrors, FormData, PageResult, Query,
 };
 use crate::app::AppState;
-use crate::service::roles::{CreateRole, UpdateRole};
-use crate::service::users::{CreateUser, UpdateUser};
+use keyhaven_service::roles::{CreateRole, UpdateRole};
+use keyhaven_service::users::{CreateUser, UpdateUser};
 
 fn notice_text(q: &FormData) -> Option<&'static str> {
     match q.get("notice") {

@@ -12,12 +12,12 @@ use super::ui::{
     FormData, PageResult, Query,
 };
 use crate::app::AppState;
-use crate::service::webhooks::{CreateWebhook, UpdateWebhook, EVENT_TYPES};
+use keyhaven_service::webhooks::{CreateWebhook, UpdateWebhook, EVENT_TYPES};
 use keyhaven_store::WebhookEndpoint;
 
 fn secret_page(
     c: &Console,
-    status: Option<&crate::service::shared_secret::SharedSecretStatus>,
+    status: Option<&keyhaven_service::shared_secret::SharedSecretStatus>,
     shown: Option<(&str, &str)>,
 ) -> Markup {
     let can_view = c.can(Permission::SharedSecretView);
@@ -73,7 +73,7 @@ fn secret_page(
 async fn status_for(
     state: &AppState,
     c: &Console,
-) -> Result<Option<crate::service::shared_secret::SharedSecretStatus>, ui::PageError> {
+) -> Result<Option<keyhaven_service::shared_secret::SharedSecretStatus>, ui::PageError> {
     if c.can(Permission::SharedSecretView) {
         Ok(Some(state.service.shared_secret_status(&c.caller).await?))
     } else {

@@ -11,7 +11,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::auth::Console;
 use crate::app::AppState;
-use crate::service::ServiceError;
+use keyhaven_service::ServiceError;
 
 /// An HTML answer.
 pub fn page(status: StatusCode, markup: Markup) -> Response {

@@ -14,8 +14,8 @@ use rsa::RsaPrivateKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::secrets::MasterKey;
-use crate::service::Service;
+use keyhaven_service::secrets::MasterKey;
+use keyhaven_service::Service;
 
 /// Modulus size of generated keys.
 pub const RSA_BITS: usize = 2048;

@@ -24,8 +24,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::app::AppState;
-use crate::service::Service;
-use crate::verify::Verifier;
+use keyhaven_service::verify::Verifier;
+use keyhaven_service::Service;
 
 pub use keys::{load_or_create, signing_key, SigningKey};
 pub use token::TOKEN_LIFETIME_SECS;

@@ -46,9 +46,9 @@ use subtle::ConstantTimeEq;
 use super::keys;
 use crate::app::AppState;
 use crate::auth::extract::request_context;
-use crate::service::service_accounts::sa_principal;
-use crate::service::sessions::role_permissions;
-use crate::service::{Caller, RequestContext, Service, ServiceError};
+use keyhaven_service::service_accounts::sa_principal;
+use keyhaven_service::sessions::role_permissions;
+use keyhaven_service::{Caller, RequestContext, Service, ServiceError};
 
 /// Largest token request body.
 pub const MAX_TOKEN_BODY: usize = 16 * 1024;

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{Duration, TimeZone, Utc};
 use keyhaven_core::time::{Clock, Timestamp};
 use keyhaven_server::app::AppState;
-use keyhaven_server::config::Settings;
-use keyhaven_server::service::{Caller, Service};
+use keyhaven_service::config::Settings;
+use keyhaven_service::{Caller, Service};
 use keyhaven_store::testing::TestDb;
 use serde_json::{json, Value};
 
@@ -121,10 +121,10 @@ impl TestApp {
             .service
             .create_api_key(
                 &caller,
-                keyhaven_server::service::api_keys::CreateApiKey {
+                keyhaven_service::api_keys::CreateApiKey {
                     name: format!("key-{}", rand_suffix()),
                     roles: Some(roles.iter().map(|r| r.to_string()).collect()),
-                    owner: Some(keyhaven_server::service::api_keys::OwnerRef {
+                    owner: Some(keyhaven_service::api_keys::OwnerRef {
                         kind: keyhaven_core::principal::PrincipalKind::User,
                         id: admin.id.to_string(),
                     }),

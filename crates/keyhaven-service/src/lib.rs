@@ -1,4 +1,4 @@
-//! Use cases: one function per action, the only place that combines permission checks,
+//! Keyhaven's use cases: one function per action, the only place that combines permission checks,
 //! domain rules, storage and audit. The REST API, the console and the CLI all call these,
 //! so the three can never disagree about a rule.
 //!
@@ -8,14 +8,19 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod changes;
+pub mod config;
 pub mod credentials;
+pub mod jobs;
 pub mod organizations;
+pub mod password;
 pub mod patch;
 pub mod roles;
+pub mod secrets;
 pub mod service_accounts;
 pub mod sessions;
 pub mod shared_secret;
 pub mod users;
+pub mod verify;
 pub mod webhooks;
 
 use std::sync::Arc;

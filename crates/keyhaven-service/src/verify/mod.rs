@@ -370,13 +370,12 @@ impl Verifier {
             return Ok(None);
         };
         let k = found.key;
-        let mut perms =
-            crate::service::sessions::role_permissions(tx.as_mut(), &k.org_id, &k.roles)
-                .await
-                .map_err(|e| match e {
-                    crate::service::ServiceError::Store(s) => s,
-                    other => StoreError::Corrupt(other.to_string()),
-                })?;
+        let mut perms = crate::sessions::role_permissions(tx.as_mut(), &k.org_id, &k.roles)
+            .await
+            .map_err(|e| match e {
+                crate::ServiceError::Store(s) => s,
+                other => StoreError::Corrupt(other.to_string()),
+            })?;
         perms.extend(k.scopes.iter().cloned());
         let owner_active = match k.owner.kind {
             PrincipalKind::User => {
@@ -385,13 +384,10 @@ impl Verifier {
                     .await?;
                 match user {
                     Some(u) if u.status == UserStatus::Active => {
-                        let held = crate::service::sessions::role_permissions(
-                            tx.as_mut(),
-                            &k.org_id,
-                            &u.roles,
-                        )
-                        .await
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        let held =
+                            crate::sessions::role_permissions(tx.as_mut(), &k.org_id, &u.roles)
+                                .await
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                         perms.retain(|p| {
                             !keyhaven_core::permission::is_management(p) || held.contains(p)
                         });

@@ -5,7 +5,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::rngs::OsRng;
 
-use crate::service::{ServiceError, ServiceResult};
+use crate::{ServiceError, ServiceResult};
 
 fn argon2() -> Argon2<'static> {
     // These constants are valid parameters; the fallback is never taken.

@@ -17,8 +17,8 @@ use keyhaven_store::{Session, Tx};
 use rand::RngCore;
 use serde_json::json;
 
-use super::{Caller, RequestContext, Service, ServiceError, ServiceResult};
-use crate::auth::password;
+use crate::password;
+use crate::{Caller, RequestContext, Service, ServiceError, ServiceResult};
 
 /// Sessions end after this long without a request.
 pub const IDLE_TIMEOUT_HOURS: i64 = 12;

@@ -13,8 +13,8 @@ use keyhaven_core::{validate, DomainError};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::changes::Changes;
-use super::{Caller, Service, ServiceError, ServiceResult};
+use crate::changes::Changes;
+use crate::{Caller, Service, ServiceError, ServiceResult};
 
 /// Body of `POST /service-accounts/{id}/credentials`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -152,7 +152,7 @@ impl Service {
     ) -> ServiceResult<keyhaven_store::Listing<Credential>> {
         let mut creds = self.list_credentials(caller, sa_id).await?;
         creds.sort_by(|a, b| b.id.as_str().cmp(a.id.as_str()));
-        Ok(super::page_in_memory(
+        Ok(crate::page_in_memory(
             creds,
             page,
             |c| c.id.to_string(),

@@ -11,8 +11,8 @@ use keyhaven_store::{Listing, Page, ServiceAccountFilter};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::changes::Changes;
-use super::{Caller, Service, ServiceError, ServiceResult};
+use crate::changes::Changes;
+use crate::{Caller, Service, ServiceError, ServiceResult};
 
 /// Body of `POST /service-accounts`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -113,7 +113,7 @@ impl Service {
             tx.as_mut(),
             &caller.org_id,
             "service_account.created",
-            super::webhooks::service_account_event(&sa),
+            crate::webhooks::service_account_event(&sa),
         )
         .await?;
         tx.commit().await?;
@@ -239,7 +239,7 @@ impl Service {
                 tx.as_mut(),
                 &caller.org_id,
                 "service_account.updated",
-                super::webhooks::service_account_event(&sa),
+                crate::webhooks::service_account_event(&sa),
             )
             .await?;
             self.commit_changes(
@@ -284,7 +284,7 @@ impl Service {
                         tx.as_mut(),
                         &caller.org_id,
                         "api_key.revoked",
-                        super::webhooks::key_event(&k, now),
+                        crate::webhooks::key_event(&k, now),
                     )
                     .await?;
                 }
@@ -316,7 +316,7 @@ impl Service {
             tx.as_mut(),
             &caller.org_id,
             event,
-            super::webhooks::service_account_event(&sa),
+            crate::webhooks::service_account_event(&sa),
         )
         .await?;
         self.commit_changes(
@@ -354,7 +354,7 @@ impl Service {
                 tx.as_mut(),
                 &caller.org_id,
                 "api_key.deleted",
-                super::webhooks::key_event(k, now),
+                crate::webhooks::key_event(k, now),
             )
             .await?;
         }
@@ -371,7 +371,7 @@ impl Service {
             tx.as_mut(),
             &caller.org_id,
             "service_account.deleted",
-            super::webhooks::service_account_event(&sa),
+            crate::webhooks::service_account_event(&sa),
         )
         .await?;
         self.commit_changes(

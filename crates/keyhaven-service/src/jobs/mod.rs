@@ -7,7 +7,7 @@ pub mod webhooks;
 
 use std::time::Duration;
 
-use crate::service::{Service, ServiceResult};
+use crate::{Service, ServiceResult};
 
 /// What the jobs need besides the service.
 #[derive(Clone)]

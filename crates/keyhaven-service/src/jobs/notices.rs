@@ -22,7 +22,7 @@ use keyhaven_store::{ExpiringKey, Notice};
 use serde_json::json;
 
 use super::mail::{Mail, Mailer};
-use crate::service::{Service, ServiceResult};
+use crate::{Service, ServiceResult};
 
 /// The thresholds, farthest first: (name, time before expiry).
 pub const THRESHOLDS: [(&str, i64); 4] = [("30d", 30), ("7d", 7), ("1d", 1), ("expired", 0)];

@@ -8,8 +8,8 @@ use keyhaven_core::{validate, DomainError};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::changes::Changes;
-use super::{duplicate_as_conflict, Caller, Service, ServiceError, ServiceResult};
+use crate::changes::Changes;
+use crate::{duplicate_as_conflict, Caller, Service, ServiceError, ServiceResult};
 
 /// Body of `POST /roles`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -38,7 +38,7 @@ pub struct UpdateRole {
     #[serde(default)]
     pub permissions: Option<Vec<String>>,
     /// New pattern; `null` (or `""`) removes it.
-    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[serde(default, deserialize_with = "crate::patch::double_option")]
     #[schema(value_type = Option<String>)]
     pub key_name_pattern: Option<Option<String>>,
 }
@@ -75,7 +75,7 @@ impl Service {
     ) -> ServiceResult<keyhaven_store::Listing<Role>> {
         let mut roles = self.list_roles(caller).await?;
         roles.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(super::page_in_memory(
+        Ok(crate::page_in_memory(
             roles,
             page,
             |r| r.name.clone(),

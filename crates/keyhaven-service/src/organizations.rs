@@ -9,9 +9,9 @@ use keyhaven_core::user::{User, UserStatus};
 use keyhaven_core::validate;
 use serde_json::json;
 
-use super::sessions::user_principal;
-use super::{duplicate_as_conflict, Caller, Service, ServiceResult};
-use crate::auth::password;
+use crate::password;
+use crate::sessions::user_principal;
+use crate::{duplicate_as_conflict, Caller, Service, ServiceResult};
 
 /// What first start did.
 pub enum Bootstrap {
@@ -199,7 +199,7 @@ impl Service {
         let mut tx = self.store.read().await?;
         tx.organization(&caller.org_id)
             .await?
-            .ok_or(super::ServiceError::NotFound("organization"))
+            .ok_or(crate::ServiceError::NotFound("organization"))
     }
 
     /// Renames the organization or changes its key prefix.
@@ -226,8 +226,8 @@ impl Service {
         let mut org = tx
             .organization(&caller.org_id)
             .await?
-            .ok_or(super::ServiceError::NotFound("organization"))?;
-        let mut changes = super::changes::Changes::default();
+            .ok_or(crate::ServiceError::NotFound("organization"))?;
+        let mut changes = crate::changes::Changes::default();
         if let Some(n) = name {
             changes.field("name", &org.name, &n);
             org.name = n;

@@ -16,7 +16,7 @@ use keyhaven_store::Delivery;
 use sha2::Sha256;
 use tokio::task::JoinSet;
 
-use crate::service::{Service, ServiceResult};
+use crate::{Service, ServiceResult};
 
 /// How long a delivery keeps being retried.
 pub const RETRY_FOR_HOURS: i64 = 24;

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
-use super::changes::Changes;
-use super::{Caller, Service, ServiceError, ServiceResult};
+use crate::changes::Changes;
+use crate::{Caller, Service, ServiceError, ServiceResult};
 
 /// Every event type an endpoint can subscribe to.
 pub const EVENT_TYPES: &[&str] = &[
@@ -245,7 +245,7 @@ impl Service {
             return Ok(());
         }
         let now = self.now();
-        let secret = super::shared_secret::generate();
+        let secret = crate::shared_secret::generate();
         tx.put_shared_secret(
             &caller.org_id,
             &keyhaven_store::SharedSecretRecord {

@@ -4,7 +4,7 @@ use keyhaven_core::audit::AuditEntry;
 use keyhaven_core::permission::Permission;
 use keyhaven_store::{AuditFilter, Listing, Page};
 
-use super::{Caller, Service, ServiceResult};
+use crate::{Caller, Service, ServiceResult};
 
 impl Service {
     /// A page of the organization's audit events, newest first.

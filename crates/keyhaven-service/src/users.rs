@@ -7,9 +7,9 @@ use keyhaven_core::validate;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::sessions::user_principal;
-use super::{duplicate_as_conflict, Caller, Service, ServiceResult};
-use crate::auth::password;
+use crate::password;
+use crate::sessions::user_principal;
+use crate::{duplicate_as_conflict, Caller, Service, ServiceResult};
 
 /// Body of `POST /users`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -41,7 +41,7 @@ impl Service {
                 .await
             {
                 drop(tx);
-                if let super::ServiceError::Domain(keyhaven_core::DomainError::PermissionDenied {
+                if let crate::ServiceError::Domain(keyhaven_core::DomainError::PermissionDenied {
                     permission,
                 }) = &e
                 {
@@ -120,7 +120,7 @@ impl Service {
         let mut tx = self.store.read().await?;
         tx.user(&caller.org_id, id)
             .await?
-            .ok_or(super::ServiceError::NotFound("user"))
+            .ok_or(crate::ServiceError::NotFound("user"))
     }
 
     /// Active super-admins that would remain if `user` became `after_roles`/`after_status`.
@@ -167,7 +167,7 @@ impl Service {
         let mut u = tx
             .user(&caller.org_id, id)
             .await?
-            .ok_or(super::ServiceError::NotFound("user"))?;
+            .ok_or(crate::ServiceError::NotFound("user"))?;
         if let Some(r) = &roles {
             if let Err(e) = self.check_grant(tx.as_mut(), caller, r, &[], "roles").await {
                 drop(tx);
@@ -183,7 +183,7 @@ impl Service {
                 .any(|r| r == keyhaven_core::role::SUPER_ADMIN);
         self.check_super_admins_remain(tx.as_mut(), &u, still)
             .await?;
-        let mut changes = super::changes::Changes::default();
+        let mut changes = crate::changes::Changes::default();
         if let Some(d) = display_name {
             changes.field("display_name", &u.display_name, &d);
             u.display_name = d;
@@ -222,7 +222,7 @@ impl Service {
         let u = tx
             .user(&caller.org_id, id)
             .await?
-            .ok_or(super::ServiceError::NotFound("user"))?;
+            .ok_or(crate::ServiceError::NotFound("user"))?;
         if let Some(me) = caller.acting_user_id() {
             user::check_not_self(&me, &u.id, "delete")?;
         }
@@ -261,14 +261,14 @@ impl Service {
             let u = tx
                 .user(&caller.org_id, id)
                 .await?
-                .ok_or(super::ServiceError::NotFound("user"))?;
+                .ok_or(crate::ServiceError::NotFound("user"))?;
             if let Some(me) = caller.acting_user_id() {
                 user::check_not_self(&me, &u.id, "reset the password of")?;
             }
             // Setting someone's password is taking over their account: only for users
             // whose management permissions the caller holds all of.
             let theirs: Vec<String> =
-                super::sessions::role_permissions(tx.as_mut(), &caller.org_id, &u.roles)
+                crate::sessions::role_permissions(tx.as_mut(), &caller.org_id, &u.roles)
                     .await?
                     .into_iter()
                     .collect();
@@ -287,7 +287,7 @@ impl Service {
         let mut u = tx
             .user(&caller.org_id, id)
             .await?
-            .ok_or(super::ServiceError::NotFound("user"))?;
+            .ok_or(crate::ServiceError::NotFound("user"))?;
         u.password_hash = hash;
         u.updated_at = self.now();
         tx.update_user(&u).await?;
@@ -310,9 +310,9 @@ impl Service {
         &self,
         caller: &Caller,
         action: &str,
-        e: &super::ServiceError,
+        e: &crate::ServiceError,
     ) {
-        if let super::ServiceError::Domain(keyhaven_core::DomainError::PermissionDenied {
+        if let crate::ServiceError::Domain(keyhaven_core::DomainError::PermissionDenied {
             permission,
         }) = e
         {
@@ -334,7 +334,7 @@ impl Service {
         let mut tx = self.store.read().await?;
         tx.user(&caller.org_id, &id)
             .await?
-            .ok_or(super::ServiceError::NotFound("user"))
+            .ok_or(crate::ServiceError::NotFound("user"))
     }
 
     /// Changes the signed-in user's own display name (no permission needed).
@@ -354,8 +354,8 @@ impl Service {
         let mut u = tx
             .user(&caller.org_id, &id)
             .await?
-            .ok_or(super::ServiceError::NotFound("user"))?;
-        let mut changes = super::changes::Changes::default();
+            .ok_or(crate::ServiceError::NotFound("user"))?;
+        let mut changes = crate::changes::Changes::default();
         changes.field("display_name", &u.display_name, &display_name);
         if !changes.is_empty() {
             u.display_name = display_name;

@@ -13,7 +13,7 @@ use keyhaven_core::{validate, DomainError};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{duplicate_as_conflict, Caller, Service, ServiceError, ServiceResult};
+use crate::{duplicate_as_conflict, Caller, Service, ServiceError, ServiceResult};
 
 /// `{type, id}` naming a key's owner.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -192,7 +192,7 @@ impl Service {
             tx.as_mut(),
             &caller.org_id,
             "api_key.created",
-            super::webhooks::key_event(&key, now),
+            crate::webhooks::key_event(&key, now),
         )
         .await?;
         tx.commit().await?;
@@ -303,18 +303,18 @@ pub struct UpdateApiKey {
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
     /// New rate limit, or `null` for none.
-    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[serde(default, deserialize_with = "crate::patch::double_option")]
     #[schema(value_type = Option<RateLimitInput>)]
     pub ratelimit: Option<Option<RateLimit>>,
     /// New number of uses left, or `null` for unlimited.
-    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[serde(default, deserialize_with = "crate::patch::double_option")]
     #[schema(value_type = Option<i64>)]
     pub remaining: Option<Option<i64>>,
     /// New allowed networks (replaces the list).
     #[serde(default)]
     pub allowed_cidrs: Option<Vec<String>>,
     /// New metadata object; `null` clears it (to `{}`).
-    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[serde(default, deserialize_with = "crate::patch::double_option")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<serde_json::Value>>,
 }
@@ -324,7 +324,7 @@ pub struct UpdateApiKey {
 #[serde(deny_unknown_fields)]
 pub struct RegenerateApiKey {
     /// Required: the new expiry, or `null` for never.
-    #[serde(deserialize_with = "super::patch::double_option", default)]
+    #[serde(deserialize_with = "crate::patch::double_option", default)]
     #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub expires_at: Option<Option<String>>,
     /// Seconds the old secret keeps verifying (0–604800).
@@ -383,14 +383,14 @@ impl Service {
         tx: &mut dyn keyhaven_store::Tx,
         k: &ApiKey,
     ) -> ServiceResult<Vec<String>> {
-        let mut perms = super::sessions::role_permissions(tx, &k.org_id, &k.roles).await?;
+        let mut perms = crate::sessions::role_permissions(tx, &k.org_id, &k.roles).await?;
         perms.extend(k.scopes.iter().cloned());
         if k.owner.kind == PrincipalKind::User {
             let held = match tx
                 .user(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
                 .await?
             {
-                Some(u) => super::sessions::role_permissions(tx, &k.org_id, &u.roles).await?,
+                Some(u) => crate::sessions::role_permissions(tx, &k.org_id, &u.roles).await?,
                 None => Default::default(),
             };
             perms.retain(|p| !permission::is_management(p) || held.contains(p));
@@ -516,7 +516,7 @@ impl Service {
         };
         let new_name = name.unwrap_or_else(|| k.name.clone());
         role::check_name_patterns(&found, &new_name)?;
-        let mut ch = super::changes::Changes::default();
+        let mut ch = crate::changes::Changes::default();
         ch.field("name", &k.name, &new_name);
         k.name = new_name;
         if let Some(d) = description {
@@ -567,7 +567,7 @@ impl Service {
                 tx.as_mut(),
                 &caller.org_id,
                 "api_key.updated",
-                super::webhooks::key_event(&k, k.updated_at),
+                crate::webhooks::key_event(&k, k.updated_at),
             )
             .await?;
         }
@@ -648,7 +648,7 @@ impl Service {
         k.expires_at = expires_at;
         k.updated_at = now;
         tx.update_api_key(&k).await?;
-        let mut ch = super::changes::Changes::default();
+        let mut ch = crate::changes::Changes::default();
         ch.field(
             "expires_at",
             &old_expiry.as_ref().map(time::rfc3339),
@@ -669,7 +669,7 @@ impl Service {
             tx.as_mut(),
             &caller.org_id,
             "api_key.regenerated",
-            super::webhooks::key_event(&k, now),
+            crate::webhooks::key_event(&k, now),
         )
         .await?;
         let p = self.key_permissions(tx.as_mut(), &k).await?;
@@ -711,7 +711,7 @@ impl Service {
                 tx.as_mut(),
                 &caller.org_id,
                 "api_key.revoked",
-                super::webhooks::key_event(&k, now),
+                crate::webhooks::key_event(&k, now),
             )
             .await?;
         }
@@ -744,7 +744,7 @@ impl Service {
             tx.as_mut(),
             &caller.org_id,
             "api_key.deleted",
-            super::webhooks::key_event(&k, self.now()),
+            crate::webhooks::key_event(&k, self.now()),
         )
         .await?;
         self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
@@ -791,7 +791,7 @@ impl Service {
                         tx.as_mut(),
                         &caller.org_id,
                         "api_key.deleted",
-                        super::webhooks::key_event(&k, self.now()),
+                        crate::webhooks::key_event(&k, self.now()),
                     )
                     .await?;
                     out.deleted.push(raw.clone());

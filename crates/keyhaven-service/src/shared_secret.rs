@@ -13,7 +13,7 @@ use keyhaven_store::SharedSecretRecord;
 use rand::RngCore;
 use serde_json::json;
 
-use super::{Caller, Service, ServiceError, ServiceResult};
+use crate::{Caller, Service, ServiceError, ServiceResult};
 
 /// How long a rotated-out secret keeps signing.
 pub const ROTATION_OVERLAP_HOURS: i64 = 24;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyhaven_core::time::Clock;
-use keyhaven_store::{Store, CHANNEL};
+use keyhaven_store::Store;
 use tokio::sync::Notify;
 
 use super::Verifier;
@@ -83,32 +83,5 @@ pub async fn follow(
                 tracing::warn!(error = %e, "cannot prune the change log");
             }
         }
-    }
-}
-
-/// Wakes the follower whenever PostgreSQL notifies a change; reconnects on errors.
-pub async fn listen(database_url: String, wake: Arc<Notify>) {
-    loop {
-        match sqlx::postgres::PgListener::connect(&database_url).await {
-            Ok(mut l) => {
-                if let Err(e) = l.listen(CHANNEL).await {
-                    tracing::warn!(error = %e, "cannot LISTEN for changes");
-                } else {
-                    loop {
-                        match l.recv().await {
-                            Ok(_) => wake.notify_one(),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "change notifications interrupted");
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot connect for change notifications"),
-        }
-        // Missed notifications are caught by the periodic poll.
-        wake.notify_one();
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
