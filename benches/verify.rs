@@ -142,7 +142,7 @@ fn bench_database_load(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         .block_on(service.create_organization("Bench", "bench@example.com", "bench password 123"))
         .expect("organization");
     let caller = Caller::system(org.id.clone(), "bench");
-    let (_, secret) = rt
+    let (_, _, secret) = rt
         .block_on(service.create_api_key(
             &caller,
             CreateApiKey {
@@ -159,7 +159,7 @@ fn bench_database_load(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         .expect("key");
     let key = secret.expose().to_string();
     let read = vec!["read".to_string()];
-    let verifier = service.verifier.clone();
+    let verifier = service.verifier().clone();
     c.bench_function("verify/cache_miss_database_load", |b| {
         b.to_async(rt).iter(|| async {
             verifier.cache.clear();

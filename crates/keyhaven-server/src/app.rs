@@ -13,7 +13,7 @@ use keyhaven_core::time::Clock;
 
 use crate::api;
 use crate::api::error::{render, ApiError, ErrorInfo};
-use keyhaven_service::config::{prepare_data_dir, Config};
+use keyhaven_service::config::Config;
 use keyhaven_service::organizations::Bootstrap;
 use keyhaven_service::{Service, SystemClock};
 
@@ -325,27 +325,11 @@ fn outer_layers<S: Clone + Send + Sync + 'static>(r: Router<S>) -> Router<S> {
 
 /// Builds the state from settings: opens (and migrates) the database.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-    if config.database_url.starts_with("sqlite:") {
-        prepare_data_dir(&config.data_dir)?;
-    }
-    let store = keyhaven_store::connect(&config.database_url, true).await?;
-    let mut service = Service::new(store, clock, config.master_key.clone());
-    service.self_origins = self_origins(&config).into();
+    let service = Service::open(&config, clock).await?;
     Ok(AppState {
         service,
         config: Arc::new(config),
     })
-}
-
-/// The `(host, port)` pairs this server answers on: the listen address and the public URL.
-pub fn self_origins(config: &Config) -> Vec<(String, u16)> {
-    let mut out = vec![(config.listen.ip().to_string(), config.listen.port())];
-    if let Ok(u) = url::Url::parse(&config.public_url) {
-        if let (Some(h), Some(p)) = (u.host_str(), u.port_or_known_default()) {
-            out.push((h.trim_matches(|c| c == '[' || c == ']').to_string(), p));
-        }
-    }
-    out
 }
 
 /// Runs `keyhaven serve` until SIGTERM or SIGINT.
@@ -390,8 +374,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         "Keyhaven listening on http://{local} (console: {}/)",
         cfg.public_url
     );
-    tracing::info!(%local, backend = ?state.service.store.backend(), "listening");
-    let store = state.service.store.clone();
+    tracing::info!(%local, backend = ?state.service.backend(), "listening");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let background = spawn_background(&state, stopped);
     serve_on(listener, state.clone(), shutdown_signal()).await?;
@@ -401,76 +384,17 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         let _ = task.await;
     }
     // The last usage counts: nothing acknowledged is lost on a graceful stop.
-    for attempt in 1..=5u64 {
-        match state.service.verifier.flush_usage().await {
-            Ok(_) => break,
-            Err(e) => {
-                tracing::error!(error = %e, attempt, "cannot write the last usage counts");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
-            }
-        }
-    }
-    store.close().await;
+    state.service.finish().await;
     Ok(())
 }
 
-/// Starts the background work of a node: the usage flusher and the change-log follower
-/// (with PostgreSQL notifications). They stop when `stopped` turns true.
+/// Starts the background work of a node (see [`Service::spawn_background`]); it stops
+/// when `stopped` turns true.
 pub fn spawn_background(
     state: &AppState,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = crate::oauth::spawn_background(state, stopped.clone());
-    let verifier = state.service.verifier.clone();
-    let mut stop_flush = stopped.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
-                    if let Err(e) = verifier.flush_usage().await {
-                        tracing::warn!(error = %e, "cannot write usage counts; keeping them for the next flush");
-                    }
-                }
-                _ = stop_flush.changed() => break,
-            }
-        }
-    }));
-    match keyhaven_service::jobs::mail::Mailer::new(
-        state.config.smtp_url.as_deref(),
-        state.config.data_dir.join("outbox"),
-    ) {
-        Ok(mailer) => {
-            let jobs = keyhaven_service::jobs::Jobs {
-                service: state.service.clone(),
-                mailer,
-                http: keyhaven_service::jobs::webhooks::client(),
-                public_url: state.config.public_url.clone(),
-                mail_from: state.config.mail_from.clone(),
-            };
-            tasks.push(tokio::spawn(
-                jobs.run(state.config.job_interval, stopped.clone()),
-            ));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "expiry notices and webhooks are off: the mail settings are unusable")
-        }
-    }
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let follow = keyhaven_service::verify::changes::follow(
-        state.service.verifier.clone(),
-        state.service.store.clone(),
-        state.service.clock.clone(),
-        wake.clone(),
-    );
-    let store = state.service.store.clone();
-    tasks.push(tokio::spawn(async move {
-        tokio::select! {
-            _ = follow => {},
-            _ = store.watch_changes(wake) => {},
-            _ = stopped.changed() => {},
-        }
-    }));
-    tasks
+    state.service.spawn_background(&state.config, stopped)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

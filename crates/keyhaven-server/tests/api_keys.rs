@@ -990,7 +990,7 @@ async fn usage_and_metrics(app: TestApp) {
         verify(&app, json!({"key": secret, "permissions": ["write"]})).await["code"],
         "FORBIDDEN"
     );
-    app.state.service.verifier.flush_usage().await.unwrap();
+    app.state.service.verifier().flush_usage().await.unwrap();
     let rows = sa
         .get(&format!("/api-keys/{id}/usage?days=7"))
         .await
@@ -1045,7 +1045,7 @@ async fn usage_and_metrics(app: TestApp) {
     for _ in 0..2 {
         verify(&app, json!({"key": secret})).await;
     }
-    app.state.service.verifier.flush_usage().await.unwrap();
+    app.state.service.verifier().flush_usage().await.unwrap();
     let me = Client::session(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(
         me.get("/metrics").await.ok(200),

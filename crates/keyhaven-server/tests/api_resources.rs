@@ -1033,7 +1033,7 @@ async fn service_account_lifecycle(app: TestApp) {
     // And its credentials (the credential object has no status: check the store).
     {
         let org = Id::from_trusted(app.org_id.clone());
-        let mut tx = app.state.service.store.read().await.unwrap();
+        let mut tx = app.db.store.read().await.unwrap();
         let c = tx
             .credential(
                 &org,

@@ -93,7 +93,7 @@ async fn principals(app: &TestApp) -> Vec<Principal> {
             )
             .await
             .unwrap();
-        let (_, secret) = svc
+        let (_, _, secret) = svc
             .create_api_key(
                 &system,
                 CreateApiKey {
@@ -163,7 +163,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         )
         .await
         .unwrap();
-    let (key, _) = svc
+    let (key, _, _) = svc
         .create_api_key(
             &system,
             CreateApiKey {
@@ -177,7 +177,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         )
         .await
         .unwrap();
-    let mut tx = svc.store.read().await.unwrap();
+    let mut tx = svc.store().read().await.unwrap();
     let admin = tx.user_by_email(ADMIN_EMAIL).await.unwrap().unwrap();
     Fixture {
         admin_id: admin.id.to_string(),
@@ -468,7 +468,7 @@ async fn matrix(app: TestApp) {
     );
 
     // Every denial was audited, in the caller's organization, with the permission named.
-    let mut tx = app.state.service.store.read().await.unwrap();
+    let mut tx = app.db.store.read().await.unwrap();
     let chain = tx
         .audit_chain(&Id::from_trusted(app.org_id.clone()))
         .await
@@ -748,7 +748,7 @@ async fn no_escalation_through_existing_credentials(app: TestApp) {
         .unwrap();
     let mut ids = std::collections::HashMap::new();
     for (name, role) in [("root-key", "super-admin"), ("admin-key", "admin")] {
-        let (k, _) = svc
+        let (k, _, _) = svc
             .create_api_key(
                 &system,
                 CreateApiKey {

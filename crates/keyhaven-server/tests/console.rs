@@ -113,7 +113,7 @@ async fn browser(app: &TestApp, test: &str) -> Option<Browser> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let client = client.expect("connect to chromedriver");
-    let backend = format!("{:?}", app.state.service.store.backend()).to_lowercase();
+    let backend = format!("{:?}", app.db.store.backend()).to_lowercase();
     Some(Browser {
         client,
         driver,
@@ -224,7 +224,7 @@ fn system(app: &TestApp) -> Caller {
 }
 
 async fn admin_id(app: &TestApp) -> String {
-    let mut tx = app.state.service.store.read().await.unwrap();
+    let mut tx = app.db.store.read().await.unwrap();
     tx.user_by_email(ADMIN_EMAIL)
         .await
         .unwrap()
@@ -236,7 +236,7 @@ async fn admin_id(app: &TestApp) -> String {
 /// A personal key of the admin, made through the service layer.
 async fn make_key(app: &TestApp, name: &str, tags: &[&str]) -> String {
     let owner = admin_id(app).await;
-    let (k, _) = app
+    let (k, _, _) = app
         .state
         .service
         .create_api_key(
@@ -356,7 +356,7 @@ async fn sign_in_create_copy_filter(app: TestApp) {
     let empty = b.wait_css("#usage-empty").await.text().await.unwrap();
     assert_eq!(empty, "No calls in the last 30 days");
     // Once it is used, the 30-day chart is server-drawn SVG.
-    app.state.service.verifier.flush_usage().await.unwrap();
+    app.state.service.verifier().flush_usage().await.unwrap();
     b.go(&b.path().await).await;
     b.wait_css("svg.chart").await;
     assert_eq!(b.count("svg.chart g.day").await, 30);
@@ -704,7 +704,7 @@ async fn make_account(app: &TestApp, name: &str) -> String {
 
 /// A key with its secret, made through the service layer.
 async fn make_key_secret(app: &TestApp, input: CreateApiKey) -> (String, String) {
-    let (k, secret) = app
+    let (k, _, secret) = app
         .state
         .service
         .create_api_key(&system(app), input)
@@ -1837,13 +1837,13 @@ async fn readme_screenshots() {
                 .await
                 .unwrap();
         }
-        app.state.service.verifier.flush_usage().await.unwrap();
+        app.state.service.verifier().flush_usage().await.unwrap();
         app.clock.advance(chrono::Duration::days(1));
     }
     app.clock
         .advance(chrono::Duration::minutes(-(24 * 60 - 20)));
     verify(&app, &checkout_secret).await;
-    app.state.service.verifier.flush_usage().await.unwrap();
+    app.state.service.verifier().flush_usage().await.unwrap();
 
     b.client.set_window_size(1366, 1000).await.unwrap();
     b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;

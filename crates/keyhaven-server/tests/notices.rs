@@ -324,7 +324,7 @@ impl<'a> Portal<'a> {
 }
 
 async fn notices_of(service: &Service, key_id: &str) -> Vec<Notice> {
-    let mut tx = service.store.read().await.unwrap();
+    let mut tx = service.store().read().await.unwrap();
     tx.notices_of(&Id::from_trusted(key_id.to_string()))
         .await
         .unwrap()
@@ -665,7 +665,7 @@ async fn keys_without_a_portal_author_get_no_mail(app: TestApp) {
     assert_eq!(by_key["created_by"]["type"], "api_key", "{by_key}");
     // A key created by the CLI (the system caller).
     let admin_id = {
-        let mut tx = app.state.service.store.read().await.unwrap();
+        let mut tx = app.db.store.read().await.unwrap();
         tx.user_by_email(ADMIN_EMAIL)
             .await
             .unwrap()
@@ -673,7 +673,7 @@ async fn keys_without_a_portal_author_get_no_mail(app: TestApp) {
             .id
             .to_string()
     };
-    let (by_cli, _) = app
+    let (by_cli, _, _) = app
         .state
         .service
         .create_api_key(
@@ -818,7 +818,7 @@ async fn notices_survive_a_restart(app: TestApp) {
     jobs::notices::schedule(&app.state.service).await.unwrap();
     let now = app.clock.now();
     let claimed = {
-        let mut tx = app.state.service.store.begin().await.unwrap();
+        let mut tx = app.db.store.begin().await.unwrap();
         let c = tx
             .claim_notices(now, now + Duration::minutes(2), 50, "dead-node")
             .await
@@ -1027,7 +1027,7 @@ both_backends!(expiry_events_go_to_subscribed_webhooks);
 /// Claims the due notices the way a node does, under `token`.
 async fn claim_as(app: &TestApp, token: &str) -> Vec<Notice> {
     let now = app.clock.now();
-    let mut tx = app.state.service.store.begin().await.unwrap();
+    let mut tx = app.db.store.begin().await.unwrap();
     let c = tx
         .claim_notices(now, now + Duration::minutes(2), 50, token)
         .await
@@ -1083,7 +1083,7 @@ async fn a_lapsed_claim_sends_nothing_and_records_nothing(app: TestApp) {
     // Nor can its stale claim overwrite what B recorded.
     let mut stale = a_claim[0].clone();
     stale.status = "pending".into();
-    let mut tx = a_service.store.begin().await.unwrap();
+    let mut tx = a_service.store().begin().await.unwrap();
     assert!(!tx.finish_notice(&stale, "node-a").await.unwrap());
     tx.commit().await.unwrap();
     for id in &ids {
@@ -1145,7 +1145,7 @@ async fn a_round_with_nothing_new_reads_no_keys(app: TestApp) {
                 .rev()
                 .map(|(n, d)| (n.to_string(), now + Duration::days(*d)))
                 .collect();
-            let mut tx = service.store.read().await.unwrap();
+            let mut tx = service.store().read().await.unwrap();
             tx.keys_expiring(now - Duration::days(7), now + Duration::days(30), &cutoffs)
                 .await
                 .unwrap()

@@ -52,7 +52,7 @@ async fn client(app: &TestApp, expires_in: Option<Duration>) -> Client {
     let c = caller(app);
     let service = &app.state.service;
     if service
-        .store
+        .store()
         .read()
         .await
         .unwrap()
@@ -329,7 +329,7 @@ fn assert_claims(app: &TestApp, claims: &Value, c: &Client, scope: &str) {
 }
 
 async fn denied_entries(app: &TestApp) -> Vec<keyhaven_core::audit::AuditEntry> {
-    let mut tx = app.state.service.store.read().await.unwrap();
+    let mut tx = app.db.store.read().await.unwrap();
     tx.list_audit(
         &Id::from_trusted(app.org_id.clone()),
         &AuditFilter {
@@ -866,7 +866,7 @@ async fn signing_key_is_shared_and_encrypted(app: TestApp) {
     // A node with another master key cannot use the stored key: the JWKS answers 500
     // (an operator error, logged), never a fresh key that would split the nodes.
     let wrong = Service::new(
-        app.state.service.store.clone(),
+        app.db.store.clone(),
         app.clock.clone(),
         keyhaven_service::secrets::MasterKey::from_base64(&STANDARD.encode([9u8; 32])).unwrap(),
     );
@@ -892,7 +892,7 @@ async fn join_all<T: Send + 'static>(
 }
 
 async fn last_used(app: &TestApp, c: &Client) -> Option<keyhaven_core::time::Timestamp> {
-    let mut tx = app.state.service.store.read().await.unwrap();
+    let mut tx = app.db.store.read().await.unwrap();
     tx.credential(&c.cred.org_id, &c.sa_id, &c.cred.id)
         .await
         .unwrap()
@@ -904,12 +904,7 @@ async fn last_used_at_is_written_by_the_flush(app: TestApp) {
     let c = client(&app, None).await;
     let service = &app.state.service;
     let caller = caller(&app);
-    assert_eq!(
-        keyhaven_server::oauth::flush_last_used(service)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(service.flush_credential_uses().await.unwrap(), 0);
 
     let issued_at = service.now();
     by_basic(&app, &c, None).await.token();
@@ -918,12 +913,7 @@ async fn last_used_at_is_written_by_the_flush(app: TestApp) {
         None,
         "issuing a token writes nothing"
     );
-    assert_eq!(
-        keyhaven_server::oauth::flush_last_used(service)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(service.flush_credential_uses().await.unwrap(), 1);
     assert_eq!(last_used(&app, &c).await, Some(issued_at));
 
     // Several uses between flushes: the latest wins; a refused request is no use.
@@ -941,19 +931,9 @@ async fn last_used_at_is_written_by_the_flush(app: TestApp) {
     by_body(&app, &wrong)
         .await
         .oauth_error(401, "invalid_client");
-    assert_eq!(
-        keyhaven_server::oauth::flush_last_used(service)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(service.flush_credential_uses().await.unwrap(), 1);
     assert_eq!(last_used(&app, &c).await, Some(latest));
-    assert_eq!(
-        keyhaven_server::oauth::flush_last_used(service)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(service.flush_credential_uses().await.unwrap(), 0);
 
     // A use of a credential deleted before the flush is skipped, not an error.
     by_body(&app, &c).await.token();
@@ -961,12 +941,7 @@ async fn last_used_at_is_written_by_the_flush(app: TestApp) {
         .delete_credential(&caller, &c.sa_id, &c.cred.id)
         .await
         .unwrap();
-    assert_eq!(
-        keyhaven_server::oauth::flush_last_used(service)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(service.flush_credential_uses().await.unwrap(), 1);
 }
 both_backends!(last_used_at_is_written_by_the_flush);
 

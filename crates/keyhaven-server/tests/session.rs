@@ -122,7 +122,7 @@ async fn five_failures_lock_the_email_for_the_window(app: TestApp) {
     assert_eq!(send(ADMIN_PASSWORD).await.unwrap().status(), 200);
 
     // Failures are audited against the user's organization.
-    let mut tx = app.state.service.store.read().await.unwrap();
+    let mut tx = app.db.store.read().await.unwrap();
     let chain = tx
         .audit_chain(&keyhaven_core::id::Id::from_trusted(app.org_id.clone()))
         .await
@@ -443,7 +443,7 @@ async fn readiness_follows_the_database(app: TestApp) {
             .status(),
         200
     );
-    app.state.service.store.close().await;
+    app.db.store.close().await;
     assert_eq!(
         app.http
             .get(app.url("/readyz"))

@@ -382,7 +382,7 @@ async fn cached_keys_need_no_database(app: TestApp) {
     let invented = keyhaven_core::key_format::generate("kh", &mut rand::rngs::OsRng);
     assert_eq!(api.code(invented.expose()).await, "NOT_FOUND");
     // With the database gone, cached answers (positive and negative) still come back.
-    app.state.service.store.close().await;
+    app.db.store.close().await;
     for _ in 0..3 {
         assert_eq!(api.code(&key).await, "VALID");
         assert_eq!(api.code(invented.expose()).await, "NOT_FOUND");
@@ -451,7 +451,7 @@ async fn usage_is_counted_and_flushed(app: TestApp) {
             .await["code"],
         "FORBIDDEN"
     );
-    app.state.service.verifier.flush_usage().await.unwrap();
+    app.state.service.verifier().flush_usage().await.unwrap();
     let (_, m) = api.call(reqwest::Method::GET, "/metrics", None).await;
     assert_eq!(m["api_calls_today"], 4);
     let (_, u) = api
@@ -471,7 +471,7 @@ async fn usage_is_counted_and_flushed(app: TestApp) {
         .await;
     assert!(k["last_used_at"].is_string());
     // Nothing left to flush; a second flush adds nothing.
-    assert_eq!(app.state.service.verifier.flush_usage().await.unwrap(), 0);
+    assert_eq!(app.state.service.verifier().flush_usage().await.unwrap(), 0);
     let (_, m) = api.call(reqwest::Method::GET, "/metrics", None).await;
     assert_eq!(m["api_calls_today"], 4);
 }

@@ -397,8 +397,11 @@ async fn webhook_input_is_validated(app: TestApp) {
         assert_eq!(e["error"]["param"], param, "{body} → {e}");
     }
     // Keyhaven itself is refused.
-    let mut svc = app.state.service.clone();
-    svc.self_origins = vec![("127.0.0.1".into(), app.addr.port())].into();
+    let svc = app
+        .state
+        .service
+        .clone()
+        .with_self_origins(vec![("127.0.0.1".into(), app.addr.port())]);
     assert!(svc
         .validate_webhook_url(&format!("http://127.0.0.1:{}/x", app.addr.port()))
         .is_err());
@@ -483,9 +486,12 @@ async fn the_first_endpoint_creates_the_shared_secret(app: TestApp) {
 both_backends!(the_first_endpoint_creates_the_shared_secret);
 
 async fn urls_reaching_keyhaven_itself_are_refused(app: TestApp) {
-    let mut svc = app.state.service.clone();
     let port = app.addr.port();
-    svc.self_origins = vec![("127.0.0.1".into(), port)].into();
+    let svc = app
+        .state
+        .service
+        .clone()
+        .with_self_origins(vec![("127.0.0.1".into(), port)]);
     for url in [
         format!("http://[::ffff:127.0.0.1]:{port}/x"),
         format!("http://[::1]:{port}/x"),
@@ -731,7 +737,7 @@ async fn a_hanging_receiver_does_not_hold_up_the_others(app: TestApp) {
     .await;
     // A backlog for the hanging receiver larger than any batch, queued first.
     let service = &app.state.service;
-    let mut tx = service.store.begin().await.unwrap();
+    let mut tx = service.store().begin().await.unwrap();
     for i in 0..(webhooks::CONCURRENCY * 4) {
         service
             .emit(

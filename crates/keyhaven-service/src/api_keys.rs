@@ -91,12 +91,13 @@ pub fn key_principal(k: &ApiKey) -> Principal {
 }
 
 impl Service {
-    /// Creates a key and returns it with its secret (the only time it is available).
+    /// Creates a key and returns it with its effective permissions and its secret (the
+    /// only time it is available).
     pub async fn create_api_key(
         &self,
         caller: &Caller,
         input: CreateApiKey,
-    ) -> ServiceResult<(ApiKey, Secret)> {
+    ) -> ServiceResult<(ApiKey, Vec<String>, Secret)> {
         self.authorize(caller, Permission::ApiKeysCreate, "api_key.create")
             .await?;
         let now = self.now();
@@ -195,9 +196,10 @@ impl Service {
             crate::webhooks::key_event(&key, now),
         )
         .await?;
+        let permissions = self.key_permissions(tx.as_mut(), &key).await?;
         tx.commit().await?;
         self.wake_jobs();
-        Ok((key, secret))
+        Ok((key, permissions, secret))
     }
 
     async fn resolve_owner(

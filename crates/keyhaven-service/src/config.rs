@@ -342,6 +342,17 @@ pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// The `(host, port)` pairs this server answers on: the listen address and the public URL.
+pub fn self_origins(config: &Config) -> Vec<(String, u16)> {
+    let mut out = vec![(config.listen.ip().to_string(), config.listen.port())];
+    if let Ok(u) = url::Url::parse(&config.public_url) {
+        if let (Some(h), Some(p)) = (u.host_str(), u.port_or_known_default()) {
+            out.push((h.trim_matches(|c| c == '[' || c == ']').to_string(), p));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

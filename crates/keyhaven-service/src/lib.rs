@@ -5,12 +5,15 @@
 //! Every mutation runs in one store transaction together with its audit entry. Denied
 //! requests are audited too, in a transaction of their own.
 
+pub mod admin;
 pub mod api_keys;
 pub mod audit_log;
 pub mod changes;
 pub mod config;
 pub mod credentials;
 pub mod jobs;
+pub mod node;
+pub mod oauth;
 pub mod organizations;
 pub mod password;
 pub mod patch;
@@ -130,22 +133,25 @@ impl Caller {
 }
 
 /// What the use cases need: storage, time, randomness, the master key, and the
-/// verification cache to keep current.
+/// verification cache to keep current. The fields are private: the HTTP edge, the
+/// console and the CLI reach storage only through the use cases.
 #[derive(Clone)]
 pub struct Service {
     /// The database.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// The clock (injected in tests).
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Encrypts recoverable secrets.
-    pub master_key: MasterKey,
+    pub(crate) master_key: MasterKey,
     /// This node's verification engine.
-    pub verifier: Arc<Verifier>,
+    pub(crate) verifier: Arc<Verifier>,
+    /// This node's OAuth state: the signing key once loaded, credential uses not yet written.
+    pub(crate) oauth: Arc<oauth::NodeState>,
     /// Wakes the background jobs (webhook deliveries) early.
-    pub jobs_wake: Arc<tokio::sync::Notify>,
+    pub(crate) jobs_wake: Arc<tokio::sync::Notify>,
     /// `(host, port)` pairs this server answers on; webhooks may not point there.
     /// (Shared, like every field: the service is cloned several times per request.)
-    pub self_origins: Arc<[(String, u16)]>,
+    pub(crate) self_origins: Arc<[(String, u16)]>,
 }
 
 /// The system clock.
@@ -166,9 +172,61 @@ impl Service {
             clock,
             master_key,
             verifier,
+            oauth: Arc::default(),
             jobs_wake: Arc::new(tokio::sync::Notify::new()),
             self_origins: Arc::from([]),
         }
+    }
+
+    /// The same service, refusing webhooks that point at `origins` (this server's own
+    /// `(host, port)` pairs).
+    pub fn with_self_origins(mut self, origins: Vec<(String, u16)>) -> Self {
+        self.self_origins = origins.into();
+        self
+    }
+
+    /// Opens (and migrates) the database the settings name and builds the service on it.
+    pub async fn open(config: &config::Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        if config.database_url.starts_with("sqlite:") {
+            config::prepare_data_dir(&config.data_dir)?;
+        }
+        let store = keyhaven_store::connect(&config.database_url, true).await?;
+        Ok(Service::new(store, clock, config.master_key.clone())
+            .with_self_origins(config::self_origins(config)))
+    }
+
+    /// The database, for tests that check what was stored. Only with the `testing`
+    /// feature, which no production crate enables: the edge reaches storage through
+    /// use cases.
+    #[cfg(feature = "testing")]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The clock, for tests (see [`Service::store`]).
+    #[cfg(feature = "testing")]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// This node's verification engine (the hot path calls it directly).
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// Which database the service runs on.
+    pub fn backend(&self) -> keyhaven_store::Backend {
+        self.store.backend()
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> ServiceResult<()> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Applies pending schema migrations.
+    pub async fn migrate(&self) -> ServiceResult<()> {
+        Ok(self.store.migrate().await?)
     }
 
     /// Records the changes that affect verification, commits, and drops the changed
@@ -238,14 +296,32 @@ impl Service {
         Err(DomainError::denied(p.as_str()).into())
     }
 
-    /// Records a denied request; a failure to record is logged, never hidden behind
-    /// the denial the caller gets anyway.
+    /// Records a denied request for a missing permission; a failure to record is
+    /// logged, never hidden behind the denial the caller gets anyway.
     pub async fn record_denied(
         &self,
         caller: &Caller,
         action: &str,
         target: Option<Principal>,
         missing: &str,
+    ) {
+        self.record_denied_with(
+            caller,
+            action,
+            target,
+            serde_json::json!({ "missing_permission": missing }),
+        )
+        .await
+    }
+
+    /// Records a denied request with `changes` saying why, in a transaction of its
+    /// own. The one place denials are written: every refusal that is audited comes here.
+    pub async fn record_denied_with(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: Option<Principal>,
+        changes: serde_json::Value,
     ) {
         let result = async {
             let mut tx = self.store.begin().await?;
@@ -255,7 +331,7 @@ impl Service {
                 action,
                 target,
                 Outcome::Denied,
-                serde_json::json!({ "missing_permission": missing }),
+                changes,
             )
             .await?;
             tx.commit().await?;

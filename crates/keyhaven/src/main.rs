@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use keyhaven_core::audit::verify_chain;
 use keyhaven_core::id::Id;
 use keyhaven_core::principal::PrincipalKind;
 use keyhaven_server::app::{build_state, serve, AppState};
@@ -199,53 +198,7 @@ async fn state(settings: &Settings) -> anyhow::Result<AppState> {
 }
 
 async fn org_id(state: &AppState, given: Option<String>) -> anyhow::Result<Id> {
-    if let Some(g) = given {
-        let id = Id::parse(&g, "--org")?;
-        let mut tx = state.service.store.read().await?;
-        return match tx.organization(&id).await? {
-            Some(o) => Ok(o.id),
-            None => anyhow::bail!("there is no organization {g}"),
-        };
-    }
-    let mut tx = state.service.store.read().await?;
-    let orgs = tx.organizations().await?;
-    match orgs.as_slice() {
-        [one] => Ok(one.id.clone()),
-        [] => anyhow::bail!("there is no organization yet; run `keyhaven serve` once or `keyhaven admin create-org`"),
-        _ => anyhow::bail!("there are several organizations; choose one with --org"),
-    }
-}
-
-/// The organization's oldest active super-admin (the default owner of `create-key`).
-async fn oldest_super_admin(
-    tx: &mut dyn keyhaven_store::Tx,
-    org: &Id,
-) -> anyhow::Result<Option<keyhaven_core::user::User>> {
-    let filter = keyhaven_store::UserFilter {
-        role: Some(keyhaven_core::role::SUPER_ADMIN.into()),
-        status: Some(keyhaven_core::user::UserStatus::Active),
-        q: None,
-    };
-    let mut page = keyhaven_store::Page {
-        limit: 100,
-        cursor: None,
-    };
-    let mut oldest: Option<keyhaven_core::user::User> = None;
-    loop {
-        let l = tx.list_users(org, &filter, &page).await?;
-        for u in l.items {
-            if oldest
-                .as_ref()
-                .is_none_or(|o| (u.created_at, u.id.as_str()) < (o.created_at, o.id.as_str()))
-            {
-                oldest = Some(u);
-            }
-        }
-        match l.next_cursor {
-            Some(c) if l.has_more => page.cursor = Some(c),
-            _ => return Ok(oldest),
-        }
-    }
+    Ok(state.service.resolve_organization(given.as_deref()).await?)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -265,7 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             let s = state(&cli.settings).await?;
-            s.service.store.migrate().await?;
+            s.service.migrate().await?;
             println!("database is up to date");
         }
         Command::Admin(Admin::CreateOrg {
@@ -331,37 +284,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             let s = state(&cli.settings).await?;
             let org = org_id(&s, org).await?;
-            let owner = match (service_account, user) {
-                (Some(sa), _) => OwnerRef {
+            let owner = match service_account {
+                Some(sa) => OwnerRef {
                     kind: PrincipalKind::ServiceAccount,
                     id: sa,
                 },
-                (None, email) => {
-                    let mut tx = s.service.store.read().await?;
-                    let u = match email {
-                        Some(e) => tx
-                            .user_by_email(&e)
-                            .await?
-                            .filter(|u| u.org_id == org)
-                            .ok_or_else(|| {
-                                anyhow::anyhow!("there is no user {e} in this organization")
-                            })?,
-                        None => oldest_super_admin(tx.as_mut(), &org)
-                            .await?
-                            .ok_or_else(|| {
-                                anyhow::anyhow!(
-                                    "the organization has no active super-admin; pass --user"
-                                )
-                            })?,
-                    };
-                    OwnerRef {
-                        kind: PrincipalKind::User,
-                        id: u.id.to_string(),
-                    }
-                }
+                None => s.service.default_key_owner(&org, user.as_deref()).await?,
             };
             let caller = Caller::system(org, "keyhaven admin");
-            let (_, secret) = s
+            let (_, _, secret) = s
                 .service
                 .create_api_key(
                     &caller,
@@ -379,29 +310,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(AuditCmd::Verify { org }) => {
             let s = state(&cli.settings).await?;
-            let orgs = match org {
-                Some(o) => vec![org_id(&s, Some(o)).await?],
-                None => {
-                    let mut tx = s.service.store.read().await?;
-                    tx.organizations()
-                        .await?
-                        .into_iter()
-                        .map(|o| o.id)
-                        .collect()
-                }
+            let org = match org {
+                Some(o) => Some(org_id(&s, Some(o)).await?),
+                None => None,
             };
             let mut broken = false;
-            for o in orgs {
-                let mut tx = s.service.store.read().await?;
-                let chain = tx.audit_chain(&o).await?;
-                let head = tx.audit_head(&o).await?;
-                match verify_chain(&chain, head.as_ref().map(|(s, h)| (*s, h.as_str()))) {
-                    Ok(()) => println!("organization {o}: ok ({} entries)", chain.len()),
-                    Err(b) => {
+            for r in s.service.verify_audit_chains(org.as_ref()).await? {
+                match r.broken {
+                    None => println!("organization {}: ok ({} entries)", r.org_id, r.entries),
+                    Some(b) => {
                         broken = true;
                         println!(
-                            "organization {o}: BROKEN at entry {} ({}): {}",
-                            b.seq, b.id, b.reason
+                            "organization {}: BROKEN at entry {} ({}): {}",
+                            r.org_id, b.seq, b.id, b.reason
                         );
                     }
                 }

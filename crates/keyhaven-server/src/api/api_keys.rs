@@ -59,16 +59,7 @@ pub async fn create(
     PathParams(_org): PathParams<String>,
     Json(body): Json<CreateApiKey>,
 ) -> Result<(StatusCode, axum::Json<ApiKeyView>), ApiError> {
-    let (k, secret) = s.service.create_api_key(&auth.caller, body).await?;
-    let perms = {
-        let mut tx = s
-            .service
-            .store
-            .read()
-            .await
-            .map_err(keyhaven_service::ServiceError::from)?;
-        s.service.key_permissions(tx.as_mut(), &k).await?
-    };
+    let (k, perms, secret) = s.service.create_api_key(&auth.caller, body).await?;
     let mut v = ApiKeyView::new(&k, s.service.now(), perms);
     v.key = Some(secret.expose().to_string());
     Ok((StatusCode::CREATED, axum::Json(v)))

@@ -16,11 +16,7 @@ pub async fn healthz() -> impl IntoResponse {
 /// `GET /readyz`: 200 when the database answers, else 503.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "the database does not answer")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let check = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        state.service.store.ping(),
-    )
-    .await;
+    let check = tokio::time::timeout(std::time::Duration::from_secs(2), state.service.ping()).await;
     match check {
         Ok(Ok(())) => (StatusCode::OK, axum::Json(json!({ "status": "ready" }))),
         _ => (
@@ -38,7 +34,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
-    let v = &state.service.verifier;
+    let v = &state.service.verifier();
     let mut out = String::with_capacity(2048);
     let _ = writeln!(
         out,

@@ -185,7 +185,7 @@ async fn verify_inner(
     }
     let v = state
         .service
-        .verifier
+        .verifier()
         .verify(&body.key, &body.permissions, ip)
         .await
         .map_err(internal)?;
@@ -367,7 +367,7 @@ pub async fn forward_auth_request(
         return res;
     }
     let ip = client_ip(state, peer, headers);
-    let v = match state.service.verifier.verify(key, &required, ip).await {
+    let v = match state.service.verifier().verify(key, &required, ip).await {
         Ok(v) => v,
         Err(e) => {
             let mut res = internal(e).into_response();

@@ -439,7 +439,7 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         ..Default::default()
     };
     match state.service.create_api_key(&c.caller, input).await {
-        Ok((key, secret)) => Ok(ui::ok(layout(
+        Ok((key, _, secret)) => Ok(ui::ok(layout(
             &c,
             "API key created",
             "keys",

@@ -32,35 +32,16 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use keyhaven_core::audit::Outcome;
-use keyhaven_core::credential::Credential;
-use keyhaven_core::key_format;
-use keyhaven_core::permission::PermissionSet;
-use keyhaven_core::principal::{Principal, PrincipalKind};
-use keyhaven_core::service_account::{ServiceAccount, ServiceAccountStatus};
-use keyhaven_store::StoreError;
+use keyhaven_service::oauth::{IssuedToken, TokenRefusal, TokenRequest};
 use serde::Serialize;
-use serde_json::json;
-use subtle::ConstantTimeEq;
 
-use super::keys;
 use crate::app::AppState;
 use crate::auth::extract::request_context;
-use keyhaven_service::service_accounts::sa_principal;
-use keyhaven_service::sessions::role_permissions;
-use keyhaven_service::{Caller, RequestContext, Service, ServiceError};
-
 /// Largest token request body.
 pub const MAX_TOKEN_BODY: usize = 16 * 1024;
 
-/// Lifetime of an access token, seconds.
-pub const TOKEN_LIFETIME_SECS: i64 = 900;
-
 /// The challenge sent with every 401.
 pub const BASIC_CHALLENGE: &str = r#"Basic realm="keyhaven""#;
-
-/// The description of `invalid_client` when nothing more may be said.
-const AUTHENTICATION_FAILED: &str = "client authentication failed";
 
 /// An RFC 6749 §5.2 error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,20 +93,6 @@ impl OAuthError {
     }
 }
 
-impl From<StoreError> for OAuthError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "storage error at the token endpoint");
-        OAuthError::server_error()
-    }
-}
-
-impl From<ServiceError> for OAuthError {
-    fn from(e: ServiceError) -> Self {
-        tracing::error!(error = %e, "error at the token endpoint");
-        OAuthError::server_error()
-    }
-}
-
 /// The error object of the token endpoint (RFC 6749 §5.2).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OAuthErrorBody {
@@ -163,7 +130,7 @@ impl IntoResponse for OAuthError {
 /// itself, to answer RFC errors).
 #[derive(Debug, utoipa::ToSchema)]
 #[allow(dead_code)]
-pub struct TokenRequest {
+pub struct TokenForm {
     /// `client_credentials`.
     #[schema(example = "client_credentials")]
     pub grant_type: String,
@@ -189,29 +156,6 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-/// The claims of an access token (RFC 9068 §2.2, plus `org_id`).
-#[derive(Debug, Clone, Serialize)]
-pub struct AccessTokenClaims {
-    /// Keyhaven's public URL.
-    pub iss: String,
-    /// The service account's id.
-    pub sub: String,
-    /// The audience: Keyhaven's public URL.
-    pub aud: String,
-    /// The credential's client id.
-    pub client_id: String,
-    /// The organization's id.
-    pub org_id: String,
-    /// Granted permissions, space-separated.
-    pub scope: String,
-    /// Issued at, Unix seconds.
-    pub iat: i64,
-    /// Expires at, Unix seconds (`iat` + 900).
-    pub exp: i64,
-    /// Unique token id.
-    pub jti: String,
-}
-
 /// The parameters the endpoint knows; a parameter given without a value is absent.
 #[derive(Debug, Default)]
 struct TokenParams {
@@ -223,7 +167,7 @@ struct TokenParams {
 
 /// `POST /oauth/token`.
 #[utoipa::path(post, path = "/oauth/token", tag = "oauth",
-    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded",
         description = "RFC 6749 §4.4. Authenticate the client with HTTP Basic (client id and secret, each form-urlencoded) or with client_id and client_secret in the body — not both."),
     security((), ("client_secret_basic" = [])),
     responses(
@@ -273,66 +217,42 @@ async fn issue(
             ))
         }
     }
-    let requested = params.scope.as_deref().map(parse_scope).transpose()?;
-    let service = &state.service;
+    let scope = params.scope.as_deref().map(parse_scope).transpose()?;
     let ctx = request_context(parts, state);
-    let client = authenticate(service, &client_id, &client_secret, &ctx).await?;
-    let granted: BTreeSet<String> = match requested {
-        None => client.permissions.iter().cloned().collect(),
-        Some(requested) => {
-            let missing: Vec<&str> = requested
-                .iter()
-                .filter(|s| !client.permissions.contains(*s))
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                record_denied(
-                    service,
-                    &client,
-                    &ctx,
-                    json!({ "client_id": client.credential.client_id, "reason": "scope_not_granted", "scope": missing }),
-                )
-                .await;
-                return Err(OAuthError::invalid_scope(format!(
-                    "not granted to this client: {}",
-                    missing.join(" ")
-                )));
-            }
-            requested
+    let issued = state
+        .service
+        .issue_access_token(
+            TokenRequest {
+                client_id: &client_id,
+                client_secret: &client_secret,
+                scope,
+                issuer: &state.config.public_url,
+            },
+            &ctx,
+        )
+        .await?;
+    Ok(TokenResponse::from(issued))
+}
+
+impl From<IssuedToken> for TokenResponse {
+    fn from(t: IssuedToken) -> Self {
+        TokenResponse {
+            access_token: t.access_token,
+            token_type: t.token_type,
+            expires_in: t.expires_in,
+            scope: t.scope,
         }
-    };
-    let scope = granted.into_iter().collect::<Vec<_>>().join(" ");
-    let key = keys::signing_key(service).await.map_err(|e| {
-        tracing::error!(error = %e, "no OAuth signing key");
-        OAuthError::server_error()
-    })?;
-    let now = service.now();
-    let iat = now.timestamp();
-    let public_url = state.config.public_url.clone();
-    let claims = AccessTokenClaims {
-        iss: public_url.clone(),
-        sub: client.account.id.to_string(),
-        aud: public_url,
-        client_id: client.credential.client_id.clone(),
-        org_id: client.credential.org_id.to_string(),
-        scope: scope.clone(),
-        iat,
-        exp: iat + TOKEN_LIFETIME_SECS,
-        jti: service.new_id().to_string(),
-    };
-    let access_token = key.sign(&claims).map_err(|e| {
-        tracing::error!(error = %e, "cannot sign an access token");
-        OAuthError::server_error()
-    })?;
-    super::node(service)
-        .last_used
-        .record(&client.credential.id, now);
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: TOKEN_LIFETIME_SECS,
-        scope,
-    })
+    }
+}
+
+impl From<TokenRefusal> for OAuthError {
+    fn from(r: TokenRefusal) -> Self {
+        match r {
+            TokenRefusal::InvalidClient(d) => OAuthError::invalid_client(d),
+            TokenRefusal::InvalidScope(d) => OAuthError::invalid_scope(d),
+            TokenRefusal::ServerError => OAuthError::server_error(),
+        }
+    }
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -488,128 +408,6 @@ fn parse_scope(scope: &str) -> Result<BTreeSet<String>, OAuthError> {
         ));
     }
     Ok(out)
-}
-
-/// An authenticated client.
-struct Client {
-    credential: Credential,
-    account: ServiceAccount,
-    permissions: PermissionSet,
-}
-
-/// Longest client id looked up.
-const MAX_CLIENT_ID: usize = 200;
-
-async fn authenticate(
-    service: &Service,
-    client_id: &str,
-    secret: &str,
-    ctx: &RequestContext,
-) -> Result<Client, OAuthError> {
-    let now = service.now();
-    let presented = key_format::digest_hex(secret);
-    let mut tx = service.store.read().await?;
-    let found = if client_id.len() <= MAX_CLIENT_ID {
-        match tx.credential_by_client_id(client_id).await? {
-            Some(c) => tx
-                .service_account(&c.org_id, &c.service_account_id)
-                .await?
-                .map(|a| (c, a)),
-            None => None,
-        }
-    } else {
-        None
-    };
-    let Some((credential, account)) = found else {
-        tracing::info!(request_id = ?ctx.request_id, "token request for an unknown client id");
-        return Err(OAuthError::invalid_client(AUTHENTICATION_FAILED));
-    };
-    let secret_ok: bool = presented
-        .as_bytes()
-        .ct_eq(credential.secret_digest.as_bytes())
-        .into();
-    let refusal = if !secret_ok {
-        Some(("wrong_secret", AUTHENTICATION_FAILED))
-    } else if credential.expires_at.is_some_and(|t| t <= now) {
-        Some(("expired", "this client credential has expired"))
-    } else if credential.revoked_at.is_some() {
-        Some(("revoked", "this client credential has been revoked"))
-    } else {
-        match account.status {
-            ServiceAccountStatus::Active => None,
-            ServiceAccountStatus::Suspended => Some((
-                "service_account_suspended",
-                "the service account of this client is suspended",
-            )),
-            ServiceAccountStatus::Archived => Some((
-                "service_account_archived",
-                "the service account of this client is archived",
-            )),
-        }
-    };
-    if let Some((reason, description)) = refusal {
-        drop(tx);
-        let client = Client {
-            credential,
-            account,
-            permissions: PermissionSet::new(),
-        };
-        record_denied(
-            service,
-            &client,
-            ctx,
-            json!({ "client_id": client.credential.client_id, "reason": reason }),
-        )
-        .await;
-        return Err(OAuthError::invalid_client(description));
-    }
-    let permissions = role_permissions(tx.as_mut(), &credential.org_id, &account.roles).await?;
-    Ok(Client {
-        credential,
-        account,
-        permissions,
-    })
-}
-
-/// Audits a refused token request of a known client (`oauth.token`, denied). A failure
-/// to record is logged; the client gets its refusal anyway.
-async fn record_denied(
-    service: &Service,
-    client: &Client,
-    ctx: &RequestContext,
-    changes: serde_json::Value,
-) {
-    let caller = Caller {
-        principal: sa_principal(&client.account),
-        org_id: client.credential.org_id.clone(),
-        permissions: PermissionSet::new(),
-        key_owner: None,
-        ctx: ctx.clone(),
-    };
-    let target = Principal {
-        kind: PrincipalKind::Credential,
-        id: client.credential.id.to_string(),
-        name: client.credential.name.clone(),
-    };
-    let result = async {
-        let mut tx = service.store.begin().await?;
-        service
-            .audit(
-                tx.as_mut(),
-                &caller,
-                "oauth.token",
-                Some(target),
-                Outcome::Denied,
-                changes,
-            )
-            .await?;
-        tx.commit().await?;
-        Ok::<_, ServiceError>(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "could not record a refused token request in the audit log");
-    }
 }
 
 #[cfg(test)]

@@ -6,12 +6,42 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::keys::{self, Jwk};
 use crate::api::error::ApiError;
 use crate::app::AppState;
 
 /// How long clients may cache the JWKS and the metadata.
 const CACHE: &str = "public, max-age=300";
+
+/// A public key as a JSON Web Key (RFC 7517), as `/.well-known/jwks.json` lists it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Jwk {
+    /// `RSA`.
+    pub kty: &'static str,
+    /// `sig`.
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+    /// `RS256`.
+    pub alg: &'static str,
+    /// The key id, as in the JWT header.
+    pub kid: String,
+    /// Modulus, base64url.
+    pub n: String,
+    /// Public exponent, base64url.
+    pub e: String,
+}
+
+impl From<&keyhaven_service::oauth::SigningKey> for Jwk {
+    fn from(k: &keyhaven_service::oauth::SigningKey) -> Self {
+        Jwk {
+            kty: "RSA",
+            use_: "sig",
+            alg: "RS256",
+            kid: k.kid.clone(),
+            n: k.n.clone(),
+            e: k.e.clone(),
+        }
+    }
+}
 
 /// A JSON Web Key Set (RFC 7517 §5).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -49,13 +79,15 @@ fn cacheable(mut res: Response) -> Response {
     responses((status = 200, description = "the public key that signs access tokens", body = Jwks),
         (status = 500, body = crate::api::error::ErrorBody)))]
 pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let key = keys::signing_key(&state.service).await.map_err(|e| {
-        tracing::error!(error = %e, "no OAuth signing key");
-        ApiError::internal()
-    })?;
+    let key = keyhaven_service::oauth::signing_key(&state.service)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "no OAuth signing key");
+            ApiError::internal()
+        })?;
     Ok(cacheable(
         axum::Json(Jwks {
-            keys: vec![key.jwk()],
+            keys: vec![Jwk::from(key.as_ref())],
         })
         .into_response(),
     ))

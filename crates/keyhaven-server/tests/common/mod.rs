@@ -113,10 +113,10 @@ impl TestApp {
             keyhaven_core::id::Id::from_trusted(self.org_id.clone()),
             "test",
         );
-        let mut tx = self.state.service.store.read().await.unwrap();
+        let mut tx = self.db.store.read().await.unwrap();
         let admin = tx.user_by_email(ADMIN_EMAIL).await.unwrap().unwrap();
         drop(tx);
-        let (_, secret) = self
+        let (_, _, secret) = self
             .state
             .service
             .create_api_key(

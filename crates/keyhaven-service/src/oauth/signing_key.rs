@@ -14,8 +14,8 @@ use rsa::RsaPrivateKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use keyhaven_service::secrets::MasterKey;
-use keyhaven_service::Service;
+use crate::secrets::MasterKey;
+use crate::Service;
 
 /// Modulus size of generated keys.
 pub const RSA_BITS: usize = 2048;
@@ -62,37 +62,7 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-/// A public key as a JSON Web Key (RFC 7517), as `/.well-known/jwks.json` lists it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Jwk {
-    /// `RSA`.
-    pub kty: &'static str,
-    /// `sig`.
-    #[serde(rename = "use")]
-    pub use_: &'static str,
-    /// `RS256`.
-    pub alg: &'static str,
-    /// The key id, as in the JWT header.
-    pub kid: String,
-    /// Modulus, base64url.
-    pub n: String,
-    /// Public exponent, base64url.
-    pub e: String,
-}
-
 impl SigningKey {
-    /// The public half as a JWK.
-    pub fn jwk(&self) -> Jwk {
-        Jwk {
-            kty: "RSA",
-            use_: "sig",
-            alg: "RS256",
-            kid: self.kid.clone(),
-            n: self.n.clone(),
-            e: self.e.clone(),
-        }
-    }
-
     /// Signs `claims` as an RS256 JWT with `typ: at+jwt` (RFC 9068) and this key's `kid`.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
@@ -113,8 +83,9 @@ pub fn thumbprint(n: &str, e: &str) -> String {
 /// one (generated, stored, and read back, so that when several nodes race exactly one
 /// key wins). Loaded at most once per node; a failure is not cached.
 pub async fn signing_key(service: &Service) -> Result<Arc<SigningKey>, KeyError> {
-    let node = super::node(service);
-    node.key
+    service
+        .oauth
+        .key
         .get_or_try_init(|| async { load_or_create(service).await.map(Arc::new) })
         .await
         .cloned()

@@ -1,0 +1,145 @@
+//! A node's life outside requests: what runs in the background while it serves, and
+//! what it writes on the way out so that a graceful stop loses nothing acknowledged.
+//!
+//! Every node runs the same tasks: the usage flusher (verification counts, every
+//! second), the change-log follower (woken at once by PostgreSQL notifications), the
+//! OAuth signing-key warm-up and credential-use flusher, and the jobs (expiry notices,
+//! webhook deliveries). They stop when the `stopped` channel turns true; then
+//! [`Service::finish`] writes the last counts and closes the pool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::Service;
+
+impl Service {
+    /// Starts the node's background tasks; they end when `stopped` turns true.
+    pub fn spawn_background(
+        &self,
+        config: &Config,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(every_second(
+            self.clone(),
+            stopped.clone(),
+            "usage counts",
+            |s| async move { s.verifier.flush_usage().await.map(|_| ()) },
+        )));
+        tasks.push(tokio::spawn(warm_signing_key(
+            self.clone(),
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(every_second(
+            self.clone(),
+            stopped.clone(),
+            "credentials' last use",
+            |s| async move { s.flush_credential_uses().await.map(|_| ()) },
+        )));
+        match crate::jobs::mail::Mailer::new(
+            config.smtp_url.as_deref(),
+            config.data_dir.join("outbox"),
+        ) {
+            Ok(mailer) => {
+                let jobs = crate::jobs::Jobs {
+                    service: self.clone(),
+                    mailer,
+                    http: crate::jobs::webhooks::client(),
+                    public_url: config.public_url.clone(),
+                    mail_from: config.mail_from.clone(),
+                };
+                tasks.push(tokio::spawn(jobs.run(config.job_interval, stopped.clone())));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "expiry notices and webhooks are off: the mail settings are unusable")
+            }
+        }
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let follow = crate::verify::changes::follow(
+            self.verifier.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            wake.clone(),
+        );
+        let store = self.store.clone();
+        let mut stop_follow = stopped;
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = follow => {},
+                _ = store.watch_changes(wake) => {},
+                _ = stop_follow.changed() => {},
+            }
+        }));
+        tasks
+    }
+
+    /// What a graceful stop must do after the background tasks ended: write the last
+    /// usage counts (retrying a few times) and close the database pool.
+    pub async fn finish(&self) {
+        for attempt in 1..=5u64 {
+            match self.verifier.flush_usage().await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, attempt, "cannot write the last usage counts");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
+        self.store.close().await;
+    }
+}
+
+/// Runs `flush` every second until `stopped`, then once more (with retries), so what
+/// was counted in memory reaches the database on a graceful stop.
+async fn every_second<F, Fut>(
+    service: Service,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+    flush: F,
+) where
+    F: Fn(Service) -> Fut,
+    Fut: std::future::Future<Output = Result<(), keyhaven_store::StoreError>>,
+{
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = flush(service.clone()).await {
+                    tracing::warn!(error = %e, what, "cannot write to the database; keeping it for the next flush");
+                }
+            }
+            changed = stopped.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    for attempt in 1..=5u64 {
+        match flush(service.clone()).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(error = %e, attempt, what, "cannot write to the database on the way out");
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+        }
+    }
+}
+
+/// Loads or generates the OAuth signing key at start, so the first token request does
+/// not wait for it.
+async fn warm_signing_key(service: Service, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    tokio::select! {
+        r = crate::oauth::signing_key(&service) => {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "cannot load the OAuth signing key; token requests will retry");
+            }
+        }
+        _ = stopped.wait_for(|s| *s) => {}
+    }
+}
