@@ -16,6 +16,19 @@ pub fn rfc3339(t: &Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Parses an RFC 3339 timestamp given in request field `param` (any offset; kept in UTC).
+pub fn parse_rfc3339(s: &str, param: &str) -> Result<Timestamp, crate::DomainError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            crate::DomainError::invalid(
+                "invalid_timestamp",
+                param,
+                format!("{param} must be an RFC 3339 timestamp such as 2026-11-22T18:20:00Z"),
+            )
+        })
+}
+
 /// Milliseconds since the Unix epoch, the storage representation.
 pub fn to_millis(t: &Timestamp) -> i64 {
     t.timestamp_millis()

@@ -348,7 +348,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         .service
         .bootstrap(
             &cfg.bootstrap_admin_email,
-            cfg.bootstrap_admin_password.as_deref(),
+            cfg.bootstrap_admin_password.as_ref().map(|p| p.expose()),
         )
         .await?
     {

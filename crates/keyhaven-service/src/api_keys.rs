@@ -10,75 +10,46 @@ use keyhaven_core::role;
 use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_core::time::{self, Timestamp};
 use keyhaven_core::{validate, DomainError};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::{duplicate_as_conflict, Caller, Service, ServiceError, ServiceResult};
 
 /// `{type, id}` naming a key's owner.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct OwnerRef {
     /// `service_account` (or `user`, for one's own personal key).
-    #[serde(rename = "type")]
-    #[schema(value_type = String, example = "service_account")]
     pub kind: PrincipalKind,
     /// The owner's id.
     pub id: String,
 }
 
-/// Body of `POST /api-keys`.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `POST /api-keys`.
+#[derive(Debug, Clone, Default)]
 pub struct CreateApiKey {
     /// Required, 1–100 characters, unique in the organization.
     pub name: String,
     /// Free text.
-    #[serde(default)]
     pub description: Option<String>,
     /// ≤ 20 tags.
-    #[serde(default)]
     pub tags: Option<Vec<String>>,
     /// Role names.
-    #[serde(default)]
     pub roles: Option<Vec<String>>,
     /// Extra permissions.
-    #[serde(default)]
     pub scopes: Option<Vec<String>>,
     /// A service account; default: the caller (personal) or the calling key's owner.
-    #[serde(default)]
     pub owner: Option<OwnerRef>,
     /// Expiry instant (future).
-    #[serde(default, with = "time::serde_rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
     /// Or expiry in days from now.
-    #[serde(default)]
     pub expires_in_days: Option<i64>,
     /// Optional rate limit.
-    #[serde(default)]
-    #[schema(value_type = Option<RateLimitInput>)]
     pub ratelimit: Option<RateLimit>,
     /// Optional number of uses.
-    #[serde(default)]
     pub remaining: Option<i64>,
     /// Client networks allowed.
-    #[serde(default)]
     pub allowed_cidrs: Option<Vec<String>>,
     /// A JSON object ≤ 4 KiB.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
-}
-
-/// `{limit, duration_ms}`: at most `limit` verifications per `duration_ms`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitInput {
-    /// 1..=1,000,000,000.
-    pub limit: i64,
-    /// 1000..=86,400,000.
-    pub duration_ms: i64,
 }
 
 /// The audit target for a key.
@@ -285,57 +256,40 @@ impl Service {
     }
 }
 
-/// Body of `PATCH /api-keys/{id}`: absent fields stay, `null` clears optional ones.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `PATCH /api-keys/{id}`: absent fields stay, `null` clears optional ones.
+#[derive(Debug, Clone, Default)]
 pub struct UpdateApiKey {
     /// New name.
-    #[serde(default)]
     pub name: Option<String>,
     /// New description.
-    #[serde(default)]
     pub description: Option<String>,
     /// New tags (replaces the list).
-    #[serde(default)]
     pub tags: Option<Vec<String>>,
     /// New roles (replaces the list).
-    #[serde(default)]
     pub roles: Option<Vec<String>>,
     /// New scopes (replaces the list).
-    #[serde(default)]
     pub scopes: Option<Vec<String>>,
     /// New rate limit, or `null` for none.
-    #[serde(default, deserialize_with = "crate::patch::double_option")]
-    #[schema(value_type = Option<RateLimitInput>)]
     pub ratelimit: Option<Option<RateLimit>>,
     /// New number of uses left, or `null` for unlimited.
-    #[serde(default, deserialize_with = "crate::patch::double_option")]
-    #[schema(value_type = Option<i64>)]
     pub remaining: Option<Option<i64>>,
     /// New allowed networks (replaces the list).
-    #[serde(default)]
     pub allowed_cidrs: Option<Vec<String>>,
     /// New metadata object; `null` clears it (to `{}`).
-    #[serde(default, deserialize_with = "crate::patch::double_option")]
-    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<serde_json::Value>>,
 }
 
-/// Body of `POST /api-keys/{id}/regenerate`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `POST /api-keys/{id}/regenerate`.
+#[derive(Debug, Clone)]
 pub struct RegenerateApiKey {
     /// Required: the new expiry, or `null` for never.
-    #[serde(deserialize_with = "crate::patch::double_option", default)]
-    #[schema(value_type = Option<String>, format = DateTime, required = true)]
-    pub expires_at: Option<Option<String>>,
+    pub expires_at: Option<Option<Timestamp>>,
     /// Seconds the old secret keeps verifying (0–604800).
-    #[serde(default)]
     pub grace_period_seconds: Option<i64>,
 }
 
 /// The dashboard numbers.
-#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy)]
 pub struct Metrics {
     /// Every key.
     pub total_keys: i64,
@@ -350,7 +304,7 @@ pub struct Metrics {
 }
 
 /// Verifications of one key on one UTC day.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct DailyUsage {
     /// `YYYY-MM-DD`.
     pub date: String,
@@ -361,7 +315,7 @@ pub struct DailyUsage {
 }
 
 /// Result of a batch delete.
-#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default)]
 pub struct BatchDeleted {
     /// Ids that were deleted.
     pub deleted: Vec<String>,
@@ -599,18 +553,7 @@ impl Service {
                 .into())
             }
             Some(None) => None,
-            Some(Some(s)) => {
-                let t = chrono::DateTime::parse_from_rfc3339(&s)
-                    .map_err(|_| {
-                        DomainError::invalid(
-                            "invalid_timestamp",
-                            "expires_at",
-                            "expires_at must be an RFC 3339 timestamp such as 2026-11-22T18:20:00Z",
-                        )
-                    })?
-                    .with_timezone(&chrono::Utc);
-                Some(api_key::validate_future(t, now, "expires_at")?)
-            }
+            Some(Some(t)) => Some(api_key::validate_future(t, now, "expires_at")?),
         };
         let grace = api_key::validate_grace(input.grace_period_seconds.unwrap_or(0))?;
         let mut tx = self.store.begin().await?;

@@ -9,6 +9,8 @@ use base64::Engine;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use keyhaven_core::key_format::Secret;
+
 use crate::secrets::MasterKey;
 
 /// The settings as given (every one optional), shared by `serve` and the CLI commands
@@ -37,7 +39,7 @@ pub struct Settings {
         global = true,
         hide_env_values = true
     )]
-    pub master_key: Option<String>,
+    pub master_key: Option<Secret>,
     /// SMTP server: smtp://host[:port] (plain), add ?tls=starttls for STARTTLS, or smtps:// [default: write .eml files to <data dir>/outbox].
     #[arg(long, env = "KEYHAVEN_SMTP_URL", global = true)]
     pub smtp_url: Option<String>,
@@ -60,7 +62,7 @@ pub struct Settings {
         global = true,
         hide_env_values = true
     )]
-    pub bootstrap_admin_password: Option<String>,
+    pub bootstrap_admin_password: Option<Secret>,
 }
 
 /// The TOML file's shape: the same settings, all optional, unknown keys refused.
@@ -71,13 +73,13 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     public_url: Option<String>,
-    master_key: Option<String>,
+    master_key: Option<Secret>,
     smtp_url: Option<String>,
     mail_from: Option<String>,
     job_interval: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     bootstrap_admin_email: Option<String>,
-    bootstrap_admin_password: Option<String>,
+    bootstrap_admin_password: Option<Secret>,
 }
 
 /// Resolved settings.
@@ -111,7 +113,7 @@ pub struct Config {
     /// First super-admin's email.
     pub bootstrap_admin_email: String,
     /// First super-admin's password, if given.
-    pub bootstrap_admin_password: Option<String>,
+    pub bootstrap_admin_password: Option<Secret>,
 }
 
 impl std::fmt::Debug for Config {
@@ -245,7 +247,7 @@ impl Settings {
         let master_key_text = self.master_key.clone().or(file.master_key);
         let master_key_from_data_dir = master_key_text.is_none();
         let master_key = match master_key_text {
-            Some(t) => MasterKey::from_base64(&t)?,
+            Some(t) => MasterKey::from_base64(t.expose())?,
             None => MasterKey::load_or_create(&data_dir)?,
         };
         let smtp_url = self.smtp_url.clone().or(file.smtp_url);
@@ -466,7 +468,9 @@ mod tests {
         let s = Settings {
             master_key: Some({
                 use base64::Engine;
-                base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+                base64::engine::general_purpose::STANDARD
+                    .encode([7u8; 32])
+                    .into()
             }),
             ..base
         };

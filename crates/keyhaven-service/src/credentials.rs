@@ -10,36 +10,28 @@ use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_core::time::{self, Timestamp};
 use keyhaven_core::{validate, DomainError};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::changes::Changes;
 use crate::{Caller, Service, ServiceError, ServiceResult};
 
-/// Body of `POST /service-accounts/{id}/credentials`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `POST /service-accounts/{id}/credentials`.
+#[derive(Debug, Clone)]
 pub struct CreateCredential {
     /// 1–100 characters.
     pub name: String,
     /// What it is for.
-    #[serde(default)]
     pub description: Option<String>,
     /// Expiry (future); none = never.
-    #[serde(default, with = "time::serde_rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
 }
 
-/// Body of `PATCH /service-accounts/{id}/credentials/{cred}`.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `PATCH /service-accounts/{id}/credentials/{cred}`.
+#[derive(Debug, Clone, Default)]
 pub struct UpdateCredential {
     /// New name.
-    #[serde(default)]
     pub name: Option<String>,
     /// New description.
-    #[serde(default)]
     pub description: Option<String>,
 }
 

@@ -16,7 +16,6 @@ pub mod node;
 pub mod oauth;
 pub mod organizations;
 pub mod password;
-pub mod patch;
 pub mod roles;
 pub mod secrets;
 pub mod service_accounts;

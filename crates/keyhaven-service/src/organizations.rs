@@ -175,15 +175,12 @@ pub fn generate_password() -> String {
         .collect()
 }
 
-/// Body of `PATCH /organizations/{org}`.
-#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `PATCH /organizations/{org}`.
+#[derive(Debug, Clone, Default)]
 pub struct UpdateOrganization {
     /// New name.
-    #[serde(default)]
     pub name: Option<String>,
     /// New key prefix for keys created from now on.
-    #[serde(default)]
     pub key_prefix: Option<String>,
 }
 

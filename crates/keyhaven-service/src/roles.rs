@@ -5,41 +5,32 @@ use keyhaven_core::permission::{self, Permission};
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role::{self, Role};
 use keyhaven_core::{validate, DomainError};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::changes::Changes;
 use crate::{duplicate_as_conflict, Caller, Service, ServiceError, ServiceResult};
 
-/// Body of `POST /roles`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `POST /roles`.
+#[derive(Debug, Clone)]
 pub struct CreateRole {
     /// Unique name, `^[a-z0-9][a-z0-9_.-]{0,63}$`.
     pub name: String,
     /// What it is for.
-    #[serde(default)]
     pub description: Option<String>,
     /// Management permissions and application scopes.
     pub permissions: Vec<String>,
     /// Regular expression key and service account names must match.
-    #[serde(default)]
     pub key_name_pattern: Option<String>,
 }
 
-/// Body of `PATCH /roles/{name}`.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `PATCH /roles/{name}`.
+#[derive(Debug, Clone, Default)]
 pub struct UpdateRole {
     /// New description.
-    #[serde(default)]
     pub description: Option<String>,
     /// New permissions (replaces the list).
-    #[serde(default)]
     pub permissions: Option<Vec<String>>,
     /// New pattern; `null` (or `""`) removes it.
-    #[serde(default, deserialize_with = "crate::patch::double_option")]
-    #[schema(value_type = Option<String>)]
     pub key_name_pattern: Option<Option<String>>,
 }
 

@@ -8,38 +8,30 @@ use keyhaven_core::role;
 use keyhaven_core::service_account::{self, ServiceAccount, ServiceAccountStatus, Transition};
 use keyhaven_core::validate;
 use keyhaven_store::{Listing, Page, ServiceAccountFilter};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::changes::Changes;
 use crate::{Caller, Service, ServiceError, ServiceResult};
 
-/// Body of `POST /service-accounts`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `POST /service-accounts`.
+#[derive(Debug, Clone)]
 pub struct CreateServiceAccount {
     /// 1–100 characters.
     pub name: String,
     /// What it is for.
-    #[serde(default)]
     pub description: Option<String>,
     /// Role names.
-    #[serde(default)]
     pub roles: Option<Vec<String>>,
 }
 
-/// Body of `PATCH /service-accounts/{id}`.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `PATCH /service-accounts/{id}`.
+#[derive(Debug, Clone, Default)]
 pub struct UpdateServiceAccount {
     /// New name.
-    #[serde(default)]
     pub name: Option<String>,
     /// New description.
-    #[serde(default)]
     pub description: Option<String>,
     /// New role names (replaces the list).
-    #[serde(default)]
     pub roles: Option<Vec<String>>,
 }
 

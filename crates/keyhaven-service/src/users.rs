@@ -4,23 +4,21 @@ use keyhaven_core::audit::Outcome;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::user::{self, User, UserStatus};
 use keyhaven_core::validate;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::password;
 use crate::sessions::user_principal;
 use crate::{duplicate_as_conflict, Caller, Service, ServiceResult};
 
-/// Body of `POST /users`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `POST /users`.
+#[derive(Debug, Clone)]
 pub struct CreateUser {
     /// Unique email.
     pub email: String,
     /// Name shown in the console.
     pub display_name: String,
     /// Initial password (≥ 12 characters).
-    pub password: String,
+    pub password: keyhaven_core::key_format::Secret,
     /// Role names (required; may be empty).
     pub roles: Vec<String>,
 }
@@ -32,7 +30,7 @@ impl Service {
             .await?;
         let email = validate::email(&input.email, "email")?;
         let display_name = user::validate_display_name(&input.display_name)?;
-        validate::new_password(&input.password, "password")?;
+        validate::new_password(input.password.expose(), "password")?;
         let roles = validate::distinct_list(&input.roles, "roles", 20)?;
         {
             let mut tx = self.store.read().await?;
@@ -51,7 +49,7 @@ impl Service {
                 return Err(e);
             }
         }
-        let hash = password::hash(&input.password).await?;
+        let hash = password::hash(input.password.expose()).await?;
         let now = self.now();
         let u = User {
             id: self.new_id(),
@@ -83,19 +81,14 @@ impl Service {
     }
 }
 
-/// Body of `PATCH /users/{id}`.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `PATCH /users/{id}`.
+#[derive(Debug, Clone, Default)]
 pub struct UpdateUser {
     /// New display name.
-    #[serde(default)]
     pub display_name: Option<String>,
     /// New role names (replaces the list).
-    #[serde(default)]
     pub roles: Option<Vec<String>>,
     /// `active` or `inactive`.
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
     pub status: Option<UserStatus>,
 }
 

@@ -6,7 +6,6 @@ use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::{validate, DomainError};
 use keyhaven_store::{Delivery, Listing, Page, Tx, WebhookEndpoint};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
@@ -30,37 +29,29 @@ pub const EVENT_TYPES: &[&str] = &[
     "service_account.deleted",
 ];
 
-/// Body of `POST /webhooks`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `POST /webhooks`.
+#[derive(Debug, Clone)]
 pub struct CreateWebhook {
     /// An http(s) URL that is not Keyhaven itself.
     pub url: String,
     /// Event types to receive.
     pub events: Vec<String>,
     /// Free text.
-    #[serde(default)]
     pub description: Option<String>,
     /// Default true.
-    #[serde(default)]
     pub enabled: Option<bool>,
 }
 
-/// Body of `PATCH /webhooks/{id}`.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Input of `PATCH /webhooks/{id}`.
+#[derive(Debug, Clone, Default)]
 pub struct UpdateWebhook {
     /// New URL.
-    #[serde(default)]
     pub url: Option<String>,
     /// New event types (replaces the list).
-    #[serde(default)]
     pub events: Option<Vec<String>>,
     /// New description.
-    #[serde(default)]
     pub description: Option<String>,
     /// Turn deliveries on or off.
-    #[serde(default)]
     pub enabled: Option<bool>,
 }
 

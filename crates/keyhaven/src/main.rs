@@ -266,7 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     CreateUser {
                         email,
                         display_name,
-                        password,
+                        password: password.into(),
                         roles,
                     },
                 )

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use keyhaven_core::api_key::KeyStatus;
 use keyhaven_store::ApiKeyFilter;
-use serde::Deserialize;
 
 use super::error::{ApiError, CommonErrors, Json};
 use super::params::{path_id, PathParams, QueryParams};
@@ -12,7 +11,7 @@ use super::views::{ApiKeyView, ListView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
 use keyhaven_service::api_keys::{
-    BatchDeleted, CreateApiKey, DailyUsage, Metrics, RegenerateApiKey, UpdateApiKey,
+    BatchDeleted, CreateApiKey, DailyUsage, Metrics, OwnerRef, RegenerateApiKey, UpdateApiKey,
 };
 
 /// Lists keys [api_keys.view]; filters combine with AND.
@@ -52,14 +51,14 @@ pub async fn list(
 
 /// Creates a key; the response's `key` is the secret, returned only here [api_keys.create].
 #[utoipa::path(post, path = "/v1/organizations/{org}/api-keys", tag = "api keys", params(("org" = String, Path)),
-    request_body = CreateApiKey, responses((status = 201, body = ApiKeyView), CommonErrors), security(("bearer" = [])))]
+    request_body = CreateApiKeyBody, responses((status = 201, body = ApiKeyView), CommonErrors), security(("bearer" = [])))]
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
     PathParams(_org): PathParams<String>,
-    Json(body): Json<CreateApiKey>,
+    Json(body): Json<CreateApiKeyBody>,
 ) -> Result<(StatusCode, axum::Json<ApiKeyView>), ApiError> {
-    let (k, perms, secret) = s.service.create_api_key(&auth.caller, body).await?;
+    let (k, perms, secret) = s.service.create_api_key(&auth.caller, body.into()).await?;
     let mut v = ApiKeyView::new(&k, s.service.now(), perms);
     v.key = Some(secret.expose().to_string());
     Ok((StatusCode::CREATED, axum::Json(v)))
@@ -83,34 +82,34 @@ pub async fn get(
 
 /// Changes a key; absent fields stay, `null` clears `ratelimit` / `remaining` [api_keys.manage].
 #[utoipa::path(patch, path = "/v1/organizations/{org}/api-keys/{id}", tag = "api keys",
-    params(("org" = String, Path), ("id" = String, Path)), request_body = UpdateApiKey,
+    params(("org" = String, Path), ("id" = String, Path)), request_body = UpdateApiKeyBody,
     responses((status = 200, body = ApiKeyView), CommonErrors), security(("bearer" = [])))]
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
     PathParams((_org, id)): PathParams<(String, String)>,
-    Json(body): Json<UpdateApiKey>,
+    Json(body): Json<UpdateApiKeyBody>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
     let (k, p) = s
         .service
-        .update_api_key(&auth.caller, &path_id(&id, "API key")?, body)
+        .update_api_key(&auth.caller, &path_id(&id, "API key")?, body.into())
         .await?;
     Ok(axum::Json(ApiKeyView::new(&k, s.service.now(), p)))
 }
 
 /// Replaces the secret (same id); `expires_at` is required [api_keys.manage].
 #[utoipa::path(post, path = "/v1/organizations/{org}/api-keys/{id}/regenerate", tag = "api keys",
-    params(("org" = String, Path), ("id" = String, Path)), request_body = RegenerateApiKey,
+    params(("org" = String, Path), ("id" = String, Path)), request_body = RegenerateApiKeyBody,
     responses((status = 200, body = ApiKeyView), CommonErrors), security(("bearer" = [])))]
 pub async fn regenerate(
     State(s): State<AppState>,
     auth: Auth,
     PathParams((_org, id)): PathParams<(String, String)>,
-    Json(body): Json<RegenerateApiKey>,
+    Json(body): Json<RegenerateApiKeyBody>,
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
     let (k, p, secret) = s
         .service
-        .regenerate_api_key(&auth.caller, &path_id(&id, "API key")?, body)
+        .regenerate_api_key(&auth.caller, &path_id(&id, "API key")?, body.try_into()?)
         .await?;
     let mut v = ApiKeyView::new(&k, s.service.now(), p);
     v.key = Some(secret.expose().to_string());
@@ -149,7 +148,7 @@ pub async fn delete(
 }
 
 /// Body of a batch delete.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchDelete {
     /// 1 to 100 key ids.
@@ -159,17 +158,18 @@ pub struct BatchDelete {
 /// Deletes up to 100 keys [api_keys.manage].
 #[utoipa::path(post, path = "/v1/organizations/{org}/api-keys/batch-delete", tag = "api keys",
     params(("org" = String, Path)), request_body = BatchDelete,
-    responses((status = 200, body = BatchDeleted), CommonErrors), security(("bearer" = [])))]
+    responses((status = 200, body = BatchDeletedView), CommonErrors), security(("bearer" = [])))]
 pub async fn batch_delete(
     State(s): State<AppState>,
     auth: Auth,
     PathParams(_org): PathParams<String>,
     Json(body): Json<BatchDelete>,
-) -> Result<axum::Json<BatchDeleted>, ApiError> {
+) -> Result<axum::Json<BatchDeletedView>, ApiError> {
     Ok(axum::Json(
         s.service
             .batch_delete_api_keys(&auth.caller, &body.ids)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -177,7 +177,7 @@ pub async fn batch_delete(
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct UsageView {
     /// One row per day, oldest first, zero days included.
-    pub data: Vec<DailyUsage>,
+    pub data: Vec<DailyUsageView>,
 }
 
 /// Verifications per day [api_keys.view].
@@ -205,16 +205,269 @@ pub async fn usage(
         .service
         .api_key_usage(&auth.caller, &path_id(&id, "API key")?, days)
         .await?;
-    Ok(axum::Json(UsageView { data }))
+    Ok(axum::Json(UsageView {
+        data: data.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Dashboard numbers [api_keys.view].
 #[utoipa::path(get, path = "/v1/organizations/{org}/metrics", tag = "api keys", params(("org" = String, Path)),
-    responses((status = 200, body = Metrics), CommonErrors), security(("bearer" = [])))]
+    responses((status = 200, body = MetricsView), CommonErrors), security(("bearer" = [])))]
 pub async fn metrics(
     State(s): State<AppState>,
     auth: Auth,
     PathParams(_org): PathParams<String>,
-) -> Result<axum::Json<Metrics>, ApiError> {
-    Ok(axum::Json(s.service.metrics(&auth.caller).await?))
+) -> Result<axum::Json<MetricsView>, ApiError> {
+    Ok(axum::Json(s.service.metrics(&auth.caller).await?.into()))
+}
+
+/// `{type, id}` naming a key's owner.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = OwnerRef)]
+pub struct OwnerRefBody {
+    /// `service_account` (or `user`, for one's own personal key).
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "service_account")]
+    pub kind: keyhaven_core::principal::PrincipalKind,
+    /// The owner's id.
+    pub id: String,
+}
+
+impl From<OwnerRefBody> for OwnerRef {
+    fn from(b: OwnerRefBody) -> Self {
+        OwnerRef {
+            kind: b.kind,
+            id: b.id,
+        }
+    }
+}
+
+/// Body of `POST /api-keys`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateApiKey)]
+pub struct CreateApiKeyBody {
+    /// Required, 1–100 characters, unique in the organization.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// ≤ 20 tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Role names.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// Extra permissions.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// A service account; default: the caller (personal) or the calling key's owner.
+    #[serde(default)]
+    pub owner: Option<OwnerRefBody>,
+    /// Expiry instant (future).
+    #[serde(default, with = "keyhaven_core::time::serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<keyhaven_core::time::Timestamp>,
+    /// Or expiry in days from now.
+    #[serde(default)]
+    pub expires_in_days: Option<i64>,
+    /// Optional rate limit.
+    #[serde(default)]
+    #[schema(value_type = Option<RateLimitInput>)]
+    pub ratelimit: Option<keyhaven_core::api_key::RateLimit>,
+    /// Optional number of uses.
+    #[serde(default)]
+    pub remaining: Option<i64>,
+    /// Client networks allowed.
+    #[serde(default)]
+    pub allowed_cidrs: Option<Vec<String>>,
+    /// A JSON object ≤ 4 KiB.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl From<CreateApiKeyBody> for CreateApiKey {
+    fn from(b: CreateApiKeyBody) -> Self {
+        CreateApiKey {
+            name: b.name,
+            description: b.description,
+            tags: b.tags,
+            roles: b.roles,
+            scopes: b.scopes,
+            owner: b.owner.map(Into::into),
+            expires_at: b.expires_at,
+            expires_in_days: b.expires_in_days,
+            ratelimit: b.ratelimit,
+            remaining: b.remaining,
+            allowed_cidrs: b.allowed_cidrs,
+            metadata: b.metadata,
+        }
+    }
+}
+
+/// `{limit, duration_ms}`: at most `limit` verifications per `duration_ms`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitInput {
+    /// 1..=1,000,000,000.
+    pub limit: i64,
+    /// 1000..=86,400,000.
+    pub duration_ms: i64,
+}
+
+/// Body of `PATCH /api-keys/{id}`: absent fields stay, `null` clears optional ones.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateApiKey)]
+pub struct UpdateApiKeyBody {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New tags (replaces the list).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// New roles (replaces the list).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// New scopes (replaces the list).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// New rate limit, or `null` for none.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<RateLimitInput>)]
+    pub ratelimit: Option<Option<keyhaven_core::api_key::RateLimit>>,
+    /// New number of uses left, or `null` for unlimited.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub remaining: Option<Option<i64>>,
+    /// New allowed networks (replaces the list).
+    #[serde(default)]
+    pub allowed_cidrs: Option<Vec<String>>,
+    /// New metadata object; `null` clears it (to `{}`).
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Option<serde_json::Value>>,
+}
+
+impl From<UpdateApiKeyBody> for UpdateApiKey {
+    fn from(b: UpdateApiKeyBody) -> Self {
+        UpdateApiKey {
+            name: b.name,
+            description: b.description,
+            tags: b.tags,
+            roles: b.roles,
+            scopes: b.scopes,
+            ratelimit: b.ratelimit,
+            remaining: b.remaining,
+            allowed_cidrs: b.allowed_cidrs,
+            metadata: b.metadata,
+        }
+    }
+}
+
+/// Body of `POST /api-keys/{id}/regenerate`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RegenerateApiKey)]
+pub struct RegenerateApiKeyBody {
+    /// Required: the new expiry, or `null` for never.
+    #[serde(deserialize_with = "super::patch::double_option", default)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    pub expires_at: Option<Option<String>>,
+    /// Seconds the old secret keeps verifying (0–604800).
+    #[serde(default)]
+    pub grace_period_seconds: Option<i64>,
+}
+
+impl TryFrom<RegenerateApiKeyBody> for RegenerateApiKey {
+    type Error = ApiError;
+
+    fn try_from(b: RegenerateApiKeyBody) -> Result<Self, ApiError> {
+        let expires_at = match b.expires_at {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(s)) => Some(Some(
+                keyhaven_core::time::parse_rfc3339(&s, "expires_at")
+                    .map_err(keyhaven_service::ServiceError::from)?,
+            )),
+        };
+        Ok(RegenerateApiKey {
+            expires_at,
+            grace_period_seconds: b.grace_period_seconds,
+        })
+    }
+}
+
+/// The dashboard numbers.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Metrics)]
+pub struct MetricsView {
+    /// Every key.
+    pub total_keys: i64,
+    /// Neither revoked nor expired.
+    pub active_keys: i64,
+    /// Expired.
+    pub expired_keys: i64,
+    /// Revoked.
+    pub revoked_keys: i64,
+    /// Verifications since 00:00 UTC.
+    pub api_calls_today: i64,
+}
+
+impl From<Metrics> for MetricsView {
+    fn from(v: Metrics) -> Self {
+        MetricsView {
+            total_keys: v.total_keys,
+            active_keys: v.active_keys,
+            expired_keys: v.expired_keys,
+            revoked_keys: v.revoked_keys,
+            api_calls_today: v.api_calls_today,
+        }
+    }
+}
+
+/// Verifications of one key on one UTC day.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = DailyUsage)]
+pub struct DailyUsageView {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Successful verifications.
+    pub valid: i64,
+    /// Refused verifications.
+    pub invalid: i64,
+}
+
+impl From<DailyUsage> for DailyUsageView {
+    fn from(v: DailyUsage) -> Self {
+        DailyUsageView {
+            date: v.date,
+            valid: v.valid,
+            invalid: v.invalid,
+        }
+    }
+}
+
+/// Result of a batch delete.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = BatchDeleted)]
+pub struct BatchDeletedView {
+    /// Ids that were deleted.
+    pub deleted: Vec<String>,
+    /// Ids that did not exist in the organization.
+    pub not_found: Vec<String>,
+}
+
+impl From<BatchDeleted> for BatchDeletedView {
+    fn from(v: BatchDeleted) -> Self {
+        BatchDeletedView {
+            deleted: v.deleted,
+            not_found: v.not_found,
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod me;
 pub mod openapi;
 pub mod organizations;
 pub mod params;
+pub mod patch;
 pub mod roles;
 pub mod service_accounts;
 pub mod session;

@@ -25,14 +25,39 @@ pub async fn get(
 /// Renames the organization or changes its key prefix [organization.manage].
 #[utoipa::path(patch, path = "/v1/organizations/{org}", tag = "organization",
     params(("org" = String, Path, description = "organization id")),
-    request_body = UpdateOrganization,
+    request_body = UpdateOrganizationBody,
     responses((status = 200, body = OrganizationView), CommonErrors), security(("bearer" = [])))]
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
     PathParams(_org): PathParams<String>,
-    Json(body): Json<UpdateOrganization>,
+    Json(body): Json<UpdateOrganizationBody>,
 ) -> Result<axum::Json<OrganizationView>, ApiError> {
-    let o = s.service.update_organization(&auth.caller, body).await?;
+    let o = s
+        .service
+        .update_organization(&auth.caller, body.into())
+        .await?;
     Ok(axum::Json((&o).into()))
+}
+
+/// Body of `PATCH /organizations/{org}`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateOrganization)]
+pub struct UpdateOrganizationBody {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New key prefix for keys created from now on.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+}
+
+impl From<UpdateOrganizationBody> for UpdateOrganization {
+    fn from(b: UpdateOrganizationBody) -> Self {
+        UpdateOrganization {
+            name: b.name,
+            key_prefix: b.key_prefix,
+        }
+    }
 }

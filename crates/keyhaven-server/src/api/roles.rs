@@ -48,14 +48,14 @@ pub async fn list(
 
 /// Creates a custom role [roles.manage].
 #[utoipa::path(post, path = "/v1/organizations/{org}/roles", tag = "roles", params(("org" = String, Path)),
-    request_body = CreateRole, responses((status = 201, body = RoleView), CommonErrors), security(("bearer" = [])))]
+    request_body = CreateRoleBody, responses((status = 201, body = RoleView), CommonErrors), security(("bearer" = [])))]
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
     PathParams(_org): PathParams<String>,
-    Json(body): Json<CreateRole>,
+    Json(body): Json<CreateRoleBody>,
 ) -> Result<(StatusCode, axum::Json<RoleView>), ApiError> {
-    let r = s.service.create_role(&auth.caller, body).await?;
+    let r = s.service.create_role(&auth.caller, body.into()).await?;
     Ok((StatusCode::CREATED, axum::Json((&r).into())))
 }
 
@@ -74,15 +74,18 @@ pub async fn get(
 
 /// Changes a custom role [roles.manage]; built-in roles → 409.
 #[utoipa::path(patch, path = "/v1/organizations/{org}/roles/{name}", tag = "roles",
-    params(("org" = String, Path), ("name" = String, Path)), request_body = UpdateRole,
+    params(("org" = String, Path), ("name" = String, Path)), request_body = UpdateRoleBody,
     responses((status = 200, body = RoleView), CommonErrors), security(("bearer" = [])))]
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
     PathParams((_org, name)): PathParams<(String, String)>,
-    Json(body): Json<UpdateRole>,
+    Json(body): Json<UpdateRoleBody>,
 ) -> Result<axum::Json<RoleView>, ApiError> {
-    let r = s.service.update_role(&auth.caller, &name, body).await?;
+    let r = s
+        .service
+        .update_role(&auth.caller, &name, body.into())
+        .await?;
     Ok(axum::Json((&r).into()))
 }
 
@@ -97,4 +100,59 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     s.service.delete_role(&auth.caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /roles`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateRole)]
+pub struct CreateRoleBody {
+    /// Unique name, `^[a-z0-9][a-z0-9_.-]{0,63}$`.
+    pub name: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Management permissions and application scopes.
+    pub permissions: Vec<String>,
+    /// Regular expression key and service account names must match.
+    #[serde(default)]
+    pub key_name_pattern: Option<String>,
+}
+
+impl From<CreateRoleBody> for CreateRole {
+    fn from(b: CreateRoleBody) -> Self {
+        CreateRole {
+            name: b.name,
+            description: b.description,
+            permissions: b.permissions,
+            key_name_pattern: b.key_name_pattern,
+        }
+    }
+}
+
+/// Body of `PATCH /roles/{name}`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateRole)]
+pub struct UpdateRoleBody {
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New permissions (replaces the list).
+    #[serde(default)]
+    pub permissions: Option<Vec<String>>,
+    /// New pattern; `null` (or `""`) removes it.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub key_name_pattern: Option<Option<String>>,
+}
+
+impl From<UpdateRoleBody> for UpdateRole {
+    fn from(b: UpdateRoleBody) -> Self {
+        UpdateRole {
+            description: b.description,
+            permissions: b.permissions,
+            key_name_pattern: b.key_name_pattern,
+        }
+    }
 }

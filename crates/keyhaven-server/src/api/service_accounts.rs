@@ -89,15 +89,18 @@ pub async fn list(
 
 /// Creates a service account [service_accounts.manage].
 #[utoipa::path(post, path = "/v1/organizations/{org}/service-accounts", tag = "service accounts",
-    params(("org" = String, Path)), request_body = CreateServiceAccount,
+    params(("org" = String, Path)), request_body = CreateServiceAccountBody,
     responses((status = 201, body = ServiceAccountView), CommonErrors), security(("bearer" = [])))]
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
     PathParams(_org): PathParams<String>,
-    Json(body): Json<CreateServiceAccount>,
+    Json(body): Json<CreateServiceAccountBody>,
 ) -> Result<(StatusCode, axum::Json<ServiceAccountView>), ApiError> {
-    let sa = s.service.create_service_account(&auth.caller, body).await?;
+    let sa = s
+        .service
+        .create_service_account(&auth.caller, body.into())
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(view(&sa, &auth.caller, false)),
@@ -125,17 +128,17 @@ pub async fn get(
 
 /// Changes name, description or roles [service_accounts.manage].
 #[utoipa::path(patch, path = "/v1/organizations/{org}/service-accounts/{id}", tag = "service accounts",
-    params(("org" = String, Path), ("id" = String, Path)), request_body = UpdateServiceAccount,
+    params(("org" = String, Path), ("id" = String, Path)), request_body = UpdateServiceAccountBody,
     responses((status = 200, body = ServiceAccountView), CommonErrors), security(("bearer" = [])))]
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
     PathParams((_org, id)): PathParams<(String, String)>,
-    Json(body): Json<UpdateServiceAccount>,
+    Json(body): Json<UpdateServiceAccountBody>,
 ) -> Result<axum::Json<ServiceAccountView>, ApiError> {
     let sa = s
         .service
-        .update_service_account(&auth.caller, &path_id(&id, "service account")?, body)
+        .update_service_account(&auth.caller, &path_id(&id, "service account")?, body.into())
         .await?;
     Ok(axum::Json(view(&sa, &auth.caller, false)))
 }
@@ -241,17 +244,17 @@ pub async fn list_credentials(
 /// Creates a credential; the response holds `client_secret`, shown only here
 /// [service_accounts.manage].
 #[utoipa::path(post, path = "/v1/organizations/{org}/service-accounts/{id}/credentials", tag = "credentials",
-    params(("org" = String, Path), ("id" = String, Path)), request_body = CreateCredential,
+    params(("org" = String, Path), ("id" = String, Path)), request_body = CreateCredentialBody,
     responses((status = 201, body = CredentialView), CommonErrors), security(("bearer" = [])))]
 pub async fn create_credential(
     State(s): State<AppState>,
     auth: Auth,
     PathParams((_org, id)): PathParams<(String, String)>,
-    Json(body): Json<CreateCredential>,
+    Json(body): Json<CreateCredentialBody>,
 ) -> Result<(StatusCode, axum::Json<CredentialView>), ApiError> {
     let (c, secret) = s
         .service
-        .create_credential(&auth.caller, &path_id(&id, "service account")?, body)
+        .create_credential(&auth.caller, &path_id(&id, "service account")?, body.into())
         .await?;
     let mut v = CredentialView::from(&c);
     v.client_secret = Some(secret.expose().to_string());
@@ -283,13 +286,13 @@ pub async fn get_credential(
 
 /// Changes a credential's name or description [service_accounts.manage].
 #[utoipa::path(patch, path = "/v1/organizations/{org}/service-accounts/{id}/credentials/{cred}", tag = "credentials",
-    params(("org" = String, Path), ("id" = String, Path), ("cred" = String, Path)), request_body = UpdateCredential,
+    params(("org" = String, Path), ("id" = String, Path), ("cred" = String, Path)), request_body = UpdateCredentialBody,
     responses((status = 200, body = CredentialView), CommonErrors), security(("bearer" = [])))]
 pub async fn update_credential(
     State(s): State<AppState>,
     auth: Auth,
     PathParams((_org, id, cred)): PathParams<(String, String, String)>,
-    Json(body): Json<UpdateCredential>,
+    Json(body): Json<UpdateCredentialBody>,
 ) -> Result<axum::Json<CredentialView>, ApiError> {
     let c = s
         .service
@@ -297,7 +300,7 @@ pub async fn update_credential(
             &auth.caller,
             &path_id(&id, "service account")?,
             &path_id(&cred, "credential")?,
-            body,
+            body.into(),
         )
         .await?;
     Ok(axum::Json(CredentialView::from(&c)))
@@ -320,4 +323,103 @@ pub async fn delete_credential(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /service-accounts/{id}/credentials`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateCredential)]
+pub struct CreateCredentialBody {
+    /// 1–100 characters.
+    pub name: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Expiry (future); none = never.
+    #[serde(default, with = "keyhaven_core::time::serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<keyhaven_core::time::Timestamp>,
+}
+
+impl From<CreateCredentialBody> for CreateCredential {
+    fn from(b: CreateCredentialBody) -> Self {
+        CreateCredential {
+            name: b.name,
+            description: b.description,
+            expires_at: b.expires_at,
+        }
+    }
+}
+
+/// Body of `PATCH /service-accounts/{id}/credentials/{cred}`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateCredential)]
+pub struct UpdateCredentialBody {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl From<UpdateCredentialBody> for UpdateCredential {
+    fn from(b: UpdateCredentialBody) -> Self {
+        UpdateCredential {
+            name: b.name,
+            description: b.description,
+        }
+    }
+}
+
+/// Body of `POST /service-accounts`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateServiceAccount)]
+pub struct CreateServiceAccountBody {
+    /// 1–100 characters.
+    pub name: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Role names.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+impl From<CreateServiceAccountBody> for CreateServiceAccount {
+    fn from(b: CreateServiceAccountBody) -> Self {
+        CreateServiceAccount {
+            name: b.name,
+            description: b.description,
+            roles: b.roles,
+        }
+    }
+}
+
+/// Body of `PATCH /service-accounts/{id}`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateServiceAccount)]
+pub struct UpdateServiceAccountBody {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New role names (replaces the list).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+impl From<UpdateServiceAccountBody> for UpdateServiceAccount {
+    fn from(b: UpdateServiceAccountBody) -> Self {
+        UpdateServiceAccount {
+            name: b.name,
+            description: b.description,
+            roles: b.roles,
+        }
+    }
 }

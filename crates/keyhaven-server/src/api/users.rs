@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use keyhaven_core::user::UserStatus;
 use keyhaven_store::UserFilter;
-use serde::Deserialize;
 
 use super::error::{ApiError, CommonErrors, Json};
 use super::params::{path_id, PathParams, QueryParams};
@@ -41,15 +40,15 @@ pub async fn list(
 
 /// Creates a user [users.create].
 #[utoipa::path(post, path = "/v1/organizations/{org}/users", tag = "users", params(("org" = String, Path)),
-    request_body = CreateUser,
+    request_body = CreateUserBody,
     responses((status = 201, body = UserView), CommonErrors), security(("bearer" = [])))]
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
     PathParams(_org): PathParams<String>,
-    Json(body): Json<CreateUser>,
+    Json(body): Json<CreateUserBody>,
 ) -> Result<(StatusCode, axum::Json<UserView>), ApiError> {
-    let u = s.service.create_user(&auth.caller, body).await?;
+    let u = s.service.create_user(&auth.caller, body.into()).await?;
     Ok((StatusCode::CREATED, axum::Json((&u).into())))
 }
 
@@ -71,17 +70,17 @@ pub async fn get(
 
 /// Changes display name, roles or status [users.update].
 #[utoipa::path(patch, path = "/v1/organizations/{org}/users/{id}", tag = "users",
-    params(("org" = String, Path), ("id" = String, Path)), request_body = UpdateUser,
+    params(("org" = String, Path), ("id" = String, Path)), request_body = UpdateUserBody,
     responses((status = 200, body = UserView), CommonErrors), security(("bearer" = [])))]
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
     PathParams((_org, id)): PathParams<(String, String)>,
-    Json(body): Json<UpdateUser>,
+    Json(body): Json<UpdateUserBody>,
 ) -> Result<axum::Json<UserView>, ApiError> {
     let u = s
         .service
-        .update_user(&auth.caller, &path_id(&id, "user")?, body)
+        .update_user(&auth.caller, &path_id(&id, "user")?, body.into())
         .await?;
     Ok(axum::Json((&u).into()))
 }
@@ -102,7 +101,7 @@ pub async fn delete(
 }
 
 /// Body of the admin password reset.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPassword {
     /// The new password (≥ 12 characters).
@@ -123,4 +122,58 @@ pub async fn reset_password(
         .reset_password(&auth.caller, &path_id(&id, "user")?, &body.password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /users`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateUser)]
+pub struct CreateUserBody {
+    /// Unique email.
+    pub email: String,
+    /// Name shown in the console.
+    pub display_name: String,
+    /// Initial password (≥ 12 characters).
+    #[schema(value_type = String)]
+    pub password: keyhaven_core::key_format::Secret,
+    /// Role names (required; may be empty).
+    pub roles: Vec<String>,
+}
+
+impl From<CreateUserBody> for CreateUser {
+    fn from(b: CreateUserBody) -> Self {
+        CreateUser {
+            email: b.email,
+            display_name: b.display_name,
+            password: b.password,
+            roles: b.roles,
+        }
+    }
+}
+
+/// Body of `PATCH /users/{id}`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateUser)]
+pub struct UpdateUserBody {
+    /// New display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// New role names (replaces the list).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// `active` or `inactive`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub status: Option<keyhaven_core::user::UserStatus>,
+}
+
+impl From<UpdateUserBody> for UpdateUser {
+    fn from(b: UpdateUserBody) -> Self {
+        UpdateUser {
+            display_name: b.display_name,
+            roles: b.roles,
+            status: b.status,
+        }
+    }
 }

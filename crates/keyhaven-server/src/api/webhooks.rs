@@ -95,14 +95,14 @@ pub async fn list(
 
 /// Creates an endpoint [webhooks.manage].
 #[utoipa::path(post, path = "/v1/organizations/{org}/webhooks", tag = "webhooks", params(("org" = String, Path)),
-    request_body = CreateWebhook, responses((status = 201, body = WebhookView), CommonErrors), security(("bearer" = [])))]
+    request_body = CreateWebhookBody, responses((status = 201, body = WebhookView), CommonErrors), security(("bearer" = [])))]
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
     PathParams(_org): PathParams<String>,
-    Json(body): Json<CreateWebhook>,
+    Json(body): Json<CreateWebhookBody>,
 ) -> Result<(StatusCode, axum::Json<WebhookView>), ApiError> {
-    let w = s.service.create_webhook(&auth.caller, body).await?;
+    let w = s.service.create_webhook(&auth.caller, body.into()).await?;
     Ok((StatusCode::CREATED, axum::Json((&w).into())))
 }
 
@@ -124,17 +124,17 @@ pub async fn get(
 
 /// Changes an endpoint [webhooks.manage].
 #[utoipa::path(patch, path = "/v1/organizations/{org}/webhooks/{id}", tag = "webhooks",
-    params(("org" = String, Path), ("id" = String, Path)), request_body = UpdateWebhook,
+    params(("org" = String, Path), ("id" = String, Path)), request_body = UpdateWebhookBody,
     responses((status = 200, body = WebhookView), CommonErrors), security(("bearer" = [])))]
 pub async fn update(
     State(s): State<AppState>,
     auth: Auth,
     PathParams((_org, id)): PathParams<(String, String)>,
-    Json(body): Json<UpdateWebhook>,
+    Json(body): Json<UpdateWebhookBody>,
 ) -> Result<axum::Json<WebhookView>, ApiError> {
     let w = s
         .service
-        .update_webhook(&auth.caller, &path_id(&id, "webhook")?, body)
+        .update_webhook(&auth.caller, &path_id(&id, "webhook")?, body.into())
         .await?;
     Ok(axum::Json((&w).into()))
 }
@@ -172,4 +172,62 @@ pub async fn deliveries(
     Ok(axum::Json(ListView::from_listing(l, |d| {
         DeliveryView::from(d)
     })))
+}
+
+/// Body of `POST /webhooks`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateWebhook)]
+pub struct CreateWebhookBody {
+    /// An http(s) URL that is not Keyhaven itself.
+    pub url: String,
+    /// Event types to receive.
+    pub events: Vec<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+impl From<CreateWebhookBody> for CreateWebhook {
+    fn from(b: CreateWebhookBody) -> Self {
+        CreateWebhook {
+            url: b.url,
+            events: b.events,
+            description: b.description,
+            enabled: b.enabled,
+        }
+    }
+}
+
+/// Body of `PATCH /webhooks/{id}`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateWebhook)]
+pub struct UpdateWebhookBody {
+    /// New URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// New event types (replaces the list).
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Turn deliveries on or off.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+impl From<UpdateWebhookBody> for UpdateWebhook {
+    fn from(b: UpdateWebhookBody) -> Self {
+        UpdateWebhook {
+            url: b.url,
+            events: b.events,
+            description: b.description,
+            enabled: b.enabled,
+        }
+    }
 }

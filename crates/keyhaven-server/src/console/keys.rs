@@ -785,10 +785,8 @@ pub async fn regenerate(
     };
     let expires_at = match expiry {
         Some(None) => Some(None),
-        Some(Some(Ok(t))) => Some(Some(keyhaven_core::time::rfc3339(&t))),
-        Some(Some(Err(days))) => Some(Some(keyhaven_core::time::rfc3339(
-            &(c.now + Duration::days(days)),
-        ))),
+        Some(Some(Ok(t))) => Some(Some(t)),
+        Some(Some(Err(days))) => Some(Some(c.now + Duration::days(days))),
         None => None,
     };
     if errors.is_empty() {

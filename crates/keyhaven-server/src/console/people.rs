@@ -171,7 +171,7 @@ pub async fn create_user(State(state): State<AppState>, c: Console, form: FormDa
     let input = CreateUser {
         email: form.get("email").trim().to_string(),
         display_name: form.get("display_name").to_string(),
-        password: form.get("password").to_string(),
+        password: form.get("password").into(),
         roles: form.list("roles"),
     };
     match state.service.create_user(&c.caller, input).await {

@@ -130,6 +130,7 @@ impl IntoResponse for OAuthError {
 /// itself, to answer RFC errors).
 #[derive(Debug, utoipa::ToSchema)]
 #[allow(dead_code)]
+#[schema(as = TokenRequest)]
 pub struct TokenForm {
     /// `client_credentials`.
     #[schema(example = "client_credentials")]
