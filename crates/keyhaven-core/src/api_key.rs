@@ -309,6 +309,66 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 22, 18, 20, 0).unwrap()
     }
 
+    fn key_with(scopes: &[&str]) -> ApiKey {
+        ApiKey {
+            id: Id::from_trusted("01k00000000000000000000001".into()),
+            org_id: Id::from_trusted("01k00000000000000000000002".into()),
+            name: "k".into(),
+            description: String::new(),
+            tags: vec![],
+            owner: Principal::system("test"),
+            roles: vec![],
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            digest: String::new(),
+            masked_key: String::new(),
+            expires_at: None,
+            created_by: Principal::system("test"),
+            created_at: now(),
+            updated_at: now(),
+            last_used_at: None,
+            revoked_at: None,
+            ratelimit: None,
+            remaining: None,
+            allowed_cidrs: vec![],
+            metadata: serde_json::json!({}),
+            previous_digest: None,
+            previous_valid_until: None,
+        }
+    }
+
+    fn set(items: &[&str]) -> crate::permission::PermissionSet {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_personal_key_holds_management_permissions_only_as_far_as_its_user_does() {
+        let k = key_with(&["billing:read", "users.view"]);
+        let roles = set(&["api_keys.view", "api_keys.manage"]);
+        let held = set(&["api_keys.view"]);
+        let a = effective_access(&k, roles.clone(), &OwnerState::User(Some((true, held))));
+        assert_eq!(a.permissions, set(&["api_keys.view", "billing:read"]));
+        assert!(a.owner_active);
+        let gone = effective_access(&k, roles.clone(), &OwnerState::User(None));
+        assert_eq!(gone.permissions, set(&["billing:read"]));
+        assert!(!gone.owner_active);
+        let inactive = effective_access(&k, roles, &OwnerState::User(Some((false, set(&[])))));
+        assert!(!inactive.owner_active);
+    }
+
+    #[test]
+    fn a_service_account_key_has_all_its_permissions_while_the_account_is_active() {
+        let k = key_with(&["billing:read"]);
+        let roles = set(&["api_keys.manage"]);
+        let a = effective_access(&k, roles.clone(), &OwnerState::ServiceAccount(Some(true)));
+        assert_eq!(a.permissions, set(&["api_keys.manage", "billing:read"]));
+        assert!(a.owner_active);
+        assert!(
+            !effective_access(&k, roles.clone(), &OwnerState::ServiceAccount(Some(false)))
+                .owner_active
+        );
+        assert!(!effective_access(&k, roles, &OwnerState::ServiceAccount(None)).owner_active);
+    }
+
     #[test]
     fn status_is_derived() {
         let n = now();
@@ -362,5 +422,54 @@ mod tests {
         assert!(validate_metadata(&serde_json::json!([1])).is_err());
         assert!(validate_metadata(&serde_json::json!({"a": "x".repeat(5000)})).is_err());
         assert!(validate_grace(604_801).is_err());
+    }
+}
+
+/// The state of a key's owner, as far as it decides the key's access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerState {
+    /// A personal key's user: whether they are active and the permissions their roles
+    /// grant now; `None` when the user no longer exists.
+    User(Option<(bool, crate::permission::PermissionSet)>),
+    /// A service account's key: whether the account is active (`None`: it is gone).
+    ServiceAccount(Option<bool>),
+    /// Any other owner (none today): always active.
+    Other,
+}
+
+/// What a key may do, and whether its owner lets it do anything at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAccess {
+    /// The key's roles' permissions and its scopes; for a personal key, management
+    /// permissions only as far as its user holds them now.
+    pub permissions: crate::permission::PermissionSet,
+    /// False when the owner is inactive, suspended, archived or gone (`DISABLED`).
+    pub owner_active: bool,
+}
+
+/// The one rule for a key's effective access, used by verification, by key
+/// authentication of management calls and by the API's answer about a key.
+pub fn effective_access(
+    key: &ApiKey,
+    role_permissions: crate::permission::PermissionSet,
+    owner: &OwnerState,
+) -> KeyAccess {
+    let mut permissions = role_permissions;
+    permissions.extend(key.scopes.iter().cloned());
+    let owner_active = match owner {
+        OwnerState::User(Some((active, held))) => {
+            permissions.retain(|p| !crate::permission::is_management(p) || held.contains(p));
+            *active
+        }
+        OwnerState::User(None) => {
+            permissions.retain(|p| !crate::permission::is_management(p));
+            false
+        }
+        OwnerState::ServiceAccount(active) => active.unwrap_or(false),
+        OwnerState::Other => true,
+    };
+    KeyAccess {
+        permissions,
+        owner_active,
     }
 }

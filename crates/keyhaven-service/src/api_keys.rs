@@ -4,7 +4,7 @@ use keyhaven_core::api_key::{self, ApiKey, RateLimit};
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::id::Id;
 use keyhaven_core::key_format::{self, Secret};
-use keyhaven_core::permission::{self, Permission};
+use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role;
 use keyhaven_core::service_account::ServiceAccountStatus;
@@ -339,18 +339,7 @@ impl Service {
         tx: &mut dyn keyhaven_store::Tx,
         k: &ApiKey,
     ) -> ServiceResult<Vec<String>> {
-        let mut perms = crate::sessions::role_permissions(tx, &k.org_id, &k.roles).await?;
-        perms.extend(k.scopes.iter().cloned());
-        if k.owner.kind == PrincipalKind::User {
-            let held = match tx
-                .user(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
-                .await?
-            {
-                Some(u) => crate::sessions::role_permissions(tx, &k.org_id, &u.roles).await?,
-                None => Default::default(),
-            };
-            perms.retain(|p| !permission::is_management(p) || held.contains(p));
-        }
+        let perms = tx.key_access(k).await?.permissions;
         Ok(perms.into_iter().collect())
     }
 

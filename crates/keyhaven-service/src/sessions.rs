@@ -7,10 +7,9 @@ use keyhaven_core::audit::Outcome;
 use keyhaven_core::id::Id;
 use keyhaven_core::key_format;
 use keyhaven_core::organization::Organization;
-use keyhaven_core::permission::{is_management, PermissionSet};
+use keyhaven_core::permission::PermissionSet;
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role;
-use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_core::user::{User, UserStatus};
 use keyhaven_core::validate;
 use keyhaven_store::{Session, Tx};
@@ -67,13 +66,7 @@ pub async fn role_permissions(
     org_id: &Id,
     roles: &[String],
 ) -> ServiceResult<PermissionSet> {
-    let mut out = PermissionSet::new();
-    for name in roles {
-        if let Some(r) = tx.role(org_id, name).await? {
-            out.extend(r.permissions);
-        }
-    }
-    Ok(out)
+    Ok(tx.role_permissions(org_id, roles).await?)
 }
 
 impl Service {
@@ -309,32 +302,14 @@ impl Service {
                 ));
             }
         }
-        let mut permissions = role_permissions(tx.as_mut(), &k.org_id, &k.roles).await?;
-        permissions.extend(k.scopes.iter().cloned());
-        match k.owner.kind {
-            PrincipalKind::User => {
-                let owner = tx
-                    .user(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
-                    .await?
-                    .filter(|u| u.status == UserStatus::Active)
-                    .ok_or(ServiceError::Unauthenticated(
-                        "the API key's user is inactive",
-                    ))?;
-                let held = role_permissions(tx.as_mut(), &k.org_id, &owner.roles).await?;
-                permissions.retain(|p| !is_management(p) || held.contains(p));
-            }
-            PrincipalKind::ServiceAccount => {
-                let sa = tx
-                    .service_account(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
-                    .await?;
-                if !sa.is_some_and(|s| s.status == ServiceAccountStatus::Active) {
-                    return Err(ServiceError::Unauthenticated(
-                        "the API key's service account is disabled",
-                    ));
-                }
-            }
-            _ => {}
+        let access = tx.key_access(&k).await?;
+        if !access.owner_active {
+            return Err(ServiceError::Unauthenticated(match k.owner.kind {
+                PrincipalKind::User => "the API key's user is inactive",
+                _ => "the API key's service account is disabled",
+            }));
         }
+        let permissions = access.permissions;
         Ok(Caller {
             principal: Principal {
                 kind: PrincipalKind::ApiKey,

@@ -95,6 +95,53 @@ pub trait Tx:
 {
     /// Makes the transaction's changes durable.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+
+    /// The union of the permissions of the roles named `roles` in `org_id` (unknown
+    /// names grant nothing).
+    async fn role_permissions(
+        &mut self,
+        org_id: &keyhaven_core::id::Id,
+        roles: &[String],
+    ) -> StoreResult<keyhaven_core::permission::PermissionSet> {
+        let mut out = keyhaven_core::permission::PermissionSet::new();
+        for name in roles {
+            if let Some(r) = self.role(org_id, name).await? {
+                out.extend(r.permissions);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A key's effective access ([`keyhaven_core::api_key::effective_access`]) from
+    /// its roles and its owner as stored now.
+    async fn key_access(
+        &mut self,
+        key: &keyhaven_core::api_key::ApiKey,
+    ) -> StoreResult<keyhaven_core::api_key::KeyAccess> {
+        use keyhaven_core::api_key::OwnerState;
+        use keyhaven_core::principal::PrincipalKind;
+        let roles = self.role_permissions(&key.org_id, &key.roles).await?;
+        let owner_id = keyhaven_core::id::Id::from_trusted(key.owner.id.clone());
+        let owner = match key.owner.kind {
+            PrincipalKind::User => match self.user(&key.org_id, &owner_id).await? {
+                Some(u) => {
+                    let held = self.role_permissions(&key.org_id, &u.roles).await?;
+                    OwnerState::User(Some((
+                        u.status == keyhaven_core::user::UserStatus::Active,
+                        held,
+                    )))
+                }
+                None => OwnerState::User(None),
+            },
+            PrincipalKind::ServiceAccount => {
+                OwnerState::ServiceAccount(self.service_account(&key.org_id, &owner_id).await?.map(
+                    |a| a.status == keyhaven_core::service_account::ServiceAccountStatus::Active,
+                ))
+            }
+            _ => OwnerState::Other,
+        };
+        Ok(keyhaven_core::api_key::effective_access(key, roles, &owner))
+    }
 }
 
 /// A database: opens transactions, answers health checks.

@@ -23,10 +23,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use keyhaven_core::id::Id;
 use keyhaven_core::key_format::{self, KeyDigest};
-use keyhaven_core::principal::PrincipalKind;
-use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_core::time::Clock;
-use keyhaven_core::user::UserStatus;
 use keyhaven_store::{Store, StoreError};
 
 use self::cache::{id_bytes, CachedKey, KeyCache, Owner};
@@ -370,38 +367,8 @@ impl Verifier {
             return Ok(None);
         };
         let k = found.key;
-        let mut perms = crate::sessions::role_permissions(tx.as_mut(), &k.org_id, &k.roles)
-            .await
-            .map_err(|e| match e {
-                crate::ServiceError::Store(s) => s,
-                other => StoreError::Corrupt(other.to_string()),
-            })?;
-        perms.extend(k.scopes.iter().cloned());
-        let owner_active = match k.owner.kind {
-            PrincipalKind::User => {
-                let user = tx
-                    .user(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
-                    .await?;
-                match user {
-                    Some(u) if u.status == UserStatus::Active => {
-                        let held =
-                            crate::sessions::role_permissions(tx.as_mut(), &k.org_id, &u.roles)
-                                .await
-                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                        perms.retain(|p| {
-                            !keyhaven_core::permission::is_management(p) || held.contains(p)
-                        });
-                        true
-                    }
-                    _ => false,
-                }
-            }
-            PrincipalKind::ServiceAccount => tx
-                .service_account(&k.org_id, &Id::from_trusted(k.owner.id.clone()))
-                .await?
-                .is_some_and(|s| s.status == ServiceAccountStatus::Active),
-            _ => true,
-        };
+        let access = tx.key_access(&k).await?;
+        let (perms, owner_active) = (access.permissions, access.owner_active);
         let cached = Arc::new(CachedKey {
             key_id: id_bytes(k.id.as_str()),
             revoked: k.revoked_at.is_some(),
