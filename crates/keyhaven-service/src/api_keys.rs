@@ -144,32 +144,26 @@ impl Service {
         tx.insert_api_key(&key).await.map_err(|e| {
             duplicate_as_conflict(e, "name_taken", "an API key with this name already exists")
         })?;
-        self.audit(
-            tx.as_mut(),
-            caller,
-            "api_key.create",
-            Some(key_principal(&key)),
-            Outcome::Success,
-            json!({
-                "name": key.name,
-                "owner": key.owner,
-                "roles": key.roles,
-                "scopes": key.scopes,
-                "tags": key.tags,
-                "expires_at": key.expires_at.as_ref().map(time::rfc3339),
-            }),
-        )
-        .await?;
-        self.emit(
-            tx.as_mut(),
-            &caller.org_id,
-            "api_key.created",
-            crate::webhooks::key_event(&key, now),
-        )
-        .await?;
         let permissions = self.key_permissions(tx.as_mut(), &key).await?;
-        tx.commit().await?;
-        self.wake_jobs();
+        self.commit_mutation(
+            tx,
+            caller,
+            Some(crate::Success {
+                action: "api_key.create",
+                target: Some(key_principal(&key)),
+                changes: json!({
+                    "name": key.name,
+                    "owner": key.owner,
+                    "roles": key.roles,
+                    "scopes": key.scopes,
+                    "tags": key.tags,
+                    "expires_at": key.expires_at.as_ref().map(time::rfc3339),
+                }),
+                event: Some(("api_key.created", crate::webhooks::key_event(&key, now))),
+            }),
+            &[],
+        )
+        .await?;
         Ok((key, permissions, secret))
     }
 
@@ -590,25 +584,19 @@ impl Service {
         );
         let mut changes = ch.into_value();
         changes["grace_period_seconds"] = json!(grace.num_seconds());
-        self.audit(
-            tx.as_mut(),
-            caller,
-            "api_key.regenerate",
-            Some(key_principal(&k)),
-            Outcome::Success,
-            changes,
-        )
-        .await?;
-        self.emit(
-            tx.as_mut(),
-            &caller.org_id,
-            "api_key.regenerated",
-            crate::webhooks::key_event(&k, now),
-        )
-        .await?;
         let p = self.key_permissions(tx.as_mut(), &k).await?;
-        self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
-            .await?;
+        self.commit_mutation(
+            tx,
+            caller,
+            Some(crate::Success {
+                action: "api_key.regenerate",
+                target: Some(key_principal(&k)),
+                changes: changes,
+                event: Some(("api_key.regenerated", crate::webhooks::key_event(&k, now))),
+            }),
+            &[(keyhaven_store::ChangeKind::Key, k.id.to_string())],
+        )
+        .await?;
         Ok((k, p, secret))
     }
 
@@ -665,24 +653,21 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("API key"))?;
         tx.delete_api_key(&caller.org_id, id).await?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "api_key.delete",
-            Some(key_principal(&k)),
-            Outcome::Success,
-            json!({}),
+            Some(crate::Success {
+                action: "api_key.delete",
+                target: Some(key_principal(&k)),
+                changes: json!({}),
+                event: Some((
+                    "api_key.deleted",
+                    crate::webhooks::key_event(&k, self.now()),
+                )),
+            }),
+            &[(keyhaven_store::ChangeKind::Key, k.id.to_string())],
         )
         .await?;
-        self.emit(
-            tx.as_mut(),
-            &caller.org_id,
-            "api_key.deleted",
-            crate::webhooks::key_event(&k, self.now()),
-        )
-        .await?;
-        self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
-            .await?;
         Ok(())
     }
 

@@ -109,16 +109,18 @@ impl Service {
             revoked_at: None,
         };
         tx.insert_credential(&c).await?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "credential.create",
-            Some(cred_principal(&c)),
-            Outcome::Success,
-            json!({ "service_account_id": sa.id, "client_id": c.client_id, "name": c.name, "expires_at": c.expires_at.as_ref().map(time::rfc3339) }),
+            Some(crate::Success {
+                action: "credential.create",
+                target: Some(cred_principal(&c)),
+                changes: json!({ "service_account_id": sa.id, "client_id": c.client_id, "name": c.name, "expires_at": c.expires_at.as_ref().map(time::rfc3339) }),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok((c, secret))
     }
 
@@ -241,16 +243,18 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("credential"))?;
         tx.delete_credential(&caller.org_id, sa_id, id).await?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "credential.delete",
-            Some(cred_principal(&c)),
-            Outcome::Success,
-            json!({ "client_id": c.client_id }),
+            Some(crate::Success {
+                action: "credential.delete",
+                target: Some(cred_principal(&c)),
+                changes: json!({ "client_id": c.client_id }),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

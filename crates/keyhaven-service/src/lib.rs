@@ -62,6 +62,19 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// What a successful mutation records: its audit entry and, when subscribers care,
+/// its webhook event (see [`Service::commit_mutation`]).
+pub(crate) struct Success {
+    /// The audit action, e.g. `api_key.create`.
+    pub action: &'static str,
+    /// What was acted on.
+    pub target: Option<Principal>,
+    /// The audit entry's `changes`.
+    pub changes: serde_json::Value,
+    /// The webhook event type and its `data`.
+    pub event: Option<(&'static str, serde_json::Value)>,
+}
+
 /// Result alias for use cases.
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
@@ -243,6 +256,34 @@ impl Service {
         self.verifier.apply(changes);
         self.wake_jobs();
         Ok(())
+    }
+
+    /// Ends a mutation: the success audit entry (when `success` says what happened),
+    /// its webhook event, the change-log rows that keep every node's cache current, the
+    /// commit, and then this node's cache and the job runner. Every use case that writes
+    /// ends here, so none can forget one of them.
+    pub(crate) async fn commit_mutation(
+        &self,
+        mut tx: Box<dyn Tx>,
+        caller: &Caller,
+        success: Option<Success>,
+        changes: &[(ChangeKind, String)],
+    ) -> ServiceResult<()> {
+        if let Some(s) = success {
+            self.audit(
+                tx.as_mut(),
+                caller,
+                s.action,
+                s.target,
+                Outcome::Success,
+                s.changes,
+            )
+            .await?;
+            if let Some((event, data)) = s.event {
+                self.emit(tx.as_mut(), &caller.org_id, event, data).await?;
+            }
+        }
+        self.commit_changes(tx, changes).await
     }
 
     /// The current time.

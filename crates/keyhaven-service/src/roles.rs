@@ -125,16 +125,18 @@ impl Service {
         tx.insert_role(&caller.org_id, &r).await.map_err(|e| {
             duplicate_as_conflict(e, "name_taken", "a role with this name already exists")
         })?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "role.create",
-            Some(role_principal(&r)),
-            Outcome::Success,
-            json!({ "permissions": r.permissions, "key_name_pattern": r.key_name_pattern }),
+            Some(crate::Success {
+                action: "role.create",
+                target: Some(role_principal(&r)),
+                changes: json!({ "permissions": r.permissions, "key_name_pattern": r.key_name_pattern }),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok(r)
     }
 
@@ -244,17 +246,15 @@ impl Service {
             .into());
         }
         tx.delete_role(&caller.org_id, name).await?;
-        self.audit(
-            tx.as_mut(),
-            caller,
-            "role.delete",
-            Some(role_principal(&r)),
-            Outcome::Success,
-            json!({}),
-        )
-        .await?;
-        self.commit_changes(
+        self.commit_mutation(
             tx,
+            caller,
+            Some(crate::Success {
+                action: "role.delete",
+                target: Some(role_principal(&r)),
+                changes: json!({}),
+                event: None,
+            }),
             &[(
                 keyhaven_store::ChangeKind::Organization,
                 caller.org_id.to_string(),

@@ -92,24 +92,18 @@ impl Service {
             updated_at: now,
         };
         tx.insert_service_account(&sa).await?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "service_account.create",
-            Some(sa_principal(&sa)),
-            Outcome::Success,
-            json!({ "name": sa.name, "description": sa.description, "roles": sa.roles }),
+            Some(crate::Success {
+                action: "service_account.create",
+                target: Some(sa_principal(&sa)),
+                changes: json!({ "name": sa.name, "description": sa.description, "roles": sa.roles }),
+                event: Some(("service_account.created", crate::webhooks::service_account_event(&sa))),
+            }),
+            &[],
         )
         .await?;
-        self.emit(
-            tx.as_mut(),
-            &caller.org_id,
-            "service_account.created",
-            crate::webhooks::service_account_event(&sa),
-        )
-        .await?;
-        tx.commit().await?;
-        self.wake_jobs();
         Ok(sa)
     }
 
@@ -290,15 +284,6 @@ impl Service {
         sa.status = next;
         sa.updated_at = now;
         tx.update_service_account(&sa).await?;
-        self.audit(
-            tx.as_mut(),
-            caller,
-            action,
-            Some(sa_principal(&sa)),
-            Outcome::Success,
-            changes,
-        )
-        .await?;
         let event = match t {
             Transition::Suspend => "service_account.suspended",
             Transition::Reactivate => "service_account.reactivated",
@@ -311,8 +296,15 @@ impl Service {
             crate::webhooks::service_account_event(&sa),
         )
         .await?;
-        self.commit_changes(
+        self.commit_mutation(
             tx,
+            caller,
+            Some(crate::Success {
+                action: action,
+                target: Some(sa_principal(&sa)),
+                changes: changes,
+                event: None,
+            }),
             &[(keyhaven_store::ChangeKind::Owner, sa.id.to_string())],
         )
         .await?;
@@ -350,24 +342,18 @@ impl Service {
             )
             .await?;
         }
-        self.audit(
-            tx.as_mut(),
-            caller,
-            "service_account.delete",
-            Some(sa_principal(&sa)),
-            Outcome::Success,
-            json!({ "deleted_keys": keys }),
-        )
-        .await?;
-        self.emit(
-            tx.as_mut(),
-            &caller.org_id,
-            "service_account.deleted",
-            crate::webhooks::service_account_event(&sa),
-        )
-        .await?;
-        self.commit_changes(
+        self.commit_mutation(
             tx,
+            caller,
+            Some(crate::Success {
+                action: "service_account.delete",
+                target: Some(sa_principal(&sa)),
+                changes: json!({ "deleted_keys": keys }),
+                event: Some((
+                    "service_account.deleted",
+                    crate::webhooks::service_account_event(&sa),
+                )),
+            }),
             &[(keyhaven_store::ChangeKind::Owner, sa.id.to_string())],
         )
         .await?;

@@ -179,16 +179,18 @@ impl Service {
             key_owner: None,
             ctx,
         };
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             &caller,
-            "session.sign_in",
-            Some(user_principal(&user)),
-            Outcome::Success,
-            json!({}),
+            Some(crate::Success {
+                action: "session.sign_in",
+                target: Some(user_principal(&user)),
+                changes: json!({}),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         let mut user = user;
         user.last_login_at = Some(now);
         Ok(SignedIn {
@@ -203,16 +205,18 @@ impl Service {
     pub async fn sign_out(&self, caller: &Caller, token: &str) -> ServiceResult<()> {
         let mut tx = self.store.begin().await?;
         tx.delete_session(&token_digest(token)).await?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "session.sign_out",
-            Some(caller.principal.clone()),
-            Outcome::Success,
-            json!({}),
+            Some(crate::Success {
+                action: "session.sign_out",
+                target: Some(caller.principal.clone()),
+                changes: json!({}),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -366,16 +370,18 @@ impl Service {
             Some(keep) => tx.delete_other_sessions_of_user(&user.id, keep).await?,
             None => tx.delete_sessions_of_user(&user.id).await?,
         }
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "user.password_change",
-            Some(user_principal(&user)),
-            Outcome::Success,
-            json!({}),
+            Some(crate::Success {
+                action: "user.password_change",
+                target: Some(user_principal(&user)),
+                changes: json!({}),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -4,7 +4,6 @@
 
 use base64::Engine;
 use chrono::Duration;
-use keyhaven_core::audit::Outcome;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::time::Timestamp;
@@ -85,16 +84,18 @@ impl Service {
                 "shared secret (create one with rotate)",
             ))?;
         let secret = self.decrypt_secret(&rec.ciphertext)?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "shared_secret.reveal",
-            Some(target(caller)),
-            Outcome::Success,
-            json!({}),
+            Some(crate::Success {
+                action: "shared_secret.reveal",
+                target: Some(target(caller)),
+                changes: json!({}),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok(secret)
     }
 
@@ -130,16 +131,18 @@ impl Service {
             },
         )
         .await?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "shared_secret.rotate",
-            Some(target(caller)),
-            Outcome::Success,
-            json!({ "previous_valid_until": previous_valid_until.as_ref().map(keyhaven_core::time::rfc3339) }),
+            Some(crate::Success {
+                action: "shared_secret.rotate",
+                target: Some(target(caller)),
+                changes: json!({ "previous_valid_until": previous_valid_until.as_ref().map(keyhaven_core::time::rfc3339) }),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok((secret, previous_valid_until))
     }
 

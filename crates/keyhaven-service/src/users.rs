@@ -67,16 +67,18 @@ impl Service {
         tx.insert_user(&u).await.map_err(|e| {
             duplicate_as_conflict(e, "email_taken", "a user with this email already exists")
         })?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "user.create",
-            Some(user_principal(&u)),
-            Outcome::Success,
-            json!({ "email": u.email, "display_name": u.display_name, "roles": u.roles }),
+            Some(crate::Success {
+                action: "user.create",
+                target: Some(user_principal(&u)),
+                changes: json!({ "email": u.email, "display_name": u.display_name, "roles": u.roles }),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok(u)
     }
 }
@@ -222,17 +224,18 @@ impl Service {
         self.check_super_admins_remain(tx.as_mut(), &u, false)
             .await?;
         tx.delete_user(&caller.org_id, id).await?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "user.delete",
-            Some(user_principal(&u)),
-            Outcome::Success,
-            json!({ "email": u.email }),
+            Some(crate::Success {
+                action: "user.delete",
+                target: Some(user_principal(&u)),
+                changes: json!({ "email": u.email }),
+                event: None,
+            }),
+            &[(keyhaven_store::ChangeKind::Owner, u.id.to_string())],
         )
         .await?;
-        self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Owner, u.id.to_string())])
-            .await?;
         Ok(())
     }
 
@@ -285,16 +288,18 @@ impl Service {
         u.updated_at = self.now();
         tx.update_user(&u).await?;
         tx.delete_sessions_of_user(&u.id).await?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "user.reset_password",
-            Some(user_principal(&u)),
-            Outcome::Success,
-            json!({}),
+            Some(crate::Success {
+                action: "user.reset_password",
+                target: Some(user_principal(&u)),
+                changes: json!({}),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

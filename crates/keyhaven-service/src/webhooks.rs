@@ -216,16 +216,18 @@ impl Service {
         let mut tx = self.store.begin().await?;
         tx.insert_webhook(&w).await?;
         self.ensure_shared_secret(tx.as_mut(), caller).await?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "webhook.create",
-            Some(target(&w)),
-            Outcome::Success,
-            json!({ "url": w.url, "events": w.events }),
+            Some(crate::Success {
+                action: "webhook.create",
+                target: Some(target(&w)),
+                changes: json!({ "url": w.url, "events": w.events }),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok(w)
     }
 
@@ -354,16 +356,18 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("webhook"))?;
         tx.delete_webhook(&caller.org_id, id).await?;
-        self.audit(
-            tx.as_mut(),
+        self.commit_mutation(
+            tx,
             caller,
-            "webhook.delete",
-            Some(target(&w)),
-            Outcome::Success,
-            json!({ "url": w.url }),
+            Some(crate::Success {
+                action: "webhook.delete",
+                target: Some(target(&w)),
+                changes: json!({ "url": w.url }),
+                event: None,
+            }),
+            &[],
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
