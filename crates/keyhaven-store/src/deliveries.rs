@@ -14,12 +14,50 @@ use keyhaven_core::id::Id;
 use keyhaven_core::time::Timestamp;
 use sqlx::any::AnyRow;
 
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
 use crate::row::{
     bind_all, id, int, listing, ms, opt_int, opt_text, opt_time, text, time, Arg, Where,
 };
 use crate::sql::SqlTx;
 use crate::{Listing, Page};
+
+/// Where a delivery stands; stored as its [`DeliveryStatus::as_str`] name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// The receiver accepted it.
+    Succeeded,
+    /// Given up on (retries exhausted, or the endpoint is gone or disabled).
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One event for one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +72,8 @@ pub struct Delivery {
     pub event_type: String,
     /// The JSON body.
     pub payload: String,
-    /// `pending`, `succeeded` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
     /// Attempts so far.
     pub attempts: i64,
     /// When the next attempt is due.
@@ -79,13 +117,15 @@ pub trait Deliveries {
 }
 
 fn delivery_row(r: &AnyRow) -> StoreResult<Delivery> {
+    let status = text(r, "status")?;
     Ok(Delivery {
         id: id(r, "id")?,
         org_id: id(r, "org_id")?,
         endpoint_id: id(r, "endpoint_id")?,
         event_type: text(r, "event_type")?,
         payload: text(r, "payload")?,
-        status: text(r, "status")?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status}")))?,
         attempts: int(r, "attempts")?,
         next_attempt_at: time(r, "next_attempt_at")?,
         last_status: opt_int(r, "last_status")?,
@@ -108,7 +148,7 @@ impl Deliveries for SqlTx {
         .bind(d.endpoint_id.as_str())
         .bind(&d.event_type)
         .bind(&d.payload)
-        .bind(&d.status)
+        .bind(d.status.as_str())
         .bind(d.attempts)
         .bind(ms(&d.next_attempt_at))
         .bind(d.last_status)
@@ -180,7 +220,7 @@ impl Deliveries for SqlTx {
              WHERE id = $1 AND claim_token = $8",
         )
         .bind(d.id.as_str())
-        .bind(&d.status)
+        .bind(d.status.as_str())
         .bind(d.attempts)
         .bind(ms(&d.next_attempt_at))
         .bind(d.last_status)

@@ -42,7 +42,7 @@ pub use audit::{Audit, AuditFilter};
 pub use backend::Backend;
 pub use changes::{Change, ChangeKind, Changes, CHANNEL};
 pub use credentials::Credentials;
-pub use deliveries::{Deliveries, Delivery};
+pub use deliveries::{Deliveries, Delivery, DeliveryStatus};
 pub use error::{StoreError, StoreResult};
 pub use notices::{ExpiringKey, Notice, Notices};
 pub use oauth::{OAuth, SigningKeyRecord};
