@@ -6,9 +6,51 @@ use keyhaven_core::id::Id;
 use keyhaven_core::time::Timestamp;
 use sqlx::any::AnyRow;
 
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
 use crate::row::{id, int, json, ms, opt_text, opt_time, text, time};
 use crate::sql::SqlTx;
+
+/// Where a notice stands; stored as its [`NoticeStatus::as_str`] name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeStatus {
+    /// Waiting to be sent.
+    Pending,
+    /// The mail server accepted it.
+    Sent,
+    /// Not sent: a nearer threshold was crossed too, or the key changed meanwhile.
+    Skipped,
+    /// Not sent: the key has no human author with an email address.
+    NoRecipient,
+}
+
+impl NoticeStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Skipped => "skipped",
+            Self::NoRecipient => "no_recipient",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "sent" => Some(Self::Sent),
+            "skipped" => Some(Self::Skipped),
+            "no_recipient" => Some(Self::NoRecipient),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NoticeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// An expiry notice (one per key, expiry date and threshold).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +65,8 @@ pub struct Notice {
     pub org_id: Id,
     /// Email address; empty when the key has no human author.
     pub recipient: String,
-    /// `pending`, `sent`, `skipped` or `no_recipient`.
-    pub status: String,
+    /// Where it stands.
+    pub status: NoticeStatus,
     /// Send attempts so far.
     pub attempts: i64,
     /// When the next attempt is due.
@@ -96,13 +138,15 @@ pub trait Notices {
 }
 
 fn notice_row(r: &AnyRow) -> StoreResult<Notice> {
+    let status = text(r, "status")?;
     Ok(Notice {
         key_id: id(r, "key_id")?,
         expires_at: time(r, "expires_at")?,
         threshold: text(r, "threshold")?,
         org_id: id(r, "org_id")?,
         recipient: text(r, "recipient")?,
-        status: text(r, "status")?,
+        status: NoticeStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("notice status {status}")))?,
         attempts: int(r, "attempts")?,
         next_attempt_at: time(r, "next_attempt_at")?,
         last_error: opt_text(r, "last_error")?,
@@ -182,7 +226,7 @@ impl Notices for SqlTx {
         .bind(&n.threshold)
         .bind(n.org_id.as_str())
         .bind(&n.recipient)
-        .bind(&n.status)
+        .bind(n.status.as_str())
         .bind(n.attempts)
         .bind(ms(&n.next_attempt_at))
         .bind(n.last_error.clone())
@@ -246,7 +290,7 @@ impl Notices for SqlTx {
         .bind(n.key_id.as_str())
         .bind(ms(&n.expires_at))
         .bind(&n.threshold)
-        .bind(&n.status)
+        .bind(n.status.as_str())
         .bind(n.attempts)
         .bind(ms(&n.next_attempt_at))
         .bind(n.last_error.clone())

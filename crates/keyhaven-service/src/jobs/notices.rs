@@ -18,7 +18,7 @@
 
 use chrono::Duration as Span;
 use keyhaven_core::time::{rfc3339, Timestamp};
-use keyhaven_store::{ExpiringKey, Notice};
+use keyhaven_store::{ExpiringKey, Notice, NoticeStatus};
 use serde_json::json;
 
 use super::mail::{Mail, Mailer};
@@ -73,9 +73,9 @@ pub async fn schedule(service: &Service) -> ServiceResult<usize> {
         for t in &due {
             let send = *t == nearest;
             let status = match (&k.author_email, send) {
-                (_, false) => "skipped",
-                (Some(_), true) => "pending",
-                (None, true) => "no_recipient",
+                (_, false) => NoticeStatus::Skipped,
+                (Some(_), true) => NoticeStatus::Pending,
+                (None, true) => NoticeStatus::NoRecipient,
             };
             let added = tx
                 .insert_notice(&Notice {
@@ -84,7 +84,7 @@ pub async fn schedule(service: &Service) -> ServiceResult<usize> {
                     threshold: t.to_string(),
                     org_id: k.org_id.clone(),
                     recipient: k.author_email.clone().unwrap_or_default(),
-                    status: status.into(),
+                    status,
                     attempts: 0,
                     next_attempt_at: now,
                     last_error: None,
@@ -240,7 +240,7 @@ pub async fn send_claimed(
             Some(_) => None,
         };
         let (Some(k), None) = (key, stale) else {
-            n.status = "skipped".into();
+            n.status = NoticeStatus::Skipped;
             n.last_error = stale.map(str::to_string);
             finish(service, &n, token).await?;
             continue;
@@ -260,7 +260,7 @@ pub async fn send_claimed(
         };
         match outcome {
             Ok(()) => {
-                n.status = "sent".into();
+                n.status = NoticeStatus::Sent;
                 n.sent_at = Some(service.now());
                 n.last_error = None;
                 sent += 1;
