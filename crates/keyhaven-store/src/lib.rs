@@ -44,7 +44,7 @@ pub use changes::{Change, ChangeKind, Changes, CHANNEL};
 pub use credentials::Credentials;
 pub use deliveries::{Deliveries, Delivery, DeliveryStatus};
 pub use error::{StoreError, StoreResult};
-pub use notices::{ExpiringKey, Notice, NoticeStatus, Notices};
+pub use notices::{ExpiringKey, Notice, NoticeStatus, NoticeThreshold, Notices};
 pub use oauth::{OAuth, SigningKeyRecord};
 pub use organizations::Organizations;
 pub use roles::Roles;

@@ -10,6 +10,48 @@ use crate::error::{StoreError, StoreResult};
 use crate::row::{id, int, json, ms, opt_text, opt_time, text, time};
 use crate::sql::SqlTx;
 
+/// Which threshold a notice is for; stored as its [`NoticeThreshold::as_str`] name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeThreshold {
+    /// 30 days before expiry.
+    ThirtyDays,
+    /// 7 days before expiry.
+    SevenDays,
+    /// 1 day before expiry.
+    OneDay,
+    /// The key has expired.
+    Expired,
+}
+
+impl NoticeThreshold {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ThirtyDays => "30d",
+            Self::SevenDays => "7d",
+            Self::OneDay => "1d",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "30d" => Some(Self::ThirtyDays),
+            "7d" => Some(Self::SevenDays),
+            "1d" => Some(Self::OneDay),
+            "expired" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NoticeThreshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a notice stands; stored as its [`NoticeStatus::as_str`] name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NoticeStatus {
@@ -59,8 +101,8 @@ pub struct Notice {
     pub key_id: Id,
     /// The expiry it is about (a regenerated key with a new date gets a new series).
     pub expires_at: Timestamp,
-    /// `30d`, `7d`, `1d` or `expired`.
-    pub threshold: String,
+    /// Which threshold it is for.
+    pub threshold: NoticeThreshold,
     /// The key's organization.
     pub org_id: Id,
     /// Email address; empty when the key has no human author.
@@ -110,7 +152,7 @@ pub trait Notices {
         &mut self,
         since: Timestamp,
         until: Timestamp,
-        thresholds: &[(String, Timestamp)],
+        thresholds: &[(NoticeThreshold, Timestamp)],
     ) -> StoreResult<Vec<ExpiringKey>>;
     /// Adds a notice unless one exists for the same key, expiry and threshold; true when added.
     async fn insert_notice(&mut self, n: &Notice) -> StoreResult<bool>;
@@ -138,11 +180,13 @@ pub trait Notices {
 }
 
 fn notice_row(r: &AnyRow) -> StoreResult<Notice> {
+    let threshold = text(r, "threshold")?;
     let status = text(r, "status")?;
     Ok(Notice {
         key_id: id(r, "key_id")?,
         expires_at: time(r, "expires_at")?,
-        threshold: text(r, "threshold")?,
+        threshold: NoticeThreshold::parse(&threshold)
+            .ok_or_else(|| StoreError::Corrupt(format!("notice threshold {threshold}")))?,
         org_id: id(r, "org_id")?,
         recipient: text(r, "recipient")?,
         status: NoticeStatus::parse(&status)
@@ -161,7 +205,7 @@ impl Notices for SqlTx {
         &mut self,
         since: Timestamp,
         until: Timestamp,
-        thresholds: &[(String, Timestamp)],
+        thresholds: &[(NoticeThreshold, Timestamp)],
     ) -> StoreResult<Vec<ExpiringKey>> {
         // The nearest crossed threshold, as a CASE over the cutoffs ($3, $4 = first pair…).
         let Some((last, rest)) = thresholds.split_last() else {
@@ -185,9 +229,9 @@ impl Notices for SqlTx {
         );
         let mut q = sqlx::query(&sql).bind(ms(&since)).bind(ms(&until));
         for (name, cutoff) in rest {
-            q = q.bind(ms(cutoff)).bind(name.clone());
+            q = q.bind(ms(cutoff)).bind(name.as_str());
         }
-        let rows = q.bind(last.0.clone()).fetch_all(&mut *self.tx).await?;
+        let rows = q.bind(last.0.as_str()).fetch_all(&mut *self.tx).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let created_by: keyhaven_core::principal::Principal = json(&r, "created_by")?;
@@ -223,7 +267,7 @@ impl Notices for SqlTx {
         )
         .bind(n.key_id.as_str())
         .bind(ms(&n.expires_at))
-        .bind(&n.threshold)
+        .bind(n.threshold.as_str())
         .bind(n.org_id.as_str())
         .bind(&n.recipient)
         .bind(n.status.as_str())
@@ -273,7 +317,7 @@ impl Notices for SqlTx {
         )
         .bind(n.key_id.as_str())
         .bind(ms(&n.expires_at))
-        .bind(&n.threshold)
+        .bind(n.threshold.as_str())
         .bind(token)
         .bind(ms(&lease_until))
         .execute(&mut *self.tx)
@@ -289,7 +333,7 @@ impl Notices for SqlTx {
         )
         .bind(n.key_id.as_str())
         .bind(ms(&n.expires_at))
-        .bind(&n.threshold)
+        .bind(n.threshold.as_str())
         .bind(n.status.as_str())
         .bind(n.attempts)
         .bind(ms(&n.next_attempt_at))
