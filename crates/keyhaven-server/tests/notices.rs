@@ -20,7 +20,7 @@ use keyhaven_core::id::Id;
 use keyhaven_core::time::{rfc3339, Clock, Timestamp};
 use keyhaven_service::jobs::{self, mail::Mailer, Jobs};
 use keyhaven_service::Service;
-use keyhaven_store::Notice;
+use keyhaven_store::{Notice, NoticeStatus, NoticeThreshold};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -365,7 +365,12 @@ fn assert_no_mail(mails: &[Mail], when: &str) {
 fn statuses(notices: &[Notice]) -> Vec<(String, String)> {
     let mut v: Vec<_> = notices
         .iter()
-        .map(|n| (n.threshold.clone(), n.status.clone()))
+        .map(|n| {
+            (
+                n.threshold.as_str().to_string(),
+                n.status.as_str().to_string(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -727,9 +732,13 @@ async fn a_failed_send_is_retried_and_sent_exactly_once(app: TestApp) {
     smtp.stop();
     app.clock.advance(Duration::days(23));
     round(&jobs).await;
-    let seven = |ns: Vec<Notice>| ns.into_iter().find(|n| n.threshold == "7d").unwrap();
+    let seven = |ns: Vec<Notice>| {
+        ns.into_iter()
+            .find(|n| n.threshold.as_str() == "7d")
+            .unwrap()
+    };
     let n1 = seven(notices_of(&app.state.service, &id).await);
-    assert_eq!(n1.status, "pending", "{n1:?}");
+    assert_eq!(n1.status.as_str(), "pending", "{n1:?}");
     assert_eq!(n1.attempts, 1, "{n1:?}");
     assert!(n1.last_error.is_some(), "{n1:?}");
     assert!(n1.sent_at.is_none(), "{n1:?}");
@@ -799,9 +808,9 @@ async fn notices_survive_a_restart(app: TestApp) {
     round(&after).await;
     let pending = notices_of(&app.state.service, &id).await;
     assert!(
-        pending
-            .iter()
-            .any(|n| n.threshold == "7d" && n.status == "pending" && n.last_error.is_some()),
+        pending.iter().any(|n| n.threshold.as_str() == "7d"
+            && n.status.as_str() == "pending"
+            && n.last_error.is_some()),
         "{pending:?}"
     );
     drop(after);
@@ -1082,7 +1091,7 @@ async fn a_lapsed_claim_sends_nothing_and_records_nothing(app: TestApp) {
     assert_no_mail(&smtp.new_mails(), "from the node whose claim lapsed");
     // Nor can its stale claim overwrite what B recorded.
     let mut stale = a_claim[0].clone();
-    stale.status = "pending".into();
+    stale.status = NoticeStatus::Pending;
     let mut tx = a_service.store().begin().await.unwrap();
     assert!(!tx.finish_notice(&stale, "node-a").await.unwrap());
     tx.commit().await.unwrap();
@@ -1140,10 +1149,10 @@ async fn a_round_with_nothing_new_reads_no_keys(app: TestApp) {
         let service = app.state.service.clone();
         let now = app.clock.now();
         async move {
-            let cutoffs: Vec<(String, Timestamp)> = jobs::notices::THRESHOLDS
+            let cutoffs: Vec<(NoticeThreshold, Timestamp)> = jobs::notices::THRESHOLDS
                 .iter()
                 .rev()
-                .map(|(n, d)| (n.to_string(), now + Duration::days(*d)))
+                .map(|(n, d)| (*n, now + Duration::days(*d)))
                 .collect();
             let mut tx = service.store().read().await.unwrap();
             tx.keys_expiring(now - Duration::days(7), now + Duration::days(30), &cutoffs)

@@ -5,7 +5,7 @@ use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::{validate, DomainError};
-use keyhaven_store::{Delivery, Listing, Page, Tx, WebhookEndpoint};
+use keyhaven_store::{Delivery, DeliveryStatus, Listing, Page, Tx, WebhookEndpoint};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
@@ -416,7 +416,7 @@ impl Service {
                 endpoint_id: w.id.clone(),
                 event_type: event_type.to_string(),
                 payload: body.to_string(),
-                status: "pending".into(),
+                status: DeliveryStatus::Pending,
                 attempts: 0,
                 next_attempt_at: now,
                 last_status: None,

@@ -19,8 +19,9 @@ mod audit;
 mod backend;
 mod changes;
 mod credentials;
+mod deliveries;
 mod error;
-mod lifecycle;
+mod notices;
 mod oauth;
 mod organizations;
 mod roles;
@@ -31,6 +32,7 @@ mod shared_secrets;
 mod sql;
 mod usage;
 mod users;
+mod webhooks;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -40,8 +42,9 @@ pub use audit::{Audit, AuditFilter};
 pub use backend::Backend;
 pub use changes::{Change, ChangeKind, Changes, CHANNEL};
 pub use credentials::Credentials;
+pub use deliveries::{Deliveries, Delivery, DeliveryStatus};
 pub use error::{StoreError, StoreResult};
-pub use lifecycle::{Delivery, ExpiringKey, Lifecycle, Notice, WebhookEndpoint};
+pub use notices::{ExpiringKey, Notice, NoticeStatus, NoticeThreshold, Notices};
 pub use oauth::{OAuth, SigningKeyRecord};
 pub use organizations::Organizations;
 pub use roles::Roles;
@@ -51,6 +54,7 @@ pub use shared_secrets::{SharedSecretRecord, SharedSecrets};
 pub use sql::{connect, SqlStore};
 pub use usage::{Usage, UsageCount};
 pub use users::{UserFilter, Users};
+pub use webhooks::{WebhookEndpoint, Webhooks};
 
 use async_trait::async_trait;
 
@@ -89,7 +93,9 @@ pub trait Tx:
     + SharedSecrets
     + Usage
     + Changes
-    + Lifecycle
+    + Webhooks
+    + Deliveries
+    + Notices
     + OAuth
     + Send
 {

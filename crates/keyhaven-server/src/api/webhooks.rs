@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use keyhaven_store::{Delivery, WebhookEndpoint};
+use keyhaven_store::{Delivery, DeliveryStatus, WebhookEndpoint};
 use serde::Serialize;
 
 use super::error::{ApiError, CommonErrors, Json};
@@ -64,11 +64,11 @@ impl From<&Delivery> for DeliveryView {
         DeliveryView {
             id: d.id.to_string(),
             event_type: d.event_type.clone(),
-            status: d.status.clone(),
+            status: d.status.as_str().to_string(),
             attempts: d.attempts,
             last_status: d.last_status,
             last_error: d.last_error.clone(),
-            next_attempt_at: (d.status == "pending")
+            next_attempt_at: (d.status == DeliveryStatus::Pending)
                 .then(|| keyhaven_core::time::rfc3339(&d.next_attempt_at)),
             created_at: keyhaven_core::time::rfc3339(&d.created_at),
             delivered_at: d.delivered_at.as_ref().map(keyhaven_core::time::rfc3339),

@@ -197,7 +197,7 @@ async fn webhooks_page(
                             @for d in ds {
                                 tr data-id=(d.id) {
                                     td { code { (d.event_type) } }
-                                    td { (badge(&d.status)) }
+                                    td { (badge(d.status.as_str())) }
                                     td { (d.attempts) }
                                     td { @if let Some(s) = d.last_status { "HTTP " (s) } @else if let Some(e) = &d.last_error { span class="muted" { (e) } } @else { span class="muted" { "—" } } }
                                     td { (ui::time(&d.created_at)) }

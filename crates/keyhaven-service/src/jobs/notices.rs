@@ -18,14 +18,19 @@
 
 use chrono::Duration as Span;
 use keyhaven_core::time::{rfc3339, Timestamp};
-use keyhaven_store::{ExpiringKey, Notice};
+use keyhaven_store::{ExpiringKey, Notice, NoticeStatus, NoticeThreshold};
 use serde_json::json;
 
 use super::mail::{Mail, Mailer};
 use crate::{Service, ServiceResult};
 
 /// The thresholds, farthest first: (name, time before expiry).
-pub const THRESHOLDS: [(&str, i64); 4] = [("30d", 30), ("7d", 7), ("1d", 1), ("expired", 0)];
+pub const THRESHOLDS: [(NoticeThreshold, i64); 4] = [
+    (NoticeThreshold::ThirtyDays, 30),
+    (NoticeThreshold::SevenDays, 7),
+    (NoticeThreshold::OneDay, 1),
+    (NoticeThreshold::Expired, 0),
+];
 /// A claim (renewed before each send) lasts this long.
 const LEASE_SECONDS: i64 = 120;
 /// Notices claimed at once.
@@ -38,7 +43,7 @@ const FINISH_TRIES: u32 = 5;
 const LOOKBACK_DAYS: i64 = 7;
 
 /// The thresholds `key` has crossed at `now`, farthest first.
-pub fn crossed(expires_at: Timestamp, now: Timestamp) -> Vec<&'static str> {
+pub fn crossed(expires_at: Timestamp, now: Timestamp) -> Vec<NoticeThreshold> {
     THRESHOLDS
         .iter()
         .filter(|(_, days)| expires_at - Span::days(*days) <= now)
@@ -49,10 +54,10 @@ pub fn crossed(expires_at: Timestamp, now: Timestamp) -> Vec<&'static str> {
 /// Inserts the notices that became due. Returns how many are new and to be sent.
 pub async fn schedule(service: &Service) -> ServiceResult<usize> {
     let now = service.now();
-    let cutoffs: Vec<(String, Timestamp)> = THRESHOLDS
+    let cutoffs: Vec<(NoticeThreshold, Timestamp)> = THRESHOLDS
         .iter()
         .rev()
-        .map(|(name, days)| (name.to_string(), now + Span::days(*days)))
+        .map(|(name, days)| (*name, now + Span::days(*days)))
         .collect();
     let keys = {
         let mut tx = service.store.read().await?;
@@ -73,18 +78,18 @@ pub async fn schedule(service: &Service) -> ServiceResult<usize> {
         for t in &due {
             let send = *t == nearest;
             let status = match (&k.author_email, send) {
-                (_, false) => "skipped",
-                (Some(_), true) => "pending",
-                (None, true) => "no_recipient",
+                (_, false) => NoticeStatus::Skipped,
+                (Some(_), true) => NoticeStatus::Pending,
+                (None, true) => NoticeStatus::NoRecipient,
             };
             let added = tx
                 .insert_notice(&Notice {
                     key_id: k.id.clone(),
                     expires_at: k.expires_at,
-                    threshold: t.to_string(),
+                    threshold: *t,
                     org_id: k.org_id.clone(),
                     recipient: k.author_email.clone().unwrap_or_default(),
-                    status: status.into(),
+                    status,
                     attempts: 0,
                     next_attempt_at: now,
                     last_error: None,
@@ -94,7 +99,7 @@ pub async fn schedule(service: &Service) -> ServiceResult<usize> {
                 .await?;
             if added && send {
                 scheduled += 1;
-                let (event, data) = event_for(&k, t);
+                let (event, data) = event_for(&k, *t);
                 service.emit(tx.as_mut(), &k.org_id, event, data).await?;
             }
         }
@@ -106,16 +111,16 @@ pub async fn schedule(service: &Service) -> ServiceResult<usize> {
     Ok(scheduled)
 }
 
-fn event_for(k: &ExpiringKey, threshold: &str) -> (&'static str, serde_json::Value) {
+fn event_for(k: &ExpiringKey, threshold: NoticeThreshold) -> (&'static str, serde_json::Value) {
     let data = json!({
         "id": k.id,
         "organization_id": k.org_id,
         "name": k.name,
         "masked_key": k.masked_key,
         "expires_at": rfc3339(&k.expires_at),
-        "threshold": threshold,
+        "threshold": threshold.as_str(),
     });
-    if threshold == "expired" {
+    if threshold == NoticeThreshold::Expired {
         ("api_key.expired", data)
     } else {
         ("api_key.expiring", data)
@@ -140,7 +145,7 @@ pub fn time_left(expires_at: Timestamp, now: Timestamp) -> String {
 pub fn compose(n: &Notice, key_name: &str, public_url: &str, from: &str, now: Timestamp) -> Mail {
     let when = rfc3339(&n.expires_at);
     let link = format!("{public_url}/api-keys/{}", n.key_id);
-    let (subject, lead) = if n.threshold == "expired" || n.expires_at <= now {
+    let (subject, lead) = if n.threshold == NoticeThreshold::Expired || n.expires_at <= now {
         (
             format!("API key \"{key_name}\" has expired"),
             format!("The API key \"{key_name}\" expired at {when} (UTC). Requests using it are refused."),
@@ -240,7 +245,7 @@ pub async fn send_claimed(
             Some(_) => None,
         };
         let (Some(k), None) = (key, stale) else {
-            n.status = "skipped".into();
+            n.status = NoticeStatus::Skipped;
             n.last_error = stale.map(str::to_string);
             finish(service, &n, token).await?;
             continue;
@@ -260,7 +265,7 @@ pub async fn send_claimed(
         };
         match outcome {
             Ok(()) => {
-                n.status = "sent".into();
+                n.status = NoticeStatus::Sent;
                 n.sent_at = Some(service.now());
                 n.last_error = None;
                 sent += 1;
@@ -329,6 +334,12 @@ mod tests {
     #[test]
     fn thresholds_crossed() {
         let exp = Utc.with_ymd_and_hms(2026, 12, 31, 0, 0, 0).unwrap();
+        let crossed = |exp, now| -> Vec<&str> {
+            crossed(exp, now)
+                .into_iter()
+                .map(NoticeThreshold::as_str)
+                .collect()
+        };
         assert!(crossed(exp, exp - Span::days(31)).is_empty());
         assert_eq!(crossed(exp, exp - Span::days(30)), vec!["30d"]);
         assert_eq!(crossed(exp, exp - Span::hours(20)), vec!["30d", "7d", "1d"]);

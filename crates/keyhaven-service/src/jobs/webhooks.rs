@@ -12,7 +12,7 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::Duration as Span;
 use hmac::{Hmac, Mac};
-use keyhaven_store::Delivery;
+use keyhaven_store::{Delivery, DeliveryStatus};
 use sha2::Sha256;
 use tokio::task::JoinSet;
 
@@ -194,7 +194,7 @@ fn failed(
     d.last_error = Some(error);
     let give_up_at = d.created_at + Span::hours(RETRY_FOR_HOURS);
     if now >= give_up_at {
-        d.status = "failed".into();
+        d.status = DeliveryStatus::Failed;
     } else {
         d.next_attempt_at = (now + backoff(d.attempts)).min(give_up_at);
     }
@@ -278,7 +278,7 @@ async fn attempt(
     }
     match prepared {
         Ok(Prepared::Cancel(why)) => {
-            d.status = "failed".into();
+            d.status = DeliveryStatus::Failed;
             d.last_status = None;
             d.last_error = Some(format!("{why}; not sent"));
         }
@@ -291,7 +291,7 @@ async fn attempt(
             let now = service.now();
             match outcome {
                 Ok(res) if res.status().is_success() => {
-                    d.status = "succeeded".into();
+                    d.status = DeliveryStatus::Succeeded;
                     d.last_status = Some(i64::from(res.status().as_u16()));
                     d.last_error = None;
                     d.delivered_at = Some(now);
