@@ -43,3 +43,4 @@ macro_rules! on_both_backends {
 
 mod api_keys;
 mod support;
+mod users;
