@@ -42,5 +42,6 @@ macro_rules! on_both_backends {
 }
 
 mod api_keys;
+mod roles;
 mod support;
 mod users;
