@@ -43,5 +43,6 @@ macro_rules! on_both_backends {
 
 mod api_keys;
 mod roles;
+mod sessions;
 mod support;
 mod users;
