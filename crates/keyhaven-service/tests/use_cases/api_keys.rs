@@ -3,7 +3,6 @@
 use chrono::Duration;
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::role::{ADMIN, READ_ONLY, SUPER_ADMIN};
-use keyhaven_core::time::rfc3339;
 use keyhaven_service::api_keys::{CreateApiKey, RegenerateApiKey, UpdateApiKey};
 use keyhaven_service::roles::CreateRole;
 use keyhaven_service::verify::Code;
@@ -358,7 +357,7 @@ async fn regenerate_without_grace_replaces_the_secret_at_once(env: &Env) {
             &env.system,
             &k.id,
             RegenerateApiKey {
-                expires_at: Some(Some(rfc3339(&expiry))),
+                expires_at: Some(Some(expiry)),
                 grace_period_seconds: None,
             },
         )

@@ -139,7 +139,7 @@ impl Env {
                 CreateUser {
                     email: email.to_string(),
                     display_name: email.split('@').next().unwrap().to_string(),
-                    password: PASSWORD.to_string(),
+                    password: PASSWORD.into(),
                     roles: strings(roles),
                 },
             )
