@@ -1,9 +1,18 @@
-//! Keyhaven's use cases: one function per action, the only place that combines permission checks,
-//! domain rules, storage and audit. The REST API, the console and the CLI all call these,
-//! so the three can never disagree about a rule.
+//! Keyhaven's use cases: one method of [`Service`] per action, the only place that
+//! combines permission checks, domain rules, storage and audit. The REST API, the
+//! console and the CLI all call these, so the three can never disagree about a rule.
+//! This crate knows nothing of HTTP (no axum, utoipa, maud or tower): its inputs are
+//! plain structs (`CreateApiKey`, `UpdateUser`, …) that the edges build from JSON
+//! bodies, forms and flags.
 //!
-//! Every mutation runs in one store transaction together with its audit entry. Denied
-//! requests are audited too, in a transaction of their own.
+//! Every mutation runs in one store transaction together with its audit entry, its
+//! webhook events and its change-log rows, ending in `Service::commit_mutation`.
+//! Denied requests are audited too, in a transaction of their own
+//! ([`Service::record_denied_with`]).
+//!
+//! Beside the use cases: [`verify`] (the verification engine), [`jobs`] (expiry notices,
+//! webhook deliveries, mail), [`oauth`] (access tokens), [`node`] (a node's background
+//! work and graceful stop), [`config`], [`secrets`] and [`password`].
 
 pub mod admin;
 pub mod api_keys;

@@ -38,6 +38,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// 413 `body_too_large`: the request body is over the route's limit.
+    pub fn too_large() -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "body_too_large",
+            "the request body is too large",
+            None,
+        )
+    }
+
     /// A new error.
     pub fn new(
         status: StatusCode,
@@ -241,13 +252,7 @@ where
             .await
             .map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "invalid_request",
-                        "body_too_large",
-                        "the request body is too large",
-                        None,
-                    )
+                    ApiError::too_large()
                 } else {
                     ApiError::bad_request(
                         "invalid_body",

@@ -160,7 +160,7 @@ async fn verify_inner(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_VERIFY_BODY as u64) {
-        return Err(too_large());
+        return Err(ApiError::too_large());
     }
     // A body without a declared length is cut off at the limit as it streams in.
     let req = req.map(|b| Body::new(http_body_util::Limited::new(b, MAX_VERIFY_BODY)));
@@ -190,16 +190,6 @@ async fn verify_inner(
         .await
         .map_err(internal)?;
     Ok(json_response(StatusCode::OK, render(&v)))
-}
-
-fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "invalid_request",
-        "body_too_large",
-        "the request body is too large",
-        None,
-    )
 }
 
 /// A JSON response from bytes already rendered.
