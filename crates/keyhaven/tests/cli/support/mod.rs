@@ -1,7 +1,6 @@
 //! Black-box test support: run the real `keyhaven` binary against a fresh database on
 //! SQLite (a temporary data directory) or PostgreSQL (a fresh database from
 //! `TestDb::postgres`, passed in `KEYHAVEN_DATABASE_URL`).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -38,8 +37,8 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(env) = $crate::common::Env::new(
-                        $crate::common::Kind::Sqlite,
+                    if let Some(env) = $crate::support::Env::new(
+                        $crate::support::Kind::Sqlite,
                         stringify!($name),
                     )
                     .await
@@ -53,8 +52,8 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(env) = $crate::common::Env::new(
-                        $crate::common::Kind::Postgres,
+                    if let Some(env) = $crate::support::Env::new(
+                        $crate::support::Kind::Postgres,
                         stringify!($name),
                     )
                     .await
@@ -90,6 +89,8 @@ pub fn keyhaven(cwd: &Path) -> Command {
 #[derive(Debug)]
 pub struct Out {
     pub status: ExitStatus,
+    /// Not read by any test so far; kept beside `stderr` for the next one that needs it.
+    #[allow(dead_code)]
     pub stdout: String,
     pub stderr: String,
 }
@@ -190,7 +191,8 @@ pub struct Env {
     /// The database URL (for tampering); passed in `KEYHAVEN_DATABASE_URL` on PostgreSQL,
     /// the default one on SQLite (nothing passed).
     pub db_url: String,
-    pg: Option<TestDb>,
+    /// The PostgreSQL database, dropped with the environment.
+    _pg: Option<TestDb>,
 }
 
 impl Env {
@@ -205,7 +207,7 @@ impl Env {
                 db_url: format!("sqlite://{}", data_dir.join("keyhaven.db").display()),
                 root,
                 data_dir,
-                pg: None,
+                _pg: None,
             }),
             Kind::Postgres => {
                 let db = TestDb::postgres(&format!("keyhaven::cli::{test}")).await?;
@@ -221,7 +223,7 @@ impl Env {
                     db_url: db.url.clone(),
                     root,
                     data_dir,
-                    pg: Some(db),
+                    _pg: Some(db),
                 })
             }
         }
@@ -341,6 +343,8 @@ pub struct Server {
 #[derive(Debug)]
 pub struct Stopped {
     pub status: ExitStatus,
+    /// Not read by any test so far; kept beside `stderr` for the next one that needs it.
+    #[allow(dead_code)]
     pub stdout: String,
     pub stderr: String,
 }

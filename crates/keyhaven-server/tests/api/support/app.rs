@@ -1,6 +1,5 @@
-//! Test support: start the real application on a random port, on SQLite or PostgreSQL,
-//! with an injected clock, and talk to it over HTTP.
-#![allow(dead_code)]
+//! Start the real application on a random port, on SQLite or PostgreSQL, with an
+//! injected clock, and talk to it over HTTP.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -143,14 +142,13 @@ pub fn rand_suffix() -> String {
 }
 
 /// Runs a test body on SQLite and on PostgreSQL.
-#[macro_export]
 macro_rules! both_backends {
     ($name:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 let db = keyhaven_store::testing::TestDb::sqlite().await;
-                super::$name($crate::common::TestApp::spawn(db).await).await;
+                super::$name($crate::support::TestApp::spawn(db).await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +157,7 @@ macro_rules! both_backends {
                 else {
                     return;
                 };
-                super::$name($crate::common::TestApp::spawn(db).await).await;
+                super::$name($crate::support::TestApp::spawn(db).await).await;
             }
         }
     };

@@ -1,10 +1,8 @@
 //! Sign-in, sessions, bearer keys, `/v1/me` and the conventions every endpoint follows,
 //! on SQLite and PostgreSQL.
 
-mod common;
-
+use crate::support::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use chrono::Duration;
-use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 
 async fn error_of(res: reqwest::Response) -> (u16, Value) {

@@ -8,14 +8,12 @@
 //! with the injected clock; keys are created over HTTP by a signed-in portal user, who is
 //! the author the notices go to.
 
-mod common;
-
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use crate::support::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use chrono::Duration;
-use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use keyhaven_core::id::Id;
 use keyhaven_core::time::{rfc3339, Clock, Timestamp};
 use keyhaven_service::jobs::{self, mail::Mailer, Jobs};

@@ -1,10 +1,7 @@
 //! Black-box tests of the `keyhaven` binary: `serve`, `admin`, `migrate`, `audit verify`
 //! and their error reporting, on SQLite and PostgreSQL with the same code.
 
-#[macro_use]
-mod common;
-
-use common::{client, field, free_port, keyhaven, run, Env, Kind, Out, GOOD_PASSWORD};
+use crate::support::{client, field, free_port, keyhaven, run, Env, Kind, Out, GOOD_PASSWORD};
 use regex::Regex;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -2,12 +2,8 @@
 //! PostgreSQL: the object, creation rules, the secret shown once, list filters and
 //! pagination, changes, regeneration with grace, revocation, deletion, usage.
 
-mod common;
-mod resources_support;
-
+use crate::support::*;
 use chrono::Duration;
-use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
-use resources_support::*;
 use serde_json::{json, Value};
 
 fn without_key(v: &Value) -> Value {

@@ -1,12 +1,9 @@
 //! Two `keyhaven serve` processes on one database: a change made through one node is
 //! refused by the other within about a second, and a stopped node loses no usage count.
 
-#[macro_use]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{client, Env};
+use crate::support::{client, Env};
 use serde_json::{json, Value};
 
 async fn verify(http: &reqwest::Client, base: &str, key: &str) -> String {

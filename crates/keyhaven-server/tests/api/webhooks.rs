@@ -3,16 +3,14 @@
 //! secrets during a rotation), retries with backoff while the receiver is down, and
 //! URL validation.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::support::{rand_suffix, TestApp};
 use axum::http::HeaderMap;
 use base64::Engine;
 use chrono::Duration;
-use common::TestApp;
 use hmac::{Hmac, Mac};
 use keyhaven_service::jobs::{mail::Mailer, webhooks, Jobs};
 use serde_json::{json, Value};
@@ -95,7 +93,7 @@ struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     async fn new(app: &'a TestApp) -> Ctx<'a> {
         let key = app.admin_key(&["super-admin"]).await;
-        let dir = std::env::temp_dir().join(format!("kh-outbox-{}", common::rand_suffix()));
+        let dir = std::env::temp_dir().join(format!("kh-outbox-{}", rand_suffix()));
         Ctx {
             app,
             key,

@@ -4,14 +4,12 @@
 //! Without `chromium` and `chromedriver` on the machine the tests print a loud SKIPPED
 //! line and pass — except under `CI=true`, where they fail.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::support::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use keyhaven_core::id::Id;
@@ -1694,7 +1692,7 @@ async fn audit_only_and_manage_only(app: TestApp) {
 both_backends!(audit_only_and_manage_only);
 
 /// Regenerates the README's screenshots under docs/screenshots from seeded data:
-/// `cargo test -p keyhaven-server --test console -- --ignored readme_screenshots`.
+/// `cargo test -p keyhaven-server --test api -- --ignored readme_screenshots`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes docs/screenshots; run by hand when the console's look changes"]
 async fn readme_screenshots() {

@@ -8,12 +8,10 @@
 //! The PyJWT test runs `python3` (or `KEYHAVEN_TEST_PYTHON`); without PyJWT it prints a
 //! loud SKIPPED line and passes — except under `CI=true`, where it fails.
 
-mod common;
-
+use crate::support::{rand_suffix, TestApp};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chrono::Duration;
-use common::TestApp;
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::credential::Credential;
 use keyhaven_core::id::Id;
@@ -78,7 +76,7 @@ async fn client(app: &TestApp, expires_in: Option<Duration>) -> Client {
         .create_service_account(
             &c,
             CreateServiceAccount {
-                name: format!("ci-{}", common::rand_suffix()),
+                name: format!("ci-{}", rand_suffix()),
                 description: None,
                 roles: Some(vec!["integration".into()]),
             },

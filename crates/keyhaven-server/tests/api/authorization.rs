@@ -2,9 +2,7 @@
 //! signed-in user and as a key with that role, plus a principal of another
 //! organization — on SQLite and PostgreSQL.
 
-mod common;
-
-use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::support::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use keyhaven_core::id::Id;
 use keyhaven_core::role::Role;
 use keyhaven_service::api_keys::{CreateApiKey, OwnerRef};

@@ -1,14 +1,13 @@
-//! Helpers shared by `api_resources.rs` and `api_keys.rs`: an HTTP client that acts as
-//! one principal (bearer key or console session), response checks for the contract's
-//! conventions (error object, request ids, timestamps, ids), and audit look-ups.
-#![allow(dead_code)]
+//! An HTTP client that acts as one principal (bearer key or console session), response
+//! checks for the contract's conventions (error object, request ids, timestamps, ids),
+//! and audit look-ups; used mostly by `api_resources.rs` and `api_keys.rs`.
 
 use std::collections::BTreeSet;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::common::TestApp;
+use super::app::TestApp;
 
 /// The user agent every helper request sends, so audit entries can be checked.
 pub const UA: &str = "keyhaven-resource-tests/1.0";

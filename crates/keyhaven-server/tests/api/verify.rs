@@ -2,10 +2,8 @@
 //! PRODUCT.md's order, the cache and its invalidation, rate limits, exact remaining
 //! uses, usage counting and bad input.
 
-mod common;
-
+use crate::support::TestApp;
 use chrono::Duration;
-use common::TestApp;
 use serde_json::{json, Value};
 
 struct Api<'a> {

@@ -2,14 +2,10 @@
 //! roles, service accounts, credentials, shared secret, audit events, webhooks, and
 //! the 404 wall between organizations. API keys, usage and metrics are in `api_keys.rs`.
 
-mod common;
-mod resources_support;
-
+use crate::support::*;
 use base64::Engine;
 use chrono::Duration;
-use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use keyhaven_core::id::Id;
-use resources_support::*;
 use serde_json::{json, Value};
 use sqlx::Row;
 

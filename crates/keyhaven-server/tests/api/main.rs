@@ -1,0 +1,18 @@
+//! The HTTP suites of `keyhaven-server`, linked as one test binary (one link instead of
+//! one per suite). Each suite is a module; the helpers they share are in [`support`].
+//!
+//! Run one suite with a filter on its module, e.g. `cargo test -p keyhaven-server --test
+//! api -- verify::`.
+
+#[macro_use]
+mod support;
+
+mod api_keys;
+mod api_resources;
+mod authorization;
+mod console;
+mod notices;
+mod oauth;
+mod session;
+mod verify;
+mod webhooks;
