@@ -97,10 +97,8 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 drop(tx);
-                if let ServiceError::Domain(DomainError::PermissionDenied { permission }) = &e {
-                    self.record_denied(caller, "api_key.create", None, permission)
-                        .await;
-                }
+                self.deny_if_escalation(caller, "api_key.create", None, &e)
+                    .await;
                 return Err(e);
             }
         };
@@ -449,7 +447,8 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 drop(tx);
-                self.deny_if_escalation(caller, "api_key.update", &e).await;
+                self.deny_if_escalation(caller, "api_key.update", None, &e)
+                    .await;
                 return Err(e);
             }
         };

@@ -392,6 +392,22 @@ impl Service {
         }
     }
 
+    /// The one way a refused escalation is audited: when `e` says a permission the
+    /// caller lacks would be granted or taken over, records a denied entry for `action`
+    /// (on `target`). The caller must have dropped its transaction first (SQLite has
+    /// one writer). Any other error records nothing.
+    pub(crate) async fn deny_if_escalation(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: Option<Principal>,
+        e: &ServiceError,
+    ) {
+        if let ServiceError::Domain(DomainError::PermissionDenied { permission }) = e {
+            self.record_denied(caller, action, target, permission).await;
+        }
+    }
+
     /// Refuses an action on a target that holds management permissions the caller lacks
     /// (taking over a key's secret, setting a more powerful user's password). On refusal
     /// `tx` is rolled back first, then a denied entry for `action` on `target` is
@@ -411,11 +427,10 @@ impl Service {
             Ok(()) => Ok(tx),
             Err(e) => {
                 drop(tx);
-                if let DomainError::PermissionDenied { permission } = &e {
-                    self.record_denied(caller, action, Some(target), permission)
-                        .await;
-                }
-                Err(e.into())
+                let e = ServiceError::from(e);
+                self.deny_if_escalation(caller, action, Some(target), &e)
+                    .await;
+                Err(e)
             }
         }
     }

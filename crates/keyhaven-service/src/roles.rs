@@ -102,7 +102,8 @@ impl Service {
         let permissions = match check_permissions(caller, &input.permissions) {
             Ok(p) => p,
             Err(e) => {
-                self.deny_if_escalation(caller, "role.create", &e).await;
+                self.deny_if_escalation(caller, "role.create", None, &e)
+                    .await;
                 return Err(e);
             }
         };
@@ -163,7 +164,8 @@ impl Service {
         {
             Ok(p) => p,
             Err(e) => {
-                self.deny_if_escalation(caller, "role.update", &e).await;
+                self.deny_if_escalation(caller, "role.update", None, &e)
+                    .await;
                 return Err(e);
             }
         };

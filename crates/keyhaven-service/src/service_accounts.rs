@@ -69,7 +69,7 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 drop(tx);
-                self.deny_if_escalation(caller, "service_account.create", &e)
+                self.deny_if_escalation(caller, "service_account.create", None, &e)
                     .await;
                 return Err(e);
             }
@@ -193,7 +193,7 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 drop(tx);
-                self.deny_if_escalation(caller, "service_account.update", &e)
+                self.deny_if_escalation(caller, "service_account.update", None, &e)
                     .await;
                 return Err(e);
             }

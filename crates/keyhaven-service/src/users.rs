@@ -39,13 +39,8 @@ impl Service {
                 .await
             {
                 drop(tx);
-                if let crate::ServiceError::Domain(keyhaven_core::DomainError::PermissionDenied {
-                    permission,
-                }) = &e
-                {
-                    self.record_denied(caller, "user.create", None, permission)
-                        .await;
-                }
+                self.deny_if_escalation(caller, "user.create", None, &e)
+                    .await;
                 return Err(e);
             }
         }
@@ -166,7 +161,8 @@ impl Service {
         if let Some(r) = &roles {
             if let Err(e) = self.check_grant(tx.as_mut(), caller, r, &[], "roles").await {
                 drop(tx);
-                self.deny_if_escalation(caller, "user.update", &e).await;
+                self.deny_if_escalation(caller, "user.update", None, &e)
+                    .await;
                 return Err(e);
             }
         }
@@ -301,21 +297,6 @@ impl Service {
         )
         .await?;
         Ok(())
-    }
-
-    /// Records a denial when `e` is a refused escalation.
-    pub(crate) async fn deny_if_escalation(
-        &self,
-        caller: &Caller,
-        action: &str,
-        e: &crate::ServiceError,
-    ) {
-        if let crate::ServiceError::Domain(keyhaven_core::DomainError::PermissionDenied {
-            permission,
-        }) = e
-        {
-            self.record_denied(caller, action, None, permission).await;
-        }
     }
 }
 
