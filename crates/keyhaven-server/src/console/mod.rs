@@ -5,13 +5,13 @@
 //! [`keyhaven_service`] and never re-implement a rule: a refusal from the service layer
 //! becomes a message next to the field, a 403 page, or a redirect to the sign-in page.
 
-mod access;
+mod api_keys;
 mod auth;
-mod keys;
 mod login;
-mod people;
-mod settings;
+mod service_accounts;
 mod ui;
+mod users;
+mod webhooks;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -31,94 +31,103 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/api-keys") }))
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
-        .route("/api-keys", get(keys::list))
-        .route("/api-keys/new", get(keys::new_page).post(keys::create))
-        .route("/api-keys/delete", post(keys::bulk_delete))
-        .route("/api-keys/{id}", get(keys::details))
-        .route("/api-keys/{id}/edit", get(keys::edit_page).post(keys::edit))
+        .route("/api-keys", get(api_keys::list))
+        .route(
+            "/api-keys/new",
+            get(api_keys::new_page).post(api_keys::create),
+        )
+        .route("/api-keys/delete", post(api_keys::bulk_delete))
+        .route("/api-keys/{id}", get(api_keys::details))
+        .route(
+            "/api-keys/{id}/edit",
+            get(api_keys::edit_page).post(api_keys::edit),
+        )
         .route(
             "/api-keys/{id}/regenerate",
-            get(keys::regenerate_page).post(keys::regenerate),
+            get(api_keys::regenerate_page).post(api_keys::regenerate),
         )
-        .route("/api-keys/{id}/revoke", post(keys::revoke))
-        .route("/api-keys/{id}/delete", post(keys::delete))
-        .route("/settings/api-access", get(access::index))
+        .route("/api-keys/{id}/revoke", post(api_keys::revoke))
+        .route("/api-keys/{id}/delete", post(api_keys::delete))
+        .route("/settings/api-access", get(service_accounts::index))
         .route(
             "/settings/api-access/new",
-            get(access::new_page).post(access::create),
+            get(service_accounts::new_page).post(service_accounts::create),
         )
-        .route("/settings/api-access/{id}", get(access::detail))
+        .route("/settings/api-access/{id}", get(service_accounts::detail))
         .route(
             "/settings/api-access/{id}/edit",
-            get(access::edit_page).post(access::edit),
+            get(service_accounts::edit_page).post(service_accounts::edit),
         )
-        .route("/settings/api-access/{id}/delete", post(access::delete))
+        .route(
+            "/settings/api-access/{id}/delete",
+            post(service_accounts::delete),
+        )
         .route(
             "/settings/api-access/{id}/credentials/{cid}/edit",
-            get(access::edit_credential_page).post(access::edit_credential),
+            get(service_accounts::edit_credential_page).post(service_accounts::edit_credential),
         )
         .route(
             "/settings/api-access/{id}/transition",
-            post(access::transition),
+            post(service_accounts::transition),
         )
         .route(
             "/settings/api-access/{id}/credentials",
-            post(access::create_credential),
+            post(service_accounts::create_credential),
         )
         .route(
             "/settings/api-access/{id}/credentials/{cid}/delete",
-            post(access::delete_credential),
+            post(service_accounts::delete_credential),
         )
-        .route("/users", get(people::users))
+        .route("/users", get(users::users))
         .route(
             "/users/new",
-            get(people::new_user_page).post(people::create_user),
+            get(users::new_user_page).post(users::create_user),
         )
         .route(
             "/users/{id}/edit",
-            get(people::edit_user_page).post(people::edit_user),
+            get(users::edit_user_page).post(users::edit_user),
         )
         .route(
             "/users/{id}/reset-password",
-            get(people::reset_page).post(people::reset_password),
+            get(users::reset_page).post(users::reset_password),
         )
-        .route("/users/{id}/delete", post(people::delete_user))
-        .route("/roles", get(people::roles))
+        .route("/users/{id}/delete", post(users::delete_user))
+        .route("/roles", get(users::roles))
         .route(
             "/roles/new",
-            get(people::new_role_page).post(people::create_role),
+            get(users::new_role_page).post(users::create_role),
         )
-        .route("/roles/{name}/delete", post(people::delete_role))
+        .route("/roles/{name}/delete", post(users::delete_role))
         .route(
             "/roles/{name}/edit",
-            get(people::edit_role_page).post(people::edit_role),
+            get(users::edit_role_page).post(users::edit_role),
         )
-        .route("/settings/shared-secret", get(settings::shared_secret))
+        .route("/settings/shared-secret", get(webhooks::shared_secret))
         .route(
             "/settings/shared-secret/reveal",
-            post(settings::reveal_secret),
+            post(webhooks::reveal_secret),
         )
         .route(
             "/settings/shared-secret/rotate",
-            post(settings::rotate_secret),
+            post(webhooks::rotate_secret),
         )
         .route(
             "/settings/webhooks",
-            get(settings::webhooks).post(settings::create_webhook),
+            get(webhooks::webhooks).post(webhooks::create_webhook),
         )
         .route(
             "/settings/webhooks/{id}/edit",
-            get(settings::edit_webhook_page).post(settings::edit_webhook),
+            get(webhooks::edit_webhook_page).post(webhooks::edit_webhook),
         )
         .route(
             "/settings/webhooks/{id}/delete",
-            post(settings::delete_webhook),
+            post(webhooks::delete_webhook),
         )
         .route(
             "/account",
-            get(settings::account).post(settings::change_password),
+            get(webhooks::account).post(webhooks::change_password),
         )
-        .route("/account/profile", post(settings::update_profile))
+        .route("/account/profile", post(webhooks::update_profile))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
         .layer(middleware::from_fn(shell))

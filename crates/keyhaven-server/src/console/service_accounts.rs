@@ -10,8 +10,8 @@ use keyhaven_core::service_account::{ServiceAccount, ServiceAccountStatus, Trans
 use keyhaven_store::{ApiKeyFilter, AuditFilter, Page, ServiceAccountFilter, UserFilter};
 use maud::{html, Markup};
 
+use super::api_keys::keys_table;
 use super::auth::Console;
-use super::keys::keys_table;
 use super::ui::{
     self, badge, checklist, chips, csrf, field, form_error, header, layout, relative, FieldErrors,
     FormData, PageResult, Query,
