@@ -5,10 +5,14 @@
 //! [`keyhaven_service`] and never re-implement a rule: a refusal from the service layer
 //! becomes a message next to the field, a 403 page, or a redirect to the sign-in page.
 
+mod account;
 mod api_keys;
+mod audit_log;
 mod auth;
 mod login;
+mod roles;
 mod service_accounts;
+mod shared_secret;
 mod ui;
 mod users;
 mod webhooks;
@@ -92,24 +96,24 @@ pub fn routes() -> Router<AppState> {
             get(users::reset_page).post(users::reset_password),
         )
         .route("/users/{id}/delete", post(users::delete_user))
-        .route("/roles", get(users::roles))
+        .route("/roles", get(roles::roles))
         .route(
             "/roles/new",
-            get(users::new_role_page).post(users::create_role),
+            get(roles::new_role_page).post(roles::create_role),
         )
-        .route("/roles/{name}/delete", post(users::delete_role))
+        .route("/roles/{name}/delete", post(roles::delete_role))
         .route(
             "/roles/{name}/edit",
-            get(users::edit_role_page).post(users::edit_role),
+            get(roles::edit_role_page).post(roles::edit_role),
         )
-        .route("/settings/shared-secret", get(webhooks::shared_secret))
+        .route("/settings/shared-secret", get(shared_secret::shared_secret))
         .route(
             "/settings/shared-secret/reveal",
-            post(webhooks::reveal_secret),
+            post(shared_secret::reveal_secret),
         )
         .route(
             "/settings/shared-secret/rotate",
-            post(webhooks::rotate_secret),
+            post(shared_secret::rotate_secret),
         )
         .route(
             "/settings/webhooks",
@@ -125,9 +129,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/account",
-            get(webhooks::account).post(webhooks::change_password),
+            get(account::account).post(account::change_password),
         )
-        .route("/account/profile", post(webhooks::update_profile))
+        .route("/account/profile", post(account::update_profile))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
         .layer(middleware::from_fn(shell))

@@ -171,6 +171,20 @@ pub fn layout(c: &Console, title: &str, active: &str, content: Markup) -> Markup
     }
 }
 
+/// The tabs of API Access: service accounts and API Activity.
+pub fn api_access_tabs(c: &Console, active: &str) -> Markup {
+    html! {
+        nav class="tabs" aria-label="API Access sections" {
+            @if c.can(Permission::ServiceAccountsView) {
+                a href="/settings/api-access" aria-current=[(active == "accounts").then_some("page")] { "Service Accounts" }
+            }
+            @if c.can(Permission::AuditView) {
+                a href="/settings/api-access?tab=activity" aria-current=[(active == "activity").then_some("page")] { "API Activity" }
+            }
+        }
+    }
+}
+
 fn confirm_dialog() -> Markup {
     html! {
         dialog id="confirm-dialog" aria-labelledby="confirm-title" {
