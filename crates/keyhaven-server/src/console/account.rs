@@ -5,9 +5,10 @@ use axum::http::StatusCode;
 use maud::{html, Markup};
 
 use super::auth::Console;
-use super::ui::{
-    self, chips, csrf, field, form_error, header, layout, FieldErrors, FormData, PageResult, Query,
-};
+use super::errors::{self, PageResult};
+use super::forms::{self, csrf, field, form_error, FieldErrors, FormData, Query};
+use super::layout::{self, header, layout};
+use super::widgets::{self, chips};
 use crate::app::AppState;
 
 fn account_page(
@@ -20,21 +21,21 @@ fn account_page(
     let (pform, perrors) = profile;
     html! {
         (header("Account", Some("Your profile and password."), html! {}))
-        @if let Some(n) = notice { (ui::notice(n)) }
+        @if let Some(n) = notice { (widgets::notice(n)) }
         div class="card" {
             h2 { "Profile" }
             dl class="props" {
                 dt { "Email" } dd { (c.caller.principal.name) }
                 @if let Some(u) = user {
                     dt { "Roles" } dd { (chips(&u.roles, "chip-role")) }
-                    dt { "Created" } dd { (ui::time(&u.created_at)) }
+                    dt { "Created" } dd { (widgets::time(&u.created_at)) }
                 }
             }
             @if user.is_some() {
                 (form_error(perrors))
                 form method="post" action="/account/profile" class="row-form" novalidate {
                     (csrf(c))
-                    (field("Display name", "display_name", perrors, None, ui::text_input("display_name", pform.get("display_name"), "text", true)))
+                    (field("Display name", "display_name", perrors, None, forms::text_input("display_name", pform.get("display_name"), "text", true)))
                     div class="form-actions" { button class="btn" type="submit" { "Save display name" } }
                 }
             }
@@ -59,7 +60,7 @@ fn account_page(
 async fn own_user(
     state: &AppState,
     c: &Console,
-) -> Result<Option<keyhaven_core::user::User>, ui::PageError> {
+) -> Result<Option<keyhaven_core::user::User>, errors::PageError> {
     if c.caller.user_id().is_none() {
         return Ok(None);
     }
@@ -82,7 +83,7 @@ pub async fn account(State(state): State<AppState>, c: Console, Query(q): Query)
     };
     let user = own_user(&state, &c).await?;
     let pform = profile_form(user.as_ref());
-    Ok(ui::ok(layout(
+    Ok(layout::ok(layout(
         &c,
         "Account",
         "account",
@@ -108,11 +109,11 @@ pub async fn update_profile(
         .update_own_display_name(&c.caller, form.get("display_name"))
         .await
     {
-        Ok(_) => Ok(ui::see_other("/account?notice=profile_updated")),
+        Ok(_) => Ok(layout::see_other("/account?notice=profile_updated")),
         Err(e) => {
             let errors = FieldErrors::from_service(e, &[])?;
             let user = own_user(&state, &c).await?;
-            Ok(ui::page(
+            Ok(layout::page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 layout(
                     &c,
@@ -147,12 +148,12 @@ pub async fn change_password(
         )
         .await
     {
-        Ok(()) => Ok(ui::see_other("/account?notice=password_changed")),
+        Ok(()) => Ok(layout::see_other("/account?notice=password_changed")),
         Err(e) => {
             let errors = FieldErrors::from_service(e, &[])?;
             let user = own_user(&state, &c).await?;
             let pform = profile_form(user.as_ref());
-            Ok(ui::page(
+            Ok(layout::page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 layout(
                     &c,

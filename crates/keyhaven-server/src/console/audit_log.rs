@@ -8,13 +8,16 @@ use keyhaven_store::{AuditFilter, Page, ServiceAccountFilter, UserFilter};
 use maud::{html, Markup};
 
 use super::auth::Console;
-use super::ui::{self, badge, header, layout, FormData, PageResult};
+use super::errors::{self, PageResult};
+use super::forms::{self, FormData};
+use super::layout::{self, header, layout};
+use super::widgets::{self, badge};
 use crate::app::AppState;
 
 fn day(s: &str, offset: i64, end: bool) -> Option<keyhaven_core::time::Timestamp> {
     let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
     let d = if end { d.succ_opt()? } else { d };
-    ui::local_day(d, offset, false)
+    forms::local_day(d, offset, false)
 }
 
 /// The people and programs the actor filter offers: users and service accounts the
@@ -23,7 +26,7 @@ async fn actor_options(
     state: &AppState,
     c: &Console,
     seen: &[keyhaven_core::principal::Principal],
-) -> Result<Vec<(String, String)>, ui::PageError> {
+) -> Result<Vec<(String, String)>, errors::PageError> {
     let mut out: Vec<(String, String)> = Vec::new();
     if c.can(Permission::UsersView) {
         let users = state
@@ -111,7 +114,7 @@ fn changes_view(v: &serde_json::Value) -> Markup {
 /// `GET /settings/api-access?tab=activity`.
 pub async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
     c.require(Permission::AuditView)?;
-    let offset = ui::tz_offset(&q);
+    let offset = forms::tz_offset(&q);
     let filter = AuditFilter {
         actor_id: q.opt("actor_id"),
         action: q.opt("action"),
@@ -156,7 +159,7 @@ pub async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
         (true, Some(cur)) => {
             let mut n = base.to_vec();
             n.push(("cursor", cur));
-            Some(format!("/settings/api-access?{}", ui::query_string(&n)))
+            Some(format!("/settings/api-access?{}", forms::query_string(&n)))
         }
         _ => None,
     };
@@ -171,10 +174,10 @@ pub async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
     .any(|v| !v.is_empty());
     let body = html! {
         (header("API Access", Some("Who did what, newest first."), html! {}))
-        (ui::api_access_tabs(&c, "activity"))
+        (layout::api_access_tabs(&c, "activity"))
         form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter activity" {
             input type="hidden" name="tab" value="activity";
-            (ui::tz_field())
+            (forms::tz_field())
             div class="field" {
                 label for="filter-actor" { "Actor" }
                 select id="filter-actor" name="actor_id" {
@@ -201,7 +204,7 @@ pub async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
             }
         }
         @if listing.items.is_empty() {
-            (ui::empty("No activity", "Nothing matches these filters yet.", html! {}))
+            (widgets::empty("No activity", "Nothing matches these filters yet.", html! {}))
         } @else {
             div class="table-wrap" {
                 table class="table" id="activity-table" {
@@ -209,12 +212,12 @@ pub async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
                     tbody {
                         @for e in &listing.items {
                             tr data-id=(e.id) {
-                                td { (ui::time(&e.at)) }
+                                td { (widgets::time(&e.at)) }
                                 td {
                                     @if e.draft.actor.id.is_empty() {
                                         (e.draft.actor.name)
                                     } @else {
-                                        a class="actor-link" href={ "/settings/api-access?" (ui::query_string(&[("tab", "activity"), ("actor_id", e.draft.actor.id.as_str())])) }
+                                        a class="actor-link" href={ "/settings/api-access?" (forms::query_string(&[("tab", "activity"), ("actor_id", e.draft.actor.id.as_str())])) }
                                             title={ "Show only what " (e.draft.actor.name) " did" } { (e.draft.actor.name) }
                                     }
                                     div class="muted small" { (e.draft.actor.kind.as_str().replace('_', " ")) }
@@ -238,8 +241,8 @@ pub async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
                     }
                 }
             }
-            (ui::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
+            (widgets::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
         }
     };
-    Ok(ui::ok(layout(&c, "API Activity", "access", body)))
+    Ok(layout::ok(layout(&c, "API Activity", "access", body)))
 }

@@ -9,13 +9,16 @@ mod account;
 mod api_keys;
 mod audit_log;
 mod auth;
+mod errors;
 mod forms;
+mod layout;
 mod login;
 mod roles;
 mod service_accounts;
 mod shared_secret;
 mod users;
 mod webhooks;
+mod widgets;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -25,8 +28,6 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::app::AppState;
-// Until the shared helpers are split by what they are (next change).
-use forms as ui;
 
 const APP_CSS: &str = include_str!("../../static/app.css");
 const APP_JS: &str = include_str!("../../static/app.js");
@@ -150,15 +151,15 @@ async fn shell(mut req: Request, next: Next) -> Response {
     let uri = req.uri().clone();
     let headers = req.headers().clone();
     let res = next.run(req).await;
-    if res.extensions().get::<ui::SignInAgain>().is_some() {
-        return ui::see_other(&auth::login_url(&method, &uri, &headers, true));
+    if res.extensions().get::<errors::SignInAgain>().is_some() {
+        return layout::see_other(&auth::login_url(&method, &uri, &headers, true));
     }
-    let Some(p) = res.extensions().get::<ui::Problem>().cloned() else {
+    let Some(p) = res.extensions().get::<errors::Problem>().cloned() else {
         return res;
     };
     let signed_in = slot.0.lock().ok().and_then(|s| s.clone());
     match signed_in {
-        Some(c) => ui::problem_in_shell(&c, res.status(), &p),
+        Some(c) => errors::problem_in_shell(&c, res.status(), &p),
         None => res,
     }
 }
@@ -179,15 +180,15 @@ async fn console_problem(
 ) -> Response {
     let (mut parts, _) = req.into_parts();
     let mut res = match auth::Console::from_request_parts(&mut parts, state).await {
-        Ok(c) => ui::problem_in_shell(
+        Ok(c) => errors::problem_in_shell(
             &c,
             status,
-            &ui::Problem {
+            &errors::Problem {
                 title: title.into(),
                 text: text.into(),
             },
         ),
-        Err(_) => ui::problem(status, title, text).into_response(),
+        Err(_) => errors::problem(status, title, text).into_response(),
     };
     add_security_headers(&mut res);
     res
@@ -296,7 +297,7 @@ mod tests {
     use axum::Router;
     use tower::ServiceExt;
 
-    use super::ui::PageError;
+    use super::errors::PageError;
     use keyhaven_service::ServiceError;
 
     async fn ended() -> Result<&'static str, PageError> {

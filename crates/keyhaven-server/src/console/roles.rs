@@ -6,11 +6,13 @@ use keyhaven_core::permission::Permission;
 use maud::{html, Markup};
 
 use super::auth::Console;
-use super::ui::{
-    self, checklist, chips, csrf, field, form_error, header, layout, Choice, FieldErrors, FormData,
-    PageResult, Query,
+use super::errors::{self, PageResult};
+use super::forms::{
+    self, checklist, csrf, field, form_error, Choice, FieldErrors, FormData, Query,
 };
+use super::layout::{self, header, layout};
 use super::users::notice_text;
+use super::widgets::{self, chips};
 use crate::app::AppState;
 use keyhaven_service::roles::{CreateRole, UpdateRole};
 
@@ -23,7 +25,7 @@ pub async fn roles(State(state): State<AppState>, c: Console, Query(q): Query) -
         (header("Roles", Some("A role is a named set of permissions. Built-in roles cannot be changed."), html! {
             @if manage { a class="btn btn-primary" href="/roles/new" { "Create role" } }
         }))
-        @if let Some(n) = notice_text(&q) { (ui::notice(n)) }
+        @if let Some(n) = notice_text(&q) { (widgets::notice(n)) }
         div class="table-wrap" {
             table class="table" id="roles-table" {
                 thead { tr { th { "Name" } th { "Permissions" } th { "Key name pattern" } th class="col-actions" { span class="sr-only" { "Actions" } } } }
@@ -54,7 +56,7 @@ pub async fn roles(State(state): State<AppState>, c: Console, Query(q): Query) -
             }
         }
     };
-    Ok(ui::ok(layout(&c, "Roles", "roles", body)))
+    Ok(layout::ok(layout(&c, "Roles", "roles", body)))
 }
 
 /// The role form: `editing` is the role being changed (name fixed), or `None` to create.
@@ -85,12 +87,12 @@ fn role_form(c: &Console, editing: Option<&str>, form: &FormData, errors: &Field
                         div class="hint" id="h-name" { "A role's name cannot change: keys, users and service accounts refer to it." }
                     }
                 } @else {
-                    (field("Name *", "name", errors, Some("Lower-case letters, digits and hyphens, e.g. billing-admin."), ui::text_input("name", form.get("name"), "text", true)))
+                    (field("Name *", "name", errors, Some("Lower-case letters, digits and hyphens, e.g. billing-admin."), forms::text_input("name", form.get("name"), "text", true)))
                 }
-                (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
+                (field("Description", "description", errors, None, forms::text_input("description", form.get("description"), "text", false)))
                 (checklist("Permissions", "permissions", errors, Some("Permissions you don't hold yourself cannot be granted and are greyed out."), &catalog, &form.list("permissions")))
-                (field("Application scopes", "scopes", errors, Some("Extra scopes this role grants, separated by commas, e.g. read, billing:write."), ui::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
-                (field("Key name pattern", "key_name_pattern", errors, Some("Optional regular expression that names of keys and service accounts created under this role must match, e.g. ^svc-[a-z]+$."), ui::text_input("key_name_pattern", form.get("key_name_pattern"), "text", false)))
+                (field("Application scopes", "scopes", errors, Some("Extra scopes this role grants, separated by commas, e.g. read, billing:write."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
+                (field("Key name pattern", "key_name_pattern", errors, Some("Optional regular expression that names of keys and service accounts created under this role must match, e.g. ^svc-[a-z]+$."), forms::text_input("key_name_pattern", form.get("key_name_pattern"), "text", false)))
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { (submit) }
                     a class="btn btn-link" href="/roles" { "Cancel" }
@@ -141,13 +143,13 @@ pub async fn edit_role_page(
     c.require(Permission::RolesManage)?;
     let r = state.service.get_role(&c.caller, &name).await?;
     if r.built_in {
-        return Err(ui::problem(
+        return Err(errors::problem(
             StatusCode::CONFLICT,
             "Built-in roles cannot be changed",
             "Create a custom role with the permissions you need instead.",
         ));
     }
-    Ok(ui::ok(layout(
+    Ok(layout::ok(layout(
         &c,
         "Edit role",
         "roles",
@@ -169,14 +171,15 @@ pub async fn edit_role(
     let permissions = form_permissions(&form);
     let input = UpdateRole {
         description: Some(form.get("description").to_string()),
-        permissions: ui::roles_changed(&permissions, &current.permissions).then_some(permissions),
+        permissions: forms::roles_changed(&permissions, &current.permissions)
+            .then_some(permissions),
         key_name_pattern: Some(Some(form.get("key_name_pattern").trim().to_string())),
     };
     match state.service.update_role(&c.caller, &name, input).await {
-        Ok(_) => Ok(ui::see_other("/roles?notice=role_updated")),
+        Ok(_) => Ok(layout::see_other("/roles?notice=role_updated")),
         Err(e) => {
             let errors = FieldErrors::from_grant(e, &[], Permission::RolesManage, "permissions")?;
-            Ok(ui::page(
+            Ok(layout::page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 layout(
                     &c,
@@ -192,7 +195,7 @@ pub async fn edit_role(
 /// `GET /roles/new`.
 pub async fn new_role_page(c: Console) -> PageResult {
     c.require(Permission::RolesManage)?;
-    Ok(ui::ok(layout(
+    Ok(layout::ok(layout(
         &c,
         "Create role",
         "roles",
@@ -210,10 +213,10 @@ pub async fn create_role(State(state): State<AppState>, c: Console, form: FormDa
         key_name_pattern: form.opt("key_name_pattern"),
     };
     match state.service.create_role(&c.caller, input).await {
-        Ok(_) => Ok(ui::see_other("/roles?notice=role_created")),
+        Ok(_) => Ok(layout::see_other("/roles?notice=role_created")),
         Err(e) => {
             let errors = FieldErrors::from_grant(e, &[], Permission::RolesManage, "permissions")?;
-            Ok(ui::page(
+            Ok(layout::page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 layout(
                     &c,
@@ -235,5 +238,5 @@ pub async fn delete_role(
 ) -> PageResult {
     c.check_csrf(&form)?;
     state.service.delete_role(&c.caller, &name).await?;
-    Ok(ui::see_other("/roles?notice=role_deleted"))
+    Ok(layout::see_other("/roles?notice=role_deleted"))
 }

@@ -12,10 +12,10 @@ use maud::{html, Markup};
 
 use super::api_keys::keys_table;
 use super::auth::Console;
-use super::ui::{
-    self, badge, checklist, chips, csrf, field, form_error, header, layout, relative, FieldErrors,
-    FormData, PageResult, Query,
-};
+use super::errors::{self, PageResult};
+use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormData, Query};
+use super::layout::{self, header, layout};
+use super::widgets::{self, badge, chips, relative};
 use crate::app::AppState;
 use keyhaven_service::credentials::{CreateCredential, UpdateCredential};
 use keyhaven_service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
@@ -75,7 +75,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         (true, Some(cur)) => {
             let mut n = base.to_vec();
             n.push(("cursor", cur));
-            Some(format!("/settings/api-access?{}", ui::query_string(&n)))
+            Some(format!("/settings/api-access?{}", forms::query_string(&n)))
         }
         _ => None,
     };
@@ -83,8 +83,8 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         (header("API Access", Some("Service accounts are identities for programs; their keys and credentials outlive any person's account."), html! {
             @if manage { a class="btn btn-primary" href="/settings/api-access/new" { "Create Service Account" } }
         }))
-        (ui::api_access_tabs(&c, "accounts"))
-        @if let Some(n) = notice_text(&q) { (ui::notice(n)) }
+        (layout::api_access_tabs(&c, "accounts"))
+        @if let Some(n) = notice_text(&q) { (widgets::notice(n)) }
         form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter service accounts" {
             div class="field" {
                 label for="filter-q" { "Search" }
@@ -102,7 +102,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
             div class="filter-actions" { button class="btn" type="submit" { "Apply filters" } }
         }
         @if listing.items.is_empty() {
-            (ui::empty("No service accounts", "Create one for each integration that calls your APIs.", html! {
+            (widgets::empty("No service accounts", "Create one for each integration that calls your APIs.", html! {
                 @if manage { a class="btn btn-primary" href="/settings/api-access/new" { "Create Service Account" } }
             }))
         } @else {
@@ -117,7 +117,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
                                 td { @if sa.description.is_empty() { span class="muted" { "—" } } @else { (sa.description) } }
                                 td { (badge(sa.status.as_str())) }
                                 td { (n) }
-                                td { (ui::time(&sa.created_at)) }
+                                td { (widgets::time(&sa.created_at)) }
                                 td class="col-actions" { @if manage { (transition_buttons(&c, sa)) } }
                             }
                         }
@@ -125,9 +125,9 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
                 }
             }
         }
-        (ui::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
+        (widgets::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
     };
-    Ok(ui::ok(layout(&c, "API Access", "access", body)))
+    Ok(layout::ok(layout(&c, "API Access", "access", body)))
 }
 
 fn transition_buttons(c: &Console, sa: &ServiceAccount) -> Markup {
@@ -167,7 +167,7 @@ async fn new_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = ui::role_choices(state, c, &[]).await?;
+    let roles = forms::role_choices(state, c, &[]).await?;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " span { "New service account" } }
         (header("Create Service Account", None, html! {}))
@@ -175,7 +175,7 @@ async fn new_form(
             (form_error(errors))
             form method="post" action="/settings/api-access/new" class="stack" novalidate {
                 (csrf(c))
-                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
                 (field("Description", "description", errors, None, html! {
                     textarea id="f-description" name="description" rows="2" { (form.get("description")) }
                 }))
@@ -189,7 +189,7 @@ async fn new_form(
             }
         }
     };
-    ui::form_page(errors, layout(c, "Create Service Account", "access", body))
+    forms::form_page(errors, layout(c, "Create Service Account", "access", body))
 }
 
 /// `GET /settings/api-access/new`.
@@ -207,7 +207,7 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         roles: Some(form.list("roles")),
     };
     match state.service.create_service_account(&c.caller, input).await {
-        Ok(sa) => Ok(ui::see_other(&format!(
+        Ok(sa) => Ok(layout::see_other(&format!(
             "/settings/api-access/{}?notice=created",
             sa.id
         ))),
@@ -227,13 +227,13 @@ pub async fn transition(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     let (t, notice) = match form.get("action") {
         "suspend" => (Transition::Suspend, "suspended"),
         "reactivate" => (Transition::Reactivate, "reactivated"),
         "archive" => (Transition::Archive, "archived"),
         _ => {
-            return Err(ui::problem(
+            return Err(errors::problem(
                 StatusCode::BAD_REQUEST,
                 "Unknown action",
                 "Choose Suspend, Reactivate or Archive.",
@@ -244,7 +244,7 @@ pub async fn transition(
         .service
         .transition_service_account(&c.caller, &id, t)
         .await?;
-    Ok(ui::see_other(&format!(
+    Ok(layout::see_other(&format!(
         "/settings/api-access/{id}?notice={notice}"
     )))
 }
@@ -306,7 +306,7 @@ async fn detail_page(
                 }
             }
         }))
-        @if let Some(n) = notice { (ui::notice(n)) }
+        @if let Some(n) = notice { (widgets::notice(n)) }
         @if let Some(cr) = &created {
             div class="banner banner-success secret-banner" role="status" {
                 h2 { "Credential created" }
@@ -318,7 +318,7 @@ async fn detail_page(
                         button type="button" class="btn" data-copy="client-id" { "Copy" }
                     }
                 }
-                (ui::secret_box("Client secret", "new-secret", cr.secret))
+                (widgets::secret_box("Client secret", "new-secret", cr.secret))
             }
         }
         div class="card" {
@@ -327,7 +327,7 @@ async fn detail_page(
                 dt { "Description" } dd { @if sa.description.is_empty() { span class="muted" { "—" } } @else { (sa.description) } }
                 dt { "Roles" } dd { (chips(&sa.roles, "chip-role")) }
                 dt { "Created by" } dd { (sa.created_by.name) }
-                dt { "Created" } dd { (ui::time(&sa.created_at)) }
+                dt { "Created" } dd { (widgets::time(&sa.created_at)) }
             }
         }
         @if let Some(keys) = &keys {
@@ -355,7 +355,7 @@ async fn detail_page(
                                     td { (cr.name) @if !cr.description.is_empty() { div class="muted small" { (cr.description) } } }
                                     td { code { (cr.client_id) } }
                                     td { (relative(c.now, cr.last_used_at)) }
-                                    td { @match &cr.expires_at { Some(t) => (ui::date(t)), None => span class="muted" { "Never" } } }
+                                    td { @match &cr.expires_at { Some(t) => (widgets::date(t)), None => span class="muted" { "Never" } } }
                                     td { @if cr.revoked_at.is_some() { (badge("revoked")) } @else if cr.expires_at.is_some_and(|t| t <= c.now) { (badge("expired")) } @else { (badge("active")) } }
                                     td class="col-actions" {
                                         @if manage {
@@ -380,18 +380,18 @@ async fn detail_page(
                 (form_error(errors))
                 form method="post" action={ "/settings/api-access/" (sa.id) "/credentials" } class="row-form" novalidate {
                     (csrf(c))
-                    (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
-                    (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
+                    (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
+                    (field("Description", "description", errors, None, forms::text_input("description", form.get("description"), "text", false)))
                     (field("Expires (optional)", "expires_at", errors, Some("End of this day in your time zone."), html! {
-                        (ui::text_input("expires_at", form.get("expires_at"), "date", false))
-                        (ui::tz_field())
+                        (forms::text_input("expires_at", form.get("expires_at"), "date", false))
+                        (forms::tz_field())
                     }))
                     div class="form-actions" { button class="btn btn-primary" type="submit" { "Create credential" } }
                 }
             }
         }
     };
-    ui::form_page(errors, layout(c, &sa.name, "access", body))
+    forms::form_page(errors, layout(c, &sa.name, "access", body))
 }
 
 /// `GET /settings/api-access/{id}`.
@@ -402,7 +402,7 @@ pub async fn detail(
     Query(q): Query,
 ) -> PageResult {
     c.require(Permission::ServiceAccountsView)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     detail_page(
         &state,
         &c,
@@ -423,13 +423,13 @@ pub async fn create_credential(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     let mut errors = FieldErrors::default();
     let expires_at = match form.opt("expires_at") {
         None => None,
         Some(s) => match NaiveDate::parse_from_str(&s, "%Y-%m-%d")
             .ok()
-            .and_then(|d| ui::local_day(d, ui::tz_offset(&form), true))
+            .and_then(|d| forms::local_day(d, forms::tz_offset(&form), true))
         {
             Some(t) => Some(t),
             None => {
@@ -474,13 +474,13 @@ pub async fn delete_credential(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
-    let cid = ui::path_id(&cid, "credential")?;
+    let id = errors::path_id(&id, "service account")?;
+    let cid = errors::path_id(&cid, "credential")?;
     state
         .service
         .delete_credential(&c.caller, &id, &cid)
         .await?;
-    Ok(ui::see_other(&format!(
+    Ok(layout::see_other(&format!(
         "/settings/api-access/{id}?notice=credential_deleted"
     )))
 }
@@ -492,7 +492,7 @@ async fn edit_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = ui::role_choices(state, c, &sa.roles).await?;
+    let roles = forms::role_choices(state, c, &sa.roles).await?;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " a href={ "/settings/api-access/" (sa.id) } { (sa.name) } " / " span { "Edit" } }
         (header("Edit service account", None, html! {}))
@@ -500,7 +500,7 @@ async fn edit_form(
             (form_error(errors))
             form method="post" action={ "/settings/api-access/" (sa.id) "/edit" } class="stack" novalidate {
                 (csrf(c))
-                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
                 (field("Description", "description", errors, None, html! {
                     textarea id="f-description" name="description" rows="2" { (form.get("description")) }
                 }))
@@ -515,7 +515,7 @@ async fn edit_form(
             }
         }
     };
-    ui::form_page(errors, layout(c, "Edit service account", "access", body))
+    forms::form_page(errors, layout(c, "Edit service account", "access", body))
 }
 
 /// `GET /settings/api-access/{id}/edit`.
@@ -525,7 +525,7 @@ pub async fn edit_page(
     Path(id): Path<String>,
 ) -> PageResult {
     c.require(Permission::ServiceAccountsManage)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     let sa = state.service.get_service_account(&c.caller, &id).await?;
     let mut pairs = vec![
         ("name".to_string(), sa.name.clone()),
@@ -543,20 +543,21 @@ pub async fn edit(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     let sa = state.service.get_service_account(&c.caller, &id).await?;
     let roles = form.list("roles");
     let input = UpdateServiceAccount {
         name: Some(form.get("name").to_string()),
         description: Some(form.get("description").to_string()),
-        roles: (form.has("roles_present") && ui::roles_changed(&roles, &sa.roles)).then_some(roles),
+        roles: (form.has("roles_present") && forms::roles_changed(&roles, &sa.roles))
+            .then_some(roles),
     };
     match state
         .service
         .update_service_account(&c.caller, &id, input)
         .await
     {
-        Ok(_) => Ok(ui::see_other(&format!(
+        Ok(_) => Ok(layout::see_other(&format!(
             "/settings/api-access/{id}?notice=updated"
         ))),
         Err(e) => {
@@ -575,9 +576,9 @@ pub async fn delete(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     state.service.delete_service_account(&c.caller, &id).await?;
-    Ok(ui::see_other("/settings/api-access?notice=deleted"))
+    Ok(layout::see_other("/settings/api-access?notice=deleted"))
 }
 
 fn credential_form(
@@ -595,8 +596,8 @@ fn credential_form(
             (form_error(errors))
             form method="post" action=(action) class="stack" novalidate {
                 (csrf(c))
-                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
-                (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
+                (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
+                (field("Description", "description", errors, None, forms::text_input("description", form.get("description"), "text", false)))
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { "Save changes" }
                     a class="btn btn-link" href={ "/settings/api-access/" (sa.id) } { "Cancel" }
@@ -604,7 +605,7 @@ fn credential_form(
             }
         }
     };
-    ui::form_page(errors, layout(c, "Edit credential", "access", body))
+    forms::form_page(errors, layout(c, "Edit credential", "access", body))
 }
 
 /// `GET /settings/api-access/{id}/credentials/{cid}/edit`.
@@ -614,8 +615,8 @@ pub async fn edit_credential_page(
     Path((id, cid)): Path<(String, String)>,
 ) -> PageResult {
     c.require(Permission::ServiceAccountsManage)?;
-    let id = ui::path_id(&id, "service account")?;
-    let cid = ui::path_id(&cid, "credential")?;
+    let id = errors::path_id(&id, "service account")?;
+    let cid = errors::path_id(&cid, "credential")?;
     let sa = state.service.get_service_account(&c.caller, &id).await?;
     let cr = state.service.get_credential(&c.caller, &id, &cid).await?;
     let form = FormData(vec![
@@ -633,8 +634,8 @@ pub async fn edit_credential(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
-    let cid = ui::path_id(&cid, "credential")?;
+    let id = errors::path_id(&id, "service account")?;
+    let cid = errors::path_id(&cid, "credential")?;
     let input = UpdateCredential {
         name: Some(form.get("name").to_string()),
         description: Some(form.get("description").to_string()),
@@ -644,7 +645,7 @@ pub async fn edit_credential(
         .update_credential(&c.caller, &id, &cid, input)
         .await
     {
-        Ok(_) => Ok(ui::see_other(&format!(
+        Ok(_) => Ok(layout::see_other(&format!(
             "/settings/api-access/{id}?notice=credential_updated"
         ))),
         Err(e) => {

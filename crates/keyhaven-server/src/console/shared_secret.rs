@@ -5,7 +5,10 @@ use keyhaven_core::permission::Permission;
 use maud::{html, Markup};
 
 use super::auth::Console;
-use super::ui::{self, badge, csrf, header, layout, FormData, PageResult};
+use super::errors::{self, PageResult};
+use super::forms::{csrf, FormData};
+use super::layout::{self, header, layout};
+use super::widgets::{self, badge};
 use crate::app::AppState;
 
 fn secret_page(
@@ -21,7 +24,7 @@ fn secret_page(
             div class="banner banner-success secret-banner" role="status" {
                 h2 { (title) }
                 p { "Keep it in your receivers' secret store. Revealing it again is recorded in the audit log." }
-                (ui::secret_box("Shared secret", "new-secret", secret))
+                (widgets::secret_box("Shared secret", "new-secret", secret))
             }
         }
         div class="card" {
@@ -29,8 +32,8 @@ fn secret_page(
                 Some(status) => {
                     dl class="props" id="secret-status" {
                         dt { "Status" } dd { @if status.exists { (badge("active")) } @else { span class="muted" { "No shared secret yet" } } }
-                        @if let Some(t) = &status.created_at { dt { "Created" } dd { (ui::time(t)) } }
-                        @if let Some(t) = &status.previous_valid_until { dt { "Previous secret signs until" } dd { (ui::time(t)) } }
+                        @if let Some(t) = &status.created_at { dt { "Created" } dd { (widgets::time(t)) } }
+                        @if let Some(t) = &status.previous_valid_until { dt { "Previous secret signs until" } dd { (widgets::time(t)) } }
                     }
                 }
                 None => {
@@ -66,7 +69,7 @@ fn secret_page(
 async fn status_for(
     state: &AppState,
     c: &Console,
-) -> Result<Option<keyhaven_service::shared_secret::SharedSecretStatus>, ui::PageError> {
+) -> Result<Option<keyhaven_service::shared_secret::SharedSecretStatus>, errors::PageError> {
     if c.can(Permission::SharedSecretView) {
         Ok(Some(state.service.shared_secret_status(&c.caller).await?))
     } else {
@@ -77,10 +80,10 @@ async fn status_for(
 /// `GET /settings/shared-secret`.
 pub async fn shared_secret(State(state): State<AppState>, c: Console) -> PageResult {
     if !c.can(Permission::SharedSecretView) && !c.can(Permission::SharedSecretManage) {
-        return Err(ui::forbidden(Permission::SharedSecretView.as_str()));
+        return Err(errors::forbidden(Permission::SharedSecretView.as_str()));
     }
     let status = status_for(&state, &c).await?;
-    Ok(ui::ok(layout(
+    Ok(layout::ok(layout(
         &c,
         "API shared secret",
         "secret",
@@ -97,7 +100,7 @@ pub async fn reveal_secret(
     c.check_csrf(&form)?;
     let secret = state.service.reveal_shared_secret(&c.caller).await?;
     let status = status_for(&state, &c).await?;
-    Ok(ui::ok(layout(
+    Ok(layout::ok(layout(
         &c,
         "API shared secret",
         "secret",
@@ -114,7 +117,7 @@ pub async fn rotate_secret(
     c.check_csrf(&form)?;
     let (secret, _) = state.service.rotate_shared_secret(&c.caller).await?;
     let status = status_for(&state, &c).await?;
-    Ok(ui::ok(layout(
+    Ok(layout::ok(layout(
         &c,
         "API shared secret",
         "secret",

@@ -8,10 +8,10 @@ use keyhaven_store::{Page, UserFilter};
 use maud::{html, Markup};
 
 use super::auth::Console;
-use super::ui::{
-    self, badge, checklist, chips, csrf, field, form_error, header, layout, relative, FieldErrors,
-    FormData, PageResult, Query,
-};
+use super::errors::{self, PageResult};
+use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormData, Query};
+use super::layout::{self, header, layout};
+use super::widgets::{self, badge, chips, relative};
 use crate::app::AppState;
 use keyhaven_service::users::{CreateUser, UpdateUser};
 
@@ -54,7 +54,7 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
     let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
         (true, Some(cur)) => Some(format!(
             "/users?{}",
-            ui::query_string(&[("q", text), ("cursor", cur)])
+            forms::query_string(&[("q", text), ("cursor", cur)])
         )),
         _ => None,
     };
@@ -66,7 +66,7 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
         (header("Users", Some("People who sign in to this console."), html! {
             @if c.can(Permission::UsersCreate) { a class="btn btn-primary" href="/users/new" { "Create user" } }
         }))
-        @if let Some(n) = notice_text(&q) { (ui::notice(n)) }
+        @if let Some(n) = notice_text(&q) { (widgets::notice(n)) }
         form class="filters" method="get" action="/users" role="search" aria-label="Search users" {
             div class="field" {
                 label for="filter-q" { "Search" }
@@ -78,7 +78,7 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
             }
         }
         @if listing.items.is_empty() {
-            (ui::empty("No users match", "Try another search.", html! {}))
+            (widgets::empty("No users match", "Try another search.", html! {}))
         } @else {
             div class="table-wrap" {
                 table class="table" id="users-table" {
@@ -112,9 +112,9 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
                 }
             }
         }
-        (ui::pager("/users", &base, q.has("cursor"), next_href.as_deref()))
+        (widgets::pager("/users", &base, q.has("cursor"), next_href.as_deref()))
     };
-    Ok(ui::ok(layout(&c, "Users", "users", body)))
+    Ok(layout::ok(layout(&c, "Users", "users", body)))
 }
 
 fn status_of(code: u16) -> StatusCode {
@@ -127,7 +127,7 @@ async fn user_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = ui::role_choices(state, c, &[]).await?;
+    let roles = forms::role_choices(state, c, &[]).await?;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/users" { "Users" } " / " span { "New user" } }
         (header("Create user", None, html! {}))
@@ -135,13 +135,13 @@ async fn user_form(
             (form_error(errors))
             form method="post" action="/users/new" class="stack" novalidate {
                 (csrf(c))
-                (field("Email *", "email", errors, None, ui::text_input("email", form.get("email"), "email", true)))
-                (field("Display name *", "display_name", errors, None, ui::text_input("display_name", form.get("display_name"), "text", true)))
+                (field("Email *", "email", errors, None, forms::text_input("email", form.get("email"), "email", true)))
+                (field("Display name *", "display_name", errors, None, forms::text_input("display_name", form.get("display_name"), "text", true)))
                 (field("Initial password *", "password", errors, Some("At least 12 characters. The user can change it on their account page."), html! {
                     input id="f-password" name="password" type="password" autocomplete="new-password" required;
                 }))
                 @if !c.can(Permission::RolesView) {
-                    (field("Roles", "roles", errors, Some("Role names, separated by commas."), ui::text_input("roles", &form.list("roles").join(", "), "text", false)))
+                    (field("Roles", "roles", errors, Some("Role names, separated by commas."), forms::text_input("roles", &form.list("roles").join(", "), "text", false)))
                 } @else if !roles.is_empty() {
                     (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
                 }
@@ -153,7 +153,7 @@ async fn user_form(
         }
     };
     let code = if errors.is_empty() { 200 } else { 422 };
-    Ok(ui::page(
+    Ok(layout::page(
         status_of(code),
         layout(c, "Create user", "users", body),
     ))
@@ -175,7 +175,7 @@ pub async fn create_user(State(state): State<AppState>, c: Console, form: FormDa
         roles: form.list("roles"),
     };
     match state.service.create_user(&c.caller, input).await {
-        Ok(_) => Ok(ui::see_other("/users?notice=created")),
+        Ok(_) => Ok(layout::see_other("/users?notice=created")),
         Err(e) => {
             let errors = FieldErrors::from_grant(e, &[], Permission::UsersCreate, "roles")?;
             user_form(&state, &c, &form, &errors).await
@@ -190,7 +190,7 @@ async fn edit_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = ui::role_choices(state, c, &u.roles).await?;
+    let roles = forms::role_choices(state, c, &u.roles).await?;
     let status = form.get("status");
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/users" { "Users" } " / " span { (u.email) } }
@@ -199,7 +199,7 @@ async fn edit_form(
             (form_error(errors))
             form method="post" action={ "/users/" (u.id) "/edit" } class="stack" novalidate {
                 (csrf(c))
-                (field("Display name *", "display_name", errors, None, ui::text_input("display_name", form.get("display_name"), "text", true)))
+                (field("Display name *", "display_name", errors, None, forms::text_input("display_name", form.get("display_name"), "text", true)))
                 @if !roles.is_empty() {
                     input type="hidden" name="roles_present" value="1";
                     (checklist("Roles", "roles", errors, Some("Roles you can't grant are shown greyed out and stay as they are."), &roles, &form.list("roles")))
@@ -218,7 +218,7 @@ async fn edit_form(
         }
     };
     let code = if errors.is_empty() { 200 } else { 422 };
-    Ok(ui::page(
+    Ok(layout::page(
         status_of(code),
         layout(c, "Edit user", "users", body),
     ))
@@ -231,7 +231,7 @@ pub async fn edit_user_page(
     Path(id): Path<String>,
 ) -> PageResult {
     c.require(Permission::UsersUpdate)?;
-    let id = ui::path_id(&id, "user")?;
+    let id = errors::path_id(&id, "user")?;
     let u = state.service.get_user(&c.caller, &id).await?;
     let mut pairs = vec![
         ("display_name".to_string(), u.display_name.clone()),
@@ -249,7 +249,7 @@ pub async fn edit_user(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "user")?;
+    let id = errors::path_id(&id, "user")?;
     let mut errors = FieldErrors::default();
     let status = match UserStatus::parse(form.get("status"), "status") {
         Ok(s) => Some(s),
@@ -265,12 +265,12 @@ pub async fn edit_user(
         let roles = form.list("roles");
         let input = UpdateUser {
             display_name: Some(form.get("display_name").to_string()),
-            roles: (form.has("roles_present") && ui::roles_changed(&roles, &u.roles))
+            roles: (form.has("roles_present") && forms::roles_changed(&roles, &u.roles))
                 .then_some(roles),
             status,
         };
         match state.service.update_user(&c.caller, &id, input).await {
-            Ok(_) => return Ok(ui::see_other("/users?notice=updated")),
+            Ok(_) => return Ok(layout::see_other("/users?notice=updated")),
             Err(e) => errors = FieldErrors::from_grant(e, &[], Permission::UsersUpdate, "roles")?,
         }
     }
@@ -304,9 +304,9 @@ pub async fn reset_page(
     Path(id): Path<String>,
 ) -> PageResult {
     c.require(Permission::UsersResetPassword)?;
-    let id = ui::path_id(&id, "user")?;
+    let id = errors::path_id(&id, "user")?;
     let u = state.service.get_user(&c.caller, &id).await?;
-    Ok(ui::ok(layout(
+    Ok(layout::ok(layout(
         &c,
         "Reset password",
         "users",
@@ -322,17 +322,17 @@ pub async fn reset_password(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "user")?;
+    let id = errors::path_id(&id, "user")?;
     match state
         .service
         .reset_password(&c.caller, &id, form.get("password"))
         .await
     {
-        Ok(()) => Ok(ui::see_other("/users?notice=password_reset")),
+        Ok(()) => Ok(layout::see_other("/users?notice=password_reset")),
         Err(e) => {
             let errors = FieldErrors::from_service(e, &[])?;
             let u = state.service.get_user(&c.caller, &id).await?;
-            Ok(ui::page(
+            Ok(layout::page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 layout(&c, "Reset password", "users", reset_form(&c, &u, &errors)),
             ))
@@ -348,7 +348,7 @@ pub async fn delete_user(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "user")?;
+    let id = errors::path_id(&id, "user")?;
     state.service.delete_user(&c.caller, &id).await?;
-    Ok(ui::see_other("/users?notice=deleted"))
+    Ok(layout::see_other("/users?notice=deleted"))
 }

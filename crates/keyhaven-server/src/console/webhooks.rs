@@ -6,10 +6,12 @@ use keyhaven_store::Page;
 use maud::{html, Markup};
 
 use super::auth::Console;
-use super::ui::{
-    self, badge, checklist, chips, csrf, field, form_error, header, layout, Choice, FieldErrors,
-    FormData, PageResult, Query,
+use super::errors::{self, PageResult};
+use super::forms::{
+    self, checklist, csrf, field, form_error, Choice, FieldErrors, FormData, Query,
 };
+use super::layout::{self, header, layout};
+use super::widgets::{self, badge, chips};
 use crate::app::AppState;
 use keyhaven_service::webhooks::{CreateWebhook, UpdateWebhook, EVENT_TYPES};
 use keyhaven_store::WebhookEndpoint;
@@ -53,9 +55,9 @@ async fn webhooks_page(
     let manage = c.can(Permission::WebhooksManage);
     let body = html! {
         (header("Webhooks", Some("Keyhaven posts signed events to these endpoints when keys and service accounts change."), html! {}))
-        @if let Some(n) = notice { (ui::notice(n)) }
+        @if let Some(n) = notice { (widgets::notice(n)) }
         @if endpoints.is_empty() {
-            (ui::empty("No webhook endpoints", "Add an endpoint to hear about new, rotated, revoked and expiring keys.", html! {}))
+            (widgets::empty("No webhook endpoints", "Add an endpoint to hear about new, rotated, revoked and expiring keys.", html! {}))
         }
         @for (w, ds) in endpoints.iter().zip(deliveries.iter()) {
             section class="card" data-id=(w.id) {
@@ -85,7 +87,7 @@ async fn webhooks_page(
                                     td { (badge(&d.status)) }
                                     td { (d.attempts) }
                                     td { @if let Some(s) = d.last_status { "HTTP " (s) } @else if let Some(e) = &d.last_error { span class="muted" { (e) } } @else { span class="muted" { "—" } } }
-                                    td { (ui::time(&d.created_at)) }
+                                    td { (widgets::time(&d.created_at)) }
                                 }
                             }
                         }
@@ -105,14 +107,14 @@ async fn webhooks_page(
             }
         }
     };
-    ui::form_page(errors, layout(c, "Webhooks", "webhooks", body))
+    forms::form_page(errors, layout(c, "Webhooks", "webhooks", body))
 }
 
 fn webhook_fields(form: &FormData, errors: &FieldErrors, enabled: bool) -> Markup {
     let events: Vec<Choice> = EVENT_TYPES.iter().map(|e| Choice::new(*e, "")).collect();
     html! {
-        (field("URL *", "url", errors, Some("An https:// address that accepts POST requests."), ui::text_input("url", form.get("url"), "url", true)))
-        (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
+        (field("URL *", "url", errors, Some("An https:// address that accepts POST requests."), forms::text_input("url", form.get("url"), "url", true)))
+        (field("Description", "description", errors, None, forms::text_input("description", form.get("description"), "text", false)))
         (checklist("Events *", "events", errors, None, &events, &form.list("events")))
         div class="field" {
             label class="check" {
@@ -155,7 +157,7 @@ pub async fn create_webhook(
         enabled: Some(form.has("enabled")),
     };
     match state.service.create_webhook(&c.caller, input).await {
-        Ok(_) => Ok(ui::see_other("/settings/webhooks?notice=created")),
+        Ok(_) => Ok(layout::see_other("/settings/webhooks?notice=created")),
         Err(e) => {
             let errors = FieldErrors::from_service(e, &[])?;
             webhooks_page(&state, &c, None, &form, &errors).await
@@ -184,7 +186,7 @@ fn webhook_edit_form(
             }
         }
     };
-    ui::form_page(errors, layout(c, "Edit endpoint", "webhooks", body))
+    forms::form_page(errors, layout(c, "Edit endpoint", "webhooks", body))
 }
 
 /// `GET /settings/webhooks/{id}/edit`.
@@ -194,7 +196,7 @@ pub async fn edit_webhook_page(
     Path(id): Path<String>,
 ) -> PageResult {
     c.require(Permission::WebhooksManage)?;
-    let id = ui::path_id(&id, "webhook")?;
+    let id = errors::path_id(&id, "webhook")?;
     let w = state.service.get_webhook(&c.caller, &id).await?;
     let mut pairs = vec![
         ("url".to_string(), w.url.clone()),
@@ -215,7 +217,7 @@ pub async fn edit_webhook(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "webhook")?;
+    let id = errors::path_id(&id, "webhook")?;
     let input = UpdateWebhook {
         url: Some(form.get("url").trim().to_string()),
         events: Some(form.list("events")),
@@ -223,7 +225,7 @@ pub async fn edit_webhook(
         enabled: Some(form.has("enabled")),
     };
     match state.service.update_webhook(&c.caller, &id, input).await {
-        Ok(_) => Ok(ui::see_other("/settings/webhooks?notice=updated")),
+        Ok(_) => Ok(layout::see_other("/settings/webhooks?notice=updated")),
         Err(e) => {
             let errors = FieldErrors::from_service(e, &[])?;
             let w = state.service.get_webhook(&c.caller, &id).await?;
@@ -240,7 +242,7 @@ pub async fn delete_webhook(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "webhook")?;
+    let id = errors::path_id(&id, "webhook")?;
     state.service.delete_webhook(&c.caller, &id).await?;
-    Ok(ui::see_other("/settings/webhooks?notice=deleted"))
+    Ok(layout::see_other("/settings/webhooks?notice=deleted"))
 }
