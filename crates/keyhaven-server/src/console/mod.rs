@@ -4,6 +4,35 @@
 //! the small script are embedded with `include_str!`. Handlers call the use cases in
 //! [`keyhaven_service`] and never re-implement a rule: a refusal from the service layer
 //! becomes a message next to the field, a 403 page, or a redirect to the sign-in page.
+//!
+//! One file per thing the console shows, named after it:
+//!
+//! - `api_keys`: API keys (list with metrics and filters, create, details with the
+//!   usage chart, edit, regenerate, revoke, delete); its keys table also serves the
+//!   service account page.
+//! - `service_accounts`: the API Access section's service accounts and their
+//!   credentials.
+//! - `audit_log`: API Activity, the audit log with its filters.
+//! - `users`: users (create, edit, reset password, delete).
+//! - `roles`: roles and their permissions.
+//! - `webhooks`: webhook endpoints and their recent deliveries.
+//! - `shared_secret`: the API shared secret (status, reveal, rotate).
+//! - `account`: the signed-in user's own profile and password.
+//! - `login`: sign-in and sign-out; `auth`: the session extractor (`Console`),
+//!   CSRF check and the way back after signing in.
+//!
+//! What the pages share:
+//!
+//! - `layout`: the page frame (head, navigation shell, bare frame, API Access tabs,
+//!   headings) and the HTML answers `page`, `ok` and `see_other`.
+//! - `forms`: submitted data (`FormData`, `Query`), `FieldErrors` and the wording of
+//!   service refusals, fields, checklists, `form_page`.
+//! - `errors`: `PageError` / `PageResult`, problem pages and the conversion of service
+//!   errors into them.
+//! - `widgets`: times, badges, chips, banners, empty states, the shown-once secret, the
+//!   pager.
+//!
+//! This file is the route table and the middleware around it.
 
 mod account;
 mod api_keys;
