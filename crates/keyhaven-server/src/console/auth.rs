@@ -7,7 +7,9 @@ use axum::http::{HeaderValue, Method};
 use keyhaven_core::permission::Permission;
 use subtle::ConstantTimeEq;
 
-use super::ui::{self, csrf_failed, FormData, PageError};
+use super::errors::{self, csrf_failed, PageError};
+use super::forms::{self, FormData};
+use super::layout;
 use crate::app::AppState;
 use crate::auth::extract::{cookie, request_context, SESSION_COOKIE};
 use keyhaven_service::{Caller, ServiceError};
@@ -41,7 +43,7 @@ impl Console {
         if self.caller.has(p) {
             Ok(())
         } else {
-            Err(ui::forbidden(p.as_str()))
+            Err(errors::forbidden(p.as_str()))
         }
     }
 
@@ -62,7 +64,7 @@ pub fn safe_next(next: &str) -> Option<&str> {
 }
 
 fn to_login(parts: &Parts, expired: bool) -> PageError {
-    PageError(Box::new(ui::see_other(&login_url(
+    PageError(Box::new(layout::see_other(&login_url(
         &parts.method,
         &parts.uri,
         &parts.headers,
@@ -98,7 +100,7 @@ pub fn login_url(
     if expired {
         q.push(("expired", "1"));
     }
-    format!("/login?{}", ui::query_string(&q))
+    format!("/login?{}", forms::query_string(&q))
 }
 
 /// Where the console's middleware finds the signed-in user of a request after the

@@ -8,7 +8,9 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 use super::auth::{safe_next, session_cookie, Console};
-use super::ui::{self, FormData, PageResult, Query};
+use super::errors::PageResult;
+use super::forms::{FormData, Query};
+use super::layout;
 use crate::app::AppState;
 use keyhaven_service::{RequestContext, ServiceError};
 
@@ -22,9 +24,9 @@ fn login_form(
     message: Option<(&str, &str)>,
     status: StatusCode,
 ) -> Response {
-    let mut res = ui::page(
+    let mut res = layout::page(
         status,
-        ui::bare(
+        layout::bare(
             "Sign in",
             html! {
                 div class="card narrow" {
@@ -115,7 +117,7 @@ pub async fn submit(
     {
         Ok(s) => {
             let to = if next.is_empty() { "/api-keys" } else { &next };
-            let mut res = ui::see_other(to);
+            let mut res = layout::see_other(to);
             if let Some(c) = session_cookie(&state, &s.token, None) {
                 res.headers_mut().append(header::SET_COOKIE, c);
             }
@@ -154,7 +156,7 @@ pub async fn submit(
 pub async fn logout(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
     state.service.sign_out(&c.caller, &c.token).await?;
-    let mut res = ui::see_other("/login?signed_out=1");
+    let mut res = layout::see_other("/login?signed_out=1");
     if let Some(v) = session_cookie(&state, "", Some(0)) {
         res.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -4,14 +4,50 @@
 //! the small script are embedded with `include_str!`. Handlers call the use cases in
 //! [`keyhaven_service`] and never re-implement a rule: a refusal from the service layer
 //! becomes a message next to the field, a 403 page, or a redirect to the sign-in page.
+//!
+//! One file per thing the console shows, named after it:
+//!
+//! - `api_keys`: API keys (list with metrics and filters, create, details with the
+//!   usage chart, edit, regenerate, revoke, delete); its keys table also serves the
+//!   service account page.
+//! - `service_accounts`: the API Access section's service accounts and their
+//!   credentials.
+//! - `audit_log`: API Activity, the audit log with its filters.
+//! - `users`: users (create, edit, reset password, delete).
+//! - `roles`: roles and their permissions.
+//! - `webhooks`: webhook endpoints and their recent deliveries.
+//! - `shared_secret`: the API shared secret (status, reveal, rotate).
+//! - `account`: the signed-in user's own profile and password.
+//! - `login`: sign-in and sign-out; `auth`: the session extractor (`Console`),
+//!   CSRF check and the way back after signing in.
+//!
+//! What the pages share:
+//!
+//! - `layout`: the page frame (head, navigation shell, bare frame, API Access tabs,
+//!   headings) and the HTML answers `page`, `ok` and `see_other`.
+//! - `forms`: submitted data (`FormData`, `Query`), `FieldErrors` and the wording of
+//!   service refusals, fields, checklists, `form_page`.
+//! - `errors`: `PageError` / `PageResult`, problem pages and the conversion of service
+//!   errors into them.
+//! - `widgets`: times, badges, chips, banners, empty states, the shown-once secret, the
+//!   pager.
+//!
+//! This file is the route table and the middleware around it.
 
-mod access;
+mod account;
+mod api_keys;
+mod audit_log;
 mod auth;
-mod keys;
+mod errors;
+mod forms;
+mod layout;
 mod login;
-mod people;
-mod settings;
-mod ui;
+mod roles;
+mod service_accounts;
+mod shared_secret;
+mod users;
+mod webhooks;
+mod widgets;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -31,94 +67,103 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/api-keys") }))
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
-        .route("/api-keys", get(keys::list))
-        .route("/api-keys/new", get(keys::new_page).post(keys::create))
-        .route("/api-keys/delete", post(keys::bulk_delete))
-        .route("/api-keys/{id}", get(keys::details))
-        .route("/api-keys/{id}/edit", get(keys::edit_page).post(keys::edit))
+        .route("/api-keys", get(api_keys::list))
+        .route(
+            "/api-keys/new",
+            get(api_keys::new_page).post(api_keys::create),
+        )
+        .route("/api-keys/delete", post(api_keys::bulk_delete))
+        .route("/api-keys/{id}", get(api_keys::details))
+        .route(
+            "/api-keys/{id}/edit",
+            get(api_keys::edit_page).post(api_keys::edit),
+        )
         .route(
             "/api-keys/{id}/regenerate",
-            get(keys::regenerate_page).post(keys::regenerate),
+            get(api_keys::regenerate_page).post(api_keys::regenerate),
         )
-        .route("/api-keys/{id}/revoke", post(keys::revoke))
-        .route("/api-keys/{id}/delete", post(keys::delete))
-        .route("/settings/api-access", get(access::index))
+        .route("/api-keys/{id}/revoke", post(api_keys::revoke))
+        .route("/api-keys/{id}/delete", post(api_keys::delete))
+        .route("/settings/api-access", get(service_accounts::index))
         .route(
             "/settings/api-access/new",
-            get(access::new_page).post(access::create),
+            get(service_accounts::new_page).post(service_accounts::create),
         )
-        .route("/settings/api-access/{id}", get(access::detail))
+        .route("/settings/api-access/{id}", get(service_accounts::detail))
         .route(
             "/settings/api-access/{id}/edit",
-            get(access::edit_page).post(access::edit),
+            get(service_accounts::edit_page).post(service_accounts::edit),
         )
-        .route("/settings/api-access/{id}/delete", post(access::delete))
+        .route(
+            "/settings/api-access/{id}/delete",
+            post(service_accounts::delete),
+        )
         .route(
             "/settings/api-access/{id}/credentials/{cid}/edit",
-            get(access::edit_credential_page).post(access::edit_credential),
+            get(service_accounts::edit_credential_page).post(service_accounts::edit_credential),
         )
         .route(
             "/settings/api-access/{id}/transition",
-            post(access::transition),
+            post(service_accounts::transition),
         )
         .route(
             "/settings/api-access/{id}/credentials",
-            post(access::create_credential),
+            post(service_accounts::create_credential),
         )
         .route(
             "/settings/api-access/{id}/credentials/{cid}/delete",
-            post(access::delete_credential),
+            post(service_accounts::delete_credential),
         )
-        .route("/users", get(people::users))
+        .route("/users", get(users::users))
         .route(
             "/users/new",
-            get(people::new_user_page).post(people::create_user),
+            get(users::new_user_page).post(users::create_user),
         )
         .route(
             "/users/{id}/edit",
-            get(people::edit_user_page).post(people::edit_user),
+            get(users::edit_user_page).post(users::edit_user),
         )
         .route(
             "/users/{id}/reset-password",
-            get(people::reset_page).post(people::reset_password),
+            get(users::reset_page).post(users::reset_password),
         )
-        .route("/users/{id}/delete", post(people::delete_user))
-        .route("/roles", get(people::roles))
+        .route("/users/{id}/delete", post(users::delete_user))
+        .route("/roles", get(roles::roles))
         .route(
             "/roles/new",
-            get(people::new_role_page).post(people::create_role),
+            get(roles::new_role_page).post(roles::create_role),
         )
-        .route("/roles/{name}/delete", post(people::delete_role))
+        .route("/roles/{name}/delete", post(roles::delete_role))
         .route(
             "/roles/{name}/edit",
-            get(people::edit_role_page).post(people::edit_role),
+            get(roles::edit_role_page).post(roles::edit_role),
         )
-        .route("/settings/shared-secret", get(settings::shared_secret))
+        .route("/settings/shared-secret", get(shared_secret::shared_secret))
         .route(
             "/settings/shared-secret/reveal",
-            post(settings::reveal_secret),
+            post(shared_secret::reveal_secret),
         )
         .route(
             "/settings/shared-secret/rotate",
-            post(settings::rotate_secret),
+            post(shared_secret::rotate_secret),
         )
         .route(
             "/settings/webhooks",
-            get(settings::webhooks).post(settings::create_webhook),
+            get(webhooks::webhooks).post(webhooks::create_webhook),
         )
         .route(
             "/settings/webhooks/{id}/edit",
-            get(settings::edit_webhook_page).post(settings::edit_webhook),
+            get(webhooks::edit_webhook_page).post(webhooks::edit_webhook),
         )
         .route(
             "/settings/webhooks/{id}/delete",
-            post(settings::delete_webhook),
+            post(webhooks::delete_webhook),
         )
         .route(
             "/account",
-            get(settings::account).post(settings::change_password),
+            get(account::account).post(account::change_password),
         )
-        .route("/account/profile", post(settings::update_profile))
+        .route("/account/profile", post(account::update_profile))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
         .layer(middleware::from_fn(shell))
@@ -135,15 +180,15 @@ async fn shell(mut req: Request, next: Next) -> Response {
     let uri = req.uri().clone();
     let headers = req.headers().clone();
     let res = next.run(req).await;
-    if res.extensions().get::<ui::SignInAgain>().is_some() {
-        return ui::see_other(&auth::login_url(&method, &uri, &headers, true));
+    if res.extensions().get::<errors::SignInAgain>().is_some() {
+        return layout::see_other(&auth::login_url(&method, &uri, &headers, true));
     }
-    let Some(p) = res.extensions().get::<ui::Problem>().cloned() else {
+    let Some(p) = res.extensions().get::<errors::Problem>().cloned() else {
         return res;
     };
     let signed_in = slot.0.lock().ok().and_then(|s| s.clone());
     match signed_in {
-        Some(c) => ui::problem_in_shell(&c, res.status(), &p),
+        Some(c) => errors::problem_in_shell(&c, res.status(), &p),
         None => res,
     }
 }
@@ -164,15 +209,15 @@ async fn console_problem(
 ) -> Response {
     let (mut parts, _) = req.into_parts();
     let mut res = match auth::Console::from_request_parts(&mut parts, state).await {
-        Ok(c) => ui::problem_in_shell(
+        Ok(c) => errors::problem_in_shell(
             &c,
             status,
-            &ui::Problem {
+            &errors::Problem {
                 title: title.into(),
                 text: text.into(),
             },
         ),
-        Err(_) => ui::problem(status, title, text).into_response(),
+        Err(_) => errors::problem(status, title, text).into_response(),
     };
     add_security_headers(&mut res);
     res
@@ -281,7 +326,7 @@ mod tests {
     use axum::Router;
     use tower::ServiceExt;
 
-    use super::ui::PageError;
+    use super::errors::PageError;
     use keyhaven_service::ServiceError;
 
     async fn ended() -> Result<&'static str, PageError> {

@@ -1,4 +1,4 @@
-//! Users (seed 004's role matrix) and roles.
+//! Users (seed 004's role matrix): the list, create, edit, reset password, delete.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -8,15 +8,15 @@ use keyhaven_store::{Page, UserFilter};
 use maud::{html, Markup};
 
 use super::auth::Console;
-use super::ui::{
-    self, badge, checklist, chips, csrf, field, form_error, header, layout, relative, Choice,
-    FieldErrors, FormData, PageResult, Query,
-};
+use super::errors::{self, PageResult};
+use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormData, Query};
+use super::layout::{self, header, layout};
+use super::widgets::{self, badge, chips, relative};
 use crate::app::AppState;
-use keyhaven_service::roles::{CreateRole, UpdateRole};
 use keyhaven_service::users::{CreateUser, UpdateUser};
 
-fn notice_text(q: &FormData) -> Option<&'static str> {
+/// The banner for `?notice=` on the Users and the Roles page.
+pub fn notice_text(q: &FormData) -> Option<&'static str> {
     match q.get("notice") {
         "created" => Some("User created."),
         "updated" => Some("User updated."),
@@ -54,7 +54,7 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
     let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
         (true, Some(cur)) => Some(format!(
             "/users?{}",
-            ui::query_string(&[("q", text), ("cursor", cur)])
+            forms::query_string(&[("q", text), ("cursor", cur)])
         )),
         _ => None,
     };
@@ -66,7 +66,7 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
         (header("Users", Some("People who sign in to this console."), html! {
             @if c.can(Permission::UsersCreate) { a class="btn btn-primary" href="/users/new" { "Create user" } }
         }))
-        @if let Some(n) = notice_text(&q) { (ui::notice(n)) }
+        @if let Some(n) = notice_text(&q) { (widgets::notice(n)) }
         form class="filters" method="get" action="/users" role="search" aria-label="Search users" {
             div class="field" {
                 label for="filter-q" { "Search" }
@@ -78,7 +78,7 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
             }
         }
         @if listing.items.is_empty() {
-            (ui::empty("No users match", "Try another search.", html! {}))
+            (widgets::empty("No users match", "Try another search.", html! {}))
         } @else {
             div class="table-wrap" {
                 table class="table" id="users-table" {
@@ -112,9 +112,9 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
                 }
             }
         }
-        (ui::pager("/users", &base, q.has("cursor"), next_href.as_deref()))
+        (widgets::pager("/users", &base, q.has("cursor"), next_href.as_deref()))
     };
-    Ok(ui::ok(layout(&c, "Users", "users", body)))
+    Ok(layout::ok(layout(&c, "Users", "users", body)))
 }
 
 fn status_of(code: u16) -> StatusCode {
@@ -127,7 +127,7 @@ async fn user_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = ui::role_choices(state, c, &[]).await?;
+    let roles = forms::role_choices(state, c, &[]).await?;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/users" { "Users" } " / " span { "New user" } }
         (header("Create user", None, html! {}))
@@ -135,13 +135,13 @@ async fn user_form(
             (form_error(errors))
             form method="post" action="/users/new" class="stack" novalidate {
                 (csrf(c))
-                (field("Email *", "email", errors, None, ui::text_input("email", form.get("email"), "email", true)))
-                (field("Display name *", "display_name", errors, None, ui::text_input("display_name", form.get("display_name"), "text", true)))
+                (field("Email *", "email", errors, None, forms::text_input("email", form.get("email"), "email", true)))
+                (field("Display name *", "display_name", errors, None, forms::text_input("display_name", form.get("display_name"), "text", true)))
                 (field("Initial password *", "password", errors, Some("At least 12 characters. The user can change it on their account page."), html! {
                     input id="f-password" name="password" type="password" autocomplete="new-password" required;
                 }))
                 @if !c.can(Permission::RolesView) {
-                    (field("Roles", "roles", errors, Some("Role names, separated by commas."), ui::text_input("roles", &form.list("roles").join(", "), "text", false)))
+                    (field("Roles", "roles", errors, Some("Role names, separated by commas."), forms::text_input("roles", &form.list("roles").join(", "), "text", false)))
                 } @else if !roles.is_empty() {
                     (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
                 }
@@ -153,7 +153,7 @@ async fn user_form(
         }
     };
     let code = if errors.is_empty() { 200 } else { 422 };
-    Ok(ui::page(
+    Ok(layout::page(
         status_of(code),
         layout(c, "Create user", "users", body),
     ))
@@ -175,7 +175,7 @@ pub async fn create_user(State(state): State<AppState>, c: Console, form: FormDa
         roles: form.list("roles"),
     };
     match state.service.create_user(&c.caller, input).await {
-        Ok(_) => Ok(ui::see_other("/users?notice=created")),
+        Ok(_) => Ok(layout::see_other("/users?notice=created")),
         Err(e) => {
             let errors = FieldErrors::from_grant(e, &[], Permission::UsersCreate, "roles")?;
             user_form(&state, &c, &form, &errors).await
@@ -190,7 +190,7 @@ async fn edit_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = ui::role_choices(state, c, &u.roles).await?;
+    let roles = forms::role_choices(state, c, &u.roles).await?;
     let status = form.get("status");
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/users" { "Users" } " / " span { (u.email) } }
@@ -199,7 +199,7 @@ async fn edit_form(
             (form_error(errors))
             form method="post" action={ "/users/" (u.id) "/edit" } class="stack" novalidate {
                 (csrf(c))
-                (field("Display name *", "display_name", errors, None, ui::text_input("display_name", form.get("display_name"), "text", true)))
+                (field("Display name *", "display_name", errors, None, forms::text_input("display_name", form.get("display_name"), "text", true)))
                 @if !roles.is_empty() {
                     input type="hidden" name="roles_present" value="1";
                     (checklist("Roles", "roles", errors, Some("Roles you can't grant are shown greyed out and stay as they are."), &roles, &form.list("roles")))
@@ -218,7 +218,7 @@ async fn edit_form(
         }
     };
     let code = if errors.is_empty() { 200 } else { 422 };
-    Ok(ui::page(
+    Ok(layout::page(
         status_of(code),
         layout(c, "Edit user", "users", body),
     ))
@@ -231,7 +231,7 @@ pub async fn edit_user_page(
     Path(id): Path<String>,
 ) -> PageResult {
     c.require(Permission::UsersUpdate)?;
-    let id = ui::path_id(&id, "user")?;
+    let id = errors::path_id(&id, "user")?;
     let u = state.service.get_user(&c.caller, &id).await?;
     let mut pairs = vec![
         ("display_name".to_string(), u.display_name.clone()),
@@ -249,7 +249,7 @@ pub async fn edit_user(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "user")?;
+    let id = errors::path_id(&id, "user")?;
     let mut errors = FieldErrors::default();
     let status = match UserStatus::parse(form.get("status"), "status") {
         Ok(s) => Some(s),
@@ -265,12 +265,12 @@ pub async fn edit_user(
         let roles = form.list("roles");
         let input = UpdateUser {
             display_name: Some(form.get("display_name").to_string()),
-            roles: (form.has("roles_present") && ui::roles_changed(&roles, &u.roles))
+            roles: (form.has("roles_present") && forms::roles_changed(&roles, &u.roles))
                 .then_some(roles),
             status,
         };
         match state.service.update_user(&c.caller, &id, input).await {
-            Ok(_) => return Ok(ui::see_other("/users?notice=updated")),
+            Ok(_) => return Ok(layout::see_other("/users?notice=updated")),
             Err(e) => errors = FieldErrors::from_grant(e, &[], Permission::UsersUpdate, "roles")?,
         }
     }
@@ -304,9 +304,9 @@ pub async fn reset_page(
     Path(id): Path<String>,
 ) -> PageResult {
     c.require(Permission::UsersResetPassword)?;
-    let id = ui::path_id(&id, "user")?;
+    let id = errors::path_id(&id, "user")?;
     let u = state.service.get_user(&c.caller, &id).await?;
-    Ok(ui::ok(layout(
+    Ok(layout::ok(layout(
         &c,
         "Reset password",
         "users",
@@ -322,17 +322,17 @@ pub async fn reset_password(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "user")?;
+    let id = errors::path_id(&id, "user")?;
     match state
         .service
         .reset_password(&c.caller, &id, form.get("password"))
         .await
     {
-        Ok(()) => Ok(ui::see_other("/users?notice=password_reset")),
+        Ok(()) => Ok(layout::see_other("/users?notice=password_reset")),
         Err(e) => {
             let errors = FieldErrors::from_service(e, &[])?;
             let u = state.service.get_user(&c.caller, &id).await?;
-            Ok(ui::page(
+            Ok(layout::page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 layout(&c, "Reset password", "users", reset_form(&c, &u, &errors)),
             ))
@@ -348,231 +348,7 @@ pub async fn delete_user(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "user")?;
+    let id = errors::path_id(&id, "user")?;
     state.service.delete_user(&c.caller, &id).await?;
-    Ok(ui::see_other("/users?notice=deleted"))
-}
-
-/// `GET /roles`.
-pub async fn roles(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
-    c.require(Permission::RolesView)?;
-    let roles = state.service.list_roles(&c.caller).await?;
-    let manage = c.can(Permission::RolesManage);
-    let body = html! {
-        (header("Roles", Some("A role is a named set of permissions. Built-in roles cannot be changed."), html! {
-            @if manage { a class="btn btn-primary" href="/roles/new" { "Create role" } }
-        }))
-        @if let Some(n) = notice_text(&q) { (ui::notice(n)) }
-        div class="table-wrap" {
-            table class="table" id="roles-table" {
-                thead { tr { th { "Name" } th { "Permissions" } th { "Key name pattern" } th class="col-actions" { span class="sr-only" { "Actions" } } } }
-                tbody {
-                    @for r in &roles {
-                        tr data-id=(r.name) {
-                            td {
-                                span class="strong" { (r.name) }
-                                @if r.built_in { " " span class="chip" { "Built-in" } }
-                                @if !r.description.is_empty() { div class="muted small" { (r.description) } }
-                            }
-                            td { (chips(&r.permissions, "chip-perm")) }
-                            td { @match &r.key_name_pattern { Some(p) => code { (p) }, None => span class="muted" { "—" } } }
-                            td class="col-actions" {
-                                @if manage && !r.built_in {
-                                    a class="btn btn-small" href={ "/roles/" (r.name) "/edit" } aria-label={ "Edit " (r.name) } { "Edit" }
-                                    " "
-                                    form method="post" action={ "/roles/" (r.name) "/delete" } class="inline"
-                                        data-confirm={ "Delete the role " (r.name) "?" } data-confirm-label="Delete" {
-                                        (csrf(&c))
-                                        button class="btn btn-small btn-danger-outline" type="submit" { "Delete" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    Ok(ui::ok(layout(&c, "Roles", "roles", body)))
-}
-
-/// The role form: `editing` is the role being changed (name fixed), or `None` to create.
-fn role_form(c: &Console, editing: Option<&str>, form: &FormData, errors: &FieldErrors) -> Markup {
-    let catalog: Vec<Choice> = Permission::ALL
-        .iter()
-        .map(|p| Choice {
-            value: p.as_str().to_string(),
-            text: p.description().to_string(),
-            enabled: c.can(*p),
-        })
-        .collect();
-    let (title, action, submit) = match editing {
-        Some(name) => ("Edit role", format!("/roles/{name}/edit"), "Save changes"),
-        None => ("Create role", "/roles/new".to_string(), "Create role"),
-    };
-    html! {
-        nav class="crumbs" aria-label="Breadcrumb" { a href="/roles" { "Roles" } " / " span { @if let Some(n) = editing { (n) } @else { "New role" } } }
-        (header(title, None, html! {}))
-        div class="card" {
-            (form_error(errors))
-            form method="post" action=(action) class="stack" novalidate {
-                (csrf(c))
-                @if let Some(name) = editing {
-                    div class="field" {
-                        label for="f-name" { "Name" }
-                        input id="f-name" type="text" value=(name) readonly aria-describedby="h-name";
-                        div class="hint" id="h-name" { "A role's name cannot change: keys, users and service accounts refer to it." }
-                    }
-                } @else {
-                    (field("Name *", "name", errors, Some("Lower-case letters, digits and hyphens, e.g. billing-admin."), ui::text_input("name", form.get("name"), "text", true)))
-                }
-                (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
-                (checklist("Permissions", "permissions", errors, Some("Permissions you don't hold yourself cannot be granted and are greyed out."), &catalog, &form.list("permissions")))
-                (field("Application scopes", "scopes", errors, Some("Extra scopes this role grants, separated by commas, e.g. read, billing:write."), ui::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
-                (field("Key name pattern", "key_name_pattern", errors, Some("Optional regular expression that names of keys and service accounts created under this role must match, e.g. ^svc-[a-z]+$."), ui::text_input("key_name_pattern", form.get("key_name_pattern"), "text", false)))
-                div class="form-actions" {
-                    button class="btn btn-primary" type="submit" { (submit) }
-                    a class="btn btn-link" href="/roles" { "Cancel" }
-                }
-            }
-        }
-    }
-}
-
-/// Splits a stored permission list into the form's checklist (catalog entries) and
-/// scopes field (everything else).
-fn role_pairs(r: &keyhaven_core::role::Role) -> FormData {
-    let mut pairs = vec![
-        ("description".to_string(), r.description.clone()),
-        (
-            "key_name_pattern".to_string(),
-            r.key_name_pattern.clone().unwrap_or_default(),
-        ),
-    ];
-    let (perms, scopes): (Vec<&String>, Vec<&String>) = r
-        .permissions
-        .iter()
-        .partition(|p| keyhaven_core::permission::is_management(p));
-    pairs.extend(
-        perms
-            .into_iter()
-            .map(|p| ("permissions".to_string(), p.clone())),
-    );
-    pairs.push((
-        "scopes".to_string(),
-        scopes.into_iter().cloned().collect::<Vec<_>>().join(", "),
-    ));
-    FormData(pairs)
-}
-
-fn form_permissions(form: &FormData) -> Vec<String> {
-    let mut permissions = form.list("permissions");
-    permissions.extend(form.list("scopes"));
-    permissions
-}
-
-/// `GET /roles/{name}/edit`.
-pub async fn edit_role_page(
-    State(state): State<AppState>,
-    c: Console,
-    Path(name): Path<String>,
-) -> PageResult {
-    c.require(Permission::RolesManage)?;
-    let r = state.service.get_role(&c.caller, &name).await?;
-    if r.built_in {
-        return Err(ui::problem(
-            StatusCode::CONFLICT,
-            "Built-in roles cannot be changed",
-            "Create a custom role with the permissions you need instead.",
-        ));
-    }
-    Ok(ui::ok(layout(
-        &c,
-        "Edit role",
-        "roles",
-        role_form(&c, Some(&r.name), &role_pairs(&r), &FieldErrors::default()),
-    )))
-}
-
-/// `POST /roles/{name}/edit`.
-pub async fn edit_role(
-    State(state): State<AppState>,
-    c: Console,
-    Path(name): Path<String>,
-    form: FormData,
-) -> PageResult {
-    c.check_csrf(&form)?;
-    let current = state.service.get_role(&c.caller, &name).await?;
-    // Permissions go to the service only when the set changed, so that someone who may
-    // not grant every permission of the role can still edit its description or pattern.
-    let permissions = form_permissions(&form);
-    let input = UpdateRole {
-        description: Some(form.get("description").to_string()),
-        permissions: ui::roles_changed(&permissions, &current.permissions).then_some(permissions),
-        key_name_pattern: Some(Some(form.get("key_name_pattern").trim().to_string())),
-    };
-    match state.service.update_role(&c.caller, &name, input).await {
-        Ok(_) => Ok(ui::see_other("/roles?notice=role_updated")),
-        Err(e) => {
-            let errors = FieldErrors::from_grant(e, &[], Permission::RolesManage, "permissions")?;
-            Ok(ui::page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                layout(
-                    &c,
-                    "Edit role",
-                    "roles",
-                    role_form(&c, Some(&current.name), &form, &errors),
-                ),
-            ))
-        }
-    }
-}
-
-/// `GET /roles/new`.
-pub async fn new_role_page(c: Console) -> PageResult {
-    c.require(Permission::RolesManage)?;
-    Ok(ui::ok(layout(
-        &c,
-        "Create role",
-        "roles",
-        role_form(&c, None, &FormData::default(), &FieldErrors::default()),
-    )))
-}
-
-/// `POST /roles/new`.
-pub async fn create_role(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
-    c.check_csrf(&form)?;
-    let input = CreateRole {
-        name: form.get("name").trim().to_string(),
-        description: Some(form.get("description").to_string()),
-        permissions: form_permissions(&form),
-        key_name_pattern: form.opt("key_name_pattern"),
-    };
-    match state.service.create_role(&c.caller, input).await {
-        Ok(_) => Ok(ui::see_other("/roles?notice=role_created")),
-        Err(e) => {
-            let errors = FieldErrors::from_grant(e, &[], Permission::RolesManage, "permissions")?;
-            Ok(ui::page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                layout(
-                    &c,
-                    "Create role",
-                    "roles",
-                    role_form(&c, None, &form, &errors),
-                ),
-            ))
-        }
-    }
-}
-
-/// `POST /roles/{name}/delete`.
-pub async fn delete_role(
-    State(state): State<AppState>,
-    c: Console,
-    Path(name): Path<String>,
-    form: FormData,
-) -> PageResult {
-    c.check_csrf(&form)?;
-    state.service.delete_role(&c.caller, &name).await?;
-    Ok(ui::see_other("/roles?notice=role_deleted"))
+    Ok(layout::see_other("/users?notice=deleted"))
 }

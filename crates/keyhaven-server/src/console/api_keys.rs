@@ -12,10 +12,10 @@ use keyhaven_store::{ApiKeyFilter, Page, ServiceAccountFilter};
 use maud::{html, Markup};
 
 use super::auth::Console;
-use super::ui::{
-    self, badge, checklist, chips, csrf, field, form_error, header, layout, relative, FieldErrors,
-    FormData, PageResult, Query,
-};
+use super::errors::{self, PageResult};
+use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormData, Query};
+use super::layout::{self, header, layout};
+use super::widgets::{self, badge, chips, relative};
 use crate::app::AppState;
 use keyhaven_service::api_keys::{
     CreateApiKey, DailyUsage, OwnerRef, RegenerateApiKey, UpdateApiKey,
@@ -98,7 +98,7 @@ pub fn keys_table(c: &Console, keys: &[(ApiKey, Vec<String>)], bulk: bool) -> Ma
                             td { (relative(c.now, k.last_used_at)) }
                             td {
                                 @match &k.expires_at {
-                                    Some(t) => (ui::date(t)),
+                                    Some(t) => (widgets::date(t)),
                                     None => span class="muted" { "Never" },
                                 }
                             }
@@ -180,7 +180,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
         (true, Some(cur)) => {
             let mut next_q = base_q.to_vec();
             next_q.push(("cursor", cur));
-            Some(format!("/api-keys?{}", ui::query_string(&next_q)))
+            Some(format!("/api-keys?{}", forms::query_string(&next_q)))
         }
         _ => None,
     };
@@ -192,7 +192,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
             @if secret_link { a class="btn" href="/settings/shared-secret" { "API shared secret" } }
             @if can_create { a class="btn btn-primary" href="/api-keys/new" { "Create API key" } }
         }))
-        @if let Some(n) = notice_text(&q) { (ui::notice(&n)) }
+        @if let Some(n) = notice_text(&q) { (widgets::notice(&n)) }
         div class="metrics" {
             div class="metric" { div class="metric-label" { "Total keys" } div class="metric-value" id="metric-total" { (metrics.total_keys) } }
             div class="metric" { div class="metric-label" { "Active keys" } div class="metric-value" id="metric-active" { (metrics.active_keys) } }
@@ -235,9 +235,9 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
         }
         @if listing.items.is_empty() {
             @if filtered {
-                (ui::empty("No API keys match these filters", "Try another status, role, tag or search.", html! { a class="btn" href="/api-keys" { "Clear filters" } }))
+                (widgets::empty("No API keys match these filters", "Try another status, role, tag or search.", html! { a class="btn" href="/api-keys" { "Clear filters" } }))
             } @else {
-                (ui::empty("No API keys yet", "Create a key for each program that calls your APIs.", html! {
+                (widgets::empty("No API keys yet", "Create a key for each program that calls your APIs.", html! {
                     @if can_create { a class="btn btn-primary" href="/api-keys/new" { "Create API key" } }
                 }))
             }
@@ -245,7 +245,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
             @if can_manage {
                 form id="bulk-form" class="bulk" method="post" action="/api-keys/delete" data-bulk="ids" {
                     (csrf(&c))
-                    input type="hidden" name="back" value={ "/api-keys?" (ui::query_string(&base_q)) };
+                    input type="hidden" name="back" value={ "/api-keys?" (forms::query_string(&base_q)) };
                     button type="submit" class="btn btn-danger-outline" { "Delete selected" }
                     span class="muted small" data-selected-count="" {}
                 }
@@ -253,7 +253,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
             (keys_table(&c, &listing.items, true))
             nav class="pager" aria-label="Pagination" {
                 @if q.has("cursor") {
-                    a class="btn" href={ "/api-keys?" (ui::query_string(&base_q)) } { "First page" }
+                    a class="btn" href={ "/api-keys?" (forms::query_string(&base_q)) } { "First page" }
                 }
                 @if let Some(href) = &next_href {
                     a class="btn" rel="next" href=(href) { "Next page" }
@@ -261,7 +261,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
             }
         }
     };
-    Ok(ui::ok(layout(&c, "API Keys", "keys", body)))
+    Ok(layout::ok(layout(&c, "API Keys", "keys", body)))
 }
 
 /// Expiration choices: a preset number of days, a custom date, or never.
@@ -292,7 +292,7 @@ fn expiry_fields(form: &FormData, errors: &FieldErrors, default: &str) -> Markup
                 label for="f-expires_at" { "Custom expiry date" }
                 input id="f-expires_at" type="date" name="expires_at" value=(form.get("expires_at")) aria-describedby="h-expires_at";
                 div class="hint" id="h-expires_at" { "The key expires at the end of this day in your time zone." }
-                (ui::tz_field())
+                (forms::tz_field())
             }
             @if let Some(e) = err { div class="field-error" id="e-expires_at" role="alert" { (e) } }
         }
@@ -311,7 +311,7 @@ fn read_expiry(
         "60" => Some(Some(Err(60))),
         "90" | "" => Some(Some(Err(90))),
         "custom" => match NaiveDate::parse_from_str(form.get("expires_at").trim(), "%Y-%m-%d") {
-            Ok(d) => match ui::local_day(d, ui::tz_offset(form), true) {
+            Ok(d) => match forms::local_day(d, forms::tz_offset(form), true) {
                 Some(t) if t > now => Some(Some(Ok(t))),
                 _ => {
                     errors.add("expires_at", "Pick a date in the future.");
@@ -339,7 +339,7 @@ async fn create_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = ui::role_choices(state, c, &[]).await?;
+    let roles = forms::role_choices(state, c, &[]).await?;
     let accounts = if c.can(Permission::ServiceAccountsView) {
         state
             .service
@@ -371,15 +371,15 @@ async fn create_form(
             (form_error(errors))
             form method="post" action="/api-keys/new" class="stack" novalidate {
                 (csrf(c))
-                (field("Name *", "name", errors, Some("1–100 characters, unique in your organization."), ui::text_input("name", form.get("name"), "text", true)))
+                (field("Name *", "name", errors, Some("1–100 characters, unique in your organization."), forms::text_input("name", form.get("name"), "text", true)))
                 (field("Description", "description", errors, None, html! {
                     textarea id="f-description" name="description" rows="2" { (form.get("description")) }
                 }))
-                (field("Tags", "tags", errors, Some("Separate tags with commas, e.g. billing, production."), ui::text_input("tags", &form.list("tags").join(", "), "text", false)))
+                (field("Tags", "tags", errors, Some("Separate tags with commas, e.g. billing, production."), forms::text_input("tags", &form.list("tags").join(", "), "text", false)))
                 @if !roles.is_empty() {
                     (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
                 }
-                (field("Scopes", "scopes", errors, Some("Application scopes, separated by commas, e.g. read, billing:write."), ui::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
+                (field("Scopes", "scopes", errors, Some("Application scopes, separated by commas, e.g. read, billing:write."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
                 (field("Owner", "owner", errors, Some("A personal key acts with your permissions; a service account's key outlives your account."), html! {
                     select id="f-owner" name="owner" {
                         option value="" selected[owner.is_empty()] { "Personal (you)" }
@@ -397,7 +397,7 @@ async fn create_form(
             }
         }
     };
-    ui::form_page(errors, layout(c, "Create API key", "keys", body))
+    forms::form_page(errors, layout(c, "Create API key", "keys", body))
 }
 
 /// `GET /api-keys/new` (`?owner=ID` preselects a service account as the owner).
@@ -439,7 +439,7 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         ..Default::default()
     };
     match state.service.create_api_key(&c.caller, input).await {
-        Ok((key, _, secret)) => Ok(ui::ok(layout(
+        Ok((key, _, secret)) => Ok(layout::ok(layout(
             &c,
             "API key created",
             "keys",
@@ -458,13 +458,13 @@ fn secret_page(c: &Console, title: &str, key: &ApiKey, secret: &str) -> Markup {
         div class="banner banner-success secret-banner" role="status" {
             h2 { (title) }
             p { strong { "Copy this key now." } " It will not be shown again: Keyhaven keeps only a digest of it. If you lose it, regenerate the key." }
-            (ui::secret_box("API key", "new-secret", secret))
+            (widgets::secret_box("API key", "new-secret", secret))
         }
         div class="card" {
             dl class="props" {
                 dt { "Name" } dd { (key.name) }
                 dt { "Masked key" } dd { code { (key.masked_key) } }
-                dt { "Expires" } dd { @match &key.expires_at { Some(t) => (ui::time(t)), None => "Never" } }
+                dt { "Expires" } dd { @match &key.expires_at { Some(t) => (widgets::time(t)), None => "Never" } }
                 dt { "Status" } dd { (badge(status_of(key, c.now))) }
             }
             div class="form-actions" {
@@ -558,7 +558,7 @@ fn usage_chart(days: &[DailyUsage]) -> Markup {
     svg.push_str("</svg>");
     html! {
         figure class="chart-wrap" {
-            (ui::raw(svg))
+            (widgets::raw(svg))
             figcaption class="legend" {
                 span class="swatch swatch-valid" {} " Valid (" (total_valid) ")"
                 span class="swatch swatch-invalid" {} " Invalid (" (total_invalid) ")"
@@ -576,7 +576,7 @@ pub async fn details(
     Query(q): Query,
 ) -> PageResult {
     c.require(Permission::ApiKeysView)?;
-    let id = ui::path_id(&id, "API key")?;
+    let id = errors::path_id(&id, "API key")?;
     let (k, perms) = state.service.get_api_key(&c.caller, &id).await?;
     let usage = state.service.api_key_usage(&c.caller, &id, 30).await?;
     let status = status_of(&k, c.now);
@@ -603,7 +603,7 @@ pub async fn details(
                 }
             }
         }))
-        @if let Some(n) = notice_text(&q) { (ui::notice(&n)) }
+        @if let Some(n) = notice_text(&q) { (widgets::notice(&n)) }
         div class="grid-2" {
             div class="card" {
                 h2 { "Details" }
@@ -616,13 +616,13 @@ pub async fn details(
                     dt { "Roles" } dd { (chips(&k.roles, "chip-role")) }
                     dt { "Scopes" } dd { (chips(&k.scopes, "chip-scope")) }
                     dt { "Effective permissions" } dd { (chips(&perms, "chip-perm")) }
-                    dt { "Expires" } dd { @match &k.expires_at { Some(t) => (ui::time(t)), None => "Never" } }
+                    dt { "Expires" } dd { @match &k.expires_at { Some(t) => (widgets::time(t)), None => "Never" } }
                     dt { "Created by" } dd { (k.created_by.name) }
-                    dt { "Created" } dd { (ui::time(&k.created_at)) }
+                    dt { "Created" } dd { (widgets::time(&k.created_at)) }
                     dt { "Last used" } dd { (relative(c.now, k.last_used_at)) }
-                    @if let Some(t) = &k.revoked_at { dt { "Revoked" } dd { (ui::time(t)) } }
+                    @if let Some(t) = &k.revoked_at { dt { "Revoked" } dd { (widgets::time(t)) } }
                     @if let Some(t) = &k.previous_valid_until {
-                        @if *t > c.now { dt { "Previous key valid until" } dd { (ui::time(t)) } }
+                        @if *t > c.now { dt { "Previous key valid until" } dd { (widgets::time(t)) } }
                     }
                 }
             }
@@ -632,7 +632,7 @@ pub async fn details(
             }
         }
     };
-    Ok(ui::ok(layout(&c, &k.name, "keys", body)))
+    Ok(layout::ok(layout(&c, &k.name, "keys", body)))
 }
 
 async fn edit_form(
@@ -642,7 +642,7 @@ async fn edit_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = ui::role_choices(state, c, &k.roles).await?;
+    let roles = forms::role_choices(state, c, &k.roles).await?;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/api-keys" { "API Keys" } " / " a href={ "/api-keys/" (k.id) } { (k.name) } " / " span { "Edit" } }
         (header("Edit API key", None, html! {}))
@@ -650,16 +650,16 @@ async fn edit_form(
             (form_error(errors))
             form method="post" action={ "/api-keys/" (k.id) "/edit" } class="stack" novalidate {
                 (csrf(c))
-                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
                 (field("Description", "description", errors, None, html! {
                     textarea id="f-description" name="description" rows="2" { (form.get("description")) }
                 }))
-                (field("Tags", "tags", errors, Some("Separate tags with commas."), ui::text_input("tags", &form.list("tags").join(", "), "text", false)))
+                (field("Tags", "tags", errors, Some("Separate tags with commas."), forms::text_input("tags", &form.list("tags").join(", "), "text", false)))
                 @if !roles.is_empty() {
                     input type="hidden" name="roles_present" value="1";
                     (checklist("Roles", "roles", errors, None, &roles, &form.list("roles")))
                 }
-                (field("Scopes", "scopes", errors, Some("Separate scopes with commas."), ui::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
+                (field("Scopes", "scopes", errors, Some("Separate scopes with commas."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { "Save changes" }
                     a class="btn btn-link" href={ "/api-keys/" (k.id) } { "Cancel" }
@@ -667,7 +667,7 @@ async fn edit_form(
             }
         }
     };
-    ui::form_page(errors, layout(c, "Edit API key", "keys", body))
+    forms::form_page(errors, layout(c, "Edit API key", "keys", body))
 }
 
 /// `GET /api-keys/{id}/edit`.
@@ -677,7 +677,7 @@ pub async fn edit_page(
     Path(id): Path<String>,
 ) -> PageResult {
     c.require(Permission::ApiKeysManage)?;
-    let id = ui::path_id(&id, "API key")?;
+    let id = errors::path_id(&id, "API key")?;
     let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
     let mut pairs = vec![
         ("name".to_string(), k.name.clone()),
@@ -697,7 +697,7 @@ pub async fn edit(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "API key")?;
+    let id = errors::path_id(&id, "API key")?;
     let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
     let roles = form.list("roles");
     // Roles go to the service only when the set changed, so editing other fields of a
@@ -706,12 +706,13 @@ pub async fn edit(
         name: Some(form.get("name").to_string()),
         description: Some(form.get("description").to_string()),
         tags: Some(form.list("tags")),
-        roles: (form.has("roles_present") && ui::roles_changed(&roles, &k.roles)).then_some(roles),
+        roles: (form.has("roles_present") && forms::roles_changed(&roles, &k.roles))
+            .then_some(roles),
         scopes: Some(form.list("scopes")),
         ..Default::default()
     };
     match state.service.update_api_key(&c.caller, &id, input).await {
-        Ok(_) => Ok(ui::see_other(&format!("/api-keys/{id}?notice=updated"))),
+        Ok(_) => Ok(layout::see_other(&format!("/api-keys/{id}?notice=updated"))),
         Err(e) => {
             let errors = FieldErrors::from_grant(e, &[], Permission::ApiKeysManage, "roles")?;
             edit_form(&state, &c, &k, &form, &errors).await
@@ -747,7 +748,7 @@ fn regenerate_form(c: &Console, k: &ApiKey, form: &FormData, errors: &FieldError
             }
         }
     };
-    ui::form_page(errors, layout(c, "Regenerate API key", "keys", body))
+    forms::form_page(errors, layout(c, "Regenerate API key", "keys", body))
 }
 
 /// `GET /api-keys/{id}/regenerate`.
@@ -757,7 +758,7 @@ pub async fn regenerate_page(
     Path(id): Path<String>,
 ) -> PageResult {
     c.require(Permission::ApiKeysManage)?;
-    let id = ui::path_id(&id, "API key")?;
+    let id = errors::path_id(&id, "API key")?;
     let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
     regenerate_form(&c, &k, &FormData::default(), &FieldErrors::default())
 }
@@ -770,7 +771,7 @@ pub async fn regenerate(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "API key")?;
+    let id = errors::path_id(&id, "API key")?;
     let mut errors = FieldErrors::default();
     let expiry = read_expiry(&form, c.now, &mut errors);
     let grace: Option<i64> = match form.get("grace_period_seconds").trim() {
@@ -800,7 +801,7 @@ pub async fn regenerate(
             .await
         {
             Ok((k, _, secret)) => {
-                return Ok(ui::ok(layout(
+                return Ok(layout::ok(layout(
                     &c,
                     "API key regenerated",
                     "keys",
@@ -822,9 +823,9 @@ pub async fn revoke(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "API key")?;
+    let id = errors::path_id(&id, "API key")?;
     state.service.revoke_api_key(&c.caller, &id).await?;
-    Ok(ui::see_other(&format!("/api-keys/{id}?notice=revoked")))
+    Ok(layout::see_other(&format!("/api-keys/{id}?notice=revoked")))
 }
 
 /// `POST /api-keys/{id}/delete`.
@@ -835,9 +836,9 @@ pub async fn delete(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "API key")?;
+    let id = errors::path_id(&id, "API key")?;
     state.service.delete_api_key(&c.caller, &id).await?;
-    Ok(ui::see_other("/api-keys?notice=deleted"))
+    Ok(layout::see_other("/api-keys?notice=deleted"))
 }
 
 /// `POST /api-keys/delete` (bulk).
@@ -850,10 +851,12 @@ pub async fn bulk_delete(State(state): State<AppState>, c: Console, form: FormDa
     let sep = if back.contains('?') { '&' } else { '?' };
     let ids = form.list("ids");
     if ids.is_empty() {
-        return Ok(ui::see_other(&format!("{back}{sep}notice=none_selected")));
+        return Ok(layout::see_other(&format!(
+            "{back}{sep}notice=none_selected"
+        )));
     }
     let out = state.service.batch_delete_api_keys(&c.caller, &ids).await?;
-    Ok(ui::see_other(&format!(
+    Ok(layout::see_other(&format!(
         "{back}{sep}notice=bulk_deleted&n={}",
         out.deleted.len()
     )))

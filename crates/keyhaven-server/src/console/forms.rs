@@ -1,22 +1,20 @@
-//! Page shell, small view helpers, form data and the mapping of service errors to pages.
+//! Forms: submitted data ([`FormData`], [`Query`]), field errors and the plain-language
+//! text of service refusals, labelled fields and checklists, the CSRF and time-zone
+//! fields, and the status of a form page.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
 use keyhaven_core::permission::{check_no_escalation, Permission};
 use keyhaven_core::time::Timestamp;
 use keyhaven_core::DomainError;
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, PreEscaped};
 
 use super::auth::Console;
+use super::errors::{problem, PageError, PageResult};
+use super::layout::page;
 use crate::app::AppState;
 use keyhaven_service::ServiceError;
-
-/// An HTML answer.
-pub fn page(status: StatusCode, markup: Markup) -> Response {
-    (status, Html(markup.into_string())).into_response()
-}
 
 /// A form page: 200, or 422 when it shows errors next to its fields.
 pub fn form_page(errors: &FieldErrors, markup: Markup) -> PageResult {
@@ -28,192 +26,9 @@ pub fn form_page(errors: &FieldErrors, markup: Markup) -> PageResult {
     Ok(page(status, markup))
 }
 
-/// 200 with a page.
-pub fn ok(markup: Markup) -> Response {
-    page(StatusCode::OK, markup)
-}
-
-/// A 303 to `to`.
-pub fn see_other(to: &str) -> Response {
-    Redirect::to(to).into_response()
-}
-
-fn head(title: &str) -> Markup {
-    html! {
-        head {
-            meta charset="utf-8";
-            meta name="viewport" content="width=device-width, initial-scale=1";
-            title { (title) " · Keyhaven" }
-            link rel="stylesheet" href="/static/app.css";
-            script src="/static/app.js" defer {}
-        }
-    }
-}
-
-/// A page without navigation (sign-in, errors for signed-out visitors).
-pub fn bare(title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            (head(title))
-            body class="bare" {
-                main class="bare-main" {
-                    div class="brand brand-center" { span class="logo" { "K" } "Keyhaven" }
-                    (body)
-                }
-            }
-        }
-    }
-}
-
-struct NavItem {
-    href: &'static str,
-    label: &'static str,
-    key: &'static str,
-    needs: Option<Permission>,
-}
-
-const NAV: &[NavItem] = &[
-    NavItem {
-        href: "/api-keys",
-        label: "API Keys",
-        key: "keys",
-        needs: Some(Permission::ApiKeysView),
-    },
-    NavItem {
-        href: "/settings/api-access",
-        label: "API Access",
-        key: "access",
-        needs: Some(Permission::ServiceAccountsView),
-    },
-    NavItem {
-        href: "/users",
-        label: "Users",
-        key: "users",
-        needs: Some(Permission::UsersView),
-    },
-    NavItem {
-        href: "/roles",
-        label: "Roles",
-        key: "roles",
-        needs: Some(Permission::RolesView),
-    },
-    NavItem {
-        href: "/settings/shared-secret",
-        label: "Shared secret",
-        key: "secret",
-        needs: None,
-    },
-    NavItem {
-        href: "/settings/webhooks",
-        label: "Webhooks",
-        key: "webhooks",
-        needs: Some(Permission::WebhooksView),
-    },
-    NavItem {
-        href: "/account",
-        label: "Account",
-        key: "account",
-        needs: None,
-    },
-];
-
-/// The page shell with navigation for a signed-in user.
-pub fn layout(c: &Console, title: &str, active: &str, content: Markup) -> Markup {
-    let access_href = if c.caller.has(Permission::ServiceAccountsView) {
-        "/settings/api-access"
-    } else {
-        "/settings/api-access?tab=activity"
-    };
-    let secret_visible =
-        c.caller.has(Permission::SharedSecretView) || c.caller.has(Permission::SharedSecretManage);
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            (head(title))
-            body {
-                a class="skip" href="#main" { "Skip to content" }
-                div class="shell" {
-                    nav class="sidebar" aria-label="Main" {
-                        div class="brand" { span class="logo" { "K" } "Keyhaven" }
-                        ul {
-                            @for item in NAV {
-                                @let allowed = match item.needs {
-                                    Some(_) if item.key == "access" => c.caller.has(Permission::ServiceAccountsView) || c.caller.has(Permission::AuditView),
-                                    Some(p) => c.caller.has(p),
-                                    None => item.key != "secret" || secret_visible,
-                                };
-                                @let href = if item.key == "access" { access_href } else { item.href };
-                                @if allowed {
-                                    li {
-                                        a href=(href) aria-current=[(item.key == active).then_some("page")] {
-                                            (item.label)
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        div class="sidebar-foot" {
-                            div class="who" { (c.caller.principal.name) }
-                            form method="post" action="/logout" {
-                                (csrf(c))
-                                button class="btn btn-link" type="submit" { "Sign out" }
-                            }
-                        }
-                    }
-                    main id="main" class="content" {
-                        (content)
-                    }
-                }
-                (confirm_dialog())
-            }
-        }
-    }
-}
-
-fn confirm_dialog() -> Markup {
-    html! {
-        dialog id="confirm-dialog" aria-labelledby="confirm-title" {
-            h2 id="confirm-title" { "Please confirm" }
-            p id="confirm-message" {}
-            div class="actions" {
-                button type="button" class="btn" data-close="" { "Cancel" }
-                button type="button" class="btn btn-danger confirm" { "Confirm" }
-            }
-        }
-    }
-}
-
 /// The hidden CSRF field every form carries.
 pub fn csrf(c: &Console) -> Markup {
     html! { input type="hidden" name="csrf_token" value=(c.csrf); }
-}
-
-/// The page heading with optional actions on the right.
-pub fn header(title: &str, subtitle: Option<&str>, actions: Markup) -> Markup {
-    html! {
-        div class="page-head" {
-            div {
-                h1 { (title) }
-                @if let Some(s) = subtitle { p class="muted" { (s) } }
-            }
-            div class="page-actions" { (actions) }
-        }
-    }
-}
-
-/// A timestamp: UTC in the markup, converted to the browser's zone by app.js.
-pub fn time(t: &Timestamp) -> Markup {
-    let iso = keyhaven_core::time::rfc3339(t);
-    let utc = t.format("%Y-%m-%d %H:%M UTC").to_string();
-    html! { time datetime=(iso) title=(utc) data-local="datetime" { (utc) } }
-}
-
-/// A date only (expiry columns).
-pub fn date(t: &Timestamp) -> Markup {
-    let iso = keyhaven_core::time::rfc3339(t);
-    let utc = t.format("%Y-%m-%d %H:%M UTC").to_string();
-    html! { time datetime=(iso) title=(utc) data-local="date" { (t.format("%Y-%m-%d")) } }
 }
 
 /// A hidden field that app.js fills with the browser's offset from UTC, so that dates
@@ -242,90 +57,6 @@ pub fn local_day(d: chrono::NaiveDate, offset_minutes: i64, end: bool) -> Option
         d.and_hms_opt(0, 0, 0)?
     };
     Some(t.and_utc() + chrono::Duration::minutes(offset_minutes))
-}
-
-/// "3 minutes ago", or "Never".
-pub fn relative(now: Timestamp, t: Option<Timestamp>) -> Markup {
-    let Some(t) = t else {
-        return html! { span class="muted" { "Never" } };
-    };
-    let secs = (now - t).num_seconds().max(0);
-    let text = match secs {
-        0..=59 => "just now".to_string(),
-        60..=3599 => plural(secs / 60, "minute"),
-        3600..=86_399 => plural(secs / 3600, "hour"),
-        86_400..=2_591_999 => plural(secs / 86_400, "day"),
-        _ => plural(secs / 2_592_000, "month"),
-    };
-    let iso = keyhaven_core::time::rfc3339(&t);
-    let utc = t.format("%Y-%m-%d %H:%M UTC").to_string();
-    html! { time datetime=(iso) title=(utc) { (text) } }
-}
-
-fn plural(n: i64, unit: &str) -> String {
-    if n == 1 {
-        format!("1 {unit} ago")
-    } else {
-        format!("{n} {unit}s ago")
-    }
-}
-
-/// A coloured status badge.
-pub fn badge(status: &str) -> Markup {
-    let label = match status {
-        "active" => "Active",
-        "revoked" => "Revoked",
-        "expired" => "Expired",
-        "suspended" => "Suspended",
-        "archived" => "Archived",
-        "inactive" => "Inactive",
-        "success" => "Success",
-        "denied" => "Denied",
-        "error" => "Error",
-        "delivered" => "Delivered",
-        "pending" => "Pending",
-        "failed" => "Failed",
-        other => other,
-    };
-    html! { span class={ "badge badge-" (status) } { (label) } }
-}
-
-/// Small grey chips for tags, roles and scopes.
-pub fn chips(items: &[String], class: &str) -> Markup {
-    html! {
-        @if items.is_empty() { span class="muted" { "—" } }
-        @for i in items { span class={ "chip " (class) } { (i) } " " }
-    }
-}
-
-/// A success or information banner.
-pub fn notice(text: &str) -> Markup {
-    html! { div class="banner banner-info" role="status" { (text) } }
-}
-
-/// An empty state.
-pub fn empty(title: &str, text: &str, action: Markup) -> Markup {
-    html! {
-        div class="empty" {
-            h3 { (title) }
-            p class="muted" { (text) }
-            (action)
-        }
-    }
-}
-
-/// The secret shown once: a read-only field with Copy and Show / Hide.
-pub fn secret_box(label: &str, id: &str, secret: &str) -> Markup {
-    html! {
-        div class="secret-field" {
-            label for=(id) { (label) }
-            div class="secret-row" {
-                input id=(id) type="password" readonly data-secret="once" value=(secret) autocomplete="off" spellcheck="false";
-                button type="button" class="btn" data-copy=(id) { "Copy" }
-                button type="button" class="btn" data-toggle-secret=(id) aria-controls=(id) { "Show" }
-            }
-        }
-    }
 }
 
 /// Errors of a form: per field, plus one for the whole form.
@@ -628,134 +359,6 @@ pub fn roles_changed(submitted: &[String], current: &[String]) -> bool {
     a != b
 }
 
-/// A page the console shows instead of what was asked for.
-#[derive(Debug)]
-pub struct PageError(pub Box<Response>);
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        *self.0
-    }
-}
-
-/// What handlers return.
-pub type PageResult = Result<Response, PageError>;
-
-/// What a problem page says; kept on the response so that the console's middleware can
-/// show the same page inside the navigation shell when the visitor is signed in.
-#[derive(Debug, Clone)]
-pub struct Problem {
-    /// The page's heading.
-    pub title: String,
-    /// The explanation.
-    pub text: String,
-}
-
-fn problem_body(title: &str, text: &str) -> Markup {
-    html! {
-        div class="card narrow problem" {
-            h1 { (title) }
-            p { (text) }
-            p { a class="btn" href="/api-keys" { "Go to the console" } }
-        }
-    }
-}
-
-/// A page explaining a problem, with a way back.
-pub fn problem(status: StatusCode, title: &str, text: &str) -> PageError {
-    let mut res = page(status, bare(title, problem_body(title, text)));
-    res.extensions_mut().insert(Problem {
-        title: title.to_string(),
-        text: text.to_string(),
-    });
-    PageError(Box::new(res))
-}
-
-/// The problem page inside the shell, for a signed-in visitor.
-pub fn problem_in_shell(c: &Console, status: StatusCode, p: &Problem) -> Response {
-    page(
-        status,
-        layout(c, &p.title, "", problem_body(&p.title, &p.text)),
-    )
-}
-
-/// Marks the redirect to the sign-in page that a service refusal produced, so the
-/// console's middleware can add where to come back to.
-#[derive(Debug, Clone, Copy)]
-pub struct SignInAgain;
-
-/// 403 page.
-pub fn forbidden(permission: &str) -> PageError {
-    problem(
-        StatusCode::FORBIDDEN,
-        "You don't have access to this page",
-        &format!(
-            "Your roles do not include the {permission} permission. Ask an administrator if you need it."
-        ),
-    )
-}
-
-/// The page for a stale or missing CSRF token.
-pub fn csrf_failed() -> PageError {
-    problem(
-        StatusCode::FORBIDDEN,
-        "This form has expired",
-        "The security token of the form is missing or out of date (for example after signing in again in another tab). Go back, reload the page and submit it again.",
-    )
-}
-
-impl From<ServiceError> for PageError {
-    fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::Domain(DomainError::PermissionDenied { permission }) => {
-                forbidden(&permission)
-            }
-            ServiceError::Domain(DomainError::Invalid { message, .. }) => {
-                problem(StatusCode::BAD_REQUEST, "That did not work", &message)
-            }
-            ServiceError::Domain(DomainError::Conflict { message, .. }) => {
-                problem(StatusCode::CONFLICT, "That did not work", &message)
-            }
-            ServiceError::NotFound(what) => problem(
-                StatusCode::NOT_FOUND,
-                "Not found",
-                &format!("There is no such {what} in your organization."),
-            ),
-            ServiceError::Unauthenticated(_) => {
-                let mut res = see_other("/login?expired=1");
-                res.extensions_mut().insert(SignInAgain);
-                PageError(Box::new(res))
-            }
-            ServiceError::RateLimited(_) => problem(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many attempts",
-                "Wait a few minutes and try again.",
-            ),
-            ServiceError::Store(e) => {
-                tracing::error!(error = %e, "console: storage failed");
-                problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "Keyhaven could not complete this request. Try again; if it keeps failing, an operator can find the details in the server log.",
-                )
-            }
-            ServiceError::Internal(m) => {
-                tracing::error!(error = %m, "console: internal error");
-                problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "Keyhaven could not complete this request. Try again; if it keeps failing, an operator can find the details in the server log.",
-                )
-            }
-        }
-    }
-}
-
-/// Parses an id from a path, or answers 404.
-pub fn path_id(raw: &str, what: &'static str) -> Result<keyhaven_core::id::Id, PageError> {
-    keyhaven_core::id::Id::parse(raw, "id").map_err(|_| ServiceError::NotFound(what).into())
-}
-
 /// Submitted form fields or query parameters, in order.
 #[derive(Debug, Default, Clone)]
 pub struct FormData(pub Vec<(String, String)>);
@@ -841,24 +444,6 @@ pub fn query_string(pairs: &[(&str, &str)]) -> String {
         }
     }
     s.finish()
-}
-
-/// "First page" / "Next page" links for a cursor-paged list at `path` with the filter
-/// pairs `base`.
-pub fn pager(path: &str, base: &[(&str, &str)], paged: bool, next: Option<&str>) -> Markup {
-    html! {
-        @if paged || next.is_some() {
-            nav class="pager" aria-label="Pagination" {
-                @if paged { a class="btn" href={ (path) "?" (query_string(base)) } { "First page" } }
-                @if let Some(h) = next { a class="btn" rel="next" href=(h) { "Next page" } }
-            }
-        }
-    }
-}
-
-/// Inline SVG markup that was built by the server.
-pub fn raw(s: String) -> Markup {
-    PreEscaped(s)
 }
 
 #[cfg(test)]

@@ -1,37 +1,24 @@
-//! API Access: service accounts, their credentials, and the API Activity tab.
+//! API Access: service accounts and their credentials (the API Activity tab is in
+//! `audit_log`).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::NaiveDate;
-use keyhaven_core::audit::Outcome;
 use keyhaven_core::credential::Credential;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::service_account::{ServiceAccount, ServiceAccountStatus, Transition};
-use keyhaven_store::{ApiKeyFilter, AuditFilter, Page, ServiceAccountFilter, UserFilter};
+use keyhaven_store::{ApiKeyFilter, Page, ServiceAccountFilter};
 use maud::{html, Markup};
 
+use super::api_keys::keys_table;
 use super::auth::Console;
-use super::keys::keys_table;
-use super::ui::{
-    self, badge, checklist, chips, csrf, field, form_error, header, layout, relative, FieldErrors,
-    FormData, PageResult, Query,
-};
+use super::errors::{self, PageResult};
+use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormData, Query};
+use super::layout::{self, header, layout};
+use super::widgets::{self, badge, chips, relative};
 use crate::app::AppState;
 use keyhaven_service::credentials::{CreateCredential, UpdateCredential};
 use keyhaven_service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
-
-fn tabs(c: &Console, active: &str) -> Markup {
-    html! {
-        nav class="tabs" aria-label="API Access sections" {
-            @if c.can(Permission::ServiceAccountsView) {
-                a href="/settings/api-access" aria-current=[(active == "accounts").then_some("page")] { "Service Accounts" }
-            }
-            @if c.can(Permission::AuditView) {
-                a href="/settings/api-access?tab=activity" aria-current=[(active == "activity").then_some("page")] { "API Activity" }
-            }
-        }
-    }
-}
 
 fn notice_text(q: &FormData) -> Option<&'static str> {
     match q.get("notice") {
@@ -50,7 +37,7 @@ fn notice_text(q: &FormData) -> Option<&'static str> {
 /// `GET /settings/api-access` (and `?tab=activity`).
 pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
     if q.get("tab") == "activity" {
-        return activity(state, c, q).await;
+        return super::audit_log::activity(state, c, q).await;
     }
     c.require(Permission::ServiceAccountsView)?;
     let show = q.get("status").to_string();
@@ -88,7 +75,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         (true, Some(cur)) => {
             let mut n = base.to_vec();
             n.push(("cursor", cur));
-            Some(format!("/settings/api-access?{}", ui::query_string(&n)))
+            Some(format!("/settings/api-access?{}", forms::query_string(&n)))
         }
         _ => None,
     };
@@ -96,8 +83,8 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         (header("API Access", Some("Service accounts are identities for programs; their keys and credentials outlive any person's account."), html! {
             @if manage { a class="btn btn-primary" href="/settings/api-access/new" { "Create Service Account" } }
         }))
-        (tabs(&c, "accounts"))
-        @if let Some(n) = notice_text(&q) { (ui::notice(n)) }
+        (layout::api_access_tabs(&c, "accounts"))
+        @if let Some(n) = notice_text(&q) { (widgets::notice(n)) }
         form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter service accounts" {
             div class="field" {
                 label for="filter-q" { "Search" }
@@ -115,7 +102,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
             div class="filter-actions" { button class="btn" type="submit" { "Apply filters" } }
         }
         @if listing.items.is_empty() {
-            (ui::empty("No service accounts", "Create one for each integration that calls your APIs.", html! {
+            (widgets::empty("No service accounts", "Create one for each integration that calls your APIs.", html! {
                 @if manage { a class="btn btn-primary" href="/settings/api-access/new" { "Create Service Account" } }
             }))
         } @else {
@@ -130,7 +117,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
                                 td { @if sa.description.is_empty() { span class="muted" { "—" } } @else { (sa.description) } }
                                 td { (badge(sa.status.as_str())) }
                                 td { (n) }
-                                td { (ui::time(&sa.created_at)) }
+                                td { (widgets::time(&sa.created_at)) }
                                 td class="col-actions" { @if manage { (transition_buttons(&c, sa)) } }
                             }
                         }
@@ -138,9 +125,9 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
                 }
             }
         }
-        (ui::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
+        (widgets::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
     };
-    Ok(ui::ok(layout(&c, "API Access", "access", body)))
+    Ok(layout::ok(layout(&c, "API Access", "access", body)))
 }
 
 fn transition_buttons(c: &Console, sa: &ServiceAccount) -> Markup {
@@ -180,7 +167,7 @@ async fn new_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = ui::role_choices(state, c, &[]).await?;
+    let roles = forms::role_choices(state, c, &[]).await?;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " span { "New service account" } }
         (header("Create Service Account", None, html! {}))
@@ -188,7 +175,7 @@ async fn new_form(
             (form_error(errors))
             form method="post" action="/settings/api-access/new" class="stack" novalidate {
                 (csrf(c))
-                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
                 (field("Description", "description", errors, None, html! {
                     textarea id="f-description" name="description" rows="2" { (form.get("description")) }
                 }))
@@ -202,7 +189,7 @@ async fn new_form(
             }
         }
     };
-    ui::form_page(errors, layout(c, "Create Service Account", "access", body))
+    forms::form_page(errors, layout(c, "Create Service Account", "access", body))
 }
 
 /// `GET /settings/api-access/new`.
@@ -220,7 +207,7 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         roles: Some(form.list("roles")),
     };
     match state.service.create_service_account(&c.caller, input).await {
-        Ok(sa) => Ok(ui::see_other(&format!(
+        Ok(sa) => Ok(layout::see_other(&format!(
             "/settings/api-access/{}?notice=created",
             sa.id
         ))),
@@ -240,13 +227,13 @@ pub async fn transition(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     let (t, notice) = match form.get("action") {
         "suspend" => (Transition::Suspend, "suspended"),
         "reactivate" => (Transition::Reactivate, "reactivated"),
         "archive" => (Transition::Archive, "archived"),
         _ => {
-            return Err(ui::problem(
+            return Err(errors::problem(
                 StatusCode::BAD_REQUEST,
                 "Unknown action",
                 "Choose Suspend, Reactivate or Archive.",
@@ -257,7 +244,7 @@ pub async fn transition(
         .service
         .transition_service_account(&c.caller, &id, t)
         .await?;
-    Ok(ui::see_other(&format!(
+    Ok(layout::see_other(&format!(
         "/settings/api-access/{id}?notice={notice}"
     )))
 }
@@ -319,7 +306,7 @@ async fn detail_page(
                 }
             }
         }))
-        @if let Some(n) = notice { (ui::notice(n)) }
+        @if let Some(n) = notice { (widgets::notice(n)) }
         @if let Some(cr) = &created {
             div class="banner banner-success secret-banner" role="status" {
                 h2 { "Credential created" }
@@ -331,7 +318,7 @@ async fn detail_page(
                         button type="button" class="btn" data-copy="client-id" { "Copy" }
                     }
                 }
-                (ui::secret_box("Client secret", "new-secret", cr.secret))
+                (widgets::secret_box("Client secret", "new-secret", cr.secret))
             }
         }
         div class="card" {
@@ -340,7 +327,7 @@ async fn detail_page(
                 dt { "Description" } dd { @if sa.description.is_empty() { span class="muted" { "—" } } @else { (sa.description) } }
                 dt { "Roles" } dd { (chips(&sa.roles, "chip-role")) }
                 dt { "Created by" } dd { (sa.created_by.name) }
-                dt { "Created" } dd { (ui::time(&sa.created_at)) }
+                dt { "Created" } dd { (widgets::time(&sa.created_at)) }
             }
         }
         @if let Some(keys) = &keys {
@@ -368,7 +355,7 @@ async fn detail_page(
                                     td { (cr.name) @if !cr.description.is_empty() { div class="muted small" { (cr.description) } } }
                                     td { code { (cr.client_id) } }
                                     td { (relative(c.now, cr.last_used_at)) }
-                                    td { @match &cr.expires_at { Some(t) => (ui::date(t)), None => span class="muted" { "Never" } } }
+                                    td { @match &cr.expires_at { Some(t) => (widgets::date(t)), None => span class="muted" { "Never" } } }
                                     td { @if cr.revoked_at.is_some() { (badge("revoked")) } @else if cr.expires_at.is_some_and(|t| t <= c.now) { (badge("expired")) } @else { (badge("active")) } }
                                     td class="col-actions" {
                                         @if manage {
@@ -393,18 +380,18 @@ async fn detail_page(
                 (form_error(errors))
                 form method="post" action={ "/settings/api-access/" (sa.id) "/credentials" } class="row-form" novalidate {
                     (csrf(c))
-                    (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
-                    (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
+                    (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
+                    (field("Description", "description", errors, None, forms::text_input("description", form.get("description"), "text", false)))
                     (field("Expires (optional)", "expires_at", errors, Some("End of this day in your time zone."), html! {
-                        (ui::text_input("expires_at", form.get("expires_at"), "date", false))
-                        (ui::tz_field())
+                        (forms::text_input("expires_at", form.get("expires_at"), "date", false))
+                        (forms::tz_field())
                     }))
                     div class="form-actions" { button class="btn btn-primary" type="submit" { "Create credential" } }
                 }
             }
         }
     };
-    ui::form_page(errors, layout(c, &sa.name, "access", body))
+    forms::form_page(errors, layout(c, &sa.name, "access", body))
 }
 
 /// `GET /settings/api-access/{id}`.
@@ -415,7 +402,7 @@ pub async fn detail(
     Query(q): Query,
 ) -> PageResult {
     c.require(Permission::ServiceAccountsView)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     detail_page(
         &state,
         &c,
@@ -436,13 +423,13 @@ pub async fn create_credential(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     let mut errors = FieldErrors::default();
     let expires_at = match form.opt("expires_at") {
         None => None,
         Some(s) => match NaiveDate::parse_from_str(&s, "%Y-%m-%d")
             .ok()
-            .and_then(|d| ui::local_day(d, ui::tz_offset(&form), true))
+            .and_then(|d| forms::local_day(d, forms::tz_offset(&form), true))
         {
             Some(t) => Some(t),
             None => {
@@ -487,247 +474,15 @@ pub async fn delete_credential(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
-    let cid = ui::path_id(&cid, "credential")?;
+    let id = errors::path_id(&id, "service account")?;
+    let cid = errors::path_id(&cid, "credential")?;
     state
         .service
         .delete_credential(&c.caller, &id, &cid)
         .await?;
-    Ok(ui::see_other(&format!(
+    Ok(layout::see_other(&format!(
         "/settings/api-access/{id}?notice=credential_deleted"
     )))
-}
-
-fn day(s: &str, offset: i64, end: bool) -> Option<keyhaven_core::time::Timestamp> {
-    let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
-    let d = if end { d.succ_opt()? } else { d };
-    ui::local_day(d, offset, false)
-}
-
-/// The people and programs the actor filter offers: users and service accounts the
-/// caller may list, plus whoever acts on the page shown (keys, the system).
-async fn actor_options(
-    state: &AppState,
-    c: &Console,
-    seen: &[keyhaven_core::principal::Principal],
-) -> Result<Vec<(String, String)>, ui::PageError> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    if c.can(Permission::UsersView) {
-        let users = state
-            .service
-            .list_users(
-                &c.caller,
-                &UserFilter {
-                    status: None,
-                    role: None,
-                    q: None,
-                },
-                &Page {
-                    limit: 200,
-                    cursor: None,
-                },
-            )
-            .await?;
-        out.extend(
-            users
-                .items
-                .into_iter()
-                .map(|u| (u.id.to_string(), format!("{} (user)", u.email))),
-        );
-    }
-    if c.can(Permission::ServiceAccountsView) {
-        let accounts = state
-            .service
-            .list_service_accounts(
-                &c.caller,
-                &ServiceAccountFilter {
-                    statuses: Vec::new(),
-                    q: None,
-                },
-                &Page {
-                    limit: 200,
-                    cursor: None,
-                },
-            )
-            .await?;
-        out.extend(
-            accounts
-                .items
-                .into_iter()
-                .map(|s| (s.id.to_string(), format!("{} (service account)", s.name))),
-        );
-    }
-    for p in seen {
-        if !p.id.is_empty() && !out.iter().any(|(id, _)| *id == p.id) {
-            out.push((
-                p.id.clone(),
-                format!("{} ({})", p.name, p.kind.as_str().replace('_', " ")),
-            ));
-        }
-    }
-    Ok(out)
-}
-
-fn changes_view(v: &serde_json::Value) -> Markup {
-    html! {
-        @match v.as_object() {
-            Some(m) if !m.is_empty() => {
-                table class="changes" {
-                    thead { tr { th { "Field" } th { "Value" } } }
-                    tbody {
-                        @for (k, val) in m {
-                            tr {
-                                th scope="row" { (k) }
-                                td {
-                                    @if let (Some(from), Some(to)) = (val.get("from"), val.get("to")) {
-                                        code { (from) } " → " code { (to) }
-                                    } @else {
-                                        code { (val) }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            _ => { p class="muted small" { "No field changes recorded." } }
-        }
-    }
-}
-
-async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
-    c.require(Permission::AuditView)?;
-    let offset = ui::tz_offset(&q);
-    let filter = AuditFilter {
-        actor_id: q.opt("actor_id"),
-        action: q.opt("action"),
-        target_id: None,
-        outcome: Outcome::parse(q.get("outcome")),
-        since: day(q.get("since"), offset, false),
-        until: day(q.get("until"), offset, true),
-    };
-    let listing = state
-        .service
-        .list_audit_events(
-            &c.caller,
-            &filter,
-            &Page {
-                limit: 50,
-                cursor: q.opt("cursor"),
-            },
-        )
-        .await?;
-    let seen: Vec<_> = listing
-        .items
-        .iter()
-        .map(|e| e.draft.actor.clone())
-        .collect();
-    let actors = actor_options(&state, &c, &seen).await?;
-    let outcome = q.get("outcome");
-    let actor = q.get("actor_id");
-    let tz = offset.to_string();
-    let base = [
-        ("tab", "activity"),
-        ("actor_id", actor),
-        ("action", q.get("action")),
-        ("outcome", outcome),
-        ("since", q.get("since")),
-        ("until", q.get("until")),
-        (
-            "tz_offset",
-            if q.has("tz_offset") { tz.as_str() } else { "" },
-        ),
-    ];
-    let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
-        (true, Some(cur)) => {
-            let mut n = base.to_vec();
-            n.push(("cursor", cur));
-            Some(format!("/settings/api-access?{}", ui::query_string(&n)))
-        }
-        _ => None,
-    };
-    let filtered = [
-        actor,
-        q.get("action"),
-        outcome,
-        q.get("since"),
-        q.get("until"),
-    ]
-    .iter()
-    .any(|v| !v.is_empty());
-    let body = html! {
-        (header("API Access", Some("Who did what, newest first."), html! {}))
-        (tabs(&c, "activity"))
-        form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter activity" {
-            input type="hidden" name="tab" value="activity";
-            (ui::tz_field())
-            div class="field" {
-                label for="filter-actor" { "Actor" }
-                select id="filter-actor" name="actor_id" {
-                    option value="" selected[actor.is_empty()] { "Anyone" }
-                    @for (id, label) in &actors { option value=(id) selected[actor == id] { (label) } }
-                    @if !actor.is_empty() && !actors.iter().any(|(id, _)| id == actor) {
-                        option value=(actor) selected { (actor) }
-                    }
-                }
-            }
-            div class="field" { label for="filter-action" { "Action" } input id="filter-action" type="text" name="action" value=(q.get("action")) placeholder="api_key.create"; }
-            div class="field" {
-                label for="filter-outcome" { "Outcome" }
-                select id="filter-outcome" name="outcome" {
-                    option value="" selected[outcome.is_empty()] { "Any outcome" }
-                    @for o in ["success", "denied", "error"] { option value=(o) selected[outcome == o] { (o[..1].to_uppercase()) (&o[1..]) } }
-                }
-            }
-            div class="field" { label for="filter-since" { "From" } input id="filter-since" type="date" name="since" value=(q.get("since")); }
-            div class="field" { label for="filter-until" { "To" } input id="filter-until" type="date" name="until" value=(q.get("until")); }
-            div class="filter-actions" {
-                button class="btn" type="submit" { "Apply filters" }
-                @if filtered { a class="btn btn-link" href="/settings/api-access?tab=activity" { "Clear filters" } }
-            }
-        }
-        @if listing.items.is_empty() {
-            (ui::empty("No activity", "Nothing matches these filters yet.", html! {}))
-        } @else {
-            div class="table-wrap" {
-                table class="table" id="activity-table" {
-                    thead { tr { th { "Time" } th { "Actor" } th { "Action" } th { "Target" } th { "Outcome" } th { "Details" } } }
-                    tbody {
-                        @for e in &listing.items {
-                            tr data-id=(e.id) {
-                                td { (ui::time(&e.at)) }
-                                td {
-                                    @if e.draft.actor.id.is_empty() {
-                                        (e.draft.actor.name)
-                                    } @else {
-                                        a class="actor-link" href={ "/settings/api-access?" (ui::query_string(&[("tab", "activity"), ("actor_id", e.draft.actor.id.as_str())])) }
-                                            title={ "Show only what " (e.draft.actor.name) " did" } { (e.draft.actor.name) }
-                                    }
-                                    div class="muted small" { (e.draft.actor.kind.as_str().replace('_', " ")) }
-                                }
-                                td { code { (e.draft.action) } }
-                                td { @match &e.draft.target { Some(t) => { (t.name) div class="muted small" { (t.kind.as_str().replace('_', " ")) } }, None => span class="muted" { "—" } } }
-                                td { (badge(e.draft.outcome.as_str())) }
-                                td {
-                                    details class="expand" {
-                                        summary { "Changes" }
-                                        (changes_view(&e.draft.changes))
-                                        dl class="props small" {
-                                            @if let Some(ip) = &e.draft.ip { dt { "Source IP" } dd { (ip) } }
-                                            @if let Some(ua) = &e.draft.user_agent { dt { "User agent" } dd class="user-agent" { (ua) } }
-                                            @if let Some(r) = &e.draft.request_id { dt { "Request ID" } dd { code { (r) } } }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            (ui::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
-        }
-    };
-    Ok(ui::ok(layout(&c, "API Activity", "access", body)))
 }
 
 async fn edit_form(
@@ -737,7 +492,7 @@ async fn edit_form(
     form: &FormData,
     errors: &FieldErrors,
 ) -> PageResult {
-    let roles = ui::role_choices(state, c, &sa.roles).await?;
+    let roles = forms::role_choices(state, c, &sa.roles).await?;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " a href={ "/settings/api-access/" (sa.id) } { (sa.name) } " / " span { "Edit" } }
         (header("Edit service account", None, html! {}))
@@ -745,7 +500,7 @@ async fn edit_form(
             (form_error(errors))
             form method="post" action={ "/settings/api-access/" (sa.id) "/edit" } class="stack" novalidate {
                 (csrf(c))
-                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
+                (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
                 (field("Description", "description", errors, None, html! {
                     textarea id="f-description" name="description" rows="2" { (form.get("description")) }
                 }))
@@ -760,7 +515,7 @@ async fn edit_form(
             }
         }
     };
-    ui::form_page(errors, layout(c, "Edit service account", "access", body))
+    forms::form_page(errors, layout(c, "Edit service account", "access", body))
 }
 
 /// `GET /settings/api-access/{id}/edit`.
@@ -770,7 +525,7 @@ pub async fn edit_page(
     Path(id): Path<String>,
 ) -> PageResult {
     c.require(Permission::ServiceAccountsManage)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     let sa = state.service.get_service_account(&c.caller, &id).await?;
     let mut pairs = vec![
         ("name".to_string(), sa.name.clone()),
@@ -788,20 +543,21 @@ pub async fn edit(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     let sa = state.service.get_service_account(&c.caller, &id).await?;
     let roles = form.list("roles");
     let input = UpdateServiceAccount {
         name: Some(form.get("name").to_string()),
         description: Some(form.get("description").to_string()),
-        roles: (form.has("roles_present") && ui::roles_changed(&roles, &sa.roles)).then_some(roles),
+        roles: (form.has("roles_present") && forms::roles_changed(&roles, &sa.roles))
+            .then_some(roles),
     };
     match state
         .service
         .update_service_account(&c.caller, &id, input)
         .await
     {
-        Ok(_) => Ok(ui::see_other(&format!(
+        Ok(_) => Ok(layout::see_other(&format!(
             "/settings/api-access/{id}?notice=updated"
         ))),
         Err(e) => {
@@ -820,9 +576,9 @@ pub async fn delete(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
+    let id = errors::path_id(&id, "service account")?;
     state.service.delete_service_account(&c.caller, &id).await?;
-    Ok(ui::see_other("/settings/api-access?notice=deleted"))
+    Ok(layout::see_other("/settings/api-access?notice=deleted"))
 }
 
 fn credential_form(
@@ -840,8 +596,8 @@ fn credential_form(
             (form_error(errors))
             form method="post" action=(action) class="stack" novalidate {
                 (csrf(c))
-                (field("Name *", "name", errors, None, ui::text_input("name", form.get("name"), "text", true)))
-                (field("Description", "description", errors, None, ui::text_input("description", form.get("description"), "text", false)))
+                (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
+                (field("Description", "description", errors, None, forms::text_input("description", form.get("description"), "text", false)))
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { "Save changes" }
                     a class="btn btn-link" href={ "/settings/api-access/" (sa.id) } { "Cancel" }
@@ -849,7 +605,7 @@ fn credential_form(
             }
         }
     };
-    ui::form_page(errors, layout(c, "Edit credential", "access", body))
+    forms::form_page(errors, layout(c, "Edit credential", "access", body))
 }
 
 /// `GET /settings/api-access/{id}/credentials/{cid}/edit`.
@@ -859,8 +615,8 @@ pub async fn edit_credential_page(
     Path((id, cid)): Path<(String, String)>,
 ) -> PageResult {
     c.require(Permission::ServiceAccountsManage)?;
-    let id = ui::path_id(&id, "service account")?;
-    let cid = ui::path_id(&cid, "credential")?;
+    let id = errors::path_id(&id, "service account")?;
+    let cid = errors::path_id(&cid, "credential")?;
     let sa = state.service.get_service_account(&c.caller, &id).await?;
     let cr = state.service.get_credential(&c.caller, &id, &cid).await?;
     let form = FormData(vec![
@@ -878,8 +634,8 @@ pub async fn edit_credential(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let id = ui::path_id(&id, "service account")?;
-    let cid = ui::path_id(&cid, "credential")?;
+    let id = errors::path_id(&id, "service account")?;
+    let cid = errors::path_id(&cid, "credential")?;
     let input = UpdateCredential {
         name: Some(form.get("name").to_string()),
         description: Some(form.get("description").to_string()),
@@ -889,7 +645,7 @@ pub async fn edit_credential(
         .update_credential(&c.caller, &id, &cid, input)
         .await
     {
-        Ok(_) => Ok(ui::see_other(&format!(
+        Ok(_) => Ok(layout::see_other(&format!(
             "/settings/api-access/{id}?notice=credential_updated"
         ))),
         Err(e) => {
