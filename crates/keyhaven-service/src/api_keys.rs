@@ -590,7 +590,7 @@ impl Service {
             Some(crate::Success {
                 action: "api_key.regenerate",
                 target: Some(key_principal(&k)),
-                changes: changes,
+                changes,
                 event: Some(("api_key.regenerated", crate::webhooks::key_event(&k, now))),
             }),
             &[(keyhaven_store::ChangeKind::Key, k.id.to_string())],

@@ -300,9 +300,9 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: action,
+                action,
                 target: Some(sa_principal(&sa)),
-                changes: changes,
+                changes,
                 event: None,
             }),
             &[(keyhaven_store::ChangeKind::Owner, sa.id.to_string())],

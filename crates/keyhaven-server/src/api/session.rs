@@ -1,14 +1,14 @@
 //! `POST /v1/session` (sign in) and `DELETE /v1/session` (sign out).
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::{ApiError, Json};
 use super::views;
 use crate::app::AppState;
-use crate::auth::extract::{Auth, SESSION_COOKIE};
+use crate::auth::extract::{session_cookie, Auth};
 use keyhaven_service::RequestContext;
 
 /// Sign-in body.
@@ -26,25 +26,6 @@ pub struct SessionView {
     pub organization: views::OrganizationView,
     /// Echo it in `X-CSRF-Token` on state-changing requests.
     pub csrf_token: String,
-}
-
-/// The session cookie. Without `max_age` it is a browser-session cookie: the server
-/// alone decides when the session ends (12 hours after its last request, a window
-/// that slides), so the browser must not drop it at a fixed time after sign-in.
-/// `Some(0)` deletes it.
-fn cookie(state: &AppState, value: &str, max_age: Option<i64>) -> Option<HeaderValue> {
-    let secure = if state.config.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let max_age = max_age
-        .map(|s| format!("; Max-Age={s}"))
-        .unwrap_or_default();
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{max_age}{secure}"
-    ))
-    .ok()
 }
 
 /// Signs in; sets the session cookie and returns the user, organization and CSRF token.
@@ -65,7 +46,7 @@ pub async fn sign_in(
         csrf_token: s.csrf_token,
     })
     .into_response();
-    if let Some(c) = cookie(&state, &s.token, None) {
+    if let Some(c) = session_cookie(&state, &s.token, None) {
         res.headers_mut().insert(header::SET_COOKIE, c);
     }
     Ok(res)
@@ -84,7 +65,7 @@ pub async fn sign_out(State(state): State<AppState>, auth: Auth) -> Result<Respo
     };
     state.service.sign_out(&auth.caller, &token).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
-    if let Some(c) = cookie(&state, "", Some(0)) {
+    if let Some(c) = session_cookie(&state, "", Some(0)) {
         res.headers_mut().insert(header::SET_COOKIE, c);
     }
     Ok(res)

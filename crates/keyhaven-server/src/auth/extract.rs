@@ -86,6 +86,28 @@ impl FromRequestParts<AppState> for RequestContext {
     }
 }
 
+/// The `Set-Cookie` value of the session cookie. Without `max_age` it is a
+/// browser-session cookie: the server's sliding idle timeout decides when a session
+/// ends, not a lifetime fixed at sign-in. An empty value with `Some(0)` signs out.
+pub fn session_cookie(
+    state: &crate::app::AppState,
+    value: &str,
+    max_age: Option<i64>,
+) -> Option<axum::http::HeaderValue> {
+    let secure = if state.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let max_age = max_age
+        .map(|s| format!("; Max-Age={s}"))
+        .unwrap_or_default();
+    axum::http::HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{max_age}{secure}"
+    ))
+    .ok()
+}
+
 /// The value of one cookie.
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts

@@ -3,7 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method};
+use axum::http::Method;
 use keyhaven_core::permission::Permission;
 use subtle::ConstantTimeEq;
 
@@ -141,22 +141,4 @@ impl FromRequestParts<AppState> for Console {
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// The `Set-Cookie` value of the session cookie. Without `max_age` it is a
-/// browser-session cookie: the server's sliding idle timeout decides when a session
-/// ends, not a lifetime fixed at sign-in. An empty value with `Some(0)` signs out.
-pub fn session_cookie(state: &AppState, value: &str, max_age: Option<i64>) -> Option<HeaderValue> {
-    let secure = if state.config.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let max_age = max_age
-        .map(|s| format!("; Max-Age={s}"))
-        .unwrap_or_default();
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{max_age}{secure}"
-    ))
-    .ok()
 }

@@ -7,11 +7,12 @@ use maud::html;
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
-use super::auth::{safe_next, session_cookie, Console};
+use super::auth::{safe_next, Console};
 use super::errors::PageResult;
 use super::forms::{FormData, Query};
 use super::layout;
 use crate::app::AppState;
+use crate::auth::extract::session_cookie;
 use keyhaven_service::{RequestContext, ServiceError};
 
 /// Cookie holding the sign-in form's CSRF token (double submit; no session exists yet).
