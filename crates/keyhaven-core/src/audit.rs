@@ -213,6 +213,238 @@ pub fn verify_chain(entries: &[AuditEntry], head: Option<(i64, &str)>) -> Result
     Ok(())
 }
 
+/// What an audit entry records: every action Keyhaven audits, allowed or denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `api_key.create`.
+    ApiKeyCreate,
+    /// `api_key.delete`.
+    ApiKeyDelete,
+    /// `api_key.list`.
+    ApiKeyList,
+    /// `api_key.metrics`.
+    ApiKeyMetrics,
+    /// `api_key.regenerate`.
+    ApiKeyRegenerate,
+    /// `api_key.revoke`.
+    ApiKeyRevoke,
+    /// `api_key.update`.
+    ApiKeyUpdate,
+    /// `api_key.usage`.
+    ApiKeyUsage,
+    /// `api_key.view`.
+    ApiKeyView,
+    /// `audit.list`.
+    AuditList,
+    /// `credential.create`.
+    CredentialCreate,
+    /// `credential.delete`.
+    CredentialDelete,
+    /// `credential.list`.
+    CredentialList,
+    /// `credential.update`.
+    CredentialUpdate,
+    /// `credential.view`.
+    CredentialView,
+    /// `oauth.token`.
+    OauthToken,
+    /// `organization.create`.
+    OrganizationCreate,
+    /// `organization.update`.
+    OrganizationUpdate,
+    /// `organization.view`.
+    OrganizationView,
+    /// `role.create`.
+    RoleCreate,
+    /// `role.delete`.
+    RoleDelete,
+    /// `role.list`.
+    RoleList,
+    /// `role.update`.
+    RoleUpdate,
+    /// `role.view`.
+    RoleView,
+    /// `service_account.archive`.
+    ServiceAccountArchive,
+    /// `service_account.create`.
+    ServiceAccountCreate,
+    /// `service_account.delete`.
+    ServiceAccountDelete,
+    /// `service_account.list`.
+    ServiceAccountList,
+    /// `service_account.reactivate`.
+    ServiceAccountReactivate,
+    /// `service_account.suspend`.
+    ServiceAccountSuspend,
+    /// `service_account.update`.
+    ServiceAccountUpdate,
+    /// `service_account.view`.
+    ServiceAccountView,
+    /// `session.sign_in`.
+    SessionSignIn,
+    /// `session.sign_out`.
+    SessionSignOut,
+    /// `shared_secret.create`.
+    SharedSecretCreate,
+    /// `shared_secret.reveal`.
+    SharedSecretReveal,
+    /// `shared_secret.rotate`.
+    SharedSecretRotate,
+    /// `shared_secret.view`.
+    SharedSecretView,
+    /// `user.create`.
+    UserCreate,
+    /// `user.delete`.
+    UserDelete,
+    /// `user.list`.
+    UserList,
+    /// `user.password_change`.
+    UserPasswordChange,
+    /// `user.reset_password`.
+    UserResetPassword,
+    /// `user.update`.
+    UserUpdate,
+    /// `user.view`.
+    UserView,
+    /// `webhook.create`.
+    WebhookCreate,
+    /// `webhook.delete`.
+    WebhookDelete,
+    /// `webhook.deliveries`.
+    WebhookDeliveries,
+    /// `webhook.list`.
+    WebhookList,
+    /// `webhook.update`.
+    WebhookUpdate,
+    /// `webhook.view`.
+    WebhookView,
+}
+
+impl Action {
+    /// Every value, in a stable order.
+    pub const ALL: &'static [Action] = &[
+        Action::ApiKeyCreate,
+        Action::ApiKeyDelete,
+        Action::ApiKeyList,
+        Action::ApiKeyMetrics,
+        Action::ApiKeyRegenerate,
+        Action::ApiKeyRevoke,
+        Action::ApiKeyUpdate,
+        Action::ApiKeyUsage,
+        Action::ApiKeyView,
+        Action::AuditList,
+        Action::CredentialCreate,
+        Action::CredentialDelete,
+        Action::CredentialList,
+        Action::CredentialUpdate,
+        Action::CredentialView,
+        Action::OauthToken,
+        Action::OrganizationCreate,
+        Action::OrganizationUpdate,
+        Action::OrganizationView,
+        Action::RoleCreate,
+        Action::RoleDelete,
+        Action::RoleList,
+        Action::RoleUpdate,
+        Action::RoleView,
+        Action::ServiceAccountArchive,
+        Action::ServiceAccountCreate,
+        Action::ServiceAccountDelete,
+        Action::ServiceAccountList,
+        Action::ServiceAccountReactivate,
+        Action::ServiceAccountSuspend,
+        Action::ServiceAccountUpdate,
+        Action::ServiceAccountView,
+        Action::SessionSignIn,
+        Action::SessionSignOut,
+        Action::SharedSecretCreate,
+        Action::SharedSecretReveal,
+        Action::SharedSecretRotate,
+        Action::SharedSecretView,
+        Action::UserCreate,
+        Action::UserDelete,
+        Action::UserList,
+        Action::UserPasswordChange,
+        Action::UserResetPassword,
+        Action::UserUpdate,
+        Action::UserView,
+        Action::WebhookCreate,
+        Action::WebhookDelete,
+        Action::WebhookDeliveries,
+        Action::WebhookList,
+        Action::WebhookUpdate,
+        Action::WebhookView,
+    ];
+
+    /// The name as stored and shown (`changes` of an entry say what changed).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ApiKeyCreate => "api_key.create",
+            Action::ApiKeyDelete => "api_key.delete",
+            Action::ApiKeyList => "api_key.list",
+            Action::ApiKeyMetrics => "api_key.metrics",
+            Action::ApiKeyRegenerate => "api_key.regenerate",
+            Action::ApiKeyRevoke => "api_key.revoke",
+            Action::ApiKeyUpdate => "api_key.update",
+            Action::ApiKeyUsage => "api_key.usage",
+            Action::ApiKeyView => "api_key.view",
+            Action::AuditList => "audit.list",
+            Action::CredentialCreate => "credential.create",
+            Action::CredentialDelete => "credential.delete",
+            Action::CredentialList => "credential.list",
+            Action::CredentialUpdate => "credential.update",
+            Action::CredentialView => "credential.view",
+            Action::OauthToken => "oauth.token",
+            Action::OrganizationCreate => "organization.create",
+            Action::OrganizationUpdate => "organization.update",
+            Action::OrganizationView => "organization.view",
+            Action::RoleCreate => "role.create",
+            Action::RoleDelete => "role.delete",
+            Action::RoleList => "role.list",
+            Action::RoleUpdate => "role.update",
+            Action::RoleView => "role.view",
+            Action::ServiceAccountArchive => "service_account.archive",
+            Action::ServiceAccountCreate => "service_account.create",
+            Action::ServiceAccountDelete => "service_account.delete",
+            Action::ServiceAccountList => "service_account.list",
+            Action::ServiceAccountReactivate => "service_account.reactivate",
+            Action::ServiceAccountSuspend => "service_account.suspend",
+            Action::ServiceAccountUpdate => "service_account.update",
+            Action::ServiceAccountView => "service_account.view",
+            Action::SessionSignIn => "session.sign_in",
+            Action::SessionSignOut => "session.sign_out",
+            Action::SharedSecretCreate => "shared_secret.create",
+            Action::SharedSecretReveal => "shared_secret.reveal",
+            Action::SharedSecretRotate => "shared_secret.rotate",
+            Action::SharedSecretView => "shared_secret.view",
+            Action::UserCreate => "user.create",
+            Action::UserDelete => "user.delete",
+            Action::UserList => "user.list",
+            Action::UserPasswordChange => "user.password_change",
+            Action::UserResetPassword => "user.reset_password",
+            Action::UserUpdate => "user.update",
+            Action::UserView => "user.view",
+            Action::WebhookCreate => "webhook.create",
+            Action::WebhookDelete => "webhook.delete",
+            Action::WebhookDeliveries => "webhook.deliveries",
+            Action::WebhookList => "webhook.list",
+            Action::WebhookUpdate => "webhook.update",
+            Action::WebhookView => "webhook.view",
+        }
+    }
+
+    /// The value named `s`, if there is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

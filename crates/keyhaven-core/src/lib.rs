@@ -21,6 +21,7 @@ pub mod service_account;
 pub mod time;
 pub mod user;
 pub mod validate;
+pub mod webhook_event;
 
 pub use error::{DomainError, DomainResult};
 pub use id::Id;

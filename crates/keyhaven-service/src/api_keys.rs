@@ -1,6 +1,7 @@
 //! API keys.
 
 use keyhaven_core::api_key::{self, ApiKey, RateLimit};
+use keyhaven_core::audit::Action;
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::id::Id;
 use keyhaven_core::key_format::{self, Secret};
@@ -9,6 +10,7 @@ use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role;
 use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_core::time::{self, Timestamp};
+use keyhaven_core::webhook_event::WebhookEvent;
 use keyhaven_core::{validate, DomainError};
 use serde_json::json;
 
@@ -69,7 +71,7 @@ impl Service {
         caller: &Caller,
         input: CreateApiKey,
     ) -> ServiceResult<(ApiKey, Vec<String>, Secret)> {
-        self.authorize(caller, Permission::ApiKeysCreate, "api_key.create")
+        self.authorize(caller, Permission::ApiKeysCreate, Action::ApiKeyCreate)
             .await?;
         let now = self.now();
         let name = api_key::validate_name(&input.name)?;
@@ -97,7 +99,7 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 drop(tx);
-                self.deny_if_escalation(caller, "api_key.create", None, &e)
+                self.deny_if_escalation(caller, Action::ApiKeyCreate, None, &e)
                     .await;
                 return Err(e);
             }
@@ -147,7 +149,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "api_key.create",
+                action: Action::ApiKeyCreate,
                 target: Some(key_principal(&key)),
                 changes: json!({
                     "name": key.name,
@@ -157,7 +159,10 @@ impl Service {
                     "tags": key.tags,
                     "expires_at": key.expires_at.as_ref().map(time::rfc3339),
                 }),
-                event: Some(("api_key.created", crate::webhooks::key_event(&key, now))),
+                event: Some((
+                    WebhookEvent::ApiKeyCreated,
+                    crate::webhooks::key_event(&key, now),
+                )),
             }),
             &[],
         )
@@ -342,7 +347,7 @@ impl Service {
         filter: &keyhaven_store::ApiKeyFilter,
         page: &keyhaven_store::Page,
     ) -> ServiceResult<keyhaven_store::Listing<(ApiKey, Vec<String>)>> {
-        self.authorize(caller, Permission::ApiKeysView, "api_key.list")
+        self.authorize(caller, Permission::ApiKeysView, Action::ApiKeyList)
             .await?;
         let mut tx = self.store.read().await?;
         let l = tx.list_api_keys(&caller.org_id, filter, page).await?;
@@ -364,7 +369,7 @@ impl Service {
         caller: &Caller,
         id: &Id,
     ) -> ServiceResult<(ApiKey, Vec<String>)> {
-        self.authorize(caller, Permission::ApiKeysView, "api_key.view")
+        self.authorize(caller, Permission::ApiKeysView, Action::ApiKeyView)
             .await?;
         let mut tx = self.store.read().await?;
         let k = tx
@@ -382,7 +387,7 @@ impl Service {
         id: &Id,
         input: UpdateApiKey,
     ) -> ServiceResult<(ApiKey, Vec<String>)> {
-        self.authorize(caller, Permission::ApiKeysManage, "api_key.update")
+        self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyUpdate)
             .await?;
         let name = input
             .name
@@ -447,7 +452,7 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 drop(tx);
-                self.deny_if_escalation(caller, "api_key.update", None, &e)
+                self.deny_if_escalation(caller, Action::ApiKeyUpdate, None, &e)
                     .await;
                 return Err(e);
             }
@@ -495,7 +500,7 @@ impl Service {
             self.audit(
                 tx.as_mut(),
                 caller,
-                "api_key.update",
+                Action::ApiKeyUpdate,
                 Some(key_principal(&k)),
                 Outcome::Success,
                 ch.into_value(),
@@ -504,7 +509,7 @@ impl Service {
             self.emit(
                 tx.as_mut(),
                 &caller.org_id,
-                "api_key.updated",
+                WebhookEvent::ApiKeyUpdated,
                 crate::webhooks::key_event(&k, k.updated_at),
             )
             .await?;
@@ -522,7 +527,7 @@ impl Service {
         id: &Id,
         input: RegenerateApiKey,
     ) -> ServiceResult<(ApiKey, Vec<String>, Secret)> {
-        self.authorize(caller, Permission::ApiKeysManage, "api_key.regenerate")
+        self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyRegenerate)
             .await?;
         let now = self.now();
         let expires_at = match input.expires_at {
@@ -553,7 +558,7 @@ impl Service {
                 tx,
                 caller,
                 &held_by_key,
-                "api_key.regenerate",
+                Action::ApiKeyRegenerate,
                 key_principal(&k),
             )
             .await?;
@@ -588,10 +593,13 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "api_key.regenerate",
+                action: Action::ApiKeyRegenerate,
                 target: Some(key_principal(&k)),
                 changes,
-                event: Some(("api_key.regenerated", crate::webhooks::key_event(&k, now))),
+                event: Some((
+                    WebhookEvent::ApiKeyRegenerated,
+                    crate::webhooks::key_event(&k, now),
+                )),
             }),
             &[(keyhaven_store::ChangeKind::Key, k.id.to_string())],
         )
@@ -605,7 +613,7 @@ impl Service {
         caller: &Caller,
         id: &Id,
     ) -> ServiceResult<(ApiKey, Vec<String>)> {
-        self.authorize(caller, Permission::ApiKeysManage, "api_key.revoke")
+        self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyRevoke)
             .await?;
         let mut tx = self.store.begin().await?;
         let mut k = tx
@@ -622,7 +630,7 @@ impl Service {
             self.audit(
                 tx.as_mut(),
                 caller,
-                "api_key.revoke",
+                Action::ApiKeyRevoke,
                 Some(key_principal(&k)),
                 Outcome::Success,
                 json!({}),
@@ -631,7 +639,7 @@ impl Service {
             self.emit(
                 tx.as_mut(),
                 &caller.org_id,
-                "api_key.revoked",
+                WebhookEvent::ApiKeyRevoked,
                 crate::webhooks::key_event(&k, now),
             )
             .await?;
@@ -644,7 +652,7 @@ impl Service {
 
     /// Deletes a key permanently.
     pub async fn delete_api_key(&self, caller: &Caller, id: &Id) -> ServiceResult<()> {
-        self.authorize(caller, Permission::ApiKeysManage, "api_key.delete")
+        self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyDelete)
             .await?;
         let mut tx = self.store.begin().await?;
         let k = tx
@@ -656,11 +664,11 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "api_key.delete",
+                action: Action::ApiKeyDelete,
                 target: Some(key_principal(&k)),
                 changes: json!({}),
                 event: Some((
-                    "api_key.deleted",
+                    WebhookEvent::ApiKeyDeleted,
                     crate::webhooks::key_event(&k, self.now()),
                 )),
             }),
@@ -676,7 +684,7 @@ impl Service {
         caller: &Caller,
         ids: &[String],
     ) -> ServiceResult<BatchDeleted> {
-        self.authorize(caller, Permission::ApiKeysManage, "api_key.delete")
+        self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyDelete)
             .await?;
         if ids.is_empty() || ids.len() > 100 {
             return Err(
@@ -699,7 +707,7 @@ impl Service {
                     self.audit(
                         tx.as_mut(),
                         caller,
-                        "api_key.delete",
+                        Action::ApiKeyDelete,
                         Some(key_principal(&k)),
                         Outcome::Success,
                         json!({ "batch": true }),
@@ -708,7 +716,7 @@ impl Service {
                     self.emit(
                         tx.as_mut(),
                         &caller.org_id,
-                        "api_key.deleted",
+                        WebhookEvent::ApiKeyDeleted,
                         crate::webhooks::key_event(&k, self.now()),
                     )
                     .await?;
@@ -736,7 +744,7 @@ impl Service {
         id: &Id,
         days: i64,
     ) -> ServiceResult<Vec<DailyUsage>> {
-        self.authorize(caller, Permission::ApiKeysView, "api_key.usage")
+        self.authorize(caller, Permission::ApiKeysView, Action::ApiKeyUsage)
             .await?;
         if !(1..=90).contains(&days) {
             return Err(DomainError::invalid(
@@ -775,7 +783,7 @@ impl Service {
 
     /// The dashboard numbers.
     pub async fn metrics(&self, caller: &Caller) -> ServiceResult<Metrics> {
-        self.authorize(caller, Permission::ApiKeysView, "api_key.metrics")
+        self.authorize(caller, Permission::ApiKeysView, Action::ApiKeyMetrics)
             .await?;
         let now = self.now();
         let mut tx = self.store.read().await?;

@@ -1,5 +1,6 @@
 //! Reading the audit log.
 
+use keyhaven_core::audit::Action;
 use keyhaven_core::audit::AuditEntry;
 use keyhaven_core::permission::Permission;
 use keyhaven_store::{AuditFilter, Listing, Page};
@@ -14,7 +15,7 @@ impl Service {
         filter: &AuditFilter,
         page: &Page,
     ) -> ServiceResult<Listing<AuditEntry>> {
-        self.authorize(caller, Permission::AuditView, "audit.list")
+        self.authorize(caller, Permission::AuditView, Action::AuditList)
             .await?;
         let mut tx = self.store.read().await?;
         Ok(tx.list_audit(&caller.org_id, filter, page).await?)

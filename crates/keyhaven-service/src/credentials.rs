@@ -1,6 +1,7 @@
 //! Client credentials of service accounts.
 
 use keyhaven_core::api_key;
+use keyhaven_core::audit::Action;
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::credential::{self, Credential};
 use keyhaven_core::id::Id;
@@ -65,7 +66,7 @@ impl Service {
         self.authorize(
             caller,
             Permission::ServiceAccountsManage,
-            "credential.create",
+            Action::CredentialCreate,
         )
         .await?;
         let name = validate::name(&input.name, "name", 100)?;
@@ -113,7 +114,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "credential.create",
+                action: Action::CredentialCreate,
                 target: Some(cred_principal(&c)),
                 changes: json!({ "service_account_id": sa.id, "client_id": c.client_id, "name": c.name, "expires_at": c.expires_at.as_ref().map(time::rfc3339) }),
                 event: None,
@@ -130,8 +131,12 @@ impl Service {
         caller: &Caller,
         sa_id: &Id,
     ) -> ServiceResult<Vec<Credential>> {
-        self.authorize(caller, Permission::ServiceAccountsView, "credential.list")
-            .await?;
+        self.authorize(
+            caller,
+            Permission::ServiceAccountsView,
+            Action::CredentialList,
+        )
+        .await?;
         let mut tx = self.store.read().await?;
         self.service_account_for(tx.as_mut(), caller, sa_id).await?;
         Ok(tx.credentials(&caller.org_id, sa_id).await?)
@@ -161,8 +166,12 @@ impl Service {
         sa_id: &Id,
         id: &Id,
     ) -> ServiceResult<Credential> {
-        self.authorize(caller, Permission::ServiceAccountsView, "credential.view")
-            .await?;
+        self.authorize(
+            caller,
+            Permission::ServiceAccountsView,
+            Action::CredentialView,
+        )
+        .await?;
         let mut tx = self.store.read().await?;
         tx.credential(&caller.org_id, sa_id, id)
             .await?
@@ -180,7 +189,7 @@ impl Service {
         self.authorize(
             caller,
             Permission::ServiceAccountsManage,
-            "credential.update",
+            Action::CredentialUpdate,
         )
         .await?;
         let name = input
@@ -213,7 +222,7 @@ impl Service {
             self.audit(
                 tx.as_mut(),
                 caller,
-                "credential.update",
+                Action::CredentialUpdate,
                 Some(cred_principal(&c)),
                 Outcome::Success,
                 changes.into_value(),
@@ -234,7 +243,7 @@ impl Service {
         self.authorize(
             caller,
             Permission::ServiceAccountsManage,
-            "credential.delete",
+            Action::CredentialDelete,
         )
         .await?;
         let mut tx = self.store.begin().await?;
@@ -247,7 +256,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "credential.delete",
+                action: Action::CredentialDelete,
                 target: Some(cred_principal(&c)),
                 changes: json!({ "client_id": c.client_id }),
                 event: None,

@@ -36,11 +36,12 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
-use keyhaven_core::audit::{AuditDraft, Outcome};
+use keyhaven_core::audit::{Action, AuditDraft, Outcome};
 use keyhaven_core::id::Id;
 use keyhaven_core::permission::{Permission, PermissionSet};
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::time::{Clock, Timestamp};
+use keyhaven_core::webhook_event::WebhookEvent;
 use keyhaven_core::DomainError;
 use keyhaven_store::{ChangeKind, Store, StoreError, Tx};
 use rand::rngs::OsRng;
@@ -75,13 +76,13 @@ pub enum ServiceError {
 /// its webhook event (see [`Service::commit_mutation`]).
 pub(crate) struct Success {
     /// The audit action, e.g. `api_key.create`.
-    pub action: &'static str,
+    pub action: Action,
     /// What was acted on.
     pub target: Option<Principal>,
     /// The audit entry's `changes`.
     pub changes: serde_json::Value,
     /// The webhook event type and its `data`.
-    pub event: Option<(&'static str, serde_json::Value)>,
+    pub event: Option<(WebhookEvent, serde_json::Value)>,
 }
 
 /// Result alias for use cases.
@@ -310,14 +311,14 @@ impl Service {
         &self,
         tx: &mut dyn Tx,
         caller: &Caller,
-        action: &str,
+        action: Action,
         target: Option<Principal>,
         outcome: Outcome,
         changes: serde_json::Value,
     ) -> ServiceResult<()> {
         let draft = AuditDraft {
             actor: caller.principal.clone(),
-            action: action.to_string(),
+            action: action.as_str().to_string(),
             target,
             outcome,
             ip: caller.ctx.ip.clone(),
@@ -336,7 +337,7 @@ impl Service {
         &self,
         caller: &Caller,
         p: Permission,
-        action: &str,
+        action: Action,
     ) -> ServiceResult<()> {
         if caller.has(p) {
             return Ok(());
@@ -350,7 +351,7 @@ impl Service {
     pub async fn record_denied(
         &self,
         caller: &Caller,
-        action: &str,
+        action: Action,
         target: Option<Principal>,
         missing: &str,
     ) {
@@ -368,7 +369,7 @@ impl Service {
     pub async fn record_denied_with(
         &self,
         caller: &Caller,
-        action: &str,
+        action: Action,
         target: Option<Principal>,
         changes: serde_json::Value,
     ) {
@@ -388,7 +389,7 @@ impl Service {
         }
         .await;
         if let Err(e) = result {
-            tracing::error!(error = %e, action, "could not record a denied request in the audit log");
+            tracing::error!(error = %e, action = action.as_str(), "could not record a denied request in the audit log");
         }
     }
 
@@ -399,7 +400,7 @@ impl Service {
     pub(crate) async fn deny_if_escalation(
         &self,
         caller: &Caller,
-        action: &str,
+        action: Action,
         target: Option<Principal>,
         e: &ServiceError,
     ) {
@@ -417,7 +418,7 @@ impl Service {
         tx: Box<dyn Tx>,
         caller: &Caller,
         target_permissions: &[String],
-        action: &str,
+        action: Action,
         target: Principal,
     ) -> ServiceResult<Box<dyn Tx>> {
         match keyhaven_core::permission::check_no_escalation(

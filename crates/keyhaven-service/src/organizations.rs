@@ -1,6 +1,7 @@
 //! Organizations: creation (CLI and first start) with built-in roles and a first
 //! super-admin.
 
+use keyhaven_core::audit::Action;
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::organization::{self, Organization, DEFAULT_KEY_PREFIX};
 use keyhaven_core::principal::{Principal, PrincipalKind};
@@ -109,7 +110,7 @@ impl Service {
         self.audit(
             tx,
             &caller,
-            "organization.create",
+            Action::OrganizationCreate,
             Some(org_principal(org)),
             Outcome::Success,
             json!({ "name": org.name, "key_prefix": org.key_prefix }),
@@ -118,7 +119,7 @@ impl Service {
         self.audit(
             tx,
             &caller,
-            "user.create",
+            Action::UserCreate,
             Some(user_principal(admin)),
             Outcome::Success,
             json!({ "email": admin.email, "roles": admin.roles }),
@@ -190,7 +191,7 @@ impl Service {
         self.authorize(
             caller,
             keyhaven_core::Permission::OrganizationView,
-            "organization.view",
+            Action::OrganizationView,
         )
         .await?;
         let mut tx = self.store.read().await?;
@@ -208,7 +209,7 @@ impl Service {
         self.authorize(
             caller,
             keyhaven_core::Permission::OrganizationManage,
-            "organization.update",
+            Action::OrganizationUpdate,
         )
         .await?;
         let name = input
@@ -239,7 +240,7 @@ impl Service {
             self.audit(
                 tx.as_mut(),
                 caller,
-                "organization.update",
+                Action::OrganizationUpdate,
                 Some(org_principal(&org)),
                 Outcome::Success,
                 changes.into_value(),

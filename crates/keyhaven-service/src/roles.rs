@@ -1,5 +1,6 @@
 //! Roles and the permission catalog.
 
+use keyhaven_core::audit::Action;
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::permission::{self, Permission};
 use keyhaven_core::principal::{Principal, PrincipalKind};
@@ -52,7 +53,7 @@ fn check_permissions(caller: &Caller, perms: &[String]) -> ServiceResult<Vec<Str
 impl Service {
     /// Every role of the organization.
     pub async fn list_roles(&self, caller: &Caller) -> ServiceResult<Vec<Role>> {
-        self.authorize(caller, Permission::RolesView, "role.list")
+        self.authorize(caller, Permission::RolesView, Action::RoleList)
             .await?;
         let mut tx = self.store.read().await?;
         Ok(tx.roles(&caller.org_id).await?)
@@ -76,7 +77,7 @@ impl Service {
 
     /// One role.
     pub async fn get_role(&self, caller: &Caller, name: &str) -> ServiceResult<Role> {
-        self.authorize(caller, Permission::RolesView, "role.view")
+        self.authorize(caller, Permission::RolesView, Action::RoleView)
             .await?;
         validate::no_control_chars(name, "name")?;
         let mut tx = self.store.read().await?;
@@ -87,7 +88,7 @@ impl Service {
 
     /// Creates a custom role.
     pub async fn create_role(&self, caller: &Caller, input: CreateRole) -> ServiceResult<Role> {
-        self.authorize(caller, Permission::RolesManage, "role.create")
+        self.authorize(caller, Permission::RolesManage, Action::RoleCreate)
             .await?;
         role::validate_name(&input.name, "name")?;
         let description =
@@ -102,7 +103,7 @@ impl Service {
         let permissions = match check_permissions(caller, &input.permissions) {
             Ok(p) => p,
             Err(e) => {
-                self.deny_if_escalation(caller, "role.create", None, &e)
+                self.deny_if_escalation(caller, Action::RoleCreate, None, &e)
                     .await;
                 return Err(e);
             }
@@ -130,7 +131,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "role.create",
+                action: Action::RoleCreate,
                 target: Some(role_principal(&r)),
                 changes: json!({ "permissions": r.permissions, "key_name_pattern": r.key_name_pattern }),
                 event: None,
@@ -148,7 +149,7 @@ impl Service {
         name: &str,
         input: UpdateRole,
     ) -> ServiceResult<Role> {
-        self.authorize(caller, Permission::RolesManage, "role.update")
+        self.authorize(caller, Permission::RolesManage, Action::RoleUpdate)
             .await?;
         validate::no_control_chars(name, "name")?;
         let description = input
@@ -164,7 +165,7 @@ impl Service {
         {
             Ok(p) => p,
             Err(e) => {
-                self.deny_if_escalation(caller, "role.update", None, &e)
+                self.deny_if_escalation(caller, Action::RoleUpdate, None, &e)
                     .await;
                 return Err(e);
             }
@@ -207,7 +208,7 @@ impl Service {
             self.audit(
                 tx.as_mut(),
                 caller,
-                "role.update",
+                Action::RoleUpdate,
                 Some(role_principal(&r)),
                 Outcome::Success,
                 changes.into_value(),
@@ -227,7 +228,7 @@ impl Service {
 
     /// Deletes a custom role that nobody holds.
     pub async fn delete_role(&self, caller: &Caller, name: &str) -> ServiceResult<()> {
-        self.authorize(caller, Permission::RolesManage, "role.delete")
+        self.authorize(caller, Permission::RolesManage, Action::RoleDelete)
             .await?;
         validate::no_control_chars(name, "name")?;
         let mut tx = self.store.begin().await?;
@@ -252,7 +253,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "role.delete",
+                action: Action::RoleDelete,
                 target: Some(role_principal(&r)),
                 changes: json!({}),
                 event: None,

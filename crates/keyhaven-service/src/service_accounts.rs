@@ -1,5 +1,6 @@
 //! Service accounts and their lifecycle.
 
+use keyhaven_core::audit::Action;
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
@@ -7,6 +8,7 @@ use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role;
 use keyhaven_core::service_account::{self, ServiceAccount, ServiceAccountStatus, Transition};
 use keyhaven_core::validate;
+use keyhaven_core::webhook_event::WebhookEvent;
 use keyhaven_store::{Listing, Page, ServiceAccountFilter};
 use serde_json::json;
 
@@ -54,7 +56,7 @@ impl Service {
         self.authorize(
             caller,
             Permission::ServiceAccountsManage,
-            "service_account.create",
+            Action::ServiceAccountCreate,
         )
         .await?;
         let name = validate::name(&input.name, "name", 100)?;
@@ -69,7 +71,7 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 drop(tx);
-                self.deny_if_escalation(caller, "service_account.create", None, &e)
+                self.deny_if_escalation(caller, Action::ServiceAccountCreate, None, &e)
                     .await;
                 return Err(e);
             }
@@ -96,10 +98,10 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "service_account.create",
+                action: Action::ServiceAccountCreate,
                 target: Some(sa_principal(&sa)),
                 changes: json!({ "name": sa.name, "description": sa.description, "roles": sa.roles }),
-                event: Some(("service_account.created", crate::webhooks::service_account_event(&sa))),
+                event: Some((WebhookEvent::ServiceAccountCreated, crate::webhooks::service_account_event(&sa))),
             }),
             &[],
         )
@@ -117,7 +119,7 @@ impl Service {
         self.authorize(
             caller,
             Permission::ServiceAccountsView,
-            "service_account.list",
+            Action::ServiceAccountList,
         )
         .await?;
         let mut tx = self.store.read().await?;
@@ -135,7 +137,7 @@ impl Service {
         self.authorize(
             caller,
             Permission::ServiceAccountsView,
-            "service_account.view",
+            Action::ServiceAccountView,
         )
         .await?;
         let mut tx = self.store.read().await?;
@@ -154,7 +156,7 @@ impl Service {
         self.authorize(
             caller,
             Permission::ServiceAccountsManage,
-            "service_account.update",
+            Action::ServiceAccountUpdate,
         )
         .await?;
         let name = input
@@ -193,7 +195,7 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 drop(tx);
-                self.deny_if_escalation(caller, "service_account.update", None, &e)
+                self.deny_if_escalation(caller, Action::ServiceAccountUpdate, None, &e)
                     .await;
                 return Err(e);
             }
@@ -215,7 +217,7 @@ impl Service {
             self.audit(
                 tx.as_mut(),
                 caller,
-                "service_account.update",
+                Action::ServiceAccountUpdate,
                 Some(sa_principal(&sa)),
                 Outcome::Success,
                 changes.into_value(),
@@ -224,7 +226,7 @@ impl Service {
             self.emit(
                 tx.as_mut(),
                 &caller.org_id,
-                "service_account.updated",
+                WebhookEvent::ServiceAccountUpdated,
                 crate::webhooks::service_account_event(&sa),
             )
             .await?;
@@ -245,9 +247,9 @@ impl Service {
         t: Transition,
     ) -> ServiceResult<ServiceAccount> {
         let action = match t {
-            Transition::Suspend => "service_account.suspend",
-            Transition::Reactivate => "service_account.reactivate",
-            Transition::Archive => "service_account.archive",
+            Transition::Suspend => Action::ServiceAccountSuspend,
+            Transition::Reactivate => Action::ServiceAccountReactivate,
+            Transition::Archive => Action::ServiceAccountArchive,
         };
         self.authorize(caller, Permission::ServiceAccountsManage, action)
             .await?;
@@ -269,7 +271,7 @@ impl Service {
                     self.emit(
                         tx.as_mut(),
                         &caller.org_id,
-                        "api_key.revoked",
+                        WebhookEvent::ApiKeyRevoked,
                         crate::webhooks::key_event(&k, now),
                     )
                     .await?;
@@ -285,9 +287,9 @@ impl Service {
         sa.updated_at = now;
         tx.update_service_account(&sa).await?;
         let event = match t {
-            Transition::Suspend => "service_account.suspended",
-            Transition::Reactivate => "service_account.reactivated",
-            Transition::Archive => "service_account.archived",
+            Transition::Suspend => WebhookEvent::ServiceAccountSuspended,
+            Transition::Reactivate => WebhookEvent::ServiceAccountReactivated,
+            Transition::Archive => WebhookEvent::ServiceAccountArchived,
         };
         self.emit(
             tx.as_mut(),
@@ -316,7 +318,7 @@ impl Service {
         self.authorize(
             caller,
             Permission::ServiceAccountsManage,
-            "service_account.delete",
+            Action::ServiceAccountDelete,
         )
         .await?;
         let mut tx = self.store.begin().await?;
@@ -337,7 +339,7 @@ impl Service {
             self.emit(
                 tx.as_mut(),
                 &caller.org_id,
-                "api_key.deleted",
+                WebhookEvent::ApiKeyDeleted,
                 crate::webhooks::key_event(k, now),
             )
             .await?;
@@ -346,11 +348,11 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "service_account.delete",
+                action: Action::ServiceAccountDelete,
                 target: Some(sa_principal(&sa)),
                 changes: json!({ "deleted_keys": keys }),
                 event: Some((
-                    "service_account.deleted",
+                    WebhookEvent::ServiceAccountDeleted,
                     crate::webhooks::service_account_event(&sa),
                 )),
             }),

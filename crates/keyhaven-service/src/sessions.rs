@@ -3,6 +3,7 @@
 
 use chrono::Duration;
 use keyhaven_core::api_key::KeyStatus;
+use keyhaven_core::audit::Action;
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::id::Id;
 use keyhaven_core::key_format;
@@ -139,7 +140,7 @@ impl Service {
                 self.audit(
                     tx.as_mut(),
                     &caller,
-                    "session.sign_in",
+                    Action::SessionSignIn,
                     Some(user_principal(&u)),
                     Outcome::Denied,
                     json!({ "reason": reason }),
@@ -183,7 +184,7 @@ impl Service {
             tx,
             &caller,
             Some(crate::Success {
-                action: "session.sign_in",
+                action: Action::SessionSignIn,
                 target: Some(user_principal(&user)),
                 changes: json!({}),
                 event: None,
@@ -209,7 +210,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "session.sign_out",
+                action: Action::SessionSignOut,
                 target: Some(caller.principal.clone()),
                 changes: json!({}),
                 event: None,
@@ -374,7 +375,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "user.password_change",
+                action: Action::UserPasswordChange,
                 target: Some(user_principal(&user)),
                 changes: json!({}),
                 event: None,

@@ -4,6 +4,7 @@
 
 use base64::Engine;
 use chrono::Duration;
+use keyhaven_core::audit::Action;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::time::Timestamp;
@@ -60,8 +61,12 @@ impl Service {
 
     /// Whether a secret exists and when it was made.
     pub async fn shared_secret_status(&self, caller: &Caller) -> ServiceResult<SharedSecretStatus> {
-        self.authorize(caller, Permission::SharedSecretView, "shared_secret.view")
-            .await?;
+        self.authorize(
+            caller,
+            Permission::SharedSecretView,
+            Action::SharedSecretView,
+        )
+        .await?;
         let now = self.now();
         let mut tx = self.store.read().await?;
         let rec = tx.shared_secret(&caller.org_id).await?;
@@ -74,8 +79,12 @@ impl Service {
 
     /// Reveals the secret (audited). Creating one is a rotation (`shared_secret.manage`).
     pub async fn reveal_shared_secret(&self, caller: &Caller) -> ServiceResult<String> {
-        self.authorize(caller, Permission::SharedSecretView, "shared_secret.reveal")
-            .await?;
+        self.authorize(
+            caller,
+            Permission::SharedSecretView,
+            Action::SharedSecretReveal,
+        )
+        .await?;
         let mut tx = self.store.begin().await?;
         let rec = tx
             .shared_secret(&caller.org_id)
@@ -88,7 +97,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "shared_secret.reveal",
+                action: Action::SharedSecretReveal,
                 target: Some(target(caller)),
                 changes: json!({}),
                 event: None,
@@ -107,7 +116,7 @@ impl Service {
         self.authorize(
             caller,
             Permission::SharedSecretManage,
-            "shared_secret.rotate",
+            Action::SharedSecretRotate,
         )
         .await?;
         let now = self.now();
@@ -135,7 +144,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "shared_secret.rotate",
+                action: Action::SharedSecretRotate,
                 target: Some(target(caller)),
                 changes: json!({ "previous_valid_until": previous_valid_until.as_ref().map(keyhaven_core::time::rfc3339) }),
                 event: None,

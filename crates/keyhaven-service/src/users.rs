@@ -1,5 +1,6 @@
 //! Portal users.
 
+use keyhaven_core::audit::Action;
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::user::{self, User, UserStatus};
@@ -26,7 +27,7 @@ pub struct CreateUser {
 impl Service {
     /// Creates a portal user in the caller's organization.
     pub async fn create_user(&self, caller: &Caller, input: CreateUser) -> ServiceResult<User> {
-        self.authorize(caller, Permission::UsersCreate, "user.create")
+        self.authorize(caller, Permission::UsersCreate, Action::UserCreate)
             .await?;
         let email = validate::email(&input.email, "email")?;
         let display_name = user::validate_display_name(&input.display_name)?;
@@ -39,7 +40,7 @@ impl Service {
                 .await
             {
                 drop(tx);
-                self.deny_if_escalation(caller, "user.create", None, &e)
+                self.deny_if_escalation(caller, Action::UserCreate, None, &e)
                     .await;
                 return Err(e);
             }
@@ -66,7 +67,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "user.create",
+                action: Action::UserCreate,
                 target: Some(user_principal(&u)),
                 changes: json!({ "email": u.email, "display_name": u.display_name, "roles": u.roles }),
                 event: None,
@@ -97,7 +98,7 @@ impl Service {
         filter: &keyhaven_store::UserFilter,
         page: &keyhaven_store::Page,
     ) -> ServiceResult<keyhaven_store::Listing<User>> {
-        self.authorize(caller, Permission::UsersView, "user.list")
+        self.authorize(caller, Permission::UsersView, Action::UserList)
             .await?;
         let mut tx = self.store.read().await?;
         Ok(tx.list_users(&caller.org_id, filter, page).await?)
@@ -105,7 +106,7 @@ impl Service {
 
     /// One user.
     pub async fn get_user(&self, caller: &Caller, id: &keyhaven_core::Id) -> ServiceResult<User> {
-        self.authorize(caller, Permission::UsersView, "user.view")
+        self.authorize(caller, Permission::UsersView, Action::UserView)
             .await?;
         let mut tx = self.store.read().await?;
         tx.user(&caller.org_id, id)
@@ -141,7 +142,7 @@ impl Service {
         id: &keyhaven_core::Id,
         input: UpdateUser,
     ) -> ServiceResult<User> {
-        self.authorize(caller, Permission::UsersUpdate, "user.update")
+        self.authorize(caller, Permission::UsersUpdate, Action::UserUpdate)
             .await?;
         let display_name = input
             .display_name
@@ -161,7 +162,7 @@ impl Service {
         if let Some(r) = &roles {
             if let Err(e) = self.check_grant(tx.as_mut(), caller, r, &[], "roles").await {
                 drop(tx);
-                self.deny_if_escalation(caller, "user.update", None, &e)
+                self.deny_if_escalation(caller, Action::UserUpdate, None, &e)
                     .await;
                 return Err(e);
             }
@@ -193,7 +194,7 @@ impl Service {
             self.audit(
                 tx.as_mut(),
                 caller,
-                "user.update",
+                Action::UserUpdate,
                 Some(user_principal(&u)),
                 Outcome::Success,
                 changes.into_value(),
@@ -207,7 +208,7 @@ impl Service {
 
     /// Deletes a user (not oneself, not the last super-admin).
     pub async fn delete_user(&self, caller: &Caller, id: &keyhaven_core::Id) -> ServiceResult<()> {
-        self.authorize(caller, Permission::UsersDelete, "user.delete")
+        self.authorize(caller, Permission::UsersDelete, Action::UserDelete)
             .await?;
         let mut tx = self.store.begin().await?;
         let u = tx
@@ -224,7 +225,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "user.delete",
+                action: Action::UserDelete,
                 target: Some(user_principal(&u)),
                 changes: json!({ "email": u.email }),
                 event: None,
@@ -245,7 +246,7 @@ impl Service {
         self.authorize(
             caller,
             Permission::UsersResetPassword,
-            "user.reset_password",
+            Action::UserResetPassword,
         )
         .await?;
         {
@@ -268,7 +269,7 @@ impl Service {
                 tx,
                 caller,
                 &theirs,
-                "user.reset_password",
+                Action::UserResetPassword,
                 user_principal(&u),
             )
             .await?;
@@ -288,7 +289,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "user.reset_password",
+                action: Action::UserResetPassword,
                 target: Some(user_principal(&u)),
                 changes: json!({}),
                 event: None,
@@ -343,7 +344,7 @@ impl Service {
             self.audit(
                 tx.as_mut(),
                 caller,
-                "user.update",
+                Action::UserUpdate,
                 Some(user_principal(&u)),
                 Outcome::Success,
                 changes.into_value(),

@@ -1,9 +1,11 @@
 //! Webhook endpoints, and the events that changes put in their outbox.
 
+use keyhaven_core::audit::Action;
 use keyhaven_core::audit::Outcome;
 use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
+use keyhaven_core::webhook_event::WebhookEvent;
 use keyhaven_core::{validate, DomainError};
 use keyhaven_store::{Delivery, DeliveryStatus, Listing, Page, Tx, WebhookEndpoint};
 use serde_json::{json, Value};
@@ -11,23 +13,6 @@ use std::net::IpAddr;
 
 use crate::changes::Changes;
 use crate::{Caller, Service, ServiceError, ServiceResult};
-
-/// Every event type an endpoint can subscribe to.
-pub const EVENT_TYPES: &[&str] = &[
-    "api_key.created",
-    "api_key.updated",
-    "api_key.regenerated",
-    "api_key.revoked",
-    "api_key.deleted",
-    "api_key.expiring",
-    "api_key.expired",
-    "service_account.created",
-    "service_account.updated",
-    "service_account.suspended",
-    "service_account.reactivated",
-    "service_account.archived",
-    "service_account.deleted",
-];
 
 /// Input of `POST /webhooks`.
 #[derive(Debug, Clone)]
@@ -71,9 +56,9 @@ fn validate_events(events: &[String]) -> Result<Vec<String>, DomainError> {
             "events must name at least one event type",
         ));
     }
-    let events = validate::distinct_list(events, "events", EVENT_TYPES.len())?;
+    let events = validate::distinct_list(events, "events", WebhookEvent::ALL.len())?;
     for (i, e) in events.iter().enumerate() {
-        if !EVENT_TYPES.contains(&e.as_str()) {
+        if WebhookEvent::parse(e).is_none() {
             return Err(DomainError::invalid(
                 "unknown_event",
                 format!("events[{i}]"),
@@ -196,7 +181,7 @@ impl Service {
         caller: &Caller,
         input: CreateWebhook,
     ) -> ServiceResult<WebhookEndpoint> {
-        self.authorize(caller, Permission::WebhooksManage, "webhook.create")
+        self.authorize(caller, Permission::WebhooksManage, Action::WebhookCreate)
             .await?;
         let url = self.validate_webhook_url(&input.url)?;
         let events = validate_events(&input.events)?;
@@ -220,7 +205,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "webhook.create",
+                action: Action::WebhookCreate,
                 target: Some(target(&w)),
                 changes: json!({ "url": w.url, "events": w.events }),
                 event: None,
@@ -252,7 +237,7 @@ impl Service {
         self.audit(
             tx,
             caller,
-            "shared_secret.create",
+            Action::SharedSecretCreate,
             Some(Principal {
                 kind: PrincipalKind::SharedSecret,
                 id: caller.org_id.to_string(),
@@ -271,7 +256,7 @@ impl Service {
         caller: &Caller,
         page: &Page,
     ) -> ServiceResult<Listing<WebhookEndpoint>> {
-        self.authorize(caller, Permission::WebhooksView, "webhook.list")
+        self.authorize(caller, Permission::WebhooksView, Action::WebhookList)
             .await?;
         let mut tx = self.store.read().await?;
         Ok(tx.list_webhooks(&caller.org_id, page).await?)
@@ -279,7 +264,7 @@ impl Service {
 
     /// One endpoint.
     pub async fn get_webhook(&self, caller: &Caller, id: &Id) -> ServiceResult<WebhookEndpoint> {
-        self.authorize(caller, Permission::WebhooksView, "webhook.view")
+        self.authorize(caller, Permission::WebhooksView, Action::WebhookView)
             .await?;
         let mut tx = self.store.read().await?;
         tx.webhook(&caller.org_id, id)
@@ -294,7 +279,7 @@ impl Service {
         id: &Id,
         input: UpdateWebhook,
     ) -> ServiceResult<WebhookEndpoint> {
-        self.authorize(caller, Permission::WebhooksManage, "webhook.update")
+        self.authorize(caller, Permission::WebhooksManage, Action::WebhookUpdate)
             .await?;
         let url = input
             .url
@@ -335,7 +320,7 @@ impl Service {
             self.audit(
                 tx.as_mut(),
                 caller,
-                "webhook.update",
+                Action::WebhookUpdate,
                 Some(target(&w)),
                 Outcome::Success,
                 ch.into_value(),
@@ -348,7 +333,7 @@ impl Service {
 
     /// Deletes an endpoint and its deliveries.
     pub async fn delete_webhook(&self, caller: &Caller, id: &Id) -> ServiceResult<()> {
-        self.authorize(caller, Permission::WebhooksManage, "webhook.delete")
+        self.authorize(caller, Permission::WebhooksManage, Action::WebhookDelete)
             .await?;
         let mut tx = self.store.begin().await?;
         let w = tx
@@ -360,7 +345,7 @@ impl Service {
             tx,
             caller,
             Some(crate::Success {
-                action: "webhook.delete",
+                action: Action::WebhookDelete,
                 target: Some(target(&w)),
                 changes: json!({ "url": w.url }),
                 event: None,
@@ -378,7 +363,7 @@ impl Service {
         id: &Id,
         page: &Page,
     ) -> ServiceResult<Listing<Delivery>> {
-        self.authorize(caller, Permission::WebhooksView, "webhook.deliveries")
+        self.authorize(caller, Permission::WebhooksView, Action::WebhookDeliveries)
             .await?;
         let mut tx = self.store.read().await?;
         tx.webhook(&caller.org_id, id)
@@ -394,7 +379,7 @@ impl Service {
         &self,
         tx: &mut dyn Tx,
         org_id: &Id,
-        event_type: &str,
+        event_type: WebhookEvent,
         data: Value,
     ) -> ServiceResult<usize> {
         let endpoints = tx.enabled_webhooks(org_id).await?;
@@ -402,11 +387,11 @@ impl Service {
         let mut n = 0;
         for w in endpoints
             .iter()
-            .filter(|w| w.events.iter().any(|e| e == event_type))
+            .filter(|w| w.events.iter().any(|e| e == event_type.as_str()))
         {
             let id = self.new_id();
             let body = json!({
-                "type": event_type,
+                "type": event_type.as_str(),
                 "timestamp": keyhaven_core::time::rfc3339(&now),
                 "data": data,
             });

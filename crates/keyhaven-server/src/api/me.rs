@@ -51,7 +51,7 @@ pub async fn change_password(
             .service
             .record_denied(
                 &auth.caller,
-                "user.password_change",
+                keyhaven_core::audit::Action::UserPasswordChange,
                 None,
                 "a signed-in user",
             )

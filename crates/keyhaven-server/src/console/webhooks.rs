@@ -13,7 +13,8 @@ use super::forms::{
 use super::layout::{self, header, layout};
 use super::widgets::{self, badge, chips};
 use crate::app::AppState;
-use keyhaven_service::webhooks::{CreateWebhook, UpdateWebhook, EVENT_TYPES};
+use keyhaven_core::webhook_event::WebhookEvent;
+use keyhaven_service::webhooks::{CreateWebhook, UpdateWebhook};
 use keyhaven_store::WebhookEndpoint;
 
 async fn webhooks_page(
@@ -111,7 +112,10 @@ async fn webhooks_page(
 }
 
 fn webhook_fields(form: &FormData, errors: &FieldErrors, enabled: bool) -> Markup {
-    let events: Vec<Choice> = EVENT_TYPES.iter().map(|e| Choice::new(*e, "")).collect();
+    let events: Vec<Choice> = WebhookEvent::ALL
+        .iter()
+        .map(|e| Choice::new(e.as_str(), ""))
+        .collect();
     html! {
         (field("URL *", "url", errors, Some("An https:// address that accepts POST requests."), forms::text_input("url", form.get("url"), "url", true)))
         (field("Description", "description", errors, None, forms::text_input("description", form.get("description"), "text", false)))

@@ -741,7 +741,7 @@ async fn a_hanging_receiver_does_not_hold_up_the_others(app: TestApp) {
             .emit(
                 tx.as_mut(),
                 &keyhaven_core::id::Id::from_trusted(app.org_id.clone()),
-                "api_key.created",
+                keyhaven_core::webhook_event::WebhookEvent::ApiKeyCreated,
                 json!({ "n": i }),
             )
             .await

@@ -18,6 +18,7 @@
 
 use chrono::Duration as Span;
 use keyhaven_core::time::{rfc3339, Timestamp};
+use keyhaven_core::webhook_event::WebhookEvent;
 use keyhaven_store::{ExpiringKey, Notice, NoticeStatus, NoticeThreshold};
 use serde_json::json;
 
@@ -111,7 +112,7 @@ pub async fn schedule(service: &Service) -> ServiceResult<usize> {
     Ok(scheduled)
 }
 
-fn event_for(k: &ExpiringKey, threshold: NoticeThreshold) -> (&'static str, serde_json::Value) {
+fn event_for(k: &ExpiringKey, threshold: NoticeThreshold) -> (WebhookEvent, serde_json::Value) {
     let data = json!({
         "id": k.id,
         "organization_id": k.org_id,
@@ -121,9 +122,9 @@ fn event_for(k: &ExpiringKey, threshold: NoticeThreshold) -> (&'static str, serd
         "threshold": threshold.as_str(),
     });
     if threshold == NoticeThreshold::Expired {
-        ("api_key.expired", data)
+        (WebhookEvent::ApiKeyExpired, data)
     } else {
-        ("api_key.expiring", data)
+        (WebhookEvent::ApiKeyExpiring, data)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod signing_key;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use keyhaven_core::audit::Action;
 use keyhaven_core::credential::Credential;
 use keyhaven_core::key_format;
 use keyhaven_core::permission::PermissionSet;
@@ -293,7 +294,7 @@ impl Service {
             id: client.credential.id.to_string(),
             name: client.credential.name.clone(),
         };
-        self.record_denied_with(&caller, "oauth.token", Some(target), changes)
+        self.record_denied_with(&caller, Action::OauthToken, Some(target), changes)
             .await;
     }
 }

@@ -1,0 +1,94 @@
+//! The events webhook endpoints subscribe to.
+
+/// A webhook event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WebhookEvent {
+    /// `api_key.created`.
+    ApiKeyCreated,
+    /// `api_key.updated`.
+    ApiKeyUpdated,
+    /// `api_key.regenerated`.
+    ApiKeyRegenerated,
+    /// `api_key.revoked`.
+    ApiKeyRevoked,
+    /// `api_key.deleted`.
+    ApiKeyDeleted,
+    /// `api_key.expiring`.
+    ApiKeyExpiring,
+    /// `api_key.expired`.
+    ApiKeyExpired,
+    /// `service_account.created`.
+    ServiceAccountCreated,
+    /// `service_account.updated`.
+    ServiceAccountUpdated,
+    /// `service_account.suspended`.
+    ServiceAccountSuspended,
+    /// `service_account.reactivated`.
+    ServiceAccountReactivated,
+    /// `service_account.archived`.
+    ServiceAccountArchived,
+    /// `service_account.deleted`.
+    ServiceAccountDeleted,
+}
+
+impl WebhookEvent {
+    /// Every value, in a stable order.
+    pub const ALL: &'static [WebhookEvent] = &[
+        WebhookEvent::ApiKeyCreated,
+        WebhookEvent::ApiKeyUpdated,
+        WebhookEvent::ApiKeyRegenerated,
+        WebhookEvent::ApiKeyRevoked,
+        WebhookEvent::ApiKeyDeleted,
+        WebhookEvent::ApiKeyExpiring,
+        WebhookEvent::ApiKeyExpired,
+        WebhookEvent::ServiceAccountCreated,
+        WebhookEvent::ServiceAccountUpdated,
+        WebhookEvent::ServiceAccountSuspended,
+        WebhookEvent::ServiceAccountReactivated,
+        WebhookEvent::ServiceAccountArchived,
+        WebhookEvent::ServiceAccountDeleted,
+    ];
+
+    /// The name as stored and shown in deliveries (`type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::ApiKeyCreated => "api_key.created",
+            WebhookEvent::ApiKeyUpdated => "api_key.updated",
+            WebhookEvent::ApiKeyRegenerated => "api_key.regenerated",
+            WebhookEvent::ApiKeyRevoked => "api_key.revoked",
+            WebhookEvent::ApiKeyDeleted => "api_key.deleted",
+            WebhookEvent::ApiKeyExpiring => "api_key.expiring",
+            WebhookEvent::ApiKeyExpired => "api_key.expired",
+            WebhookEvent::ServiceAccountCreated => "service_account.created",
+            WebhookEvent::ServiceAccountUpdated => "service_account.updated",
+            WebhookEvent::ServiceAccountSuspended => "service_account.suspended",
+            WebhookEvent::ServiceAccountReactivated => "service_account.reactivated",
+            WebhookEvent::ServiceAccountArchived => "service_account.archived",
+            WebhookEvent::ServiceAccountDeleted => "service_account.deleted",
+        }
+    }
+
+    /// The value named `s`, if there is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for WebhookEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_parses_back_from_its_name() {
+        for e in WebhookEvent::ALL {
+            assert_eq!(WebhookEvent::parse(e.as_str()), Some(*e));
+        }
+        assert_eq!(WebhookEvent::parse("api_key.create"), None);
+    }
+}
