@@ -492,31 +492,30 @@ impl Service {
             ch.field("metadata", &k.metadata, &m);
             k.metadata = m;
         }
+        let mut success = None;
         if !ch.is_empty() {
             k.updated_at = self.now();
             tx.update_api_key(&k).await.map_err(|e| {
                 duplicate_as_conflict(e, "name_taken", "an API key with this name already exists")
             })?;
-            self.audit(
-                tx.as_mut(),
-                caller,
-                Action::ApiKeyUpdate,
-                Some(key_principal(&k)),
-                Outcome::Success,
-                ch.into_value(),
-            )
-            .await?;
-            self.emit(
-                tx.as_mut(),
-                &caller.org_id,
-                WebhookEvent::ApiKeyUpdated,
-                crate::webhooks::key_event(&k, k.updated_at),
-            )
-            .await?;
+            success = Some(crate::Success {
+                action: Action::ApiKeyUpdate,
+                target: Some(key_principal(&k)),
+                changes: ch.into_value(),
+                event: Some((
+                    WebhookEvent::ApiKeyUpdated,
+                    crate::webhooks::key_event(&k, k.updated_at),
+                )),
+            });
         }
         let p = self.key_permissions(tx.as_mut(), &k).await?;
-        self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
-            .await?;
+        self.commit_mutation(
+            tx,
+            caller,
+            success,
+            &[(keyhaven_store::ChangeKind::Key, k.id.to_string())],
+        )
+        .await?;
         Ok((k, p))
     }
 
@@ -620,6 +619,7 @@ impl Service {
             .api_key(&caller.org_id, id)
             .await?
             .ok_or(ServiceError::NotFound("API key"))?;
+        let mut success = None;
         if k.revoked_at.is_none() {
             let now = self.now();
             k.revoked_at = Some(now);
@@ -627,26 +627,24 @@ impl Service {
             k.previous_digest = None;
             k.previous_valid_until = None;
             tx.update_api_key(&k).await?;
-            self.audit(
-                tx.as_mut(),
-                caller,
-                Action::ApiKeyRevoke,
-                Some(key_principal(&k)),
-                Outcome::Success,
-                json!({}),
-            )
-            .await?;
-            self.emit(
-                tx.as_mut(),
-                &caller.org_id,
-                WebhookEvent::ApiKeyRevoked,
-                crate::webhooks::key_event(&k, now),
-            )
-            .await?;
+            success = Some(crate::Success {
+                action: Action::ApiKeyRevoke,
+                target: Some(key_principal(&k)),
+                changes: json!({}),
+                event: Some((
+                    WebhookEvent::ApiKeyRevoked,
+                    crate::webhooks::key_event(&k, now),
+                )),
+            });
         }
         let p = self.key_permissions(tx.as_mut(), &k).await?;
-        self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Key, k.id.to_string())])
-            .await?;
+        self.commit_mutation(
+            tx,
+            caller,
+            success,
+            &[(keyhaven_store::ChangeKind::Key, k.id.to_string())],
+        )
+        .await?;
         Ok((k, p))
     }
 
@@ -725,8 +723,10 @@ impl Service {
                 None => out.not_found.push(raw.clone()),
             }
         }
-        self.commit_changes(
+        self.commit_mutation(
             tx,
+            caller,
+            None,
             &out.deleted
                 .iter()
                 .map(|id| (keyhaven_store::ChangeKind::Key, id.clone()))

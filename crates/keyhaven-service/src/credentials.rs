@@ -2,7 +2,6 @@
 
 use keyhaven_core::api_key;
 use keyhaven_core::audit::Action;
-use keyhaven_core::audit::Outcome;
 use keyhaven_core::credential::{self, Credential};
 use keyhaven_core::id::Id;
 use keyhaven_core::key_format::{self, Secret};
@@ -219,16 +218,13 @@ impl Service {
         if !changes.is_empty() {
             c.updated_at = self.now();
             tx.update_credential(&c).await?;
-            self.audit(
-                tx.as_mut(),
-                caller,
-                Action::CredentialUpdate,
-                Some(cred_principal(&c)),
-                Outcome::Success,
-                changes.into_value(),
-            )
-            .await?;
-            tx.commit().await?;
+            let success = crate::Success {
+                action: Action::CredentialUpdate,
+                target: Some(cred_principal(&c)),
+                changes: changes.into_value(),
+                event: None,
+            };
+            self.commit_mutation(tx, caller, Some(success), &[]).await?;
         }
         Ok(c)
     }

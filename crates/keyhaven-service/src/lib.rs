@@ -253,7 +253,7 @@ impl Service {
 
     /// Records the changes that affect verification, commits, and drops the changed
     /// keys from this node's cache (other nodes follow the change log).
-    pub async fn commit_changes(
+    async fn commit_changes(
         &self,
         mut tx: Box<dyn Tx>,
         changes: &[(ChangeKind, String)],

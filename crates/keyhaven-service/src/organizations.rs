@@ -237,16 +237,18 @@ impl Service {
         if !changes.is_empty() {
             org.updated_at = self.now();
             tx.update_organization(&org).await?;
-            self.audit(
-                tx.as_mut(),
+            self.commit_mutation(
+                tx,
                 caller,
-                Action::OrganizationUpdate,
-                Some(org_principal(&org)),
-                Outcome::Success,
-                changes.into_value(),
+                Some(crate::Success {
+                    action: Action::OrganizationUpdate,
+                    target: Some(org_principal(&org)),
+                    changes: changes.into_value(),
+                    event: None,
+                }),
+                &[],
             )
             .await?;
-            tx.commit().await?;
         }
         Ok(org)
     }

@@ -1,7 +1,6 @@
 //! Roles and the permission catalog.
 
 use keyhaven_core::audit::Action;
-use keyhaven_core::audit::Outcome;
 use keyhaven_core::permission::{self, Permission};
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role::{self, Role};
@@ -205,17 +204,15 @@ impl Service {
         if !changes.is_empty() {
             r.updated_at = self.now();
             tx.update_role(&caller.org_id, &r).await?;
-            self.audit(
-                tx.as_mut(),
-                caller,
-                Action::RoleUpdate,
-                Some(role_principal(&r)),
-                Outcome::Success,
-                changes.into_value(),
-            )
-            .await?;
-            self.commit_changes(
+            self.commit_mutation(
                 tx,
+                caller,
+                Some(crate::Success {
+                    action: Action::RoleUpdate,
+                    target: Some(role_principal(&r)),
+                    changes: changes.into_value(),
+                    event: None,
+                }),
                 &[(
                     keyhaven_store::ChangeKind::Organization,
                     caller.org_id.to_string(),

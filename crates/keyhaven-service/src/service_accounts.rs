@@ -1,7 +1,6 @@
 //! Service accounts and their lifecycle.
 
 use keyhaven_core::audit::Action;
-use keyhaven_core::audit::Outcome;
 use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
@@ -214,24 +213,18 @@ impl Service {
         if !changes.is_empty() {
             sa.updated_at = self.now();
             tx.update_service_account(&sa).await?;
-            self.audit(
-                tx.as_mut(),
-                caller,
-                Action::ServiceAccountUpdate,
-                Some(sa_principal(&sa)),
-                Outcome::Success,
-                changes.into_value(),
-            )
-            .await?;
-            self.emit(
-                tx.as_mut(),
-                &caller.org_id,
-                WebhookEvent::ServiceAccountUpdated,
-                crate::webhooks::service_account_event(&sa),
-            )
-            .await?;
-            self.commit_changes(
+            self.commit_mutation(
                 tx,
+                caller,
+                Some(crate::Success {
+                    action: Action::ServiceAccountUpdate,
+                    target: Some(sa_principal(&sa)),
+                    changes: changes.into_value(),
+                    event: Some((
+                        WebhookEvent::ServiceAccountUpdated,
+                        crate::webhooks::service_account_event(&sa),
+                    )),
+                }),
                 &[(keyhaven_store::ChangeKind::Owner, sa.id.to_string())],
             )
             .await?;

@@ -4,7 +4,6 @@
 use chrono::Duration;
 use keyhaven_core::api_key::KeyStatus;
 use keyhaven_core::audit::Action;
-use keyhaven_core::audit::Outcome;
 use keyhaven_core::id::Id;
 use keyhaven_core::key_format;
 use keyhaven_core::organization::Organization;
@@ -124,7 +123,6 @@ impl Service {
             Some(u) if ok && u.status == UserStatus::Active => u,
             Some(u) => {
                 // The failure is already counted; record who it was.
-                let mut tx = self.store.begin().await?;
                 let caller = Caller {
                     principal: user_principal(&u),
                     org_id: u.org_id.clone(),
@@ -137,16 +135,13 @@ impl Service {
                 } else {
                     "wrong password"
                 };
-                self.audit(
-                    tx.as_mut(),
+                self.record_denied_with(
                     &caller,
                     Action::SessionSignIn,
                     Some(user_principal(&u)),
-                    Outcome::Denied,
                     json!({ "reason": reason }),
                 )
-                .await?;
-                tx.commit().await?;
+                .await;
                 return Err(ServiceError::Unauthenticated(BAD_CREDENTIALS));
             }
             None => {

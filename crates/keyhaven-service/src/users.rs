@@ -1,7 +1,6 @@
 //! Portal users.
 
 use keyhaven_core::audit::Action;
-use keyhaven_core::audit::Outcome;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::user::{self, User, UserStatus};
 use keyhaven_core::validate;
@@ -191,17 +190,18 @@ impl Service {
             if deactivated {
                 tx.delete_sessions_of_user(&u.id).await?;
             }
-            self.audit(
-                tx.as_mut(),
+            self.commit_mutation(
+                tx,
                 caller,
-                Action::UserUpdate,
-                Some(user_principal(&u)),
-                Outcome::Success,
-                changes.into_value(),
+                Some(crate::Success {
+                    action: Action::UserUpdate,
+                    target: Some(user_principal(&u)),
+                    changes: changes.into_value(),
+                    event: None,
+                }),
+                &[(keyhaven_store::ChangeKind::Owner, u.id.to_string())],
             )
             .await?;
-            self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Owner, u.id.to_string())])
-                .await?;
         }
         Ok(u)
     }
@@ -341,17 +341,18 @@ impl Service {
             u.display_name = display_name;
             u.updated_at = self.now();
             tx.update_user(&u).await?;
-            self.audit(
-                tx.as_mut(),
+            self.commit_mutation(
+                tx,
                 caller,
-                Action::UserUpdate,
-                Some(user_principal(&u)),
-                Outcome::Success,
-                changes.into_value(),
+                Some(crate::Success {
+                    action: Action::UserUpdate,
+                    target: Some(user_principal(&u)),
+                    changes: changes.into_value(),
+                    event: None,
+                }),
+                &[(keyhaven_store::ChangeKind::Owner, u.id.to_string())],
             )
             .await?;
-            self.commit_changes(tx, &[(keyhaven_store::ChangeKind::Owner, u.id.to_string())])
-                .await?;
         }
         Ok(u)
     }

@@ -317,16 +317,18 @@ impl Service {
         if !ch.is_empty() {
             w.updated_at = self.now();
             tx.update_webhook(&w).await?;
-            self.audit(
-                tx.as_mut(),
+            self.commit_mutation(
+                tx,
                 caller,
-                Action::WebhookUpdate,
-                Some(target(&w)),
-                Outcome::Success,
-                ch.into_value(),
+                Some(crate::Success {
+                    action: Action::WebhookUpdate,
+                    target: Some(target(&w)),
+                    changes: ch.into_value(),
+                    event: None,
+                }),
+                &[],
             )
             .await?;
-            tx.commit().await?;
         }
         Ok(w)
     }
