@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real nginx (Debian's) in front of a tiny upstream, asking Keyhaven through
 # auth_request with docs/nginx-forward-auth.conf: a valid key reaches the upstream with
-# the X-Keyhaven-* headers, an invalid or missing one gets 401, a key lacking a required
+# the X-Keyhaven-* headers, an invalid or missing one (or another organization's) gets 401, a key lacking a required
 # permission 403, and a rate-limited or used-up key 429 with Retry-After (not the 500
 # auth_request makes of any other status).
 #
@@ -42,9 +42,20 @@ PY
 python3 "$DIR/upstream.py" "$API_PORT" &
 PIDS+=($!)
 
+
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$KH_PORT/healthz" > /dev/null 2>&1 \
+        && curl -fsS "http://127.0.0.1:$API_PORT/" > /dev/null 2>&1 && break
+    sleep 0.2
+done
+KEY=$(KEYHAVEN_DATA_DIR="$DIR/data" "$BIN" admin create-key --name nginx --role read-only --scope read)
+ORG=$(curl -fsS -H 'Content-Type: application/json' -d "{\"key\": \"$KEY\"}" \
+    "http://127.0.0.1:$KH_PORT/v1/keys/verify" | python3 -c 'import json, sys; print(json.load(sys.stdin)["organization_id"])')
+
 # The documented config, with this run's ports, wrapped in a minimal nginx.conf.
 sed -e "s/127.0.0.1:8080/127.0.0.1:$KH_PORT/" -e "s/127.0.0.1:9000/127.0.0.1:$API_PORT/" \
-    -e "s/listen 8000;/listen 127.0.0.1:$NGX_PORT;/" docs/nginx-forward-auth.conf > "$DIR/site.conf"
+    -e "s/listen 8000;/listen 127.0.0.1:$NGX_PORT;/" -e "s/YOUR_ORGANIZATION_ID/$ORG/" \
+    docs/nginx-forward-auth.conf > "$DIR/site.conf"
 cat >> "$DIR/site.conf" <<CONF
 server {
     listen 127.0.0.1:$((NGX_PORT)) ;
@@ -55,7 +66,7 @@ server {
     }
     location = /_keyhaven_write {
         internal;
-        proxy_pass http://keyhaven/v1/auth?permissions=write;
+        proxy_pass http://keyhaven/v1/auth?permissions=write&organization_id=$ORG;
         proxy_pass_request_body off;
         proxy_set_header Content-Length "";
     }
@@ -76,13 +87,10 @@ CONF
 mkdir -p "$DIR/tmp"
 "$NGINX" -t -c "$DIR/nginx.conf" -p "$DIR" 2> "$DIR/nginx-test.log" || { cat "$DIR/nginx-test.log"; exit 1; }
 "$NGINX" -c "$DIR/nginx.conf" -p "$DIR"
-
-for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$KH_PORT/healthz" > /dev/null 2>&1 \
-        && curl -fsS "http://127.0.0.1:$API_PORT/" > /dev/null 2>&1 && break
-    sleep 0.2
+for _ in $(seq 1 50); do
+    curl -s -o /dev/null "http://127.0.0.1:$NGX_PORT/" && break
+    sleep 0.1
 done
-KEY=$(KEYHAVEN_DATA_DIR="$DIR/data" "$BIN" admin create-key --name nginx --role read-only --scope read)
 URL="http://127.0.0.1:$NGX_PORT/orders"
 fail() { echo "FAIL: $*" >&2; cat "$DIR/nginx-error.log" >&2 || true; exit 1; }
 
@@ -108,12 +116,16 @@ status=$(curl -s -o /dev/null -w '%{http_code}' "$URL")
 [ "$status" = 401 ] || fail "missing key got $status"
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: needs-write" -H "Authorization: Bearer $KEY" "http://127.0.0.1:$NGX_PORT/orders")
 [ "$status" = 403 ] || fail "key without the required permission got $status"
+# The configuration pins the organization: a valid key of another organization is refused.
+OTHER_ORG=$(echo "other-org-password-1" | KEYHAVEN_DATA_DIR="$DIR/data" "$BIN" admin create-org \
+    --name Other --admin-email owner@other.example --password-stdin)
+OTHER=$(KEYHAVEN_DATA_DIR="$DIR/data" "$BIN" admin create-key --org "$OTHER_ORG" --name other --scope read)
+status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $OTHER" "$URL")
+[ "$status" = 401 ] || fail "a key of another organization got $status"
 
 # Keys with a rate limit of one request an hour, and with one use left, made through the
 # management API with an admin key.
-ADMIN=$(KEYHAVEN_DATA_DIR="$DIR/data" "$BIN" admin create-key --name nginx-admin --role super-admin)
-ORG=$(curl -fsS -H 'Content-Type: application/json' -d "{\"key\": \"$KEY\"}" \
-    "http://127.0.0.1:$KH_PORT/v1/keys/verify" | python3 -c 'import json, sys; print(json.load(sys.stdin)["organization_id"])')
+ADMIN=$(KEYHAVEN_DATA_DIR="$DIR/data" "$BIN" admin create-key --org "$ORG" --name nginx-admin --role super-admin)
 limited_key() {
     curl -fsS -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "$1" \
         "http://127.0.0.1:$KH_PORT/v1/organizations/$ORG/api-keys" \
@@ -142,4 +154,4 @@ check_429 "rate-limited key" \
 check_429 "used-up key" \
     "$(limited_key '{"name": "nginx-once", "roles": ["read-only"], "remaining": 1}')" \
     USAGE_EXCEEDED
-echo "nginx forward auth: ok (valid 200 with X-Keyhaven-* headers, invalid/missing 401, lacking permission 403, rate-limited/used-up 429 with Retry-After)"
+echo "nginx forward auth: ok (valid 200 with X-Keyhaven-* headers, invalid/missing/other organization's 401, lacking permission 403, rate-limited/used-up 429 with Retry-After)"

@@ -35,6 +35,23 @@ pub struct VerifyRequest<'a> {
     #[serde(default, borrow)]
     #[schema(value_type = Option<String>)]
     pub ip: Option<Cow<'a, str>>,
+    /// The organization whose API asks: a key of any other organization is `NOT_FOUND`.
+    /// Every organization's keys share the `kh_` prefix, so an API that serves one
+    /// organization should always send it.
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<String>, example = "01k00000000000000000000000")]
+    pub organization_id: Option<Cow<'a, str>>,
+}
+
+/// A well-formed organization id given in `param`, or 400.
+fn organization_param<'a>(v: Option<&'a str>, param: &str) -> Result<Option<&'a str>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(s) => {
+            keyhaven_core::id::Id::parse(s, param).map_err(keyhaven_service::ServiceError::from)?;
+            Ok(Some(s))
+        }
+    }
 }
 
 /// The rate limit state in an answer.
@@ -183,10 +200,11 @@ async fn verify_inner(
             Some("permissions"),
         ));
     }
+    let org = organization_param(body.organization_id.as_deref(), "organization_id")?;
     let v = state
         .service
         .verifier()
-        .verify(&body.key, &body.permissions, ip)
+        .verify_in(org, &body.key, &body.permissions, ip)
         .await
         .map_err(internal)?;
     Ok(json_response(StatusCode::OK, render(&v)))
@@ -311,8 +329,11 @@ static CODE: HeaderName = HeaderName::from_static("x-keyhaven-code");
 /// every answer carries `X-Keyhaven-Code`.
 #[utoipa::path(get, path = "/v1/auth", tag = "verification",
     params(("permissions" = Option<String>, Query, description = "comma-separated permissions the key must hold"),
+        ("organization_id" = Option<String>, Query, description = "the organization whose API asks: another organization's key is NOT_FOUND (or send X-Keyhaven-Organization-Id)"),
+        ("X-Keyhaven-Organization-Id" = Option<String>, Header, description = "the same as the organization_id query parameter, which wins when both are given"),
         ("X-API-Key" = Option<String>, Header, description = "the key, unless sent as Authorization: Bearer")),
     responses((status = 200, description = "valid; identity in X-Keyhaven-* headers", body = VerifyResponse),
+        (status = 400, description = "a malformed organization_id or too many permissions", body = super::error::ErrorBody),
         (status = 401, body = VerifyResponse), (status = 403, body = VerifyResponse), (status = 429, body = VerifyResponse)))]
 pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Response {
     let peer = peer_of(&req);
@@ -332,9 +353,15 @@ pub async fn forward_auth_request(
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .unwrap_or_default();
     let mut required = Vec::new();
+    let mut org: Option<String> = headers
+        .get("x-keyhaven-organization-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     if let Some(q) = uri.query() {
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-            if k == "permissions" {
+            if k == "organization_id" {
+                org = Some(v.into_owned());
+            } else if k == "permissions" {
                 required.extend(
                     v.split(',')
                         .map(str::trim)
@@ -356,8 +383,22 @@ pub async fn forward_auth_request(
             .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
         return res;
     }
+    let org = match organization_param(org.as_deref(), "organization_id") {
+        Ok(o) => o,
+        Err(e) => {
+            let mut res = e.into_response();
+            res.headers_mut()
+                .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
+            return res;
+        }
+    };
     let ip = client_ip(state, peer, headers);
-    let v = match state.service.verifier().verify(key, &required, ip).await {
+    let v = match state
+        .service
+        .verifier()
+        .verify_in(org, key, &required, ip)
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
             let mut res = internal(e).into_response();

@@ -14,5 +14,6 @@ mod console;
 mod notices;
 mod oauth;
 mod session;
+mod tenancy;
 mod verify;
 mod webhooks;

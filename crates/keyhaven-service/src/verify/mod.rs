@@ -200,9 +200,24 @@ impl Verifier {
         set
     }
 
-    /// Verifies `key`, requiring every permission in `required`, for a client at `ip`.
+    /// Verifies `key`, requiring every permission in `required`, for a client at `ip`,
+    /// whatever organization the key belongs to.
     pub async fn verify<S: AsRef<str> + Sync>(
         &self,
+        key: &str,
+        required: &[S],
+        ip: Option<IpAddr>,
+    ) -> Result<Verdict, StoreError> {
+        self.verify_in(None, key, required, ip).await
+    }
+
+    /// Like [`Verifier::verify`], for the API of organization `org` when given: a key
+    /// of any other organization is `NOT_FOUND` — before its rate limit or uses are
+    /// touched, and without counting as its usage — so one tenant's API can't be made
+    /// to accept, or to probe, another tenant's keys.
+    pub async fn verify_in<S: AsRef<str> + Sync>(
+        &self,
+        org: Option<&str>,
         key: &str,
         required: &[S],
         ip: Option<IpAddr>,
@@ -215,7 +230,7 @@ impl Verifier {
         }
         // One clock read serves the checks and the usage count.
         let now = self.clock.now().timestamp_millis();
-        let verdict = self.decide(key, required, ip, now).await?;
+        let verdict = self.decide(org, key, required, ip, now).await?;
         self.stats.by_code[verdict.code.index()].fetch_add(1, Ordering::Relaxed);
         if let Some(k) = &verdict.key {
             self.usage
@@ -226,6 +241,7 @@ impl Verifier {
 
     async fn decide<S: AsRef<str> + Sync>(
         &self,
+        org: Option<&str>,
         key: &str,
         required: &[S],
         ip: Option<IpAddr>,
@@ -254,6 +270,9 @@ impl Verifier {
                 }
             }
         };
+        if org.is_some_and(|o| o != &*k.org_id) {
+            return Ok(Verdict::code(Code::NotFound, None));
+        }
         let rotating = match k.previous_until_ms {
             Some(until) if until <= now => return Ok(Verdict::code(Code::NotFound, None)),
             Some(_) => true,
