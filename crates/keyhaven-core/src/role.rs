@@ -115,6 +115,7 @@ pub fn validate_name(name: &str, param: &str) -> Result<(), DomainError> {
 
 /// Validates a `key_name_pattern`: a regular expression of at most 200 characters.
 pub fn validate_pattern(pattern: &str, param: &str) -> Result<Regex, DomainError> {
+    crate::validate::no_control_chars(pattern, param)?;
     if pattern.is_empty() || pattern.chars().count() > 200 {
         return Err(DomainError::invalid(
             "invalid_pattern",

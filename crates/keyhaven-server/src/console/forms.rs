@@ -425,13 +425,24 @@ impl<S: Send + Sync> FromRequest<S> for FormData {
 /// The query string as [`FormData`].
 pub struct Query(pub FormData);
 
+/// Query parameters are parsed here once for every page, so a control character (a NUL
+/// byte, which PostgreSQL refuses in text) never reaches a filter: the page answers 400.
 impl<S: Send + Sync> FromRequestParts<S> for Query {
-    type Rejection = std::convert::Infallible;
+    type Rejection = super::errors::PageError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Query(FormData::parse(
-            parts.uri.query().unwrap_or_default().as_bytes(),
-        )))
+        let q = FormData::parse(parts.uri.query().unwrap_or_default().as_bytes());
+        if q.0
+            .iter()
+            .any(|(k, v)| k.chars().any(char::is_control) || v.chars().any(char::is_control))
+        {
+            return Err(super::errors::problem(
+                axum::http::StatusCode::BAD_REQUEST,
+                "This address can't be used",
+                "Its query contains control characters. Remove them and try again.",
+            ));
+        }
+        Ok(Query(q))
     }
 }
 

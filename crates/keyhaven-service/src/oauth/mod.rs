@@ -212,7 +212,10 @@ impl Service {
         let now = self.now();
         let presented = key_format::digest_hex(secret);
         let mut tx = self.store.read().await?;
-        let found = if client_id.len() <= MAX_CLIENT_ID {
+        // A NUL or other control character can't be in a client id (and PostgreSQL
+        // refuses NUL in text): such a request is an unknown client, without a lookup.
+        let found = if client_id.len() <= MAX_CLIENT_ID && !client_id.chars().any(char::is_control)
+        {
             match tx.credential_by_client_id(client_id).await? {
                 Some(c) => tx
                     .service_account(&c.org_id, &c.service_account_id)
