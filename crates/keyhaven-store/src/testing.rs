@@ -51,10 +51,12 @@ impl TestDb {
         let admin_store = match crate::SqlStore::connect(&admin).await {
             Ok(s) => s,
             Err(e) => {
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("CI=true but PostgreSQL is not reachable at {admin}: {e}");
-                }
-                eprintln!("\n*** SKIPPED PostgreSQL test {test}: cannot reach {admin}: {e} ***\n");
+                skip(
+                    "PostgreSQL",
+                    test,
+                    &format!("cannot reach {admin}: {e}"),
+                    "start PostgreSQL or set KEYHAVEN_TEST_POSTGRES_URL",
+                );
                 return None;
             }
         };
@@ -110,4 +112,53 @@ impl Drop for TestDb {
             .join();
         }
     }
+}
+
+/// Skips a test whose dependency (`what`: PostgreSQL, Chromium, a Python package…) is
+/// missing, loudly: under `CI=true` it panics instead, so CI can never pass by
+/// skipping. Outside CI the line is written straight to the process's stderr, past the
+/// test harness's output capture, so it shows in plain `cargo test` output; when the
+/// test binary exits it also prints how many tests it skipped, and why.
+pub fn skip(what: &str, test: &str, why: &str, fix: &str) {
+    use std::io::Write;
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but the {what} test {test} cannot run: {why} ({fix})");
+    }
+    let line = format!("\n*** SKIPPED {what} test {test}: {why} — {fix} ***\n");
+    // Not eprintln!: the harness captures that for passing tests.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    let mut skips = SKIPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if skips.is_empty() {
+        // SAFETY: `atexit` registers a plain function that takes no arguments and
+        // touches only process-wide statics; the C runtime runs it when the test binary
+        // calls `exit`.
+        unsafe {
+            atexit(print_skip_summary);
+        }
+    }
+    *skips.entry(format!("{what}: {fix}")).or_insert(0) += 1;
+}
+
+static SKIPS: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+extern "C" {
+    fn atexit(f: extern "C" fn()) -> std::os::raw::c_int;
+}
+
+extern "C" fn print_skip_summary() {
+    use std::io::Write;
+    let skips = SKIPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let total: usize = skips.values().sum();
+    let mut out =
+        format!("\n*** {total} test(s) of this binary SKIPPED (they passed without running):\n");
+    for (why, n) in skips.iter() {
+        out.push_str(&format!("***   {n} × {why}\n"));
+    }
+    out.push_str("*** Under CI=true they would fail instead. ***\n");
+    let _ = std::io::stderr().write_all(out.as_bytes());
 }
