@@ -140,3 +140,20 @@ async fn oldest_super_admin(
         }
     }
 }
+
+impl Service {
+    /// Sets the password of the user with `email` (in whichever organization), as
+    /// Keyhaven itself: the way back in for an operator who lost the printed password.
+    /// Audited as `user.reset_password` by `keyhaven admin`; the user's sessions end.
+    pub async fn reset_password_by_email(&self, email: &str, new: &str) -> ServiceResult<User> {
+        let email = keyhaven_core::validate::email(email, "--email")?;
+        let user = {
+            let mut tx = self.store.read().await?;
+            tx.user_by_email(&email).await?
+        }
+        .ok_or_else(|| invalid_user(format!("there is no user {email}")))?;
+        let caller = crate::Caller::system(user.org_id.clone(), "keyhaven admin");
+        self.reset_password(&caller, &user.id, new).await?;
+        Ok(user)
+    }
+}

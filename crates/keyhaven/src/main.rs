@@ -42,7 +42,6 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-#[allow(clippy::enum_variant_names)] // the subcommands are create-org, create-user, create-key
 enum Admin {
     /// Create an organization with its first super-admin; prints the organization's id.
     CreateOrg {
@@ -106,6 +105,16 @@ enum Admin {
         /// Expire after this many days [default: never].
         #[arg(long)]
         expires_in_days: Option<i64>,
+    },
+    /// Set a user's password (the way back in after losing the printed one); their
+    /// sessions end. The password comes from KEYHAVEN_USER_PASSWORD or standard input.
+    ResetPassword {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// Read the new password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -307,6 +316,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
             println!("{}", secret.expose());
+        }
+        Command::Admin(Admin::ResetPassword {
+            email,
+            password_stdin,
+        }) => {
+            let new = password(None, password_stdin, USER_PASSWORD_ENV, "--password-stdin")?;
+            let s = state(&cli.settings).await?;
+            let u = s.service.reset_password_by_email(&email, &new).await?;
+            println!("password of {} reset; their sessions have ended", u.email);
         }
         Command::Audit(AuditCmd::Verify { org }) => {
             let s = state(&cli.settings).await?;

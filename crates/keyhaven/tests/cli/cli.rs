@@ -26,6 +26,7 @@ on_both_backends!(
     passwords_from_environment_or_stdin,
     create_key_defaults_to_the_oldest_super_admin,
     serve_warns_when_nodes_may_disagree_on_the_master_key,
+    reset_password_lets_a_locked_out_admin_back_in,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -957,4 +958,69 @@ async fn serve_warns_when_nodes_may_disagree_on_the_master_key(env: Env) {
             stopped.stderr
         );
     }
+}
+
+async fn reset_password_lets_a_locked_out_admin_back_in(env: Env) {
+    let server = env.serve(&[]).await;
+    let (status, _) = sign_in(&server.base, "admin@localhost", "a new password of mine").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // From standard input.
+    let mut c = env.cmd();
+    c.args([
+        "admin",
+        "reset-password",
+        "--email",
+        "admin@localhost",
+        "--password-stdin",
+    ]);
+    c.stdin(std::process::Stdio::piped());
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"a new password of mine\n").await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("admin@localhost"));
+    sign_in_ok(&server.base, "admin@localhost", "a new password of mine").await;
+    // From the environment; the change is audited as keyhaven admin's.
+    let out = run({
+        let mut c = env.cmd();
+        c.args(["admin", "reset-password", "--email", "admin@localhost"])
+            .env("KEYHAVEN_USER_PASSWORD", "yet another password 2");
+        c
+    })
+    .await;
+    out.ok();
+    sign_in_ok(&server.base, "admin@localhost", "yet another password 2").await;
+    let audited = env
+        .sql_text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_events WHERE action = 'user.reset_password' AND actor_name = 'keyhaven admin'")
+        .await;
+    assert_eq!(audited.trim(), "2", "audited resets");
+    // An unknown email and a short password are one clear line each.
+    let out = run({
+        let mut c = env.cmd();
+        c.args(["admin", "reset-password", "--email", "nobody@localhost"])
+            .env("KEYHAVEN_USER_PASSWORD", "long enough password");
+        c
+    })
+    .await;
+    out.fails_cleanly(&["no user nobody@localhost"]);
+    let out = run({
+        let mut c = env.cmd();
+        c.args(["admin", "reset-password", "--email", "admin@localhost"])
+            .env("KEYHAVEN_USER_PASSWORD", "short");
+        c
+    })
+    .await;
+    out.fails_cleanly(&["12 characters"]);
 }
