@@ -23,7 +23,8 @@ pub struct Role {
     /// Management permissions and application scopes.
     pub permissions: Vec<String>,
     /// A regular expression that names of keys and service accounts created under
-    /// this role must match.
+    /// this role must match, searched for as written: `^` and `$` anchor it, so
+    /// `^ci-` means "starts with ci-" and `ci-` alone means "contains ci-".
     pub key_name_pattern: Option<String>,
     /// Built-in roles cannot be changed or deleted.
     pub built_in: bool,
@@ -114,6 +115,9 @@ pub fn validate_name(name: &str, param: &str) -> Result<(), DomainError> {
 }
 
 /// Validates a `key_name_pattern`: a regular expression of at most 200 characters.
+/// The pattern is used as written, with ordinary search semantics (a name matches when
+/// the pattern matches some part of it; `^` and `$` anchor it), as every regex tool
+/// reads it: `^ci-` matches `ci-build`, `ci-` also matches `my-ci-build`.
 pub fn validate_pattern(pattern: &str, param: &str) -> Result<Regex, DomainError> {
     crate::validate::no_control_chars(pattern, param)?;
     if pattern.is_empty() || pattern.chars().count() > 200 {
@@ -123,7 +127,7 @@ pub fn validate_pattern(pattern: &str, param: &str) -> Result<Regex, DomainError
             format!("{param} must be 1-200 characters"),
         ));
     }
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+    regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .build()
         .map_err(|_| {
@@ -220,11 +224,28 @@ mod tests {
     }
 
     #[test]
-    fn name_pattern_is_anchored() {
+    fn name_pattern_is_searched_as_written() {
         let mut role = built_in_roles(Utc::now()).remove(0);
-        role.key_name_pattern = Some("svc-[a-z]+".into());
-        assert!(check_name_patterns(std::slice::from_ref(&role), "svc-billing").is_ok());
-        assert!(check_name_patterns(std::slice::from_ref(&role), "my-svc-billing").is_err());
+        let matches =
+            |role: &Role, name: &str| check_name_patterns(std::slice::from_ref(role), name).is_ok();
+        // Anchored at both ends: the whole name.
+        role.key_name_pattern = Some("^svc-[a-z]+$".into());
+        assert!(matches(&role, "svc-billing"));
+        assert!(!matches(&role, "my-svc-billing"));
+        assert!(!matches(&role, "svc-billing-2"));
+        // `^` alone: a prefix (it used to match only the bare prefix itself).
+        role.key_name_pattern = Some("^ci-".into());
+        assert!(matches(&role, "ci-"));
+        assert!(matches(&role, "ci-build"));
+        assert!(!matches(&role, "xci-build"));
+        // No anchor: anywhere in the name.
+        role.key_name_pattern = Some("ci-".into());
+        assert!(matches(&role, "my-ci-build"));
+        assert!(!matches(&role, "prod"));
+        // `$` alone: a suffix.
+        role.key_name_pattern = Some("-prod$".into());
+        assert!(matches(&role, "orders-prod"));
+        assert!(!matches(&role, "orders-prod-2"));
         assert!(validate_pattern("(", "p").is_err());
     }
 

@@ -459,6 +459,17 @@ impl Service {
         };
         let new_name = name.unwrap_or_else(|| k.name.clone());
         role::check_name_patterns(&found, &new_name)?;
+        if new_name != k.name {
+            // A rename is bound like a create: by the pattern of every role through
+            // which the caller may create or change keys.
+            self.check_creator_patterns(
+                tx.as_mut(),
+                caller,
+                &[Permission::ApiKeysCreate, Permission::ApiKeysManage],
+                &new_name,
+            )
+            .await?;
+        }
         let mut ch = crate::changes::Changes::default();
         ch.field("name", &k.name, &new_name);
         k.name = new_name;

@@ -445,6 +445,32 @@ impl Service {
         caller: &Caller,
         p: Permission,
     ) -> ServiceResult<Vec<keyhaven_core::role::Role>> {
+        self.roles_granting(tx, caller, &[p]).await
+    }
+
+    /// Checks `name` against the `key_name_pattern` of every role through which the
+    /// caller holds one of `perms` (see [`Service::creator_roles`]). Creating a key or
+    /// service account and renaming one are bound by the same rule, so a holder limited
+    /// to `^ci-` can neither create nor rename to `prod-…`.
+    pub(crate) async fn check_creator_patterns(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        perms: &[Permission],
+        name: &str,
+    ) -> ServiceResult<()> {
+        let roles = self.roles_granting(tx, caller, perms).await?;
+        keyhaven_core::role::check_name_patterns(&roles, name)?;
+        Ok(())
+    }
+
+    /// The caller's roles (see [`Service::creator_roles`]) that grant any of `perms`.
+    async fn roles_granting(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        perms: &[Permission],
+    ) -> ServiceResult<Vec<keyhaven_core::role::Role>> {
         let mut names: Vec<String> = Vec::new();
         let mut user_id = caller.user_id();
         if caller.principal.kind == PrincipalKind::ApiKey {
@@ -470,7 +496,10 @@ impl Service {
                 continue;
             }
             if let Some(r) = tx.role(&caller.org_id, &name).await? {
-                if r.permissions.iter().any(|x| x == p.as_str()) {
+                if r.permissions
+                    .iter()
+                    .any(|x| perms.iter().any(|p| x == p.as_str()))
+                {
                     out.push(r);
                 }
             }
@@ -497,6 +526,9 @@ impl Service {
     /// `roles`/`scopes`: only management permissions the holder did not already have
     /// count as granted, so editing anything else of a powerful key or account (its
     /// description, a tag) needs no more than the edit permission. Returns the new roles.
+    /// The one grant rule of every `PATCH` that sets roles: users, keys and service
+    /// accounts (a user's `PATCH` also needs every permission the user holds, see
+    /// `update_user`).
     #[allow(clippy::too_many_arguments)]
     pub async fn check_grant_change(
         &self,

@@ -188,6 +188,16 @@ impl Service {
                 DomainError::conflict("built_in_role", "built-in roles cannot be changed").into(),
             );
         }
+        // The pattern limits what the role's holders may name; loosening it widens
+        // what they can do, so changing it needs every permission the role grants.
+        let mut tx = match &pattern {
+            Some(p) if *p != r.key_name_pattern => {
+                let grants = r.permissions.clone();
+                self.check_holds_all(tx, caller, &grants, Action::RoleUpdate, role_principal(&r))
+                    .await?
+            }
+            _ => tx,
+        };
         let mut changes = Changes::default();
         if let Some(d) = description {
             changes.field("description", &r.description, &d);

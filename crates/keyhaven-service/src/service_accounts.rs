@@ -201,6 +201,16 @@ impl Service {
         };
         let new_name = name.unwrap_or_else(|| sa.name.clone());
         role::check_name_patterns(&found, &new_name)?;
+        if new_name != sa.name {
+            // A rename is bound like a create (see `check_creator_patterns`).
+            self.check_creator_patterns(
+                tx.as_mut(),
+                caller,
+                &[Permission::ServiceAccountsManage],
+                &new_name,
+            )
+            .await?;
+        }
         let mut changes = Changes::default();
         changes.field("name", &sa.name, &new_name);
         sa.name = new_name;

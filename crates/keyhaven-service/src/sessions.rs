@@ -344,6 +344,12 @@ impl Service {
                 .await?
                 .ok_or(ServiceError::NotFound("user"))?
         };
+        // Guessing the current password is limited like signing in, on the same
+        // per-email count: each attempt is counted first (under the email's lock) and a
+        // correct password clears the count.
+        let window_start = self.now() - Duration::minutes(FAILURE_WINDOW_MINUTES);
+        self.count_password_attempt(&user.email, window_start)
+            .await?;
         if !password::verify(current, Some(&user.password_hash)).await {
             return Err(keyhaven_core::DomainError::invalid(
                 "wrong_password",
@@ -361,6 +367,7 @@ impl Service {
         user.password_hash = hash;
         user.updated_at = self.now();
         tx.update_user(&user).await?;
+        tx.clear_login_failures(&user.email, window_start).await?;
         // Whoever else held a session (a stolen cookie, another browser) is signed out.
         match &caller.ctx.session_digest {
             Some(keep) => tx.delete_other_sessions_of_user(&user.id, keep).await?,
@@ -378,6 +385,30 @@ impl Service {
             &[],
         )
         .await?;
+        Ok(())
+    }
+
+    /// Counts one password attempt for `email` as a failure (a correct password clears
+    /// it afterwards), refusing with [`ServiceError::RateLimited`] once
+    /// [`MAX_FAILURES`] were counted since `window_start`.
+    async fn count_password_attempt(
+        &self,
+        email: &str,
+        window_start: keyhaven_core::time::Timestamp,
+    ) -> ServiceResult<()> {
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        tx.lock_sign_in(email).await?;
+        let (failures, oldest) = tx.login_failures_since(email, window_start).await?;
+        if failures >= MAX_FAILURES {
+            drop(tx);
+            let oldest = oldest.unwrap_or(now.timestamp_millis());
+            let until = oldest + FAILURE_WINDOW_MINUTES * 60_000;
+            let secs = ((until - now.timestamp_millis()) / 1000).max(1);
+            return Err(ServiceError::RateLimited(secs as u64));
+        }
+        tx.record_login_failure(&self.new_id(), email, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 

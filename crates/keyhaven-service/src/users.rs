@@ -89,7 +89,54 @@ pub struct UpdateUser {
     pub status: Option<UserStatus>,
 }
 
+/// Whether two role lists name the same set.
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let a: std::collections::BTreeSet<&String> = a.iter().collect();
+    let b: std::collections::BTreeSet<&String> = b.iter().collect();
+    a == b
+}
+
 impl Service {
+    /// Refuses to act on `u` (change, deactivate, delete, reset the password) unless
+    /// the caller holds every management permission `u` holds; on refusal `tx` is
+    /// rolled back and a denied entry for `action` on `u` is recorded (see
+    /// [`Service::check_holds_all`]).
+    pub(crate) async fn check_holds_user(
+        &self,
+        mut tx: Box<dyn keyhaven_store::Tx>,
+        caller: &Caller,
+        u: &User,
+        action: Action,
+    ) -> ServiceResult<Box<dyn keyhaven_store::Tx>> {
+        let theirs: Vec<String> =
+            crate::sessions::role_permissions(tx.as_mut(), &caller.org_id, &u.roles)
+                .await?
+                .into_iter()
+                .collect();
+        self.check_holds_all(tx, caller, &theirs, action, user_principal(u))
+            .await
+    }
+
+    /// The first management permission `u` holds that the caller lacks, if any: the
+    /// console says so before offering a form the service would refuse.
+    pub async fn missing_to_manage_user(
+        &self,
+        caller: &Caller,
+        u: &User,
+    ) -> ServiceResult<Option<String>> {
+        let mut tx = self.store.read().await?;
+        let theirs =
+            crate::sessions::role_permissions(tx.as_mut(), &caller.org_id, &u.roles).await?;
+        Ok(
+            keyhaven_core::permission::check_no_escalation(&caller.permissions, &theirs)
+                .err()
+                .map(|e| match e {
+                    keyhaven_core::DomainError::PermissionDenied { permission } => permission,
+                    other => other.to_string(),
+                }),
+        )
+    }
+
     /// A page of users.
     pub async fn list_users(
         &self,
@@ -158,16 +205,30 @@ impl Service {
             .user(&caller.org_id, id)
             .await?
             .ok_or(crate::ServiceError::NotFound("user"))?;
-        if let Some(r) = &roles {
-            if let Err(e) = self.check_grant(tx.as_mut(), caller, r, &[], "roles").await {
-                drop(tx);
-                self.deny_if_escalation(caller, Action::UserUpdate, None, &e)
-                    .await;
-                return Err(e);
-            }
-        }
-        let new_roles = roles.clone().unwrap_or_else(|| u.roles.clone());
+        let new_roles = roles.unwrap_or_else(|| u.roles.clone());
         let new_status = input.status.unwrap_or(u.status);
+        // Changing a user at all needs every management permission they hold (the
+        // no-escalation rule applied to the target: an admin can't deactivate or
+        // demote a super-admin), except changing one's own display name.
+        let own_name_only = caller.acting_user_id().as_ref() == Some(&u.id)
+            && new_status == u.status
+            && same_set(&new_roles, &u.roles);
+        if !own_name_only {
+            tx = self
+                .check_holds_user(tx, caller, &u, Action::UserUpdate)
+                .await?;
+        }
+        // The grant rule shared with keys and service accounts: only management
+        // permissions the user did not hold before count as granted.
+        if let Err(e) = self
+            .check_grant_change(tx.as_mut(), caller, &u.roles, &[], &new_roles, &[], "roles")
+            .await
+        {
+            drop(tx);
+            self.deny_if_escalation(caller, Action::UserUpdate, None, &e)
+                .await;
+            return Err(e);
+        }
         let still = new_status == UserStatus::Active
             && new_roles
                 .iter()
@@ -218,6 +279,9 @@ impl Service {
         if let Some(me) = caller.acting_user_id() {
             user::check_not_self(&me, &u.id, "delete")?;
         }
+        let mut tx = self
+            .check_holds_user(tx, caller, &u, Action::UserDelete)
+            .await?;
         self.check_super_admins_remain(tx.as_mut(), &u, false)
             .await?;
         tx.delete_user(&caller.org_id, id).await?;
@@ -260,19 +324,8 @@ impl Service {
             }
             // Setting someone's password is taking over their account: only for users
             // whose management permissions the caller holds all of.
-            let theirs: Vec<String> =
-                crate::sessions::role_permissions(tx.as_mut(), &caller.org_id, &u.roles)
-                    .await?
-                    .into_iter()
-                    .collect();
-            self.check_holds_all(
-                tx,
-                caller,
-                &theirs,
-                Action::UserResetPassword,
-                user_principal(&u),
-            )
-            .await?;
+            self.check_holds_user(tx, caller, &u, Action::UserResetPassword)
+                .await?;
         }
         validate::new_password(new, "password")?;
         let hash = password::hash(new).await?;

@@ -114,7 +114,9 @@ pub struct CreateRoleBody {
     pub description: Option<String>,
     /// Management permissions and application scopes.
     pub permissions: Vec<String>,
-    /// Regular expression key and service account names must match.
+    /// Regular expression key and service account names must match, searched for as
+    /// written: it matches anywhere in the name unless `^` / `$` anchor it
+    /// (`^ci-` = starts with `ci-`).
     #[serde(default)]
     pub key_name_pattern: Option<String>,
 }
@@ -141,7 +143,8 @@ pub struct UpdateRoleBody {
     /// New permissions (replaces the list).
     #[serde(default)]
     pub permissions: Option<Vec<String>>,
-    /// New pattern; `null` (or `""`) removes it.
+    /// New pattern (searched for as written; `^` / `$` anchor it); `null` (or `""`)
+    /// removes it. Changing it needs every management permission the role grants.
     #[serde(default, deserialize_with = "super::patch::double_option")]
     #[schema(value_type = Option<String>)]
     pub key_name_pattern: Option<Option<String>>,

@@ -150,18 +150,23 @@ impl FromRequestParts<AppState> for Auth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let auth = Self::authenticate(parts, state).await?;
-        // Another organization's resources are "not found", before anything else
-        // (even a malformed body) is looked at.
-        if let Ok(params) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
-            if params
-                .iter()
-                .any(|(k, v)| k == "org" && v != auth.caller.org_id.as_str())
-            {
-                return Err(ApiError::not_found("organization"));
-            }
-        }
+        check_org_path(parts, auth.caller.org_id.as_str()).await?;
         Ok(auth)
     }
+}
+
+/// Another organization's resources are "not found", before anything else (even a
+/// malformed body) is looked at. Fails closed: when the path parameters can't be read
+/// (missing, or not UTF-8) nothing says the path is the caller's organization, so the
+/// answer is 404 too.
+pub async fn check_org_path(parts: &mut Parts, org_id: &str) -> Result<(), ApiError> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|_| ApiError::not_found("resource"))?;
+    if params.iter().any(|(k, v)| k == "org" && v != org_id) {
+        return Err(ApiError::not_found("organization"));
+    }
+    Ok(())
 }
 
 impl Auth {
@@ -216,5 +221,60 @@ impl FromRequestParts<AppState> for ClientIp {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(client_ip(parts, &state.config.trusted_proxies)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::extract::FromRequestParts;
+    use axum::http::{Request, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::check_org_path;
+
+    /// Runs `check_org_path` for organization `org-a` inside a real router.
+    struct Checked;
+
+    impl<S: Send + Sync> FromRequestParts<S> for Checked {
+        type Rejection = axum::response::Response;
+
+        async fn from_request_parts(
+            parts: &mut axum::http::request::Parts,
+            _: &S,
+        ) -> Result<Self, Self::Rejection> {
+            check_org_path(parts, "org-a")
+                .await
+                .map(|()| Checked)
+                .map_err(IntoResponse::into_response)
+        }
+    }
+
+    async fn status(path: &str) -> StatusCode {
+        let app = axum::Router::new()
+            .route("/o/{org}/k/{id}", get(|_: Checked| async { "ok" }))
+            .route("/plain", get(|_: Checked| async { "ok" }));
+        app.oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn the_organization_check_fails_closed() {
+        assert_eq!(status("/o/org-a/k/1").await, StatusCode::OK);
+        assert_eq!(status("/plain").await, StatusCode::OK);
+        assert_eq!(status("/o/org-b/k/1").await, StatusCode::NOT_FOUND);
+        // Unreadable parameters (not UTF-8): the organization can't be confirmed.
+        assert_eq!(status("/o/org-b/k/%FF").await, StatusCode::NOT_FOUND);
+        assert_eq!(status("/o/%FF/k/1").await, StatusCode::NOT_FOUND);
+        // No path parameters at all (an extractor used outside a matched route).
+        let (mut parts, _) = Request::get("/o/org-b/k/1")
+            .body(Body::empty())
+            .unwrap()
+            .into_parts();
+        assert!(check_org_path(&mut parts, "org-a").await.is_err());
     }
 }

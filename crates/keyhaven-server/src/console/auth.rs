@@ -53,13 +53,15 @@ impl Console {
     }
 }
 
-/// Only local paths are followed after sign-in.
+/// Only same-origin paths are followed after sign-in: one leading `/`, no `//` and no
+/// `\` anywhere, no whitespace or control characters (browsers drop a TAB or a line
+/// break, so `/<TAB>/evil.example` would become `//evil.example`, another origin).
 pub fn safe_next(next: &str) -> Option<&str> {
     let ok = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && !next.starts_with("/login")
-        && !next.contains(['\r', '\n']);
+        && !next.contains("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !next.starts_with("/login");
     ok.then_some(next)
 }
 
@@ -139,6 +141,43 @@ impl FromRequestParts<AppState> for Console {
             }
             Err(ServiceError::Unauthenticated(_)) => Err(to_login(parts, true)),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_same_origin_paths_are_followed() {
+        for ok in [
+            "/",
+            "/api-keys",
+            "/api-keys?q=ci&status=active",
+            "/users/01H/edit",
+        ] {
+            assert_eq!(safe_next(ok), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "api-keys",
+            "https://evil.example/",
+            "//evil.example/",
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "/\r/evil.example/",
+            "/ /evil.example/",
+            "/\u{a0}/evil.example/",
+            "/\u{0}/x",
+            "/\u{7f}/x",
+            "/\\evil.example/",
+            "/\\/evil.example/",
+            "/a//evil.example/",
+            "/login",
+            "/login?next=/x",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
         }
     }
 }

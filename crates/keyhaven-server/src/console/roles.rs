@@ -92,7 +92,7 @@ fn role_form(c: &Console, editing: Option<&str>, form: &FormData, errors: &Field
                 (field("Description", "description", errors, None, forms::text_input("description", form.get("description"), "text", false)))
                 (checklist("Permissions", "permissions", errors, Some("Permissions you don't hold yourself cannot be granted and are greyed out."), &catalog, &form.list("permissions")))
                 (field("Application scopes", "scopes", errors, Some("Extra scopes this role grants, separated by commas, e.g. read, billing:write."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
-                (field("Key name pattern", "key_name_pattern", errors, Some("Optional regular expression that names of keys and service accounts created under this role must match, e.g. ^svc-[a-z]+$."), forms::text_input("key_name_pattern", form.get("key_name_pattern"), "text", false)))
+                (field("Key name pattern", "key_name_pattern", errors, Some("Optional regular expression that names of keys and service accounts created or renamed under this role must match. It matches anywhere in the name unless anchored: ^ marks the start, $ the end, so ^svc- means \"starts with svc-\" and ^svc-[a-z]+$ the whole name."), forms::text_input("key_name_pattern", form.get("key_name_pattern"), "text", false)))
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { (submit) }
                     a class="btn btn-link" href="/roles" { "Cancel" }

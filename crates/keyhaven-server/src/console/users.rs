@@ -260,8 +260,9 @@ pub async fn edit_user(
     };
     let u = state.service.get_user(&c.caller, &id).await?;
     if errors.is_empty() {
-        // Roles go to the service only when the set changed: editing the name or status
-        // of someone holding roles the editor could not grant must still work.
+        // Roles go to the service only when the set changed (so the unchanged roles of
+        // the form are not a grant). Changing someone who holds a management permission
+        // the editor lacks is refused by the service whatever the form holds.
         let roles = form.list("roles");
         let input = UpdateUser {
             display_name: Some(form.get("display_name").to_string()),
@@ -271,7 +272,30 @@ pub async fn edit_user(
         };
         match state.service.update_user(&c.caller, &id, input).await {
             Ok(_) => return Ok(layout::see_other("/users?notice=updated")),
-            Err(e) => errors = FieldErrors::from_grant(e, &[], Permission::UsersUpdate, "roles")?,
+            Err(e) => {
+                let target_rule = matches!(
+                    &e,
+                    keyhaven_service::ServiceError::Domain(
+                        keyhaven_core::DomainError::PermissionDenied { .. }
+                    )
+                );
+                let missing = if target_rule {
+                    state.service.missing_to_manage_user(&c.caller, &u).await?
+                } else {
+                    None
+                };
+                errors = match missing {
+                    Some(p) => {
+                        let mut f = FieldErrors::default();
+                        f.general = Some(format!(
+                            "You can't change {}: they hold {p}, which you don't hold yourself.",
+                            u.email
+                        ));
+                        f
+                    }
+                    None => FieldErrors::from_grant(e, &[], Permission::UsersUpdate, "roles")?,
+                };
+            }
         }
     }
     edit_form(&state, &c, &u, &form, &errors).await

@@ -10,6 +10,7 @@ mod support;
 mod api_keys;
 mod api_resources;
 mod authorization;
+mod authz_hardening;
 mod console;
 mod control_chars;
 mod notices;

@@ -196,7 +196,8 @@ async fn role_key_name_pattern_binds_key_names(env: &Env) {
                 name: "ci-keys".into(),
                 description: None,
                 permissions: strings(&["api_keys.create", "api_keys.view"]),
-                key_name_pattern: Some("ci-[a-z]+".into()),
+                // Anchored at both ends: patterns are searched for as written.
+                key_name_pattern: Some("^ci-[a-z]+$".into()),
             },
         )
         .await
