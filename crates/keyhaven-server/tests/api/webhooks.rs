@@ -1064,3 +1064,30 @@ both_backends!(
     deliveries_record_no_answer_and_no_failure_detail,
     crate::support::local_receivers
 );
+
+/// A shared secret's ciphertext is bound to its organization's row: copied into
+/// another organization's row (by someone who can write the database) it does not
+/// decrypt there, so it cannot sign that organization's deliveries.
+async fn a_shared_secret_is_bound_to_its_organization(app: TestApp) {
+    let c = Ctx::new(&app).await;
+    let (s, _) = c
+        .call(reqwest::Method::POST, "/shared-secret/rotate", None)
+        .await;
+    assert_eq!(s, 200);
+    let service = &app.state.service;
+    let (other, _) = service
+        .create_organization("Other", "other@example.com", "another long passphrase")
+        .await
+        .unwrap();
+    let a = keyhaven_core::id::Id::from_trusted(app.org_id.clone());
+    let mut tx = service.store().begin().await.unwrap();
+    let rec = tx.shared_secret(&a).await.unwrap().unwrap();
+    tx.put_shared_secret(&other.id, &rec).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(service.signing_secrets(&a).await.unwrap().len(), 1);
+    assert!(
+        service.signing_secrets(&other.id).await.is_err(),
+        "a ciphertext copied from another row must not decrypt"
+    );
+}
+both_backends!(a_shared_secret_is_bound_to_its_organization);
