@@ -338,8 +338,24 @@ impl Service {
             request_id: caller.ctx.request_id.clone(),
             changes,
         };
-        tx.append_audit(&caller.org_id, self.new_id(), self.now(), draft)
+        let e = tx
+            .append_audit(&caller.org_id, self.new_id(), self.now(), draft)
             .await?;
+        // Authenticate the new head (see keyhaven_core::audit): the MAC after the
+        // previous entry, or for a head written before MACs existed, one computed over
+        // the entries before this one.
+        let key = self.master_key.audit_key();
+        let prev = match tx.audit_head_mac(&caller.org_id).await? {
+            Some(m) => m,
+            None if e.seq > 1 => {
+                let chain = tx.audit_chain(&caller.org_id).await?;
+                let before: Vec<_> = chain.into_iter().filter(|x| x.seq < e.seq).collect();
+                keyhaven_core::audit::chain_mac(&key, &before)
+            }
+            None => String::new(),
+        };
+        let mac = keyhaven_core::audit::head_mac(&key, &prev, e.seq, &e.hash);
+        tx.seal_audit_head(&caller.org_id, e.seq, &mac).await?;
         Ok(())
     }
 

@@ -93,6 +93,18 @@ impl MasterKey {
         }
     }
 
+    /// The key that authenticates the audit chain's head (HMAC-SHA256 of a fixed label
+    /// under the master key: a key for that one purpose).
+    pub fn audit_key(&self) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut key = [0u8; 32];
+        if let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0) {
+            mac.update(b"keyhaven audit head key v1");
+            key.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        key
+    }
+
     /// Encrypts `plain` with a fresh random nonce, bound to `context` (the row's
     /// identity, from [`context`]). An AEAD failure is an error, never an empty
     /// ciphertext.
