@@ -4,6 +4,13 @@
 //! 64 zeros for the first) and its own `hash`: the SHA-256 of its canonical form, which
 //! covers every field, `prev_hash` included. Editing any field, deleting or reordering
 //! entries breaks a link that [`verify_chain`] reports.
+//!
+//! The hashes alone are unkeyed: whoever can write the database could delete the newest
+//! entries and rewrite the recorded head to match. So the head is also authenticated: a
+//! MAC chained over every entry, `mac_n = HMAC(key, mac_{n-1} | seq_n | hash_n)` with
+//! `mac_0` empty, keyed by a key derived from the master key ([`head_mac`]). Only the
+//! newest MAC is stored (with the head), so no earlier MAC exists to roll back to, and
+//! [`verify_head_mac`] recomputes it from the entries.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -156,10 +163,94 @@ impl AuditEntry {
     }
 }
 
+/// Which kind of break [`verify_chain`] / [`verify_head_mac`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakKind {
+    /// An entry is missing from the sequence (deleted in the middle or at the end).
+    Missing,
+    /// An entry's `prev_hash` does not match the entry before it (deleted or reordered).
+    Link,
+    /// An entry's content does not match its hash (edited).
+    Edited,
+    /// The recorded head does not match the chain's end (entries deleted from the end).
+    Head,
+    /// The head's MAC does not authenticate the chain: entries were deleted from the end
+    /// and the recorded head rewritten to match, or the chain was rewritten without the
+    /// master key.
+    HeadMac,
+}
+
+impl BreakKind {
+    /// A short name for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing entry",
+            Self::Link => "broken link",
+            Self::Edited => "edited entry",
+            Self::Head => "truncated",
+            Self::HeadMac => "head not authenticated",
+        }
+    }
+}
+
+/// The MAC of the chain's head after the entry (`seq`, `hash`), given the MAC after the
+/// entry before it (empty for the first): HMAC-SHA256 under `key`, hex.
+pub fn head_mac(key: &[u8], prev_mac: &str, seq: i64, hash: &str) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC accepts a key of any length.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(format!("keyhaven-audit-head|{prev_mac}|{seq}|{hash}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The head MAC of `entries` (in `seq` order) computed from scratch.
+pub fn chain_mac(key: &[u8], entries: &[AuditEntry]) -> String {
+    entries
+        .iter()
+        .fold(String::new(), |m, e| head_mac(key, &m, e.seq, &e.hash))
+}
+
+/// Checks the stored head MAC against the entries (after [`verify_chain`] passed).
+/// `Ok(true)`: authenticated; `Ok(false)`: no MAC stored yet (a head last written by a
+/// version before MACs, sealed at the organization's next audited action).
+pub fn verify_head_mac(
+    key: &[u8],
+    entries: &[AuditEntry],
+    stored: Option<&str>,
+) -> Result<bool, ChainBreak> {
+    let Some(stored) = stored else {
+        return Ok(false);
+    };
+    let expect = chain_mac(key, entries);
+    let same: bool = expect.len() == stored.len()
+        && expect
+            .bytes()
+            .zip(stored.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        return Ok(true);
+    }
+    let seq = entries.last().map_or(0, |e| e.seq);
+    Err(ChainBreak {
+        kind: BreakKind::HeadMac,
+        seq,
+        id: entries.last().map(|e| e.id.to_string()).unwrap_or_default(),
+        reason: format!(
+            "the head's MAC does not match the chain ending at entry {seq}: newer entries were \
+             deleted and audit_heads rewritten, or the chain was rewritten without the master key"
+        ),
+    })
+}
+
 /// The first broken link of a chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("audit chain broken at entry {seq} ({id}): {reason}")]
 pub struct ChainBreak {
+    /// Which kind of break.
+    pub kind: BreakKind,
     /// Position of the first bad entry (or where one is missing).
     pub seq: i64,
     /// Id of the first bad entry (empty when the chain's end is missing).
@@ -174,13 +265,15 @@ pub fn verify_chain(entries: &[AuditEntry], head: Option<(i64, &str)>) -> Result
     let mut prev = GENESIS_HASH.to_string();
     let mut expected_seq = 1;
     for e in entries {
-        let brk = |reason: &str| ChainBreak {
+        let brk = |kind: BreakKind, reason: &str| ChainBreak {
+            kind,
             seq: e.seq,
             id: e.id.to_string(),
             reason: reason.to_string(),
         };
         if e.seq != expected_seq {
             return Err(ChainBreak {
+                kind: BreakKind::Missing,
                 seq: expected_seq,
                 id: String::new(),
                 reason: format!(
@@ -190,10 +283,16 @@ pub fn verify_chain(entries: &[AuditEntry], head: Option<(i64, &str)>) -> Result
             });
         }
         if e.prev_hash != prev {
-            return Err(brk("prev_hash does not match the previous entry"));
+            return Err(brk(
+                BreakKind::Link,
+                "prev_hash does not match the previous entry",
+            ));
         }
         if e.recompute_hash() != e.hash {
-            return Err(brk("content does not match its hash (edited)"));
+            return Err(brk(
+                BreakKind::Edited,
+                "content does not match its hash (edited)",
+            ));
         }
         prev = e.hash.clone();
         expected_seq += 1;
@@ -201,6 +300,7 @@ pub fn verify_chain(entries: &[AuditEntry], head: Option<(i64, &str)>) -> Result
     if let Some((seq, h)) = head {
         if seq != expected_seq - 1 || h != prev {
             return Err(ChainBreak {
+                kind: BreakKind::Head,
                 seq: expected_seq,
                 id: String::new(),
                 reason: format!(
@@ -507,5 +607,26 @@ mod tests {
         let c = chain(5);
         let head = (5, c[4].hash.clone());
         assert!(verify_chain(&c[..4], Some((head.0, &head.1))).is_err());
+    }
+
+    #[test]
+    fn truncation_with_a_rewritten_head_fails_the_mac() {
+        let key = b"derived audit key";
+        let c = chain(5);
+        let mac = chain_mac(key, &c);
+        assert_eq!(verify_head_mac(key, &c, Some(&mac)), Ok(true));
+        assert_eq!(verify_head_mac(key, &c, None), Ok(false));
+        // The newest entry deleted and the head rewritten to the new end: the hash
+        // chain is consistent, the MAC is not.
+        let cut = &c[..4];
+        let head = (cut[3].seq, cut[3].hash.as_str());
+        assert_eq!(verify_chain(cut, Some(head)), Ok(()));
+        let e = verify_head_mac(key, cut, Some(&mac)).unwrap_err();
+        assert_eq!(e.kind, BreakKind::HeadMac);
+        // The MAC can't be made without the key.
+        assert!(verify_head_mac(key, cut, Some(&chain_mac(b"guess", cut))).is_err());
+        // Incremental and from-scratch agree.
+        let step = head_mac(key, &chain_mac(key, cut), c[4].seq, &c[4].hash);
+        assert_eq!(step, mac);
     }
 }

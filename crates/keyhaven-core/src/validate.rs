@@ -5,6 +5,42 @@ use crate::error::DomainError;
 /// Longest description accepted on any resource.
 pub const MAX_DESCRIPTION: usize = 1000;
 
+/// Whether `c` is invisible or reorders text: a Unicode format character (bidi
+/// embeddings, overrides, isolates and marks such as U+202E; zero-width space, joiners,
+/// word joiner, BOM; invisible operators; tag characters…) or a character that renders
+/// as nothing (Hangul fillers, combining grapheme joiner). Such characters make a name
+/// look like another one.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x034F
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
 /// A required single-line name of 1..=`max` characters, trimmed of surrounding spaces.
 pub fn name(input: &str, param: &str, max: usize) -> Result<String, DomainError> {
     let v = input.trim();
@@ -27,6 +63,15 @@ pub fn name(input: &str, param: &str, max: usize) -> Result<String, DomainError>
             "invalid_characters",
             param,
             format!("{param} must not contain control characters"),
+        ));
+    }
+    if v.chars().any(is_invisible) {
+        return Err(DomainError::invalid(
+            "invalid_characters",
+            param,
+            format!(
+                "{param} must not contain invisible or text-direction characters (such as U+200B or U+202E)"
+            ),
         ));
     }
     Ok(v.to_string())
@@ -67,11 +112,14 @@ pub fn tags(input: &[String], param: &str) -> Result<Vec<String>, DomainError> {
     for (i, t) in input.iter().enumerate() {
         let p = format!("{param}[{i}]");
         let t = t.trim();
-        if t.is_empty() || t.chars().count() > 64 || t.chars().any(char::is_control) {
+        if t.is_empty()
+            || t.chars().count() > 64
+            || t.chars().any(|c| c.is_control() || is_invisible(c))
+        {
             return Err(DomainError::invalid(
                 "invalid_tag",
                 p.clone(),
-                format!("{p} must be 1-64 printable characters"),
+                format!("{p} must be 1-64 printable characters (no invisible or text-direction characters)"),
             ));
         }
         if !out.iter().any(|o| o == t) {
@@ -183,6 +231,21 @@ mod tests {
             matches!(e, DomainError::Invalid { ref param, .. } if param.as_deref() == Some("roles[1]")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn invisible_and_bidi_characters_are_refused() {
+        for bad in [
+            "ci\u{202E}exe",
+            "a\u{200B}b",
+            "\u{2066}x\u{2069}",
+            "x\u{FEFF}",
+            "x\u{E0041}",
+        ] {
+            assert!(name(bad, "name", 100).is_err(), "{bad:?}");
+            assert!(tags(&[bad.to_string()], "tags").is_err(), "{bad:?}");
+        }
+        assert!(name("café ☕ 東京", "name", 100).is_ok());
     }
 
     #[test]

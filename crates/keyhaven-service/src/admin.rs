@@ -2,7 +2,7 @@
 //! they act as Keyhaven itself (see [`crate::Caller::system`]) and need no sign-in, so
 //! they are only reachable from the machine that holds the database settings.
 
-use keyhaven_core::audit::{verify_chain, ChainBreak};
+use keyhaven_core::audit::{verify_chain, verify_head_mac, ChainBreak};
 use keyhaven_core::id::Id;
 use keyhaven_core::principal::PrincipalKind;
 use keyhaven_core::role::SUPER_ADMIN;
@@ -20,8 +20,11 @@ pub struct ChainReport {
     pub org_id: Id,
     /// How many entries its chain has.
     pub entries: usize,
-    /// The first break, if any.
+    /// The first break, if any (its `kind` says which).
     pub broken: Option<ChainBreak>,
+    /// Whether the head's MAC authenticated the chain (false, without a break, when the
+    /// head has no MAC yet: no audited action since the upgrade that added them).
+    pub authenticated: bool,
 }
 
 impl Service {
@@ -90,11 +93,20 @@ impl Service {
         for o in orgs {
             let chain = tx.audit_chain(&o).await?;
             let head = tx.audit_head(&o).await?;
-            let broken = verify_chain(&chain, head.as_ref().map(|(s, h)| (*s, h.as_str()))).err();
+            let mac = tx.audit_head_mac(&o).await?;
+            let checked = verify_chain(&chain, head.as_ref().map(|(s, h)| (*s, h.as_str())))
+                .and_then(|()| {
+                    verify_head_mac(&self.master_key.audit_key(), &chain, mac.as_deref())
+                });
+            let (broken, authenticated) = match checked {
+                Ok(auth) => (None, auth || chain.is_empty()),
+                Err(b) => (Some(b), false),
+            };
             out.push(ChainReport {
                 org_id: o,
                 entries: chain.len(),
                 broken,
+                authenticated,
             });
         }
         Ok(out)

@@ -52,6 +52,9 @@ pub struct Settings {
     /// Comma-separated CIDRs whose X-Forwarded-For / X-Real-IP is believed [default: none].
     #[arg(long, env = "KEYHAVEN_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<String>,
+    /// Comma-separated CIDRs that webhooks (and any other request Keyhaven sends out) may reach besides public addresses, e.g. 10.0.0.0/8 for receivers on an internal network [default: none — loopback, private, link-local, CGNAT, unique-local and multicast addresses are refused].
+    #[arg(long, env = "KEYHAVEN_OUTBOUND_ALLOWED_CIDRS", global = true)]
+    pub outbound_allowed_cidrs: Option<String>,
     /// Email of the first super-admin, created when the database has no organization [default: admin@localhost].
     #[arg(long, env = "KEYHAVEN_BOOTSTRAP_ADMIN_EMAIL", global = true)]
     pub bootstrap_admin_email: Option<String>,
@@ -78,6 +81,7 @@ struct FileSettings {
     mail_from: Option<String>,
     job_interval: Option<String>,
     trusted_proxies: Option<Vec<String>>,
+    outbound_allowed_cidrs: Option<Vec<String>>,
     bootstrap_admin_email: Option<String>,
     bootstrap_admin_password: Option<Secret>,
 }
@@ -110,6 +114,8 @@ pub struct Config {
     pub job_interval: Duration,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Internal ranges outbound requests (webhooks) may reach besides public addresses.
+    pub outbound_allowed_cidrs: Vec<IpNet>,
     /// First super-admin's email.
     pub bootstrap_admin_email: String,
     /// First super-admin's password, if given.
@@ -237,6 +243,12 @@ impl Settings {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let outbound: Vec<String> = match &self.outbound_allowed_cidrs {
+            Some(s) => s.split(',').map(str::to_string).collect(),
+            None => file.outbound_allowed_cidrs.unwrap_or_default(),
+        };
+        let outbound_allowed_cidrs =
+            crate::outbound::parse_cidrs(&outbound, "outbound allowed CIDR").map_err(err)?;
         let job_interval = parse_duration(
             &self
                 .job_interval
@@ -271,6 +283,7 @@ impl Settings {
                 .unwrap_or_else(|| "keyhaven@localhost".into()),
             job_interval,
             trusted_proxies,
+            outbound_allowed_cidrs,
             bootstrap_admin_email: self
                 .bootstrap_admin_email
                 .clone()
@@ -428,6 +441,11 @@ mod tests {
             ..base.clone()
         };
         assert!(s.resolve().is_err());
+        let s = Settings {
+            outbound_allowed_cidrs: Some("10.0.0.0/8, 300.1.1.1".into()),
+            ..base.clone()
+        };
+        assert!(s.resolve().unwrap_err().0.contains("300.1.1.1"));
         // A refused SMTP URL is named without its password.
         for url in [
             "imap://mailer:hunter2secret@mail.example.com",
@@ -441,6 +459,49 @@ mod tests {
             let e = s.resolve().unwrap_err().0;
             assert!(!e.contains("hunter2"), "{e}");
         }
+    }
+
+    #[test]
+    fn outbound_allowed_cidrs_from_flag_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "outbound_allowed_cidrs = [\"10.0.0.0/8\", \"fd00::/8\"]\ndata_dir = \"{}\"\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let s = Settings {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let c = s.resolve().unwrap();
+        let shown: Vec<String> = c
+            .outbound_allowed_cidrs
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "fd00::/8"]);
+        let s = Settings {
+            config: Some(file),
+            outbound_allowed_cidrs: Some("127.0.0.0/8, ::1".into()),
+            ..Default::default()
+        };
+        let shown: Vec<String> = s
+            .resolve()
+            .unwrap()
+            .outbound_allowed_cidrs
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["127.0.0.0/8", "::1/128"]);
+        let s = Settings {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        assert!(s.resolve().unwrap().outbound_allowed_cidrs.is_empty());
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod node;
 pub mod oauth;
 pub mod organizations;
+pub mod outbound;
 pub mod password;
 pub mod roles;
 pub mod secrets;
@@ -174,6 +175,9 @@ pub struct Service {
     /// `(host, port)` pairs this server answers on; webhooks may not point there.
     /// (Shared, like every field: the service is cloned several times per request.)
     pub(crate) self_origins: Arc<[(String, u16)]>,
+    /// Which addresses webhooks may reach (public ones and the operator's
+    /// `KEYHAVEN_OUTBOUND_ALLOWED_CIDRS`).
+    pub(crate) outbound: outbound::OutboundPolicy,
 }
 
 /// The system clock.
@@ -197,6 +201,7 @@ impl Service {
             oauth: Arc::default(),
             jobs_wake: Arc::new(tokio::sync::Notify::new()),
             self_origins: Arc::from([]),
+            outbound: outbound::OutboundPolicy::default(),
         }
     }
 
@@ -207,6 +212,13 @@ impl Service {
         self
     }
 
+    /// The same service, letting webhooks reach `allowed` besides public addresses
+    /// (`KEYHAVEN_OUTBOUND_ALLOWED_CIDRS`).
+    pub fn with_outbound_allowed(mut self, allowed: Vec<ipnet::IpNet>) -> Self {
+        self.outbound = outbound::OutboundPolicy::new(allowed);
+        self
+    }
+
     /// Opens (and migrates) the database the settings name and builds the service on it.
     pub async fn open(config: &config::Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         if config.database_url.starts_with("sqlite:") {
@@ -214,7 +226,8 @@ impl Service {
         }
         let store = keyhaven_store::connect(&config.database_url, true).await?;
         Ok(Service::new(store, clock, config.master_key.clone())
-            .with_self_origins(config::self_origins(config)))
+            .with_self_origins(config::self_origins(config))
+            .with_outbound_allowed(config.outbound_allowed_cidrs.clone()))
     }
 
     /// The database, for tests that check what was stored. Only with the `testing`
@@ -326,8 +339,24 @@ impl Service {
             request_id: caller.ctx.request_id.clone(),
             changes,
         };
-        tx.append_audit(&caller.org_id, self.new_id(), self.now(), draft)
+        let e = tx
+            .append_audit(&caller.org_id, self.new_id(), self.now(), draft)
             .await?;
+        // Authenticate the new head (see keyhaven_core::audit): the MAC after the
+        // previous entry, or for a head written before MACs existed, one computed over
+        // the entries before this one.
+        let key = self.master_key.audit_key();
+        let prev = match tx.audit_head_mac(&caller.org_id).await? {
+            Some(m) => m,
+            None if e.seq > 1 => {
+                let chain = tx.audit_chain(&caller.org_id).await?;
+                let before: Vec<_> = chain.into_iter().filter(|x| x.seq < e.seq).collect();
+                keyhaven_core::audit::chain_mac(&key, &before)
+            }
+            None => String::new(),
+        };
+        let mac = keyhaven_core::audit::head_mac(&key, &prev, e.seq, &e.hash);
+        tx.seal_audit_head(&caller.org_id, e.seq, &mac).await?;
         Ok(())
     }
 

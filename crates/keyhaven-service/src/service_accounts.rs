@@ -365,12 +365,19 @@ impl Service {
         Ok(())
     }
 
-    /// How many keys each service account owns (for the console's table).
+    /// How many keys each service account owns (for the console's table); needs
+    /// `service_accounts.view` like the list it belongs to.
     pub async fn service_account_key_counts(
         &self,
         caller: &Caller,
         ids: &[Id],
     ) -> ServiceResult<Vec<(Id, i64)>> {
+        self.authorize(
+            caller,
+            Permission::ServiceAccountsView,
+            Action::ServiceAccountList,
+        )
+        .await?;
         let mut tx = self.store.read().await?;
         Ok(tx.owned_key_counts(&caller.org_id, ids).await?)
     }

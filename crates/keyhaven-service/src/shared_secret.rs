@@ -5,6 +5,7 @@
 use base64::Engine;
 use chrono::Duration;
 use keyhaven_core::audit::Action;
+use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::time::Timestamp;
@@ -48,9 +49,22 @@ pub fn generate() -> String {
 }
 
 impl Service {
-    fn decrypt_secret(&self, ciphertext: &str) -> ServiceResult<String> {
+    /// `secret` encrypted for `org_id`'s shared-secret row.
+    pub(crate) fn encrypt_shared_secret(&self, org_id: &Id, secret: &str) -> ServiceResult<String> {
         self.master_key
-            .decrypt(ciphertext)
+            .encrypt(
+                secret.as_bytes(),
+                &crate::secrets::context::shared_secret(org_id.as_str()),
+            )
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    fn decrypt_secret(&self, org_id: &Id, ciphertext: &str) -> ServiceResult<String> {
+        self.master_key
+            .decrypt(
+                ciphertext,
+                &crate::secrets::context::shared_secret(org_id.as_str()),
+            )
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| {
                 ServiceError::Internal(
@@ -92,7 +106,7 @@ impl Service {
             .ok_or(ServiceError::NotFound(
                 "shared secret (create one with rotate)",
             ))?;
-        let secret = self.decrypt_secret(&rec.ciphertext)?;
+        let secret = self.decrypt_secret(&caller.org_id, &rec.ciphertext)?;
         self.commit_mutation(
             tx,
             caller,
@@ -133,7 +147,7 @@ impl Service {
         tx.put_shared_secret(
             &caller.org_id,
             &SharedSecretRecord {
-                ciphertext: self.master_key.encrypt(secret.as_bytes()),
+                ciphertext: self.encrypt_shared_secret(&caller.org_id, &secret)?,
                 created_at: now,
                 previous_ciphertext,
                 previous_valid_until,
@@ -163,10 +177,10 @@ impl Service {
         let Some(rec) = tx.shared_secret(org_id).await? else {
             return Ok(Vec::new());
         };
-        let mut out = vec![self.decrypt_secret(&rec.ciphertext)?];
+        let mut out = vec![self.decrypt_secret(org_id, &rec.ciphertext)?];
         if let (Some(c), Some(until)) = (&rec.previous_ciphertext, rec.previous_valid_until) {
             if until > now {
-                out.push(self.decrypt_secret(c)?);
+                out.push(self.decrypt_secret(org_id, c)?);
             }
         }
         Ok(out)

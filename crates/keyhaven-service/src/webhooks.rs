@@ -48,6 +48,17 @@ fn target(w: &WebhookEndpoint) -> Principal {
     }
 }
 
+fn bad_url(m: &str) -> DomainError {
+    DomainError::invalid("invalid_url", "url", m)
+}
+
+fn internal_url() -> DomainError {
+    bad_url(
+        "url must not point at a loopback, private, link-local or other internal address \
+         (an operator can allow internal ranges with KEYHAVEN_OUTBOUND_ALLOWED_CIDRS)",
+    )
+}
+
 fn validate_events(events: &[String]) -> Result<Vec<String>, DomainError> {
     if events.is_empty() {
         return Err(DomainError::invalid(
@@ -117,39 +128,85 @@ impl Service {
     }
 
     /// Checks a webhook URL: http(s), a host, at most 2048 characters, no credentials,
-    /// no unspecified address (`0.0.0.0`, `::`, also IPv4-mapped), and not this server
-    /// itself — its listen address or public URL, or any loopback address or localhost
-    /// name (`localhost.`, `*.localhost`) on its port.
+    /// no unspecified address (`0.0.0.0`, `::`, also IPv4-mapped), no internal address
+    /// unless the operator allowed its range (loopback, private, link-local, CGNAT,
+    /// unique-local, multicast… in any notation: `2130706433`, `0x7f000001`,
+    /// `0177.0.0.1`, `127.1` and `[::ffff:127.0.0.1]` are 127.0.0.1, and `localhost`,
+    /// `localhost.`, `*.localhost` are loopback), and not this server itself — its
+    /// listen address or public URL, or any loopback address or localhost name on its
+    /// port. Names are not resolved here (see [`Service::check_webhook_url`]).
     pub fn validate_webhook_url(&self, input: &str) -> Result<String, DomainError> {
-        let bad = |m: &str| DomainError::invalid("invalid_url", "url", m);
         let s = input.trim();
         if s.len() > 2048 {
-            return Err(bad("url must be at most 2048 characters"));
+            return Err(bad_url("url must be at most 2048 characters"));
         }
-        let u = url::Url::parse(s).map_err(|_| bad("url must be an absolute http(s) URL"))?;
+        let u = url::Url::parse(s).map_err(|_| bad_url("url must be an absolute http(s) URL"))?;
         if !matches!(u.scheme(), "http" | "https") {
-            return Err(bad("url must use http or https"));
+            return Err(bad_url("url must use http or https"));
         }
         let host = u
             .host_str()
-            .ok_or_else(|| bad("url must have a host"))?
+            .ok_or_else(|| bad_url("url must have a host"))?
             .to_ascii_lowercase();
         if host.trim_matches('.').is_empty() {
-            return Err(bad("url must have a host"));
+            return Err(bad_url("url must have a host"));
         }
-        if host_ip(&host).is_some_and(|ip| ip.is_unspecified()) {
-            return Err(bad(
+        let ip = match u.host() {
+            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        };
+        if ip.is_some_and(|ip| ip.to_canonical().is_unspecified()) {
+            return Err(bad_url(
                 "url must not use an unspecified address such as 0.0.0.0",
             ));
         }
         let port = u.port_or_known_default().unwrap_or(80);
         if self.is_self_origin(&host, port) {
-            return Err(bad("url must not point at Keyhaven itself"));
+            return Err(bad_url("url must not point at Keyhaven itself"));
+        }
+        let refused = match ip {
+            Some(ip) => !self.outbound.permits(ip),
+            // RFC 6761: every localhost name is loopback, whatever DNS says.
+            None if is_localhost_name(&host) => {
+                !self.outbound.permits(IpAddr::from([127, 0, 0, 1]))
+                    && !self.outbound.permits(std::net::Ipv6Addr::LOCALHOST.into())
+            }
+            None => false,
+        };
+        if refused {
+            return Err(internal_url());
         }
         if u.username() != "" || u.password().is_some() {
-            return Err(bad("url must not contain credentials"));
+            return Err(bad_url("url must not contain credentials"));
         }
         Ok(u.to_string())
+    }
+
+    /// [`Service::validate_webhook_url`], and a host name is resolved: one whose every
+    /// address is internal (and not allowed) is refused now rather than at delivery. A
+    /// name that does not resolve yet is accepted; every delivery resolves it again and
+    /// checks again.
+    pub async fn check_webhook_url(&self, input: &str) -> Result<String, DomainError> {
+        let url = self.validate_webhook_url(input)?;
+        let Ok(u) = url::Url::parse(&url) else {
+            return Ok(url);
+        };
+        if let (Some(url::Host::Domain(host)), Some(port)) = (u.host(), u.port_or_known_default()) {
+            if let Err(crate::outbound::TargetError::Refused) =
+                crate::outbound::resolve_checked(host, port, |a| self.may_send_to(a)).await
+            {
+                return Err(internal_url());
+            }
+        }
+        Ok(url)
+    }
+
+    /// Whether a delivery may connect to `addr`: the outbound policy permits it and it
+    /// is not this server itself.
+    pub(crate) fn may_send_to(&self, addr: std::net::SocketAddr) -> bool {
+        let ip = canonical(addr.ip());
+        self.outbound.permits(ip) && !self.is_self_origin(&ip.to_string(), addr.port())
     }
 
     /// Whether a webhook URL, resolved now, reaches this server (a name that pointed
@@ -183,7 +240,7 @@ impl Service {
     ) -> ServiceResult<WebhookEndpoint> {
         self.authorize(caller, Permission::WebhooksManage, Action::WebhookCreate)
             .await?;
-        let url = self.validate_webhook_url(&input.url)?;
+        let url = self.check_webhook_url(&input.url).await?;
         let events = validate_events(&input.events)?;
         let description =
             validate::description(input.description.as_deref().unwrap_or(""), "description")?;
@@ -227,7 +284,7 @@ impl Service {
         tx.put_shared_secret(
             &caller.org_id,
             &keyhaven_store::SharedSecretRecord {
-                ciphertext: self.master_key.encrypt(secret.as_bytes()),
+                ciphertext: self.encrypt_shared_secret(&caller.org_id, &secret)?,
                 created_at: now,
                 previous_ciphertext: None,
                 previous_valid_until: None,
@@ -281,11 +338,10 @@ impl Service {
     ) -> ServiceResult<WebhookEndpoint> {
         self.authorize(caller, Permission::WebhooksManage, Action::WebhookUpdate)
             .await?;
-        let url = input
-            .url
-            .as_deref()
-            .map(|u| self.validate_webhook_url(u))
-            .transpose()?;
+        let url = match input.url.as_deref() {
+            Some(u) => Some(self.check_webhook_url(u).await?),
+            None => None,
+        };
         let events = input.events.as_deref().map(validate_events).transpose()?;
         let description = input
             .description

@@ -55,6 +55,10 @@ pub trait Audit {
     async fn audit_chain(&mut self, org_id: &Id) -> StoreResult<Vec<AuditEntry>>;
     /// The recorded end of the chain: (seq, hash).
     async fn audit_head(&mut self, org_id: &Id) -> StoreResult<Option<(i64, String)>>;
+    /// The MAC stored with the head (`None` when there is no head or no MAC yet).
+    async fn audit_head_mac(&mut self, org_id: &Id) -> StoreResult<Option<String>>;
+    /// Stores the head's MAC, if the head is still at `seq`; returns whether it was.
+    async fn seal_audit_head(&mut self, org_id: &Id, seq: i64, mac: &str) -> StoreResult<bool>;
 }
 
 fn principal(r: &AnyRow, prefix: &str) -> StoreResult<Option<Principal>> {
@@ -217,5 +221,26 @@ impl Audit for SqlTx {
             .await?;
         row.map(|r| Ok((int(&r, "seq")?, text(&r, "hash")?)))
             .transpose()
+    }
+
+    async fn audit_head_mac(&mut self, org_id: &Id) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT mac FROM audit_heads WHERE org_id = $1")
+            .bind(org_id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(match row {
+            Some(r) => opt_text(&r, "mac")?,
+            None => None,
+        })
+    }
+
+    async fn seal_audit_head(&mut self, org_id: &Id, seq: i64, mac: &str) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE audit_heads SET mac = $3 WHERE org_id = $1 AND seq = $2")
+            .bind(org_id.as_str())
+            .bind(seq)
+            .bind(mac)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 }

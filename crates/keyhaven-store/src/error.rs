@@ -23,19 +23,46 @@ pub enum StoreError {
     Database(sqlx::Error),
 }
 
+/// What a unique violation is about, from the constraint it names: PostgreSQL gives the
+/// constraint's name (`users_email_key`, `roles_pkey`, `api_keys_org_id_name_key`…),
+/// SQLite its columns in the fixed form `UNIQUE constraint failed: users.email` (it
+/// reports no name). `email`, `name`, or `key` for any other (ids, digests).
+fn duplicate_of(db: &dyn sqlx::error::DatabaseError) -> &'static str {
+    let columns: Vec<String> = match db.constraint() {
+        Some(name) => {
+            // The primary key of `roles` is (org_id, name).
+            if name == "roles_pkey" {
+                return "name";
+            }
+            let base = name
+                .strip_suffix("_key")
+                .or_else(|| name.strip_suffix("_pkey"))
+                .unwrap_or(name);
+            vec![base.rsplit('_').next().unwrap_or_default().to_string()]
+        }
+        None => db
+            .message()
+            .split_once("constraint failed: ")
+            .map(|(_, cols)| {
+                cols.split(',')
+                    .filter_map(|c| c.trim().rsplit('.').next().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    match columns.last().map(String::as_str) {
+        Some("email") => "email",
+        Some("name") => "name",
+        _ => "key",
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {
+            // SQLSTATE 23505 on PostgreSQL, SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY on SQLite.
             if db.is_unique_violation() {
-                let msg = db.message().to_string();
-                let what = if msg.contains("email") {
-                    "email"
-                } else if msg.contains("name") {
-                    "name"
-                } else {
-                    "key"
-                };
-                return StoreError::Duplicate(what.to_string());
+                return StoreError::Duplicate(duplicate_of(db.as_ref()).to_string());
             }
         }
         StoreError::Database(e)

@@ -484,6 +484,20 @@ async fn organizations_insert_get_list_update(store: Arc<dyn Store>) {
     assert_eq!(tx.organization(&b.id).await.expect("b"), Some(b));
 }
 
+/// A unique violation says what was duplicated, read from the constraint (not guessed
+/// from the message's wording): a role's name (the primary key of `roles`), a user's
+/// email, an OAuth client id (neither).
+async fn duplicates_are_named_by_their_constraint(store: Arc<dyn Store>) {
+    let mut g = Gen::new(21);
+    let org = add_org(&store, &mut g, "Acme").await;
+    let role = built_in_roles(org.created_at).remove(0);
+    let mut tx = store.begin().await.expect("begin");
+    match tx.insert_role(&org.id, &role).await {
+        Err(StoreError::Duplicate(what)) => assert_eq!(what, "name"),
+        other => panic!("expected Duplicate(name), got {other:?}"),
+    }
+}
+
 async fn roles_crud_and_order(store: Arc<dyn Store>) {
     let mut g = Gen::new(20);
     let org = add_org(&store, &mut g, "Acme").await;
@@ -3103,6 +3117,7 @@ conformance! {
         committed_transaction_is_visible,
         organizations_insert_get_list_update,
         roles_crud_and_order,
+        duplicates_are_named_by_their_constraint,
         role_in_use_by_users_service_accounts_and_keys,
         users_insert_get_by_email_duplicate,
         users_list_filters,

@@ -335,12 +335,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut broken = false;
             for r in s.service.verify_audit_chains(org.as_ref()).await? {
                 match r.broken {
-                    None => println!("organization {}: ok ({} entries)", r.org_id, r.entries),
+                    None if r.authenticated => {
+                        println!("organization {}: ok ({} entries)", r.org_id, r.entries)
+                    }
+                    None => println!(
+                        "organization {}: ok ({} entries; the head is not authenticated yet: \
+                         no audited action since the upgrade that added head MACs)",
+                        r.org_id, r.entries
+                    ),
                     Some(b) => {
                         broken = true;
                         println!(
-                            "organization {}: BROKEN at entry {} ({}): {}",
-                            r.org_id, b.seq, b.id, b.reason
+                            "organization {}: BROKEN ({}) at entry {} ({}): {}",
+                            r.org_id,
+                            b.kind.as_str(),
+                            b.seq,
+                            b.id,
+                            b.reason
                         );
                     }
                 }

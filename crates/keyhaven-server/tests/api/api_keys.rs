@@ -1052,3 +1052,33 @@ async fn usage_and_metrics(app: TestApp) {
     assert_timestamp(&k["last_used_at"]);
 }
 both_backends!(usage_and_metrics);
+
+/// Names and tags refuse bidi controls and invisible characters (U+202E makes
+/// `ci-\u{202E}gpj.exe` read as `ci-exe.jpg`; U+200B makes two names look alike).
+async fn names_and_tags_refuse_invisible_characters(app: TestApp) {
+    let sa = super_admin(&app).await;
+    for bad in [
+        "ci-\u{202E}gpj.exe",
+        "prod\u{200B}",
+        "a\u{2066}b\u{2069}",
+        "\u{FEFF}key",
+    ] {
+        sa.post("/api-keys", json!({ "name": bad }))
+            .await
+            .bad("name");
+        sa.post("/api-keys", json!({ "name": "fine", "tags": [bad] }))
+            .await
+            .bad("tags[0]");
+        sa.post("/service-accounts", json!({ "name": bad }))
+            .await
+            .bad("name");
+    }
+    let (k, _) = sa
+        .create_key(json!({ "name": "ok-name", "tags": ["café"] }))
+        .await;
+    let id = k["id"].as_str().unwrap();
+    sa.patch(&format!("/api-keys/{id}"), json!({ "name": "x\u{202E}y" }))
+        .await
+        .bad("name");
+}
+both_backends!(names_and_tags_refuse_invisible_characters);

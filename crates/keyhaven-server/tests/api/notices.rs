@@ -1025,7 +1025,10 @@ async fn expiry_events_go_to_subscribed_webhooks(app: TestApp) {
     assert!(deliveries(&other).await.is_empty());
     assert!(deliveries(&disabled).await.is_empty());
 }
-both_backends!(expiry_events_go_to_subscribed_webhooks);
+both_backends!(
+    expiry_events_go_to_subscribed_webhooks,
+    crate::support::local_receivers
+);
 
 /// Claims the due notices the way a node does, under `token`.
 async fn claim_as(app: &TestApp, token: &str) -> Vec<Notice> {
@@ -1231,4 +1234,7 @@ async fn a_stalled_mail_server_does_not_hold_up_webhooks(app: TestApp) {
     drop(stalled);
     let _ = running.await;
 }
-both_backends!(a_stalled_mail_server_does_not_hold_up_webhooks);
+both_backends!(
+    a_stalled_mail_server_does_not_hold_up_webhooks,
+    crate::support::local_receivers
+);

@@ -830,7 +830,15 @@ async fn signing_key_is_shared_and_encrypted(app: TestApp) {
     assert!(stored.starts_with("v1:"), "encrypted with the master key");
     assert!(!stored.contains("PRIVATE KEY"));
     assert!(!stored.contains("MII"), "no DER in base64 either");
-    let plain = app.state.config.master_key.decrypt(&stored).unwrap();
+    let plain = app
+        .state
+        .config
+        .master_key
+        .decrypt(
+            &stored,
+            &keyhaven_service::secrets::context::signing_key(&kid),
+        )
+        .unwrap();
     assert!(String::from_utf8(plain)
         .unwrap()
         .starts_with("-----BEGIN RSA PRIVATE KEY-----"));

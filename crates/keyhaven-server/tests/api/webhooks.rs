@@ -274,7 +274,10 @@ async fn events_are_signed_and_delivered(app: TestApp) {
         .await;
     assert_eq!(s, 404);
 }
-both_backends!(events_are_signed_and_delivered);
+both_backends!(
+    events_are_signed_and_delivered,
+    crate::support::local_receivers
+);
 
 async fn a_receiver_that_is_down_loses_nothing(app: TestApp) {
     let c = Ctx::new(&app).await;
@@ -361,7 +364,10 @@ async fn a_receiver_that_is_down_loses_nothing(app: TestApp) {
     assert!(row["attempts"].as_i64().unwrap() > 3);
     assert!(row["last_error"].as_str().unwrap().contains("500"));
 }
-both_backends!(a_receiver_that_is_down_loses_nothing);
+both_backends!(
+    a_receiver_that_is_down_loses_nothing,
+    crate::support::local_receivers
+);
 
 async fn webhook_input_is_validated(app: TestApp) {
     let c = Ctx::new(&app).await;
@@ -418,7 +424,7 @@ async fn webhook_input_is_validated(app: TestApp) {
         .unwrap();
     assert_eq!(res.status(), 403);
 }
-both_backends!(webhook_input_is_validated);
+both_backends!(webhook_input_is_validated, crate::support::local_receivers);
 
 async fn deliveries_of(c: &Ctx<'_>, wid: &str) -> Vec<Value> {
     let (s, d) = c
@@ -481,7 +487,10 @@ async fn the_first_endpoint_creates_the_shared_secret(app: TestApp) {
     assert_eq!(got.len(), 1);
     assert!(signed_with(&got[0], &secret), "{got:?}");
 }
-both_backends!(the_first_endpoint_creates_the_shared_secret);
+both_backends!(
+    the_first_endpoint_creates_the_shared_secret,
+    crate::support::local_receivers
+);
 
 async fn urls_reaching_keyhaven_itself_are_refused(app: TestApp) {
     let port = app.addr.port();
@@ -535,7 +544,10 @@ async fn urls_reaching_keyhaven_itself_are_refused(app: TestApp) {
     );
     assert!(!svc.resolves_to_self("not a url").await);
 }
-both_backends!(urls_reaching_keyhaven_itself_are_refused);
+both_backends!(
+    urls_reaching_keyhaven_itself_are_refused,
+    crate::support::local_receivers
+);
 
 async fn deliveries_that_cannot_be_prepared_are_retried_or_closed(app: TestApp) {
     let c = Ctx::new(&app).await;
@@ -561,7 +573,8 @@ async fn deliveries_that_cannot_be_prepared_are_retried_or_closed(app: TestApp) 
     )
     .unwrap();
     let store = keyhaven_store::connect(&app.db.url, false).await.unwrap();
-    let broken = keyhaven_service::Service::new(store, app.clock.clone(), wrong);
+    let broken = keyhaven_service::Service::new(store, app.clock.clone(), wrong)
+        .with_outbound_allowed(app.state.config.outbound_allowed_cidrs.clone());
     webhooks::deliver_due(&broken, &webhooks::client())
         .await
         .unwrap();
@@ -619,7 +632,10 @@ async fn deliveries_that_cannot_be_prepared_are_retried_or_closed(app: TestApp) 
     c.jobs.run_once().await.unwrap();
     assert!(rx.got.lock().unwrap().is_empty());
 }
-both_backends!(deliveries_that_cannot_be_prepared_are_retried_or_closed);
+both_backends!(
+    deliveries_that_cannot_be_prepared_are_retried_or_closed,
+    crate::support::local_receivers
+);
 
 async fn archiving_or_deleting_a_service_account_announces_its_keys(app: TestApp) {
     let c = Ctx::new(&app).await;
@@ -696,7 +712,10 @@ async fn archiving_or_deleting_a_service_account_announces_its_keys(app: TestApp
         }
     }
 }
-both_backends!(archiving_or_deleting_a_service_account_announces_its_keys);
+both_backends!(
+    archiving_or_deleting_a_service_account_announces_its_keys,
+    crate::support::local_receivers
+);
 
 async fn a_hanging_receiver_does_not_hold_up_the_others(app: TestApp) {
     let c = Ctx::new(&app).await;
@@ -798,4 +817,277 @@ async fn a_hanging_receiver_does_not_hold_up_the_others(app: TestApp) {
     worker.abort();
     assert!(worker.await.unwrap_err().is_cancelled());
 }
-both_backends!(a_hanging_receiver_does_not_hold_up_the_others);
+both_backends!(
+    a_hanging_receiver_does_not_hold_up_the_others,
+    crate::support::local_receivers
+);
+
+/// Every internal target, in the notations probing used, is refused by `POST` and
+/// `PATCH /webhooks` on a server that allows no internal range (the default).
+async fn internal_targets_are_refused_at_create_and_update(app: TestApp) {
+    let c = Ctx::new(&app).await;
+    let internal = [
+        "http://127.0.0.1:9/x",
+        "http://127.0.0.1/x",
+        "http://[::1]:9/x",
+        "http://localhost:9/x",
+        "http://localhost.:9/x",
+        "http://api.localhost/x",
+        "http://2130706433/x",
+        "http://0x7f000001/x",
+        "http://0177.0.0.1/x",
+        "http://127.1/x",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://[::ffff:7f00:1]/x",
+        "http://10.0.0.1/x",
+        "http://10.255.255.255/x",
+        "http://172.16.0.1/x",
+        "http://172.31.9.9/x",
+        "http://192.168.1.1/x",
+        "http://100.64.0.1/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/x",
+        "http://[fd00::1]/x",
+        "http://[fc00::1]/x",
+        "http://[fe80::1]/x",
+        "http://224.0.0.1/x",
+        "http://[ff02::1]/x",
+        "http://0.0.0.0/x",
+        "http://[::]/x",
+        "https://0/x",
+    ];
+    for url in internal {
+        let (s, e) = c
+            .call(
+                reqwest::Method::POST,
+                "/webhooks",
+                Some(json!({"url": url, "events": ["api_key.created"]})),
+            )
+            .await;
+        assert_eq!(s, 400, "{url} must be refused: {e}");
+        assert_eq!(e["error"]["param"], "url", "{url}: {e}");
+        assert_eq!(e["error"]["type"], "invalid_request", "{url}: {e}");
+    }
+    let (s, w) = c
+        .call(
+            reqwest::Method::POST,
+            "/webhooks",
+            Some(json!({"url": "https://hooks.example.com/x", "events": ["api_key.created"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "a public host is fine: {w}");
+    let wid = w["id"].as_str().unwrap();
+    for url in internal {
+        let (s, e) = c
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/webhooks/{wid}"),
+                Some(json!({"url": url})),
+            )
+            .await;
+        assert_eq!(
+            (s, e["error"]["param"].as_str()),
+            (400, Some("url")),
+            "{url}: {e}"
+        );
+    }
+    let (_, w) = c
+        .call(reqwest::Method::GET, &format!("/webhooks/{wid}"), None)
+        .await;
+    assert_eq!(w["url"], "https://hooks.example.com/x");
+    // Nothing internal was stored.
+    let (_, all) = c.call(reqwest::Method::GET, "/webhooks", None).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 1, "{all}");
+}
+both_backends!(internal_targets_are_refused_at_create_and_update);
+
+fn outbound_10_8(s: &mut keyhaven_service::config::Settings) {
+    s.outbound_allowed_cidrs = Some("10.0.0.0/8".into());
+}
+
+/// `KEYHAVEN_OUTBOUND_ALLOWED_CIDRS` opens the ranges it names, and only those.
+async fn allowed_ranges_open_only_themselves(app: TestApp) {
+    let c = Ctx::new(&app).await;
+    for (url, status) in [
+        ("http://10.1.2.3:8080/x", 201),
+        ("http://[::ffff:10.1.2.3]/x", 201),
+        ("http://127.0.0.1:9/x", 400),
+        ("http://192.168.0.1/x", 400),
+        ("http://169.254.169.254/x", 400),
+        ("http://0.0.0.0/x", 400),
+    ] {
+        let (s, e) = c
+            .call(
+                reqwest::Method::POST,
+                "/webhooks",
+                Some(json!({"url": url, "events": ["api_key.created"]})),
+            )
+            .await;
+        assert_eq!(s, status, "{url}: {e}");
+    }
+}
+both_backends!(allowed_ranges_open_only_themselves, super::outbound_10_8);
+
+/// An endpoint saved while its target was allowed (or that resolves differently now) is
+/// checked again at every attempt: a node whose policy refuses the address sends
+/// nothing, for an IP address and for a name (`localhost` resolves to loopback).
+async fn internal_targets_are_refused_at_delivery(app: TestApp) {
+    let c = Ctx::new(&app).await;
+    let rx = receiver().await;
+    let by_name = rx.url.replace("127.0.0.1", "localhost");
+    let mut ids = Vec::new();
+    for url in [&rx.url, &by_name] {
+        let (s, w) = c
+            .call(
+                reqwest::Method::POST,
+                "/webhooks",
+                Some(json!({"url": url, "events": ["api_key.created"]})),
+            )
+            .await;
+        assert_eq!(s, 201, "{w}");
+        ids.push(w["id"].as_str().unwrap().to_string());
+    }
+    c.call(
+        reqwest::Method::POST,
+        "/api-keys",
+        Some(json!({"name": "not-for-internal"})),
+    )
+    .await;
+    // The same database, served by a node that allows no internal range.
+    let strict = app.state.service.clone().with_outbound_allowed(Vec::new());
+    webhooks::deliver_due(&strict, &webhooks::client())
+        .await
+        .unwrap();
+    assert!(
+        rx.got.lock().unwrap().is_empty(),
+        "nothing reaches loopback"
+    );
+    for wid in &ids {
+        let d = deliveries_of(&c, wid).await;
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0]["status"].as_str(), d[0]["attempts"].as_i64()),
+            (Some("pending"), Some(1)),
+            "{d:?}"
+        );
+        let why = d[0]["last_error"].as_str().unwrap();
+        assert!(why.contains("no allowed address"), "{why}");
+        assert!(!why.contains("127.0.0.1"), "{why}");
+    }
+    // The node that allows loopback delivers both, the name through its checked address.
+    app.clock.advance(Duration::minutes(1));
+    c.jobs.run_once().await.unwrap();
+    assert_eq!(rx.got.lock().unwrap().len(), 2);
+    for wid in &ids {
+        assert_eq!(deliveries_of(&c, wid).await[0]["status"], "succeeded");
+    }
+}
+both_backends!(
+    internal_targets_are_refused_at_delivery,
+    crate::support::local_receivers
+);
+
+/// A failed delivery records the status code or "connection failed", never the
+/// receiver's answer, and a refused connection reads exactly like a timed-out one.
+async fn deliveries_record_no_answer_and_no_failure_detail(app: TestApp) {
+    let c = Ctx::new(&app).await;
+    // A receiver that answers 500 with an internal service's body.
+    let body_rx = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "SECRET-INTERNAL-BODY db=10.0.0.7 password=hunter2",
+            )
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let body_url = format!("http://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, body_rx).await.unwrap() });
+    // A port where nothing listens (refused)…
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    // …and one that accepts and never answers (timed out).
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let mut ids = Vec::new();
+    for url in [&body_url, &closed_url, &silent_url] {
+        let (s, w) = c
+            .call(
+                reqwest::Method::POST,
+                "/webhooks",
+                Some(json!({"url": url, "events": ["api_key.created"]})),
+            )
+            .await;
+        assert_eq!(s, 201, "{w}");
+        ids.push(w["id"].as_str().unwrap().to_string());
+    }
+    c.call(
+        reqwest::Method::POST,
+        "/api-keys",
+        Some(json!({"name": "k"})),
+    )
+    .await;
+    webhooks::deliver_due(
+        &app.state.service,
+        &webhooks::client_with_timeout(std::time::Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    let rows: Vec<Value> = {
+        let mut rows = Vec::new();
+        for wid in &ids {
+            rows.push(deliveries_of(&c, wid).await[0].clone());
+        }
+        rows
+    };
+    assert_eq!(rows[0]["last_status"], 500, "{rows:?}");
+    assert_eq!(
+        rows[0]["last_error"], "the receiver answered 500",
+        "{rows:?}"
+    );
+    assert!(!rows[0].to_string().contains("SECRET"), "{rows:?}");
+    for r in &rows[1..] {
+        assert_eq!(r["status"], "pending", "{r}");
+        assert_eq!(r["last_status"], Value::Null, "{r}");
+        assert_eq!(r["last_error"], "connection failed", "{r}");
+    }
+}
+both_backends!(
+    deliveries_record_no_answer_and_no_failure_detail,
+    crate::support::local_receivers
+);
+
+/// A shared secret's ciphertext is bound to its organization's row: copied into
+/// another organization's row (by someone who can write the database) it does not
+/// decrypt there, so it cannot sign that organization's deliveries.
+async fn a_shared_secret_is_bound_to_its_organization(app: TestApp) {
+    let c = Ctx::new(&app).await;
+    let (s, _) = c
+        .call(reqwest::Method::POST, "/shared-secret/rotate", None)
+        .await;
+    assert_eq!(s, 200);
+    let service = &app.state.service;
+    let (other, _) = service
+        .create_organization("Other", "other@example.com", "another long passphrase")
+        .await
+        .unwrap();
+    let a = keyhaven_core::id::Id::from_trusted(app.org_id.clone());
+    let mut tx = service.store().begin().await.unwrap();
+    let rec = tx.shared_secret(&a).await.unwrap().unwrap();
+    tx.put_shared_secret(&other.id, &rec).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(service.signing_secrets(&a).await.unwrap().len(), 1);
+    assert!(
+        service.signing_secrets(&other.id).await.is_err(),
+        "a ciphertext copied from another row must not decrypt"
+    );
+}
+both_backends!(a_shared_secret_is_bound_to_its_organization);

@@ -17,7 +17,7 @@ pub struct Jobs {
     /// Where mail goes.
     pub mailer: mail::Mailer,
     /// For webhook deliveries.
-    pub http: reqwest::Client,
+    pub http: webhooks::Http,
     /// Base of links in mails.
     pub public_url: String,
     /// Sender of mails.

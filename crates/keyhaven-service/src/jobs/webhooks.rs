@@ -5,7 +5,8 @@
 //! and a new one is claimed as soon as one finishes, so a slow receiver holds only its
 //! own slots. The claim takes endpoints in turn and at most [`PER_ENDPOINT`] deliveries
 //! of one endpoint at a time, so a dead endpoint's backlog cannot crowd out the others.
-//! Each request has a timeout and at most [`MAX_BODY_READ`] bytes of an answer are read.
+//! Each request has a timeout; of an answer only the status code is kept, never the body.
+//! Where a delivery goes is checked at every attempt (see [`crate::outbound`]).
 
 use std::time::Duration;
 
@@ -26,8 +27,6 @@ pub const CONCURRENCY: usize = 16;
 pub const PER_ENDPOINT: i64 = 2;
 /// A request (connect, send, answer) taking longer is a failed attempt.
 pub const REQUEST_TIMEOUT_SECONDS: u64 = 10;
-/// Bytes of a receiver's answer read at most (the rest is discarded unread).
-pub const MAX_BODY_READ: usize = 1024;
 /// A claim lasts this long; a node that dies mid-delivery releases its work after it.
 const LEASE_SECONDS: i64 = 60;
 
@@ -55,26 +54,60 @@ pub fn backoff(attempts: i64) -> Span {
     Span::seconds(secs.min(4 * 3600))
 }
 
+/// How deliveries are sent: short timeouts, no redirects, no proxy, and never a DNS
+/// lookup of reqwest's own. A URL with an IP address goes through one shared client
+/// (whose resolver answers no name); a URL with a host name is resolved once by the
+/// delivery, its addresses checked against the outbound policy, and sent through a
+/// client pinned to exactly those addresses.
+#[derive(Clone)]
+pub struct Http {
+    shared: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Http {
+    fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("Keyhaven-Webhooks/", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// A client that connects to `host` at `addrs` only (and resolves nothing else).
+    fn pinned(
+        &self,
+        host: &str,
+        addrs: Vec<std::net::SocketAddr>,
+    ) -> Result<reqwest::Client, String> {
+        Self::builder(self.timeout)
+            .dns_resolver(crate::outbound::pinned(host, addrs))
+            .build()
+            .map_err(|_| "cannot build the HTTP client; not sent".to_string())
+    }
+}
+
 /// The HTTP client for deliveries: short timeouts, no redirects.
-pub fn client() -> reqwest::Client {
+pub fn client() -> Http {
     client_with_timeout(Duration::from_secs(REQUEST_TIMEOUT_SECONDS))
 }
 
 /// The HTTP client for deliveries with another request timeout.
-pub fn client_with_timeout(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(5).min(timeout))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Keyhaven-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
+pub fn client_with_timeout(timeout: Duration) -> Http {
+    Http {
+        shared: Http::builder(timeout)
+            .dns_resolver(std::sync::Arc::new(crate::outbound::Pinned::none()))
+            .build()
+            .unwrap_or_default(),
+        timeout,
+    }
 }
 
 /// Claims up to `free` due deliveries and starts them in `set`; returns how many.
 async fn claim_into(
     service: &Service,
-    http: &reqwest::Client,
+    http: &Http,
     set: &mut JoinSet<ServiceResult<()>>,
     free: usize,
 ) -> ServiceResult<usize> {
@@ -117,7 +150,7 @@ fn log_joined(r: Result<ServiceResult<()>, tokio::task::JoinError>) {
 
 /// Delivers until nothing is due and nothing is in flight, keeping up to
 /// [`CONCURRENCY`] deliveries going. Returns how many were attempted.
-pub async fn deliver_due(service: &Service, http: &reqwest::Client) -> ServiceResult<usize> {
+pub async fn deliver_due(service: &Service, http: &Http) -> ServiceResult<usize> {
     let mut set = JoinSet::new();
     let mut attempted = 0;
     loop {
@@ -148,7 +181,7 @@ pub async fn deliver_due(service: &Service, http: &reqwest::Client) -> ServiceRe
 /// they are attempted again later (with the same `webhook-id`).
 pub async fn run(
     service: Service,
-    http: reqwest::Client,
+    http: Http,
     interval: Duration,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -207,11 +240,7 @@ enum Prepared {
     Cancel(&'static str),
 }
 
-async fn prepare(
-    service: &Service,
-    http: &reqwest::Client,
-    d: &Delivery,
-) -> Result<Prepared, String> {
+async fn prepare(service: &Service, http: &Http, d: &Delivery) -> Result<Prepared, String> {
     let endpoint = {
         let mut tx = service.store.read().await.map_err(|e| e.to_string())?;
         tx.webhook(&d.org_id, &d.endpoint_id)
@@ -224,9 +253,7 @@ async fn prepare(
     if !endpoint.enabled {
         return Ok(Prepared::Cancel("the endpoint is disabled"));
     }
-    if service.resolves_to_self(&endpoint.url).await {
-        return Err("the URL resolves to Keyhaven itself; not sent".into());
-    }
+    let client = target_client(service, http, &endpoint.url).await?;
     let secrets = service
         .signing_secrets(&d.org_id)
         .await
@@ -236,7 +263,8 @@ async fn prepare(
     }
     let ts = service.now().timestamp();
     Ok(Prepared::Send(Box::new(
-        http.post(&endpoint.url)
+        client
+            .post(&endpoint.url)
             .header("content-type", "application/json")
             .header("webhook-id", d.id.as_str())
             .header("webhook-timestamp", ts.to_string())
@@ -248,27 +276,51 @@ async fn prepare(
     )))
 }
 
-/// Reads at most [`MAX_BODY_READ`] bytes of an answer, as text.
-async fn bounded_body(mut res: reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < MAX_BODY_READ {
-        match res.chunk().await {
-            Ok(Some(c)) => buf.extend_from_slice(&c[..c.len().min(MAX_BODY_READ - buf.len())]),
-            _ => break,
+/// Why a delivery was not sent because of where it points.
+const REFUSED_TARGET: &str = "the URL resolves to no allowed address (internal addresses \
+     need KEYHAVEN_OUTBOUND_ALLOWED_CIDRS, and Keyhaven itself is never one); not sent";
+
+/// What a failed connection is recorded as, whatever the cause: refused, reset, timed
+/// out, TLS, or a name that does not resolve. Telling them apart would make the
+/// deliveries list a port scanner of the receiver's network.
+pub const CONNECTION_FAILED: &str = "connection failed";
+
+/// The client to send to `url` with: checks the address (an IP address, or each address
+/// the host name resolves to, looked up once now) against the outbound policy and this
+/// server's own addresses, and pins the connection to the addresses that passed.
+async fn target_client(
+    service: &Service,
+    http: &Http,
+    url: &str,
+) -> Result<reqwest::Client, String> {
+    let u = url::Url::parse(url).map_err(|_| REFUSED_TARGET.to_string())?;
+    let port = u
+        .port_or_known_default()
+        .ok_or_else(|| REFUSED_TARGET.to_string())?;
+    let ip = match u.host() {
+        Some(url::Host::Ipv4(v4)) => std::net::IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => std::net::IpAddr::V6(v6),
+        Some(url::Host::Domain(host)) => {
+            return match crate::outbound::resolve_checked(host, port, |a| service.may_send_to(a))
+                .await
+            {
+                Ok(addrs) => http.pinned(host, addrs),
+                Err(crate::outbound::TargetError::Refused) => Err(REFUSED_TARGET.to_string()),
+                Err(crate::outbound::TargetError::Lookup) => Err(CONNECTION_FAILED.to_string()),
+            };
         }
+        None => return Err(REFUSED_TARGET.to_string()),
+    };
+    if service.may_send_to(std::net::SocketAddr::new(ip, port)) {
+        Ok(http.shared.clone())
+    } else {
+        Err(REFUSED_TARGET.to_string())
     }
-    let s = String::from_utf8_lossy(&buf);
-    s.chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect::<String>()
-        .trim()
-        .to_string()
 }
 
 async fn attempt(
     service: &Service,
-    http: &reqwest::Client,
+    http: &Http,
     mut d: Delivery,
     token: &str,
 ) -> ServiceResult<()> {
@@ -298,26 +350,18 @@ async fn attempt(
                     drop(res);
                 }
                 Ok(res) => {
+                    // The status only: the receiver's answer is never read or recorded
+                    // (it may be an internal service's).
                     let status = res.status();
-                    let body = bounded_body(res).await;
-                    let mut error = format!("the receiver answered {status}");
-                    if !body.is_empty() {
-                        error.push_str(&format!(": {body}"));
-                    }
-                    failed(&mut d, now, Some(i64::from(status.as_u16())), error);
+                    drop(res);
+                    failed(
+                        &mut d,
+                        now,
+                        Some(i64::from(status.as_u16())),
+                        format!("the receiver answered {}", status.as_u16()),
+                    );
                 }
-                Err(e) if e.is_timeout() => failed(
-                    &mut d,
-                    now,
-                    None,
-                    "the receiver did not answer in time".to_string(),
-                ),
-                Err(e) => failed(
-                    &mut d,
-                    now,
-                    None,
-                    format!("cannot reach the receiver: {}", without_url(&e)),
-                ),
+                Err(_) => failed(&mut d, now, None, CONNECTION_FAILED.to_string()),
             }
         }
     }
@@ -328,14 +372,6 @@ async fn attempt(
         tracing::warn!(delivery = %d.id, "a webhook delivery's claim lapsed before its outcome was recorded");
     }
     Ok(())
-}
-
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(u) = e.url() {
-        s = s.replace(u.as_str(), "");
-    }
-    s.trim().to_string()
 }
 
 #[cfg(test)]

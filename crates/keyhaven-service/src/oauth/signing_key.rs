@@ -129,9 +129,13 @@ fn generate(master_key: &MasterKey, created_at: Timestamp) -> Result<SigningKeyR
         .map_err(|e| KeyError::Generate(e.to_string()))?;
     let n = URL_SAFE_NO_PAD.encode(key.n().to_bytes_be());
     let e = URL_SAFE_NO_PAD.encode(key.e().to_bytes_be());
+    let kid = thumbprint(&n, &e);
+    let private_key = master_key
+        .encrypt(pem.as_bytes(), &crate::secrets::context::signing_key(&kid))
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
     Ok(SigningKeyRecord {
-        kid: thumbprint(&n, &e),
-        private_key: master_key.encrypt(pem.as_bytes()),
+        kid,
+        private_key,
         public_n: n,
         public_e: e,
         created_at,
@@ -142,7 +146,10 @@ fn generate(master_key: &MasterKey, created_at: Timestamp) -> Result<SigningKeyR
 fn from_record(rec: &SigningKeyRecord, master_key: &MasterKey) -> Result<SigningKey, KeyError> {
     let pem = Zeroizing::new(
         master_key
-            .decrypt(&rec.private_key)
+            .decrypt(
+                &rec.private_key,
+                &crate::secrets::context::signing_key(&rec.kid),
+            )
             .ok_or(KeyError::Undecryptable)?,
     );
     let pem = std::str::from_utf8(&pem).map_err(|_| KeyError::Invalid("not PEM text".into()))?;

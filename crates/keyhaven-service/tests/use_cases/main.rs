@@ -44,6 +44,7 @@ macro_rules! on_both_backends {
 mod api_keys;
 mod audit;
 mod roles;
+mod service_accounts;
 mod sessions;
 mod support;
 mod users;

@@ -16,6 +16,7 @@ on_both_backends!(
     audit_verify_detects_an_edited_entry,
     audit_verify_detects_a_deleted_newest_entry,
     audit_verify_detects_a_deleted_middle_entry,
+    audit_verify_detects_truncation_with_a_rewritten_head,
     unwritable_data_dir_is_one_clear_line,
     malformed_or_unknown_org_is_one_clear_line,
     too_short_password_is_one_clear_line,
@@ -495,6 +496,44 @@ async fn audit_verify_detects_a_deleted_middle_entry(env: Env) {
     let text = verify_failed(&out);
     assert!(text.contains(&org), "{text}");
     assert!(text.contains("entry 2"), "should name entry 2:\n{text}");
+}
+
+/// Deleting the newest entries and rewriting `audit_heads` to the new end keeps the
+/// hash chain consistent; the head's MAC (keyed from the master key) catches it.
+async fn audit_verify_detects_truncation_with_a_rewritten_head(env: Env) {
+    let org = create_org(&env, "Acme", "owner@acme.test").await;
+    create_user(&env, &org, "dev@acme.test", "admin").await.ok();
+    let v = env.run(&["audit", "verify"]).await;
+    let text = v.ok().to_string();
+    assert!(
+        text.contains("ok") && !text.contains("not authenticated"),
+        "{text}"
+    );
+    let newest: i64 = env
+        .sql_text(&format!(
+            "SELECT CAST(MAX(seq) AS TEXT) FROM audit_events WHERE org_id = '{org}'"
+        ))
+        .await
+        .parse()
+        .unwrap();
+    let n = env
+        .sql(&[
+            &format!("DELETE FROM audit_events WHERE org_id = '{org}' AND seq = {newest}"),
+            &format!(
+                "UPDATE audit_heads SET seq = {prev}, hash = (SELECT hash FROM audit_events \
+                 WHERE org_id = '{org}' AND seq = {prev}) WHERE org_id = '{org}'",
+                prev = newest - 1
+            ),
+        ])
+        .await;
+    assert_eq!(n, vec![1, 1]);
+    let out = env.run(&["audit", "verify"]).await;
+    let text = verify_failed(&out);
+    assert!(text.contains(&org), "should name the organization:\n{text}");
+    assert!(
+        text.contains("head not authenticated") && text.contains("deleted"),
+        "should say the head's MAC failed:\n{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -45,17 +45,25 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(db: TestDb) -> TestApp {
+        Self::spawn_with(db, |_| {}).await
+    }
+
+    /// [`TestApp::spawn`] with settings changed by `change` (e.g. `KEYHAVEN_OUTBOUND_ALLOWED_CIDRS`
+    /// for webhook receivers on 127.0.0.1: see [`local_receivers`]).
+    pub async fn spawn_with(db: TestDb, change: impl FnOnce(&mut Settings)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
+        let mut settings = Settings {
             data_dir: Some(dir.path().to_path_buf()),
             database_url: Some(db.url.clone()),
             ..Default::default()
         };
+        change(&mut settings);
         let config = settings.resolve().unwrap();
         let clock = Arc::new(TestClock(Mutex::new(
             Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(),
         )));
-        let service = Service::new(db.store.clone(), clock.clone(), config.master_key.clone());
+        let service = Service::new(db.store.clone(), clock.clone(), config.master_key.clone())
+            .with_outbound_allowed(config.outbound_allowed_cidrs.clone());
         let (org, _) = service
             .create_organization("Acme", ADMIN_EMAIL, ADMIN_PASSWORD)
             .await
@@ -136,13 +144,38 @@ impl TestApp {
     }
 }
 
+/// Settings for tests whose webhook receivers listen on this machine: loopback is an
+/// internal range, refused unless the operator allows it.
+pub fn local_receivers(s: &mut Settings) {
+    s.outbound_allowed_cidrs = Some("127.0.0.0/8,::1/128".into());
+}
+
 pub fn rand_suffix() -> String {
     use rand::Rng;
     format!("{:08x}", rand::thread_rng().gen::<u32>())
 }
 
-/// Runs a test body on SQLite and on PostgreSQL.
+/// Runs a test body on SQLite and on PostgreSQL; `both_backends!(name, settings_fn)`
+/// spawns the app with [`TestApp::spawn_with`]`(db, settings_fn)`.
 macro_rules! both_backends {
+    ($name:ident, $settings:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = keyhaven_store::testing::TestDb::sqlite().await;
+                super::$name($crate::support::TestApp::spawn_with(db, $settings).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = keyhaven_store::testing::TestDb::postgres(stringify!($name)).await
+                else {
+                    return;
+                };
+                super::$name($crate::support::TestApp::spawn_with(db, $settings).await).await;
+            }
+        }
+    };
     ($name:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
