@@ -79,6 +79,15 @@ fn request_id(headers: &axum::http::HeaderMap) -> String {
         .unwrap_or_else(new_request_id)
 }
 
+/// Longest path plus query answered, bytes. Longer ones get 414 with the error object;
+/// hyper itself refuses a URI over 64 KiB before it reaches Keyhaven (an empty 414).
+pub const MAX_URI: usize = 16 * 1024;
+
+/// Whether `uri`'s path and query together are over [`MAX_URI`].
+pub fn uri_too_long(uri: &axum::http::Uri) -> bool {
+    uri.path().len() + uri.query().map_or(0, str::len) > MAX_URI
+}
+
 /// Gives every request an id (the caller's, if sane), echoes it in `X-Request-Id`,
 /// renders error objects with it, and logs the request.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
@@ -87,6 +96,10 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestId(rid.clone()));
     let method = req.method().clone();
     let uri = req.uri().clone();
+    if uri_too_long(&uri) {
+        let res = ApiError::uri_too_long().into_response();
+        return finish(res, &rid, started, &method, "(too long)");
+    }
     let res = next.run(req).await;
     finish(res, &rid, started, &method, uri.path())
 }

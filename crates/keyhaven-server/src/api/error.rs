@@ -38,6 +38,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// 414 `uri_too_long`: the path and query are over [`crate::app::MAX_URI`].
+    pub fn uri_too_long() -> Self {
+        ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "invalid_request",
+            "uri_too_long",
+            "the path and query must be at most 16 KiB together",
+            None,
+        )
+    }
+
     /// 413 `body_too_large`: the request body is over the route's limit.
     pub fn too_large() -> Self {
         ApiError::new(
@@ -267,13 +278,31 @@ where
 
 /// Parses a JSON body with the contract's errors.
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ApiError> {
+    // Every body is an object: serde would also fill a struct from an array of its
+    // fields in order, skipping the unknown-field check.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the body must be a JSON object, not an array",
+            None,
+        ));
+    }
     // The fast path; only a body that fails is parsed again to name the parameter.
     if let Ok(v) = serde_json::from_slice(bytes) {
         return Ok(v);
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        // Read as far as one value: anything after it (a second object, garbage) is
+        // refused like any other invalid JSON.
+        Ok(v) => match de.end() {
+            Ok(()) => Ok(v),
+            Err(_) => Err(ApiError::bad_request(
+                "invalid_json",
+                "the body is not valid JSON: it goes on after the first JSON value",
+                None,
+            )),
+        },
         Err(err) => {
             let path = err.path().to_string();
             let inner = err.into_inner();

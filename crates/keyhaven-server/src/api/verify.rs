@@ -349,6 +349,12 @@ pub async fn forward_auth_request(
 ) -> Response {
     let headers = req.headers();
     let uri = req.uri();
+    if crate::app::uri_too_long(uri) {
+        let mut res = ApiError::uri_too_long().into_response();
+        res.headers_mut()
+            .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
+        return res;
+    }
     let key = crate::auth::extract::bearer_from(headers)
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .unwrap_or_default();

@@ -11,6 +11,7 @@ mod api_keys;
 mod api_resources;
 mod authorization;
 mod authz_hardening;
+mod bodies;
 mod console;
 mod control_chars;
 mod notices;
