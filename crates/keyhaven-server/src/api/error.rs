@@ -33,7 +33,7 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The error object's fields.
     pub info: ErrorInfo,
-    /// Seconds for `Retry-After` (429).
+    /// Seconds for `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
 }
 
@@ -148,7 +148,17 @@ impl From<ServiceError> for ApiError {
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
                     "too_many_attempts",
-                    "too many failed sign-ins for this email; try again later",
+                    "too many failed sign-ins for this email or from this address; try again later",
+                    None,
+                )
+            },
+            ServiceError::Busy(secs) => ApiError {
+                retry_after: Some(secs),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "busy",
+                    "too many sign-ins are being checked right now; try again shortly",
                     None,
                 )
             },
@@ -376,7 +386,8 @@ pub struct ErrorBody {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorObject {
     /// `invalid_request`, `authentication_required`, `permission_denied`, `not_found`,
-    /// `conflict`, `rate_limited` or `internal`.
+    /// `conflict`, `rate_limited`, `internal` or `unavailable` (503, with `Retry-After`:
+    /// the database is unreachable or the server is too busy).
     #[serde(rename = "type")]
     pub kind: String,
     /// Machine-readable code.
