@@ -322,12 +322,18 @@ impl Service {
     pub async fn authenticate_key(&self, key: &str, ctx: RequestContext) -> ServiceResult<Caller> {
         const INVALID: &str = "the API key is not valid";
         key_format::parse(key).map_err(|_| ServiceError::Unauthenticated(INVALID))?;
+        // A key that does not exist is refused from memory, as verification does.
+        let digest = key_format::digest(key);
+        if !self.verifier.index.must_look_up(&digest) {
+            return Err(ServiceError::Unauthenticated(INVALID));
+        }
         let now = self.now();
         let mut tx = self.store.read().await?;
         let found = tx
-            .api_key_by_digest(&key_format::digest_hex(key))
+            .api_key_by_digest(&hex::encode(digest))
             .await?
             .ok_or(ServiceError::Unauthenticated(INVALID))?;
+        self.verifier.index.insert(&digest);
         let k = found.key;
         if k.status(now) != KeyStatus::Active {
             return Err(ServiceError::Unauthenticated(

@@ -13,6 +13,7 @@ mod authorization;
 mod console;
 mod notices;
 mod oauth;
+mod resilience;
 mod session;
 mod verify;
 mod webhooks;

@@ -1,0 +1,245 @@
+//! The server under hostile or broken conditions: forged keys with valid checksums
+//! answered from memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::{CountingStore, TestApp};
+use keyhaven_store::testing::TestDb;
+use serde_json::{json, Value};
+
+/// The app on `db`, with every transaction it opens counted.
+async fn counted(mut db: TestDb) -> (TestApp, Arc<CountingStore>, Arc<dyn keyhaven_store::Store>) {
+    let inner = db.store.clone();
+    let counting = CountingStore::new(inner.clone());
+    db.store = counting.clone();
+    (TestApp::spawn(db).await, counting, inner)
+}
+
+fn forged() -> String {
+    // Well formed, with a valid checksum — and no such key.
+    keyhaven_core::key_format::generate("kh", &mut rand::rngs::OsRng)
+        .expose()
+        .to_string()
+}
+
+/// Sends `n` requests, 16 at a time, each with a distinct forged key, through `send`;
+/// returns their statuses.
+async fn flood<F, Fut>(n: usize, send: F) -> Vec<u16>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = u16> + Send + 'static,
+{
+    let mut out = Vec::with_capacity(n);
+    let mut pending = Vec::new();
+    for _ in 0..n {
+        pending.push(tokio::spawn(send(forged())));
+        if pending.len() == 16 {
+            for p in pending.drain(..) {
+                out.push(p.await.unwrap());
+            }
+        }
+    }
+    for p in pending {
+        out.push(p.await.unwrap());
+    }
+    out
+}
+
+/// Forged keys with valid checksums cost no database transaction on `/v1/keys/verify`,
+/// `/v1/auth` and Bearer management calls, once the change-log follower has loaded the
+/// index of existing digests; real keys keep working on all three.
+async fn forged_keys_are_refused_without_the_database(db: TestDb) {
+    let (app, counting, inner) = counted(db).await;
+    let admin = app.admin_key(&["super-admin"]).await;
+    let service = &app.state.service;
+    let verifier = service.verifier().clone();
+    // The follower loads the index (through the uncounted store: only the requests'
+    // transactions are counted).
+    let follower = tokio::spawn(keyhaven_service::verify::changes::follow(
+        verifier.clone(),
+        inner.clone(),
+        service.clock().clone(),
+        Arc::new(tokio::sync::Notify::new()),
+    ));
+    for _ in 0..600 {
+        if verifier.index.is_loaded() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(verifier.index.is_loaded(), "the follower loads the index");
+    // Stop it so the test alone decides when the log was "read" (each read allows a
+    // few database confirmations for keys made elsewhere).
+    follower.abort();
+    let _ = follower.await;
+    verifier.index.log_read();
+
+    let http = app.http.clone();
+    let base = app.base.clone();
+    let n = 400;
+    let before = counting.transactions();
+    let verify = flood(n, |key| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let res = http
+                .post(format!("{base}/v1/keys/verify"))
+                .json(&json!({ "key": key }))
+                .send()
+                .await
+                .unwrap();
+            let v: Value = res.json().await.unwrap();
+            assert_eq!(v["code"], "NOT_FOUND", "{v}");
+            200
+        }
+    })
+    .await;
+    assert!(verify.iter().all(|s| *s == 200));
+    let auth = flood(n, |key| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}/v1/auth"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    })
+    .await;
+    assert!(auth.iter().all(|s| *s == 401), "{auth:?}");
+    let bearer = flood(n, |key| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}/v1/me"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    })
+    .await;
+    assert!(bearer.iter().all(|s| *s == 401), "{bearer:?}");
+    let spent = counting.transactions() - before;
+    let per_key = spent as f64 / (3 * n) as f64;
+    eprintln!(
+        "{spent} transactions for {} forged keys ({per_key:.4} each)",
+        3 * n
+    );
+    assert!(
+        per_key <= 0.01,
+        "{spent} transactions for {} forged keys",
+        3 * n
+    );
+
+    // Real keys still work: the admin's (made before the index was loaded) and one
+    // made now.
+    let me = http
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let created: Value = http
+        .post(format!("{base}/v1/organizations/{}/api-keys", app.org_id))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "fresh"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fresh = created["key"].as_str().unwrap();
+    let v: Value = http
+        .post(format!("{base}/v1/keys/verify"))
+        .json(&json!({ "key": fresh }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["code"], "VALID", "{v}");
+}
+
+/// A key made by another node moments ago — not yet in this node's index — is still
+/// found (a few such lookups are allowed between two reads of the change log).
+async fn a_key_from_another_node_verifies_at_once(db: TestDb) {
+    let (app, _, inner) = counted(db).await;
+    let verifier = app.state.service.verifier().clone();
+    verifier.load_index(&inner).await.unwrap();
+    verifier.index.log_read();
+    let other = keyhaven_service::Service::new(
+        inner.clone(),
+        app.clock.clone(),
+        app.state.config.master_key.clone(),
+    );
+    let caller = keyhaven_service::Caller::system(
+        keyhaven_core::id::Id::from_trusted(app.org_id.clone()),
+        "test",
+    );
+    let mut tx = inner.read().await.unwrap();
+    let admin = tx
+        .user_by_email(crate::support::ADMIN_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(tx);
+    let (_, _, secret) = other
+        .create_api_key(
+            &caller,
+            keyhaven_service::api_keys::CreateApiKey {
+                name: "elsewhere".into(),
+                owner: Some(keyhaven_service::api_keys::OwnerRef {
+                    kind: keyhaven_core::principal::PrincipalKind::User,
+                    id: admin.id.to_string(),
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let v: Value = app
+        .http
+        .post(app.url("/v1/keys/verify"))
+        .json(&json!({ "key": secret.expose() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["code"], "VALID", "{v}");
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(keyhaven_store::testing::TestDb::sqlite().await).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(db) =
+                        keyhaven_store::testing::TestDb::postgres(stringify!($name)).await
+                    {
+                        super::$name(db).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+on_both!(
+    forged_keys_are_refused_without_the_database,
+    a_key_from_another_node_verifies_at_once,
+);
