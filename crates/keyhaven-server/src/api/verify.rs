@@ -434,6 +434,7 @@ mod tests {
                 duration_ms: 60_000,
             })),
             allowed_cidrs: Box::new([]),
+            loaded_at_ms: 0,
         })
     }
 

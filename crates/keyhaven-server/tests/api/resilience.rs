@@ -1,5 +1,5 @@
 //! The server under hostile or broken conditions: forged keys with valid checksums
-//! answered from memory.
+//! answered from memory, and a cached key's maximum age.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -217,6 +217,49 @@ async fn a_key_from_another_node_verifies_at_once(db: TestDb) {
     assert_eq!(v["code"], "VALID", "{v}");
 }
 
+/// A cached record is read again once past its maximum age, in the background: a
+/// revocation the change log never carried (a missed row) ends within that age.
+async fn cached_keys_are_rechecked_after_their_maximum_age(db: TestDb) {
+    let (app, _, inner) = counted(db).await;
+    let admin = app.admin_key(&["super-admin"]).await;
+    let code = |key: String| {
+        let http = app.http.clone();
+        let url = app.url("/v1/keys/verify");
+        async move {
+            let v: Value = http
+                .post(url)
+                .json(&json!({ "key": key }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["code"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(code(admin.clone()).await, "VALID");
+    // Revoked behind the cache's back: no change-log row.
+    let digest = keyhaven_core::key_format::digest_hex(&admin);
+    let mut tx = inner.begin().await.unwrap();
+    let mut k = tx.api_key_by_digest(&digest).await.unwrap().unwrap().key;
+    k.revoked_at = Some(keyhaven_core::time::Clock::now(app.clock.as_ref()));
+    tx.update_api_key(&k).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(code(admin.clone()).await, "VALID", "cached");
+    let verifier = app.state.service.verifier();
+    // Younger than the maximum age: left alone.
+    assert_eq!(verifier.recheck_stale().await.unwrap(), 0);
+    app.clock.advance(chrono::Duration::milliseconds(
+        keyhaven_service::verify::cache::MAX_AGE_MS,
+    ));
+    // Not re-read on the request path…
+    assert_eq!(code(admin.clone()).await, "VALID");
+    // …but by the background re-check.
+    assert_eq!(verifier.recheck_stale().await.unwrap(), 1);
+    assert_eq!(code(admin.clone()).await, "REVOKED");
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         $(
@@ -242,4 +285,5 @@ macro_rules! on_both {
 on_both!(
     forged_keys_are_refused_without_the_database,
     a_key_from_another_node_verifies_at_once,
+    cached_keys_are_rechecked_after_their_maximum_age,
 );

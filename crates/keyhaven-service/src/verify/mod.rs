@@ -408,10 +408,31 @@ impl Verifier {
             permissions: self.intern_permissions(perms.into_iter().collect()),
             ratelimit: k.ratelimit.map(Box::new),
             allowed_cidrs: k.allowed_cidrs.into_boxed_slice(),
+            loaded_at_ms: self.clock.now().timestamp_millis(),
         });
         self.cache
             .insert_loaded(generation, *digest, cached.clone());
         Ok(Some(cached))
+    }
+
+    /// Reads again every cached record older than [`cache::MAX_AGE_MS`], replacing it
+    /// (or dropping it when its key is gone), so a change the change-log follower missed
+    /// is seen within that age. Runs in the background (see `Service::spawn_background`),
+    /// never on a request. A record that cannot be read now (an outage) is kept and
+    /// tried again next time. Returns how many records were read again.
+    pub async fn recheck_stale(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now().timestamp_millis();
+        let stale = self.cache.loaded_before(now - cache::MAX_AGE_MS);
+        let mut rechecked = 0;
+        for (digest, old) in stale {
+            let generation = self.cache.generation();
+            match self.load(&digest, generation).await? {
+                Some(_) => {}
+                None => self.cache.remove_if_same(&digest, &old),
+            }
+            rechecked += 1;
+        }
+        Ok(rechecked)
     }
 
     /// Adds every key's digests to the index, page by page, and marks it loaded.
