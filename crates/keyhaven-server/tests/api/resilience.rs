@@ -1,5 +1,6 @@
 //! The server under hostile or broken conditions: forged keys with valid checksums
-//! answered from memory, and a cached key's maximum age.
+//! answered from memory, a cached key's maximum age, and a panicking handler on the
+//! verification hot path.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -260,6 +261,50 @@ async fn cached_keys_are_rechecked_after_their_maximum_age(db: TestDb) {
     assert_eq!(code(admin.clone()).await, "REVOKED");
 }
 
+/// A panic on the verification hot path answers the 500 error object (with the request
+/// id) instead of dropping the connection, on both hot routes.
+async fn a_panic_on_the_hot_path_answers_the_error_object(db: TestDb) {
+    let (app, counting, _) = counted(db).await;
+    counting.panic_on_open(true);
+    let res = app
+        .http
+        .post(app.url("/v1/keys/verify"))
+        .header("x-request-id", "hot-panic-1")
+        .json(&json!({ "key": forged() }))
+        .send()
+        .await
+        .expect("an answer, not a dropped connection");
+    assert_eq!(res.status(), 500);
+    assert_eq!(res.headers()["x-request-id"], "hot-panic-1");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "internal");
+    assert_eq!(v["error"]["request_id"], "hot-panic-1");
+    assert!(!v.to_string().contains("told to panic"), "{v}");
+    let res = app
+        .http
+        .get(app.url("/v1/auth"))
+        .bearer_auth(forged())
+        .send()
+        .await
+        .expect("an answer, not a dropped connection");
+    assert_eq!(res.status(), 500);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "internal");
+    counting.panic_on_open(false);
+    // The server goes on serving.
+    let v: Value = app
+        .http
+        .post(app.url("/v1/keys/verify"))
+        .json(&json!({ "key": forged() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["code"], "NOT_FOUND");
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         $(
@@ -286,4 +331,5 @@ on_both!(
     forged_keys_are_refused_without_the_database,
     a_key_from_another_node_verifies_at_once,
     cached_keys_are_rechecked_after_their_maximum_age,
+    a_panic_on_the_hot_path_answers_the_error_object,
 );
