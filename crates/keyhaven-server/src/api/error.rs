@@ -13,6 +13,9 @@ use serde::de::DeserializeOwned;
 
 use keyhaven_service::ServiceError;
 
+/// `Retry-After` when the database is unavailable.
+pub const DATABASE_RETRY_SECS: u64 = 2;
+
 /// The fields of the error object, minus the request id.
 #[derive(Debug, Clone)]
 pub struct ErrorInfo {
@@ -102,6 +105,22 @@ impl ApiError {
         )
     }
 
+    /// 503 `database_unavailable` with `Retry-After`: the database is out of reach (an
+    /// outage, logged as one: `why` is the driver's reason).
+    pub fn unavailable(why: &str) -> Self {
+        tracing::warn!(reason = %why, "database unavailable; answering 503");
+        ApiError {
+            retry_after: Some(DATABASE_RETRY_SECS),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "database_unavailable",
+                "the database is unavailable right now; try again shortly",
+                None,
+            )
+        }
+    }
+
     /// 500 with nothing internal in the message.
     pub fn internal() -> Self {
         Self::new(
@@ -169,6 +188,7 @@ impl From<ServiceError> for ApiError {
                 format!("the {what} is already taken"),
                 None,
             ),
+            ServiceError::Store(StoreError::Unavailable(why)) => ApiError::unavailable(&why),
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
                 ApiError::internal()
@@ -425,4 +445,7 @@ pub enum CommonErrors {
     /// Body is not JSON.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
+    /// The database is unavailable (type `unavailable`); `Retry-After` says when to retry.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }

@@ -127,6 +127,19 @@ impl From<ServiceError> for PageError {
                 }
                 res
             }
+            ServiceError::Store(keyhaven_store::StoreError::Unavailable(why)) => {
+                tracing::warn!(reason = %why, "console: database unavailable");
+                let mut res = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Database unavailable",
+                    "Keyhaven cannot reach its database right now. Try again in a moment.",
+                );
+                res.0.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("2"),
+                );
+                res
+            }
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "console: storage failed");
                 problem(

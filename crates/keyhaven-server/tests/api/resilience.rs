@@ -1,6 +1,6 @@
 //! The server under hostile or broken conditions: forged keys with valid checksums
-//! answered from memory, a cached key's maximum age, and a panicking handler on the
-//! verification hot path.
+//! answered from memory, a cached key's maximum age, a panicking handler on the
+//! verification hot path, and a database outage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -333,3 +333,142 @@ on_both!(
     cached_keys_are_rechecked_after_their_maximum_age,
     a_panic_on_the_hot_path_answers_the_error_object,
 );
+
+/// A PostgreSQL cluster of the test's own (`pg_createcluster`), on a free port, so it
+/// can be stopped without touching the shared server; dropped with this value.
+struct Cluster {
+    name: String,
+    port: u16,
+}
+
+impl Cluster {
+    fn run(args: &[&str]) -> std::process::Output {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// A new, started cluster, or `None` (after a loud message) where the PostgreSQL
+    /// cluster tools are missing, outside CI.
+    fn start() -> Option<Cluster> {
+        if which("pg_createcluster").is_none() {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but pg_createcluster is missing");
+            }
+            eprintln!("\n*** SKIPPED outage test: no pg_createcluster ***\n");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let name = format!("kh_outage_{port}");
+        let out = Self::run(&[
+            "pg_createcluster",
+            "15",
+            &name,
+            "--port",
+            &port.to_string(),
+            "--",
+            "--auth-host=trust",
+        ]);
+        assert!(out.status.success(), "pg_createcluster: {out:?}");
+        let cluster = Cluster { name, port };
+        cluster.ctl("start");
+        Some(cluster)
+    }
+
+    fn ctl(&self, action: &str) {
+        let out = Self::run(&["pg_ctlcluster", "15", &self.name, action]);
+        assert!(out.status.success(), "pg_ctlcluster {action}: {out:?}");
+    }
+
+    fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Self::run(&["pg_dropcluster", "15", &self.name, "--stop"]);
+    }
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// In a PostgreSQL outage, management calls answer 503 `unavailable` with
+/// `Retry-After` (after the pool's short acquire timeout, not 500 after five seconds),
+/// keys already cached keep verifying, and the server recovers without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_and_recovers() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let db = TestDb::postgres_at(&cluster.admin_url(), "outage")
+        .await
+        .expect("the test's own cluster");
+    let app = TestApp::spawn(db).await;
+    let admin = app.admin_key(&["super-admin"]).await;
+    let list = || {
+        app.http
+            .get(app.url(&format!("/v1/organizations/{}/api-keys", app.org_id)))
+            .bearer_auth(&admin)
+            .send()
+    };
+    let verify = |key: String| {
+        let http = app.http.clone();
+        let url = app.url("/v1/keys/verify");
+        async move {
+            http.post(url)
+                .json(&json!({ "key": key }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(list().await.unwrap().status(), 200);
+    let code = |res: reqwest::Response| async move {
+        let v: Value = res.json().await.unwrap();
+        v["code"].as_str().unwrap_or_default().to_string()
+    };
+    // Cached by its first verification.
+    assert_eq!(code(verify(admin.clone()).await).await, "VALID");
+
+    cluster.ctl("stop");
+    let res = list().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "unavailable", "{v}");
+    assert_eq!(v["error"]["code"], "database_unavailable", "{v}");
+    // The cached key keeps verifying; an unknown one cannot be checked now.
+    assert_eq!(code(verify(admin.clone()).await).await, "VALID");
+    let res = verify(forged()).await;
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+
+    cluster.ctl("start");
+    let mut status = 0;
+    for _ in 0..120 {
+        status = list().await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, 200, "recovered without a restart");
+    drop(app);
+}
