@@ -56,6 +56,7 @@ fn cached(i: usize, org: &Arc<str>, owner: &Arc<Owner>, perms: &Arc<[Box<str>]>)
         permissions: perms.clone(),
         ratelimit: None,
         allowed_cidrs: Box::new([]),
+        loaded_at_ms: 0,
     }
 }
 

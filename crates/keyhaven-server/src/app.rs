@@ -159,7 +159,9 @@ enum Hot {
 /// `GET /v1/auth`) go straight to their handlers — the hot path skips routing and the
 /// per-route layers, and needs no copy of the peer address in the request — while every
 /// other request goes through the [`router`] as usual. Both end in the same
-/// [`finish`] (request id, error object, counters), so answers are the same either way.
+/// [`finish`] (request id, error object, counters) and both catch a panicking handler
+/// (the router with `CatchPanicLayer`, the hot path with [`guarded`]), so answers are
+/// the same either way.
 #[derive(Clone)]
 pub struct Node {
     router: Router,
@@ -230,16 +232,18 @@ impl tower::Service<Request> for Node {
                 NodeFuture::Hot(Box::pin(async move {
                     let started = Instant::now();
                     let rid = request_id(req.headers());
+                    // The same panic guard as the router's layers: a panic answers the
+                    // 500 error object instead of dropping the connection.
                     let (method, path, res) = match kind {
                         Hot::Verify => (
                             axum::http::Method::POST,
                             "/v1/keys/verify",
-                            api::verify::verify_request(&state, peer, req).await,
+                            guarded(api::verify::verify_request(&state, peer, req)).await,
                         ),
                         Hot::Auth => (
                             axum::http::Method::GET,
                             "/v1/auth",
-                            api::verify::forward_auth_request(&state, peer, req).await,
+                            guarded(api::verify::forward_auth_request(&state, peer, req)).await,
                         ),
                     };
                     finish(res, &rid, started, &method, path)
@@ -252,6 +256,31 @@ impl tower::Service<Request> for Node {
             }
         }
     }
+}
+
+/// Polls a hot-path handler, answering [`panic_response`] if it panics.
+struct CatchPanic<'a, F>(std::pin::Pin<&'a mut F>);
+
+impl<F: std::future::Future<Output = Response>> std::future::Future for CatchPanic<'_, F> {
+    type Output = Response;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Response> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(poll) => poll,
+            // Answered: the panicked future is never polled again.
+            Err(panic) => std::task::Poll::Ready(panic_response(panic)),
+        }
+    }
+}
+
+/// Runs a hot-path handler under the panic guard (no allocation: pinned in place).
+async fn guarded<F: std::future::Future<Output = Response>>(handler: F) -> Response {
+    let handler = std::pin::pin!(handler);
+    CatchPanic(handler).await
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves: each connection gets a

@@ -144,6 +144,9 @@ impl Service {
         tx.insert_api_key(&key).await.map_err(|e| {
             duplicate_as_conflict(e, "name_taken", "an API key with this name already exists")
         })?;
+        // In this node's index of digests before the commit, so the key works here the
+        // moment it is returned (an extra digest, should the commit fail, costs nothing).
+        self.verifier.index.insert_hex(&key.digest);
         let permissions = self.key_permissions(tx.as_mut(), &key).await?;
         self.commit_mutation(
             tx,
@@ -164,7 +167,8 @@ impl Service {
                     crate::webhooks::key_event(&key, now),
                 )),
             }),
-            &[],
+            // Other nodes add the new digest to their index when they read this row.
+            &[(keyhaven_store::ChangeKind::Key, key.id.to_string())],
         )
         .await?;
         Ok((key, permissions, secret))
@@ -590,6 +594,7 @@ impl Service {
         k.expires_at = expires_at;
         k.updated_at = now;
         tx.update_api_key(&k).await?;
+        self.verifier.index.insert_hex(&k.digest);
         let mut ch = crate::changes::Changes::default();
         ch.field(
             "expires_at",

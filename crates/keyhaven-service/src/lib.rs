@@ -65,6 +65,10 @@ pub enum ServiceError {
     /// Too many failed sign-ins; retry after this many seconds.
     #[error("too many failed sign-ins")]
     RateLimited(u64),
+    /// Too busy to take this request now (password hashing is at capacity); retry
+    /// after this many seconds.
+    #[error("too busy; try again shortly")]
+    Busy(u64),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

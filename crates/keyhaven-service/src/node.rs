@@ -2,7 +2,9 @@
 //! what it writes on the way out so that a graceful stop loses nothing acknowledged.
 //!
 //! Every node runs the same tasks: the usage flusher (verification counts, every
-//! second), the change-log follower (woken at once by PostgreSQL notifications), the
+//! second), the change-log follower (woken at once by PostgreSQL notifications; it also
+//! keeps the index of existing key digests), the re-check of cached keys past their
+//! maximum age (every half minute), the
 //! OAuth signing-key warm-up and credential-use flusher, and the jobs (expiry notices,
 //! webhook deliveries). They stop when the `stopped` channel turns true; then
 //! [`Service::finish`] writes the last counts and closes the pool.
@@ -26,6 +28,10 @@ impl Service {
             stopped.clone(),
             "usage counts",
             |s| async move { s.verifier.flush_usage().await.map(|_| ()) },
+        )));
+        tasks.push(tokio::spawn(recheck_cached_keys(
+            self.clone(),
+            stopped.clone(),
         )));
         tasks.push(tokio::spawn(warm_signing_key(
             self.clone(),
@@ -126,6 +132,30 @@ async fn every_second<F, Fut>(
             Err(e) => {
                 tracing::error!(error = %e, attempt, what, "cannot write to the database on the way out");
                 tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+        }
+    }
+}
+
+/// Reads again, every half minute, the cached key records older than their maximum age
+/// (see [`crate::verify::Verifier::recheck_stale`]), until `stopped`.
+async fn recheck_cached_keys(service: Service, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = service.verifier.recheck_stale().await {
+                    tracing::warn!(error = %e, "cannot re-check cached keys; keeping them for the next round");
+                }
+            }
+            changed = stopped.changed() => {
+                if changed.is_err() {
+                    break;
+                }
             }
         }
     }

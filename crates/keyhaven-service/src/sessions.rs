@@ -21,8 +21,16 @@ use crate::{Caller, RequestContext, Service, ServiceError, ServiceResult};
 
 /// Sessions end after this long without a request.
 pub const IDLE_TIMEOUT_HOURS: i64 = 12;
-/// Failed sign-ins for one email allowed within [`FAILURE_WINDOW_MINUTES`].
+/// Failed sign-ins for one email from one client address allowed within
+/// [`FAILURE_WINDOW_MINUTES`]: one attacker failing for an email locks out their
+/// address, not the email's owner.
 pub const MAX_FAILURES: i64 = 5;
+/// Failed sign-ins from one client address, whatever the email, allowed within the
+/// window (one address trying many emails).
+pub const MAX_ADDRESS_FAILURES: i64 = 20;
+/// Failed sign-ins for one email from all addresses together allowed within the window
+/// (many addresses trying one email).
+pub const MAX_EMAIL_FAILURES: i64 = 100;
 /// The window in which failures count.
 pub const FAILURE_WINDOW_MINUTES: i64 = 15;
 
@@ -72,10 +80,18 @@ pub async fn role_permissions(
 impl Service {
     /// Signs a user in with email and password.
     ///
-    /// Every attempt is first recorded as a failure, under a per-email lock, after the
-    /// failures so far were counted: parallel attempts therefore cannot all pass the
-    /// limit while their passwords are being checked. A correct password then clears
-    /// the email's failures.
+    /// Every attempt is first recorded as a failure, under per-email and per-address
+    /// locks, after the failures so far were counted: parallel attempts therefore cannot
+    /// all pass the limits while their passwords are being checked. The limits count
+    /// failures for this email from this client address ([`MAX_FAILURES`]), from this
+    /// address for any email ([`MAX_ADDRESS_FAILURES`]) and for this email from any
+    /// address ([`MAX_EMAIL_FAILURES`]). A correct password then clears the email's
+    /// failures.
+    ///
+    /// The password check itself waits for one of the process's hashing slots; when too
+    /// many sign-ins are already waiting the attempt is refused with
+    /// [`ServiceError::Busy`] (see [`password::admit`]). An unknown email is checked
+    /// against a fixed dummy hash, so it takes as long as a known one.
     pub async fn sign_in(
         &self,
         email: &str,
@@ -93,21 +109,48 @@ impl Service {
             )
             .into());
         }
+        let address = ctx.ip.as_deref().unwrap_or("");
         let window_start = now - Duration::minutes(FAILURE_WINDOW_MINUTES);
         {
             let mut tx = self.store.begin().await?;
+            // Always in this order (email, then address), so two attempts never wait
+            // for each other's second lock. The address's lock name starts with a
+            // space, which a trimmed email cannot.
             tx.lock_sign_in(&email).await?;
-            let (failures, oldest) = tx.login_failures_since(&email, window_start).await?;
-            if failures >= MAX_FAILURES {
+            tx.lock_sign_in(&format!(" {address}")).await?;
+            let counts = [
+                (
+                    tx.login_failures_from(address, Some(&email), window_start)
+                        .await?,
+                    MAX_FAILURES,
+                ),
+                (
+                    tx.login_failures_from(address, None, window_start).await?,
+                    MAX_ADDRESS_FAILURES,
+                ),
+                (
+                    tx.login_failures_since(&email, window_start).await?,
+                    MAX_EMAIL_FAILURES,
+                ),
+            ];
+            let wait_ms = counts
+                .iter()
+                .filter(|((failures, _), max)| failures >= max)
+                .map(|((_, oldest), _)| {
+                    let oldest = oldest.unwrap_or(now.timestamp_millis());
+                    oldest + FAILURE_WINDOW_MINUTES * 60_000 - now.timestamp_millis()
+                })
+                .max();
+            if let Some(wait_ms) = wait_ms {
                 drop(tx);
-                let oldest = oldest.unwrap_or(now.timestamp_millis());
-                let until = oldest + FAILURE_WINDOW_MINUTES * 60_000;
-                let secs = ((until - now.timestamp_millis()) / 1000).max(1);
-                return Err(ServiceError::RateLimited(secs as u64));
+                return Err(ServiceError::RateLimited((wait_ms / 1000).max(1) as u64));
             }
-            tx.record_login_failure(&self.new_id(), &email, now).await?;
+            tx.record_login_failure_from(&self.new_id(), &email, address, now)
+                .await?;
             tx.commit().await?;
         }
+        // Only so many attempts wait for a hashing slot; past that, answer at once.
+        let _admission = password::admit()?;
         let user = if validate::email(&email, "email").is_ok() {
             let mut tx = self.store.read().await?;
             tx.user_by_email(&email).await?
@@ -275,12 +318,18 @@ impl Service {
     pub async fn authenticate_key(&self, key: &str, ctx: RequestContext) -> ServiceResult<Caller> {
         const INVALID: &str = "the API key is not valid";
         key_format::parse(key).map_err(|_| ServiceError::Unauthenticated(INVALID))?;
+        // A key that does not exist is refused from memory, as verification does.
+        let digest = key_format::digest(key);
+        if !self.verifier.index.must_look_up(&digest) {
+            return Err(ServiceError::Unauthenticated(INVALID));
+        }
         let now = self.now();
         let mut tx = self.store.read().await?;
         let found = tx
-            .api_key_by_digest(&key_format::digest_hex(key))
+            .api_key_by_digest(&hex::encode(digest))
             .await?
             .ok_or(ServiceError::Unauthenticated(INVALID))?;
+        self.verifier.index.insert(&digest);
         let k = found.key;
         if k.status(now) != KeyStatus::Active {
             return Err(ServiceError::Unauthenticated(

@@ -55,9 +55,30 @@ pub struct KeyMatch {
     pub previous: bool,
 }
 
+/// The digests a key is found by: its current secret's, and the replaced secret's
+/// during a regeneration grace period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDigests {
+    /// Key id.
+    pub id: String,
+    /// Digest of the current secret (hex).
+    pub digest: String,
+    /// Digest of the replaced secret, while it is still accepted (hex).
+    pub previous_digest: Option<String>,
+}
+
 /// Storage of API keys.
 #[async_trait]
 pub trait ApiKeys {
+    /// The digests of up to `limit` keys with ids after `after` (all organizations), by
+    /// id: every key's, page by page, for the verification cache's index of digests.
+    async fn api_key_digests(
+        &mut self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<KeyDigests>>;
+    /// The digests of the keys with these ids (all organizations; unknown ids are skipped).
+    async fn api_key_digests_of(&mut self, ids: &[String]) -> StoreResult<Vec<KeyDigests>>;
     /// Adds a key; a taken name is [`StoreError::Duplicate`].
     async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
     /// One key.
@@ -95,6 +116,14 @@ const SELECT: &str =
     "SELECT k.*, COALESCE(sa.name, u.display_name, '') AS owner_name FROM api_keys k \
      LEFT JOIN service_accounts sa ON k.owner_type = 'service_account' AND sa.id = k.owner_id \
      LEFT JOIN users u ON k.owner_type = 'user' AND u.id = k.owner_id";
+
+fn digests_from_row(r: &AnyRow) -> StoreResult<KeyDigests> {
+    Ok(KeyDigests {
+        id: text(r, "id")?,
+        digest: text(r, "digest")?,
+        previous_digest: opt_text(r, "previous_digest")?,
+    })
+}
 
 fn from_row(r: &AnyRow) -> StoreResult<ApiKey> {
     let owner_type = text(r, "owner_type")?;
@@ -200,6 +229,41 @@ impl ApiKeys for SqlTx {
             .fetch_optional(&mut *self.tx)
             .await?;
         row.as_ref().map(from_row).transpose()
+    }
+
+    async fn api_key_digests(
+        &mut self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<KeyDigests>> {
+        let rows = sqlx::query(
+            "SELECT id, digest, previous_digest FROM api_keys WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(digests_from_row).collect()
+    }
+
+    async fn api_key_digests_of(&mut self, ids: &[String]) -> StoreResult<Vec<KeyDigests>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(200) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, digest, previous_digest FROM api_keys WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            let rows = q.fetch_all(&mut *self.tx).await?;
+            for r in &rows {
+                out.push(digests_from_row(r)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn api_key_by_digest(&mut self, digest: &str) -> StoreResult<Option<KeyMatch>> {

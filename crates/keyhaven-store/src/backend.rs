@@ -13,6 +13,10 @@ use crate::error::{StoreError, StoreResult};
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// How long a PostgreSQL request waits for a connection before the database counts as
+/// unavailable.
+pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// The database behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -121,7 +125,9 @@ impl Backend {
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(5))
+                    // Short, so that in an outage a request is answered 503 within
+                    // seconds instead of queueing (see `StoreError::Unavailable`).
+                    .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
                     .connect_with(opts)
                     .await
             }

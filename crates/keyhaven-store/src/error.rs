@@ -18,7 +18,12 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// Any other database error (connection lost, lock timeout, …).
+    /// The database cannot be reached: no connection within the pool's short acquire
+    /// timeout, a connection lost, or the server shutting down. An outage, not a fault
+    /// in the data: worth retrying shortly.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// Any other database error (lock timeout, …).
     #[error("database error: {0}")]
     Database(sqlx::Error),
 }
@@ -57,8 +62,28 @@ fn duplicate_of(db: &dyn sqlx::error::DatabaseError) -> &'static str {
     }
 }
 
+/// Whether `e` says the database is out of reach (rather than that a statement failed).
+fn is_outage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and PostgreSQL's shutdown codes:
+        // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        if is_outage(&e) {
+            return StoreError::Unavailable(e.to_string());
+        }
         if let sqlx::Error::Database(db) = &e {
             // SQLSTATE 23505 on PostgreSQL, SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY on SQLite.
             if db.is_unique_violation() {

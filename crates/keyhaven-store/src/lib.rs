@@ -37,7 +37,7 @@ mod webhooks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use api_keys::{ApiKeyFilter, ApiKeys, KeyCounts, KeyMatch};
+pub use api_keys::{ApiKeyFilter, ApiKeys, KeyCounts, KeyDigests, KeyMatch};
 pub use audit::{Audit, AuditFilter};
 pub use backend::Backend;
 pub use changes::{Change, ChangeKind, Changes, CHANNEL};

@@ -39,13 +39,31 @@ pub trait Sessions {
     async fn delete_sessions_of_user(&mut self, user_id: &Id) -> StoreResult<()>;
     /// Ends every session of a user but the one with digest `keep` (own password change).
     async fn delete_other_sessions_of_user(&mut self, user_id: &Id, keep: &str) -> StoreResult<()>;
-    /// Records a failed sign-in for `email`.
+    /// Records a failed sign-in for `email` from no known address.
     async fn record_login_failure(
         &mut self,
         id: &Id,
         email: &str,
         at: Timestamp,
+    ) -> StoreResult<()> {
+        self.record_login_failure_from(id, email, "", at).await
+    }
+    /// Records a failed sign-in for `email` from client address `ip` (`""` when unknown).
+    async fn record_login_failure_from(
+        &mut self,
+        id: &Id,
+        email: &str,
+        ip: &str,
+        at: Timestamp,
     ) -> StoreResult<()>;
+    /// Failures from client address `ip` since `since` — for any email, or for `email`
+    /// only when given: (count, oldest time in ms).
+    async fn login_failures_from(
+        &mut self,
+        ip: &str,
+        email: Option<&str>,
+        since: Timestamp,
+    ) -> StoreResult<(i64, Option<i64>)>;
     /// Failures for `email` since `since`: (count, oldest time in ms).
     async fn login_failures_since(
         &mut self,
@@ -132,19 +150,46 @@ impl Sessions for SqlTx {
         Ok(())
     }
 
-    async fn record_login_failure(
+    async fn record_login_failure_from(
         &mut self,
         fid: &Id,
         email: &str,
+        ip: &str,
         at: Timestamp,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO login_failures (id, email, at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO login_failures (id, email, ip, at) VALUES ($1, $2, $3, $4)")
             .bind(fid.as_str())
             .bind(email)
+            .bind(ip)
             .bind(ms(&at))
             .execute(&mut *self.tx)
             .await?;
         Ok(())
+    }
+
+    async fn login_failures_from(
+        &mut self,
+        ip: &str,
+        email: Option<&str>,
+        since: Timestamp,
+    ) -> StoreResult<(i64, Option<i64>)> {
+        let row = match email {
+            Some(email) => sqlx::query(
+                "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures \
+                 WHERE ip = $1 AND email = $2 AND at > $3",
+            )
+            .bind(ip)
+            .bind(email)
+            .bind(ms(&since)),
+            None => sqlx::query(
+                "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE ip = $1 AND at > $2",
+            )
+            .bind(ip)
+            .bind(ms(&since)),
+        }
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok((crate::row::int(&row, "n")?, opt_int(&row, "oldest")?))
     }
 
     async fn login_failures_since(

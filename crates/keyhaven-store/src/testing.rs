@@ -27,6 +27,8 @@ pub struct TestDb {
     pub store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
     pg_name: Option<String>,
+    /// The server's admin URL, to drop the database from.
+    pg_admin: String,
 }
 
 impl TestDb {
@@ -41,13 +43,20 @@ impl TestDb {
             store,
             _dir: Some(dir),
             pg_name: None,
+            pg_admin: String::new(),
         }
     }
 
     /// A fresh PostgreSQL database, or `None` (after a loud message) when PostgreSQL
     /// is not reachable outside CI.
     pub async fn postgres(test: &str) -> Option<TestDb> {
-        let admin = postgres_admin_url();
+        Self::postgres_at(&postgres_admin_url(), test).await
+    }
+
+    /// A fresh database on the PostgreSQL server at `admin` (a URL ending in
+    /// `/<database>`), e.g. a cluster a test runs of its own; like [`TestDb::postgres`].
+    pub async fn postgres_at(admin: &str, test: &str) -> Option<TestDb> {
+        let admin = admin.to_string();
         let admin_store = match crate::SqlStore::connect(&admin).await {
             Ok(s) => s,
             Err(e) => {
@@ -77,6 +86,7 @@ impl TestDb {
             store,
             _dir: None,
             pg_name: Some(name),
+            pg_admin: admin,
         })
     }
 }
@@ -85,6 +95,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = self.pg_name.take() {
             let store = self.store.clone();
+            let admin = self.pg_admin.clone();
             // Dropping needs async work; do it on a thread with its own runtime so it
             // works whether or not the test's runtime is still alive.
             let _ = std::thread::spawn(move || {
@@ -100,7 +111,7 @@ impl Drop for TestDb {
                     // of the test's runtime never does while that runtime is blocked in
                     // `join` below (a deadlock). FORCE ends those connections instead.
                     drop(store);
-                    if let Ok(admin) = crate::SqlStore::connect(&postgres_admin_url()).await {
+                    if let Ok(admin) = crate::SqlStore::connect(&admin).await {
                         let _ =
                             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                                 .execute(admin.pool())

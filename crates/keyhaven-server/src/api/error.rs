@@ -13,6 +13,9 @@ use serde::de::DeserializeOwned;
 
 use keyhaven_service::ServiceError;
 
+/// `Retry-After` when the database is unavailable.
+pub const DATABASE_RETRY_SECS: u64 = 2;
+
 /// The fields of the error object, minus the request id.
 #[derive(Debug, Clone)]
 pub struct ErrorInfo {
@@ -33,7 +36,7 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The error object's fields.
     pub info: ErrorInfo,
-    /// Seconds for `Retry-After` (429).
+    /// Seconds for `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
 }
 
@@ -113,6 +116,22 @@ impl ApiError {
         )
     }
 
+    /// 503 `database_unavailable` with `Retry-After`: the database is out of reach (an
+    /// outage, logged as one: `why` is the driver's reason).
+    pub fn unavailable(why: &str) -> Self {
+        tracing::warn!(reason = %why, "database unavailable; answering 503");
+        ApiError {
+            retry_after: Some(DATABASE_RETRY_SECS),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "database_unavailable",
+                "the database is unavailable right now; try again shortly",
+                None,
+            )
+        }
+    }
+
     /// 500 with nothing internal in the message.
     pub fn internal() -> Self {
         Self::new(
@@ -159,7 +178,17 @@ impl From<ServiceError> for ApiError {
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
                     "too_many_attempts",
-                    "too many failed sign-ins for this email; try again later",
+                    "too many failed sign-ins for this email or from this address; try again later",
+                    None,
+                )
+            },
+            ServiceError::Busy(secs) => ApiError {
+                retry_after: Some(secs),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "busy",
+                    "too many sign-ins are being checked right now; try again shortly",
                     None,
                 )
             },
@@ -170,6 +199,7 @@ impl From<ServiceError> for ApiError {
                 format!("the {what} is already taken"),
                 None,
             ),
+            ServiceError::Store(StoreError::Unavailable(why)) => ApiError::unavailable(&why),
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
                 ApiError::internal()
@@ -405,7 +435,8 @@ pub struct ErrorBody {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorObject {
     /// `invalid_request`, `authentication_required`, `permission_denied`, `not_found`,
-    /// `conflict`, `rate_limited` or `internal`.
+    /// `conflict`, `rate_limited`, `internal` or `unavailable` (503, with `Retry-After`:
+    /// the database is unreachable or the server is too busy).
     #[serde(rename = "type")]
     pub kind: String,
     /// Machine-readable code.
@@ -443,4 +474,7 @@ pub enum CommonErrors {
     /// Body is not JSON.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
+    /// The database is unavailable (type `unavailable`); `Retry-After` says when to retry.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }

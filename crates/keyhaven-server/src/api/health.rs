@@ -90,6 +90,16 @@ pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
         out,
         "# TYPE keyhaven_key_cache_misses_total counter\nkeyhaven_key_cache_misses_total {misses}"
     );
+    let _ = writeln!(
+        out,
+        "# TYPE keyhaven_key_index_refusals_total counter\nkeyhaven_key_index_refusals_total {}",
+        v.stats.index_refusals.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE keyhaven_key_index_prefixes gauge\nkeyhaven_key_index_prefixes {}",
+        v.index.len()
+    );
     let ratio = if hits + misses == 0 {
         0.0
     } else {

@@ -137,8 +137,14 @@ fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Opt
 }
 
 fn internal(e: keyhaven_store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "verification failed on storage");
-    ApiError::internal()
+    match e {
+        // An outage: a key not cached cannot be checked now (cached ones still are).
+        keyhaven_store::StoreError::Unavailable(why) => ApiError::unavailable(&why),
+        e => {
+            tracing::error!(error = %e, "verification failed on storage");
+            ApiError::internal()
+        }
+    }
 }
 
 /// Verifies a key: 200 with `valid` and a `code`, for valid and invalid keys alike.
@@ -481,6 +487,7 @@ mod tests {
                 duration_ms: 60_000,
             })),
             allowed_cidrs: Box::new([]),
+            loaded_at_ms: 0,
         })
     }
 

@@ -114,6 +114,32 @@ impl From<ServiceError> for PageError {
                 "Too many attempts",
                 "Wait a few minutes and try again.",
             ),
+            ServiceError::Busy(secs) => {
+                let mut res = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Busy",
+                    "Too many sign-ins are being checked right now. Try again in a moment.",
+                );
+                if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                    res.0
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, v);
+                }
+                res
+            }
+            ServiceError::Store(keyhaven_store::StoreError::Unavailable(why)) => {
+                tracing::warn!(reason = %why, "console: database unavailable");
+                let mut res = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Database unavailable",
+                    "Keyhaven cannot reach its database right now. Try again in a moment.",
+                );
+                res.0.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("2"),
+                );
+                res
+            }
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "console: storage failed");
                 problem(

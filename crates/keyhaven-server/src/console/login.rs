@@ -137,7 +137,7 @@ pub async fn submit(
         Err(ServiceError::RateLimited(secs)) => {
             let minutes = secs.div_ceil(60).max(1);
             let text = format!(
-                "Too many failed sign-ins for this email. Try again in {minutes} minute{}.",
+                "Too many failed sign-ins for this email or from this address. Try again in {minutes} minute{}.",
                 if minutes == 1 { "" } else { "s" }
             );
             let mut res = login_form(

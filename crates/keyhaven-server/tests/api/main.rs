@@ -16,6 +16,7 @@ mod console;
 mod control_chars;
 mod notices;
 mod oauth;
+mod resilience;
 mod session;
 mod tenancy;
 mod verify;

@@ -557,3 +557,66 @@ async fn concurrent_first_starts_bootstrap_once_postgres() {
         concurrent_first_starts_bootstrap_once(db).await;
     }
 }
+
+/// A client from its own loopback address (`127.0.0.<n>`): the server sees each as a
+/// different client.
+fn client_from(n: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n)))
+        .build()
+        .unwrap()
+}
+
+/// Failures count per client address: an attacker failing five times for the owner's
+/// email locks out their own address, not the owner; one address failing for many
+/// emails is stopped too.
+async fn failures_from_one_address_do_not_lock_out_the_owner(app: TestApp) {
+    use keyhaven_service::sessions::MAX_ADDRESS_FAILURES;
+    let send = |client: &reqwest::Client, email: &str, pw: &str| {
+        client
+            .post(app.url("/v1/session"))
+            .json(&json!({ "email": email, "password": pw }))
+            .send()
+    };
+    let attacker = client_from(2);
+    for _ in 0..5 {
+        let res = send(&attacker, ADMIN_EMAIL, "not the password")
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    let res = send(&attacker, ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(res.status(), 429, "the attacker's address waits");
+    assert!(res.headers().contains_key("retry-after"));
+    // The owner, from another address, is not locked out.
+    let owner = client_from(3);
+    let res = send(&owner, ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "the owner signs in from their own address"
+    );
+
+    // One address trying many emails is limited as a whole.
+    let sprayer = client_from(4);
+    for i in 0..MAX_ADDRESS_FAILURES {
+        let res = send(
+            &sprayer,
+            &format!("nobody{i}@example.com"),
+            "not the password",
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 401, "attempt {i}");
+    }
+    let res = send(&sprayer, "someone-else@example.com", "not the password")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    let (_, e) = error_of(res).await;
+    assert_eq!(e["type"], "rate_limited");
+    // Other addresses are not affected.
+    let res = send(&owner, ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+both_backends!(failures_from_one_address_do_not_lock_out_the_owner);

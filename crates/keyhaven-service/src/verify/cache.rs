@@ -14,6 +14,11 @@ use keyhaven_core::api_key::RateLimit;
 use keyhaven_core::key_format::KeyDigest;
 use keyhaven_core::principal::PrincipalKind;
 
+/// The most a cached record may age before it is read again from the database — off
+/// the request path, by [`crate::verify::Verifier::recheck_stale`] — so a change the
+/// change-log follower missed cannot last longer than this.
+pub const MAX_AGE_MS: i64 = 5 * 60_000;
+
 /// How long "no such key" is remembered.
 pub const NEGATIVE_TTL_MS: i64 = 60_000;
 /// Most digests remembered as unknown; beyond this the negative cache starts over.
@@ -60,6 +65,9 @@ pub struct CachedKey {
     pub ratelimit: Option<Box<RateLimit>>,
     /// Allowed client networks; empty = any.
     pub allowed_cidrs: Box<[IpNet]>,
+    /// When the record was read from the database (ms): records older than
+    /// [`MAX_AGE_MS`] are read again in the background.
+    pub loaded_at_ms: i64,
 }
 
 /// A key id as the 26 bytes [`CachedKey`] keeps.
@@ -196,6 +204,21 @@ impl KeyCache {
         });
     }
 
+    /// Records read from the database at or before `before_ms`, with their digests.
+    pub fn loaded_before(&self, before_ms: i64) -> Vec<(KeyDigest, Arc<CachedKey>)> {
+        self.by_digest
+            .iter()
+            .filter(|e| e.value().loaded_at_ms <= before_ms)
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect()
+    }
+
+    /// Drops the record of `digest` if it is still `key` (not replaced meanwhile).
+    pub fn remove_if_same(&self, digest: &KeyDigest, key: &Arc<CachedKey>) {
+        self.by_digest
+            .remove_if(digest, |_, cached| Arc::ptr_eq(cached, key));
+    }
+
     /// Drops everything (after losing track of changes).
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -236,6 +259,7 @@ mod tests {
             permissions: Arc::from(Vec::<Box<str>>::new()),
             ratelimit: None,
             allowed_cidrs: Box::new([]),
+            loaded_at_ms: 0,
         })
     }
 

@@ -6,13 +6,17 @@
 //! at once when PostgreSQL's `NOTIFY` says something changed), so a change made on
 //! another node — or by the CLI — is seen within a second, and a dropped notification
 //! connection can't leave a node stale.
+//!
+//! The follower also keeps the index of existing key digests ([`super::index`]): it
+//! loads every digest after its first read of the log, and adds the digests of every
+//! key the log names.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use keyhaven_core::time::Clock;
-use keyhaven_store::Store;
+use keyhaven_store::{ChangeKind, Store, StoreError};
 use tokio::sync::Notify;
 
 use super::Verifier;
@@ -46,15 +50,35 @@ pub async fn follow(
         let since = keyhaven_core::time::from_millis(last_ok.min(now) - WINDOW_MS);
         let result = async {
             let mut tx = store.read().await?;
-            tx.changes_since(since, max_seq).await
+            let changes = tx.changes_since(since, max_seq).await?;
+            // The digests of the keys that changed (a new key, a new secret), for the
+            // index of existing digests; read before the cache drops the old records.
+            let keys: Vec<String> = changes
+                .iter()
+                .filter(|c| c.kind == ChangeKind::Key && !seen.contains_key(&c.seq))
+                .map(|c| c.ref_id.clone())
+                .collect();
+            let digests = if keys.is_empty() {
+                Vec::new()
+            } else {
+                tx.api_key_digests_of(&keys).await?
+            };
+            Ok::<_, StoreError>((changes, digests))
         }
         .await;
         match result {
-            Ok(changes) => {
+            Ok((changes, digests)) => {
                 if now - last_ok > WINDOW_MS - 2_000 {
                     // We were cut off for longer than the window: start over.
                     tracing::warn!("lost track of changes for a while; clearing the key cache");
                     verifier.cache.clear();
+                    verifier.index.mark_incomplete();
+                }
+                for k in &digests {
+                    verifier.index.insert_hex(&k.digest);
+                    if let Some(p) = &k.previous_digest {
+                        verifier.index.insert_hex(p);
+                    }
                 }
                 if let Some(top) = changes.iter().map(|c| c.seq).max() {
                     max_seq = max_seq.max(top);
@@ -67,6 +91,15 @@ pub async fn follow(
                 verifier.apply(&fresh);
                 seen.retain(|_, at| now - *at < 2 * WINDOW_MS);
                 last_ok = now;
+                // After this read: what changed from now on is in the next one.
+                if !verifier.index.is_loaded() {
+                    if let Err(e) = verifier.load_index(&store).await {
+                        tracing::warn!(error = %e, "cannot load the index of key digests");
+                    }
+                }
+                if verifier.index.is_loaded() {
+                    verifier.index.log_read();
+                }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the change log"),
         }

@@ -1,7 +1,8 @@
 //! The hot path: is this key valid, and what may it do?
 //!
 //! [`Verifier::verify`] reads like PRODUCT.md's sequence: parse and checksum
-//! (`MALFORMED`, before any lookup) → cache, or the database once (`NOT_FOUND`) →
+//! (`MALFORMED`, before any lookup) → cache, or — when the index of existing digests
+//! says the key may exist — the database once (`NOT_FOUND`) →
 //! `EXPIRED` → `REVOKED` → owner (`DISABLED`) → permissions (`FORBIDDEN`) → rate limit
 //! (`RATE_LIMITED`) → uses left (`USAGE_EXCEEDED`) → client IP (`IP_NOT_ALLOWED`) →
 //! `VALID`, counting the verification in memory on the way out.
@@ -12,6 +13,7 @@
 
 pub mod cache;
 pub mod changes;
+pub mod index;
 pub mod ratelimit;
 pub mod usage;
 
@@ -27,6 +29,7 @@ use keyhaven_core::time::Clock;
 use keyhaven_store::{Store, StoreError};
 
 use self::cache::{id_bytes, CachedKey, KeyCache, Owner};
+use self::index::DigestIndex;
 use self::ratelimit::{RateDecision, RateLimiter};
 use self::usage::UsageCounter;
 
@@ -126,6 +129,8 @@ pub struct VerifyStats {
     pub hits: AtomicU64,
     /// Cache misses (database loads).
     pub misses: AtomicU64,
+    /// Digests answered `NOT_FOUND` by the index, without the database.
+    pub index_refusals: AtomicU64,
 }
 
 impl VerifyStats {
@@ -141,6 +146,8 @@ pub struct Verifier {
     clock: Arc<dyn Clock>,
     /// Key records.
     pub cache: KeyCache,
+    /// Which digests exist.
+    pub index: DigestIndex,
     /// Rate limit buckets.
     pub limiter: RateLimiter,
     /// Usage counters.
@@ -159,6 +166,7 @@ impl Verifier {
             store,
             clock,
             cache: KeyCache::default(),
+            index: DigestIndex::default(),
             limiter: RateLimiter::default(),
             usage: UsageCounter::default(),
             stats: VerifyStats::default(),
@@ -257,6 +265,10 @@ impl Verifier {
             }
             None => {
                 if self.cache.known_unknown(&digest, now) {
+                    return Ok(Verdict::code(Code::NotFound, None));
+                }
+                if !self.index.must_look_up(&digest) {
+                    self.stats.index_refusals.fetch_add(1, Ordering::Relaxed);
                     return Ok(Verdict::code(Code::NotFound, None));
                 }
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
@@ -385,6 +397,8 @@ impl Verifier {
         let Some(found) = tx.api_key_by_digest(&hex).await? else {
             return Ok(None);
         };
+        // Found though perhaps missing from the index (made on another node moments ago).
+        self.index.insert(digest);
         let k = found.key;
         let access = tx.key_access(&k).await?;
         let (perms, owner_active) = (access.permissions, access.owner_active);
@@ -413,10 +427,55 @@ impl Verifier {
             permissions: self.intern_permissions(perms.into_iter().collect()),
             ratelimit: k.ratelimit.map(Box::new),
             allowed_cidrs: k.allowed_cidrs.into_boxed_slice(),
+            loaded_at_ms: self.clock.now().timestamp_millis(),
         });
         self.cache
             .insert_loaded(generation, *digest, cached.clone());
         Ok(Some(cached))
+    }
+
+    /// Reads again every cached record older than [`cache::MAX_AGE_MS`], replacing it
+    /// (or dropping it when its key is gone), so a change the change-log follower missed
+    /// is seen within that age. Runs in the background (see `Service::spawn_background`),
+    /// never on a request. A record that cannot be read now (an outage) is kept and
+    /// tried again next time. Returns how many records were read again.
+    pub async fn recheck_stale(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now().timestamp_millis();
+        let stale = self.cache.loaded_before(now - cache::MAX_AGE_MS);
+        let mut rechecked = 0;
+        for (digest, old) in stale {
+            let generation = self.cache.generation();
+            match self.load(&digest, generation).await? {
+                Some(_) => {}
+                None => self.cache.remove_if_same(&digest, &old),
+            }
+            rechecked += 1;
+        }
+        Ok(rechecked)
+    }
+
+    /// Adds every key's digests to the index, page by page, and marks it loaded.
+    pub async fn load_index(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
+        const PAGE: i64 = 10_000;
+        let mut after: Option<String> = None;
+        loop {
+            let page = {
+                let mut tx = store.read().await?;
+                tx.api_key_digests(after.as_deref(), PAGE).await?
+            };
+            for k in &page {
+                self.index.insert_hex(&k.digest);
+                if let Some(p) = &k.previous_digest {
+                    self.index.insert_hex(p);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == PAGE => after = Some(last.id.clone()),
+                _ => break,
+            }
+        }
+        self.index.mark_loaded();
+        Ok(())
     }
 
     /// Writes the usage counts now.

@@ -370,6 +370,11 @@ impl Server {
         server
     }
 
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
     /// What the server printed on stdout so far.
     pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
