@@ -393,11 +393,12 @@ impl Service {
                 .await?
                 .ok_or(ServiceError::NotFound("user"))?
         };
-        // Guessing the current password is limited like signing in, on the same
-        // per-email count: each attempt is counted first (under the email's lock) and a
-        // correct password clears the count.
+        // Guessing the current password is limited like signing in, on the same count
+        // of the email's failures from the caller's address: each attempt is counted
+        // first (under the email's lock) and a correct password clears the count.
         let window_start = self.now() - Duration::minutes(FAILURE_WINDOW_MINUTES);
-        self.count_password_attempt(&user.email, window_start)
+        let address = caller.ctx.ip.as_deref().unwrap_or("");
+        self.count_password_attempt(&user.email, address, window_start)
             .await?;
         if !password::verify(current, Some(&user.password_hash)).await {
             return Err(keyhaven_core::DomainError::invalid(
@@ -443,12 +444,15 @@ impl Service {
     async fn count_password_attempt(
         &self,
         email: &str,
+        address: &str,
         window_start: keyhaven_core::time::Timestamp,
     ) -> ServiceResult<()> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
         tx.lock_sign_in(email).await?;
-        let (failures, oldest) = tx.login_failures_since(email, window_start).await?;
+        let (failures, oldest) = tx
+            .login_failures_from(address, Some(email), window_start)
+            .await?;
         if failures >= MAX_FAILURES {
             drop(tx);
             let oldest = oldest.unwrap_or(now.timestamp_millis());
@@ -456,7 +460,8 @@ impl Service {
             let secs = ((until - now.timestamp_millis()) / 1000).max(1);
             return Err(ServiceError::RateLimited(secs as u64));
         }
-        tx.record_login_failure(&self.new_id(), email, now).await?;
+        tx.record_login_failure_from(&self.new_id(), email, address, now)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -312,8 +312,8 @@ pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T
     // fields in order, skipping the unknown-field check.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(ApiError::bad_request(
-            "invalid_json",
-            "the body must be a JSON object, not an array",
+            "invalid_parameter",
+            "the body has the wrong shape: it must be a JSON object, not an array",
             None,
         ));
     }

@@ -20,28 +20,31 @@ async fn post_raw(app: &TestApp, key: &str, path: &str, body: &str) -> (u16, ser
 async fn arrays_and_trailing_text_are_not_bodies(app: TestApp) {
     let key = app.admin_key(&["super-admin"]).await;
     let keys = format!("/v1/organizations/{}/api-keys", app.org_id);
-    for body in [
-        r#"["array-named"]"#,
-        r#"  ["array-named", "desc"]"#,
-        r#"{"name":"t"} garbage"#,
-        r#"{"name":"t"}{"name":"u"}"#,
+    for (body, code) in [
+        (r#"["array-named"]"#, "invalid_parameter"),
+        (r#"  ["array-named", "desc"]"#, "invalid_parameter"),
+        (r#"{"name":"t"} garbage"#, "invalid_json"),
+        (r#"{"name":"t"}{"name":"u"}"#, "invalid_json"),
     ] {
         let (s, v) = post_raw(&app, &key, &keys, body).await;
         assert_eq!(s, 400, "{body}: {v}");
-        assert_eq!(v["error"]["code"], "invalid_json", "{body}: {v}");
+        assert_eq!(v["error"]["code"], code, "{body}: {v}");
     }
     // The same key name as an object still works.
     let (s, v) = post_raw(&app, &key, &keys, r#" {"name":"t"} "#).await;
     assert_eq!(s, 201, "{v}");
     let secret = v["key"].as_str().unwrap().to_string();
     // Verification: two objects are not one request.
-    for body in [
-        format!(r#"{{"key":"{secret}"}}{{"key":"{secret}"}}"#),
-        format!(r#"["{secret}"]"#),
+    for (body, code) in [
+        (
+            format!(r#"{{"key":"{secret}"}}{{"key":"{secret}"}}"#),
+            "invalid_json",
+        ),
+        (format!(r#"["{secret}"]"#), "invalid_parameter"),
     ] {
         let (s, v) = post_raw(&app, &key, "/v1/keys/verify", &body).await;
         assert_eq!(s, 400, "{body}: {v}");
-        assert_eq!(v["error"]["code"], "invalid_json", "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
     }
     // A PATCH body that is an array.
     let res = app
