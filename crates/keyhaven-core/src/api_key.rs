@@ -100,10 +100,13 @@ pub struct ApiKey {
     pub last_used_at: Option<Timestamp>,
     /// When it was revoked; revocation is final.
     pub revoked_at: Option<Timestamp>,
-    /// Optional rate limit.
-    pub ratelimit: Option<RateLimit>,
-    /// Verifications left; `None` = unlimited.
-    pub remaining: Option<i64>,
+    /// Named rate limits (the old single `ratelimit` is the one named `default`).
+    pub ratelimits: Vec<crate::usage_control::NamedLimit>,
+    /// Credit balance; `None` = unlimited.
+    pub credits: Option<crate::usage_control::Credits>,
+    /// Bumped whenever the balance is replaced (set, refill) rather than added to or
+    /// spent from: credits nodes leased under an older epoch are void.
+    pub credits_epoch: i64,
     /// Client networks allowed to use it; empty = any.
     pub allowed_cidrs: Vec<IpNet>,
     /// A JSON object of at most 4 KiB.
@@ -194,38 +197,6 @@ pub fn validate_scopes(input: &[String]) -> Result<Vec<String>, DomainError> {
         crate::permission::validate_scope(s, &format!("scopes[{i}]"))?;
     }
     Ok(scopes)
-}
-
-/// Validates a rate limit.
-pub fn validate_ratelimit(rl: &RateLimit) -> Result<(), DomainError> {
-    if !(1..=1_000_000_000).contains(&rl.limit) {
-        return Err(DomainError::invalid(
-            "invalid_ratelimit",
-            "ratelimit.limit",
-            "ratelimit.limit must be between 1 and 1000000000",
-        ));
-    }
-    if !(1000..=86_400_000).contains(&rl.duration_ms) {
-        return Err(DomainError::invalid(
-            "invalid_ratelimit",
-            "ratelimit.duration_ms",
-            "ratelimit.duration_ms must be between 1000 (1 second) and 86400000 (1 day)",
-        ));
-    }
-    Ok(())
-}
-
-/// Validates a number of remaining uses.
-pub fn validate_remaining(n: i64) -> Result<(), DomainError> {
-    if !(0..=1_000_000_000_000).contains(&n) {
-        Err(DomainError::invalid(
-            "invalid_remaining",
-            "remaining",
-            "remaining must be between 0 and 1000000000000",
-        ))
-    } else {
-        Ok(())
-    }
 }
 
 /// Parses `allowed_cidrs`; a bare address is taken as a single-host network.
@@ -327,8 +298,9 @@ mod tests {
             updated_at: now(),
             last_used_at: None,
             revoked_at: None,
-            ratelimit: None,
-            remaining: None,
+            ratelimits: Vec::new(),
+            credits: None,
+            credits_epoch: 0,
             allowed_cidrs: vec![],
             metadata: serde_json::json!({}),
             previous_digest: None,
@@ -398,23 +370,7 @@ mod tests {
     }
 
     #[test]
-    fn limits_and_cidrs() {
-        assert!(validate_ratelimit(&RateLimit {
-            limit: 100,
-            duration_ms: 60_000
-        })
-        .is_ok());
-        assert!(validate_ratelimit(&RateLimit {
-            limit: 0,
-            duration_ms: 60_000
-        })
-        .is_err());
-        assert!(validate_ratelimit(&RateLimit {
-            limit: 1,
-            duration_ms: 10
-        })
-        .is_err());
-        assert!(validate_remaining(-1).is_err());
+    fn cidrs_metadata_grace() {
         let c = parse_cidrs(&["10.1.2.3/8".into(), "::1".into()]).unwrap();
         assert_eq!(c[0].to_string(), "10.0.0.0/8");
         assert_eq!(c[1].to_string(), "::1/128");

@@ -330,6 +330,10 @@ pub enum Action {
     ApiKeyRevoke,
     /// `api_key.update`.
     ApiKeyUpdate,
+    /// `api_key.credits` (a balance set, incremented or decremented).
+    ApiKeyCredits,
+    /// `ratelimit.check` (refused calls of `/v1/ratelimit` only).
+    RatelimitCheck,
     /// `api_key.usage`.
     ApiKeyUsage,
     /// `api_key.view`.
@@ -430,6 +434,8 @@ impl Action {
         Action::ApiKeyRegenerate,
         Action::ApiKeyRevoke,
         Action::ApiKeyUpdate,
+        Action::ApiKeyCredits,
+        Action::RatelimitCheck,
         Action::ApiKeyUsage,
         Action::ApiKeyView,
         Action::AuditList,
@@ -486,6 +492,8 @@ impl Action {
             Action::ApiKeyRegenerate => "api_key.regenerate",
             Action::ApiKeyRevoke => "api_key.revoke",
             Action::ApiKeyUpdate => "api_key.update",
+            Action::ApiKeyCredits => "api_key.credits",
+            Action::RatelimitCheck => "ratelimit.check",
             Action::ApiKeyUsage => "api_key.usage",
             Action::ApiKeyView => "api_key.view",
             Action::AuditList => "audit.list",

@@ -19,6 +19,7 @@ pub mod principal;
 pub mod role;
 pub mod service_account;
 pub mod time;
+pub mod usage_control;
 pub mod user;
 pub mod validate;
 pub mod webhook_event;

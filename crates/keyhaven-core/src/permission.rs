@@ -60,6 +60,7 @@ catalog! {
     SharedSecretManage = "shared_secret.manage": "Create or rotate the organization's shared secret",
     WebhooksView = "webhooks.view": "See webhook endpoints and their deliveries",
     WebhooksManage = "webhooks.manage": "Create, change and delete webhook endpoints",
+    RatelimitsUse = "ratelimits.use": "Check and spend rate limits on anything through /v1/ratelimit",
 }
 
 impl fmt::Display for Permission {
@@ -126,7 +127,7 @@ mod tests {
 
     #[test]
     fn catalog_round_trips_and_has_descriptions() {
-        assert_eq!(Permission::ALL.len(), 19);
+        assert_eq!(Permission::ALL.len(), 20);
         for p in Permission::ALL {
             assert_eq!(Permission::from_str(p.as_str()), Ok(*p));
             assert!(!p.description().is_empty());

@@ -59,6 +59,8 @@ pub struct ServiceAccount {
     pub roles: Vec<String>,
     /// Lifecycle state.
     pub status: ServiceAccountStatus,
+    /// Rate limits shared by all of its keys (one bucket per account and name).
+    pub ratelimits: Vec<crate::usage_control::NamedLimit>,
     /// Who created it.
     pub created_by: Principal,
     /// Creation time.

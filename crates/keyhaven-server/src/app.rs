@@ -153,6 +153,7 @@ fn finish(
 enum Hot {
     Verify,
     Auth,
+    Ratelimit,
 }
 
 /// What a connection is served by: verification requests (`POST /v1/keys/verify`,
@@ -223,6 +224,15 @@ impl tower::Service<Request> for Node {
         let hot = match (req.method(), req.uri().path()) {
             (&axum::http::Method::POST, "/v1/keys/verify") => Some(Hot::Verify),
             (&axum::http::Method::GET, "/v1/auth") => Some(Hot::Auth),
+            // With a key, authenticated like a verification; with a session, routed.
+            (&axum::http::Method::POST, "/v1/ratelimit")
+                if req
+                    .headers()
+                    .contains_key(axum::http::header::AUTHORIZATION)
+                    || req.headers().contains_key("x-api-key") =>
+            {
+                Some(Hot::Ratelimit)
+            }
             _ => None,
         };
         match hot {
@@ -244,6 +254,11 @@ impl tower::Service<Request> for Node {
                             axum::http::Method::GET,
                             "/v1/auth",
                             guarded(api::verify::forward_auth_request(&state, peer, req)).await,
+                        ),
+                        Hot::Ratelimit => (
+                            axum::http::Method::POST,
+                            "/v1/ratelimit",
+                            guarded(api::ratelimit::check_request(&state, peer, req)).await,
                         ),
                     };
                     finish(res, &rid, started, &method, path)

@@ -10,6 +10,7 @@ use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role;
 use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_core::time::{self, Timestamp};
+use keyhaven_core::usage_control::{self, CreditOp, Credits, NamedLimit};
 use keyhaven_core::webhook_event::WebhookEvent;
 use keyhaven_core::{validate, DomainError};
 use serde_json::json;
@@ -44,14 +45,43 @@ pub struct CreateApiKey {
     pub expires_at: Option<Timestamp>,
     /// Or expiry in days from now.
     pub expires_in_days: Option<i64>,
-    /// Optional rate limit.
+    /// The limit named `default` (the old single rate limit).
     pub ratelimit: Option<RateLimit>,
-    /// Optional number of uses.
+    /// Named rate limits.
+    pub ratelimits: Option<Vec<NamedLimit>>,
+    /// The credit balance alone (the old field; the same number as `credits.remaining`).
     pub remaining: Option<i64>,
+    /// Credits with their refill and low threshold.
+    pub credits: Option<Credits>,
     /// Client networks allowed.
     pub allowed_cidrs: Option<Vec<String>>,
     /// A JSON object ≤ 4 KiB.
     pub metadata: Option<serde_json::Value>,
+}
+
+/// The credits given by `credits` and the old `remaining` field, which must agree.
+fn resolve_credits(
+    credits: Option<Credits>,
+    remaining: Option<i64>,
+) -> Result<Option<Credits>, DomainError> {
+    if let (Some(c), Some(n)) = (credits, remaining) {
+        if c.remaining != n {
+            return Err(DomainError::invalid(
+                "invalid_credits",
+                "remaining",
+                "remaining and credits.remaining are the same balance: give one, or the same number",
+            ));
+        }
+    }
+    let c = credits.or(remaining.map(|remaining| Credits {
+        remaining,
+        refill: None,
+        low_threshold: None,
+    }));
+    if let Some(c) = &c {
+        usage_control::validate_credits(c)?;
+    }
+    Ok(c)
 }
 
 /// The audit target for a key.
@@ -82,11 +112,11 @@ impl Service {
         let scopes = api_key::validate_scopes(input.scopes.as_deref().unwrap_or(&[]))?;
         let expires_at = api_key::resolve_expiry(input.expires_at, input.expires_in_days, now)?;
         if let Some(rl) = &input.ratelimit {
-            api_key::validate_ratelimit(rl)?;
+            usage_control::validate_window(rl.limit, rl.duration_ms, "ratelimit")?;
         }
-        if let Some(n) = input.remaining {
-            api_key::validate_remaining(n)?;
-        }
+        let ratelimits = usage_control::merge_default(input.ratelimit, input.ratelimits);
+        usage_control::validate_limits(&ratelimits, "ratelimits")?;
+        let credits = resolve_credits(input.credits, input.remaining)?;
         let allowed_cidrs = api_key::parse_cidrs(input.allowed_cidrs.as_deref().unwrap_or(&[]))?;
         let metadata = input.metadata.unwrap_or_else(|| json!({}));
         api_key::validate_metadata(&metadata)?;
@@ -134,8 +164,9 @@ impl Service {
             updated_at: now,
             last_used_at: None,
             revoked_at: None,
-            ratelimit: input.ratelimit,
-            remaining: input.remaining,
+            ratelimits,
+            credits,
+            credits_epoch: 0,
             allowed_cidrs,
             metadata,
             previous_digest: None,
@@ -144,6 +175,9 @@ impl Service {
         tx.insert_api_key(&key).await.map_err(|e| {
             duplicate_as_conflict(e, "name_taken", "an API key with this name already exists")
         })?;
+        if let Some(r) = key.credits.and_then(|c| c.refill) {
+            tx.schedule_refill(&key.id, Some(r.next_due(now))).await?;
+        }
         // In this node's index of digests before the commit, so the key works here the
         // moment it is returned (an extra digest, should the commit fail, costs nothing).
         self.verifier.index.insert_hex(&key.digest);
@@ -270,10 +304,14 @@ pub struct UpdateApiKey {
     pub roles: Option<Vec<String>>,
     /// New scopes (replaces the list).
     pub scopes: Option<Vec<String>>,
-    /// New rate limit, or `null` for none.
+    /// New `default` limit, or `null` to remove it.
     pub ratelimit: Option<Option<RateLimit>>,
-    /// New number of uses left, or `null` for unlimited.
+    /// New named limits (replaces the list; `null` = none).
+    pub ratelimits: Option<Option<Vec<NamedLimit>>>,
+    /// New balance (sets it), or `null` for unlimited.
     pub remaining: Option<Option<i64>>,
+    /// New credits object (replaces it), or `null` for unlimited.
+    pub credits: Option<Option<Credits>>,
     /// New allowed networks (replaces the list).
     pub allowed_cidrs: Option<Vec<String>>,
     /// New metadata object; `null` clears it (to `{}`).
@@ -419,10 +457,16 @@ impl Service {
             .map(api_key::validate_scopes)
             .transpose()?;
         if let Some(Some(rl)) = &input.ratelimit {
-            api_key::validate_ratelimit(rl)?;
+            usage_control::validate_window(rl.limit, rl.duration_ms, "ratelimit")?;
+        }
+        if let Some(Some(l)) = &input.ratelimits {
+            usage_control::validate_limits(l, "ratelimits")?;
         }
         if let Some(Some(n)) = input.remaining {
-            api_key::validate_remaining(n)?;
+            usage_control::validate_balance(n, "remaining")?;
+        }
+        if let Some(Some(c)) = &input.credits {
+            usage_control::validate_credits(c)?;
         }
         let cidrs = input
             .allowed_cidrs
@@ -489,13 +533,41 @@ impl Service {
         k.roles = new_roles;
         ch.field("scopes", &k.scopes, &new_scopes);
         k.scopes = new_scopes;
-        if let Some(rl) = input.ratelimit {
-            ch.field("ratelimit", &k.ratelimit, &rl);
-            k.ratelimit = rl;
+        let mut limits = match input.ratelimits {
+            Some(l) => l.unwrap_or_default(),
+            None => k.ratelimits.clone(),
+        };
+        match input.ratelimit {
+            Some(Some(rl)) => limits = usage_control::merge_default(Some(rl), Some(limits)),
+            Some(None) => limits.retain(|l| l.name != usage_control::DEFAULT_LIMIT),
+            None => {}
         }
-        if let Some(r) = input.remaining {
-            ch.field("remaining", &k.remaining, &r);
-            k.remaining = r;
+        usage_control::validate_limits(&limits, "ratelimits")?;
+        ch.field("ratelimits", &k.ratelimits, &limits);
+        k.ratelimits = limits;
+        let credits = match (input.credits, input.remaining) {
+            (Some(c), Some(r)) => resolve_credits(c, r)?,
+            (Some(c), None) => c,
+            (None, Some(Some(n))) => Some(Credits {
+                remaining: n,
+                ..k.credits.unwrap_or(Credits {
+                    remaining: n,
+                    refill: None,
+                    low_threshold: None,
+                })
+            }),
+            (None, Some(None)) => None,
+            (None, None) => k.credits,
+        };
+        let old_balance = k.credits.map(|c| c.remaining);
+        let new_balance = credits.map(|c| c.remaining);
+        let balance_set = new_balance.is_some() && new_balance != old_balance;
+        let refill_changed = credits.and_then(|c| c.refill) != k.credits.and_then(|c| c.refill);
+        ch.field("credits", &k.credits, &credits);
+        k.credits = credits;
+        if balance_set {
+            // The balance is replaced: credits nodes leased before are void.
+            k.credits_epoch += 1;
         }
         if let Some(c) = cidrs {
             let old: Vec<String> = k.allowed_cidrs.iter().map(|c| c.to_string()).collect();
@@ -513,6 +585,13 @@ impl Service {
             tx.update_api_key(&k).await.map_err(|e| {
                 duplicate_as_conflict(e, "name_taken", "an API key with this name already exists")
             })?;
+            if refill_changed || balance_set {
+                let next = k
+                    .credits
+                    .and_then(|c| c.refill)
+                    .map(|r| r.next_due(k.updated_at));
+                tx.schedule_refill(&k.id, next).await?;
+            }
             success = Some(crate::Success {
                 action: Action::ApiKeyUpdate,
                 target: Some(key_principal(&k)),
@@ -531,6 +610,18 @@ impl Service {
             &[(keyhaven_store::ChangeKind::Key, k.id.to_string())],
         )
         .await?;
+        if let (true, Some(n)) = (balance_set, new_balance) {
+            self.verifier.meter.credits_adjusted(
+                k.id.as_str(),
+                keyhaven_store::CreditChange {
+                    before: old_balance.unwrap_or(0),
+                    after: n,
+                    epoch: k.credits_epoch,
+                },
+                CreditOp::Set,
+                n,
+            );
+        }
         Ok((k, p))
     }
 
@@ -620,6 +711,60 @@ impl Service {
         )
         .await?;
         Ok((k, p, secret))
+    }
+
+    /// Sets, increments or decrements a key's credit balance; returns the balance after.
+    /// Audited with the balance before and after. Every node sees it at once: a `set`
+    /// voids what nodes leased before (a new epoch), an increment or decrement keeps
+    /// their leases, which still belong to the balance.
+    pub async fn adjust_credits(
+        &self,
+        caller: &Caller,
+        id: &Id,
+        op: CreditOp,
+        value: i64,
+    ) -> ServiceResult<i64> {
+        self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyCredits)
+            .await?;
+        usage_control::validate_balance(value, "value")?;
+        let mut tx = self.store.begin().await?;
+        let k = tx
+            .api_key(&caller.org_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("API key"))?;
+        if k.credits.is_none() {
+            return Err(DomainError::Conflict {
+                code: "no_credits",
+                message:
+                    "this key has no credit balance; give it one with PATCH {\"credits\": …} first"
+                        .into(),
+            }
+            .into());
+        }
+        let change = tx
+            .adjust_credits(&caller.org_id, id, op, value)
+            .await?
+            .ok_or(ServiceError::NotFound("API key"))?;
+        self.commit_mutation(
+            tx,
+            caller,
+            Some(crate::Success {
+                action: Action::ApiKeyCredits,
+                target: Some(key_principal(&k)),
+                changes: json!({
+                    "op": op.as_str(),
+                    "value": value,
+                    "remaining": {"from": change.before, "to": change.after},
+                }),
+                event: None,
+            }),
+            &[(keyhaven_store::ChangeKind::Key, k.id.to_string())],
+        )
+        .await?;
+        Ok(self
+            .verifier
+            .meter
+            .credits_adjusted(k.id.as_str(), change, op, value))
     }
 
     /// Revokes a key (final); revoking a revoked key changes nothing.

@@ -29,6 +29,12 @@ impl Service {
             "usage counts",
             |s| async move { s.verifier.flush_usage().await.map(|_| ()) },
         )));
+        tasks.push(tokio::spawn(every_second(
+            self.clone(),
+            stopped.clone(),
+            "usage counters",
+            |s| async move { s.maintain_counters().await },
+        )));
         tasks.push(tokio::spawn(recheck_cached_keys(
             self.clone(),
             stopped.clone(),
@@ -80,9 +86,33 @@ impl Service {
         tasks
     }
 
-    /// What a graceful stop must do after the background tasks ended: write the last
-    /// usage counts (retrying a few times) and close the database pool.
+    /// Returns this node's expired leases of limits and credits, writes what the
+    /// counter engine keeps behind, and (every minute or so) forgets full buckets.
+    async fn maintain_counters(&self) -> Result<(), keyhaven_store::StoreError> {
+        let now = self.now().timestamp_millis();
+        let meter = &self.verifier.meter;
+        meter.maintain(now).await?;
+        meter.engine().flush().await?;
+        if now.rem_euclid(60_000) < 1_000 {
+            meter.engine().prune(now).await?;
+        }
+        Ok(())
+    }
+
+    /// What a graceful stop must do after the background tasks ended: give back this
+    /// node's leases of limits and credits, write the last usage counts (retrying a few
+    /// times) and close the database pool.
     pub async fn finish(&self) {
+        for attempt in 1..=5u64 {
+            let now = self.now().timestamp_millis();
+            match self.verifier.meter.release_all(now).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, attempt, "cannot give back the leased limits and credits");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
         for attempt in 1..=5u64 {
             match self.verifier.flush_usage().await {
                 Ok(_) => break,

@@ -23,6 +23,8 @@ pub struct CreateServiceAccount {
     pub description: Option<String>,
     /// Role names.
     pub roles: Option<Vec<String>>,
+    /// Rate limits shared by all of its keys.
+    pub ratelimits: Option<Vec<keyhaven_core::usage_control::NamedLimit>>,
 }
 
 /// Input of `PATCH /service-accounts/{id}`.
@@ -34,6 +36,8 @@ pub struct UpdateServiceAccount {
     pub description: Option<String>,
     /// New role names (replaces the list).
     pub roles: Option<Vec<String>>,
+    /// New shared rate limits (replaces the list; `null` = none).
+    pub ratelimits: Option<Option<Vec<keyhaven_core::usage_control::NamedLimit>>>,
 }
 
 /// The audit target for a service account.
@@ -62,6 +66,8 @@ impl Service {
         let description =
             validate::description(input.description.as_deref().unwrap_or(""), "description")?;
         let roles = validate::distinct_list(input.roles.as_deref().unwrap_or(&[]), "roles", 20)?;
+        let ratelimits = input.ratelimits.unwrap_or_default();
+        keyhaven_core::usage_control::validate_limits(&ratelimits, "ratelimits")?;
         let mut tx = self.store.begin().await?;
         let found = match self
             .check_grant(tx.as_mut(), caller, &roles, &[], "roles")
@@ -88,6 +94,7 @@ impl Service {
             description,
             roles,
             status: ServiceAccountStatus::Active,
+            ratelimits,
             created_by: caller.principal.clone(),
             created_at: now,
             updated_at: now,
@@ -99,7 +106,7 @@ impl Service {
             Some(crate::Success {
                 action: Action::ServiceAccountCreate,
                 target: Some(sa_principal(&sa)),
-                changes: json!({ "name": sa.name, "description": sa.description, "roles": sa.roles }),
+                changes: json!({ "name": sa.name, "description": sa.description, "roles": sa.roles, "ratelimits": sa.ratelimits }),
                 event: Some((WebhookEvent::ServiceAccountCreated, crate::webhooks::service_account_event(&sa))),
             }),
             &[],
@@ -220,6 +227,12 @@ impl Service {
         }
         changes.field("roles", &sa.roles, &new_roles);
         sa.roles = new_roles;
+        if let Some(l) = input.ratelimits {
+            let l = l.unwrap_or_default();
+            keyhaven_core::usage_control::validate_limits(&l, "ratelimits")?;
+            changes.field("ratelimits", &sa.ratelimits, &l);
+            sa.ratelimits = l;
+        }
         if !changes.is_empty() {
             sa.updated_at = self.now();
             tx.update_service_account(&sa).await?;

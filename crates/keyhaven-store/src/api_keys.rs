@@ -1,10 +1,11 @@
 //! API keys (stored by digest, never in plain text).
 
 use async_trait::async_trait;
-use keyhaven_core::api_key::{ApiKey, KeyStatus, RateLimit};
+use keyhaven_core::api_key::{ApiKey, KeyStatus};
 use keyhaven_core::id::Id;
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::time::Timestamp;
+use keyhaven_core::usage_control::Credits;
 use sqlx::any::AnyRow;
 
 use crate::error::{StoreError, StoreResult};
@@ -107,9 +108,6 @@ pub trait ApiKeys {
     async fn key_ids_of_owner(&mut self, org_id: &Id, owner_id: &Id) -> StoreResult<Vec<Id>>;
     /// Dashboard counts at `now`.
     async fn key_counts(&mut self, org_id: &Id, now: Timestamp) -> StoreResult<KeyCounts>;
-    /// Takes one use from a key with a `remaining` budget: `Some(left)` after taking,
-    /// `None` when the budget was already exhausted.
-    async fn take_remaining(&mut self, key_id: &Id) -> StoreResult<Option<i64>>;
 }
 
 const SELECT: &str =
@@ -137,12 +135,18 @@ fn from_row(r: &AnyRow) -> StoreResult<ApiKey> {
                 .map_err(|_| StoreError::Corrupt(format!("cidr {c}")))
         })
         .collect::<StoreResult<Vec<_>>>()?;
-    let ratelimit = match (
-        opt_int(r, "ratelimit_limit")?,
-        opt_int(r, "ratelimit_duration_ms")?,
-    ) {
-        (Some(limit), Some(duration_ms)) => Some(RateLimit { limit, duration_ms }),
-        _ => None,
+    let credits = match opt_int(r, "remaining")? {
+        Some(remaining) => Some(Credits {
+            remaining,
+            refill: opt_text(r, "credits_refill")?
+                .map(|t| {
+                    serde_json::from_str(&t)
+                        .map_err(|e| StoreError::Corrupt(format!("credits_refill: {e}")))
+                })
+                .transpose()?,
+            low_threshold: opt_int(r, "credits_low_threshold")?,
+        }),
+        None => None,
     };
     Ok(ApiKey {
         id: id(r, "id")?,
@@ -165,13 +169,18 @@ fn from_row(r: &AnyRow) -> StoreResult<ApiKey> {
         updated_at: time(r, "updated_at")?,
         last_used_at: opt_time(r, "last_used_at")?,
         revoked_at: opt_time(r, "revoked_at")?,
-        ratelimit,
-        remaining: opt_int(r, "remaining")?,
+        ratelimits: json(r, "ratelimits")?,
+        credits,
+        credits_epoch: int(r, "credits_epoch")?,
         allowed_cidrs,
         metadata: json(r, "metadata")?,
         previous_digest: opt_text(r, "previous_digest")?,
         previous_valid_until: opt_time(r, "previous_valid_until")?,
     })
+}
+
+fn refill_json(k: &ApiKey) -> Option<String> {
+    k.credits.and_then(|c| c.refill).map(|r| to_json(&r))
 }
 
 fn cidrs_json(k: &ApiKey) -> String {
@@ -188,9 +197,10 @@ impl ApiKeys for SqlTx {
     async fn insert_api_key(&mut self, k: &ApiKey) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO api_keys (id, org_id, name, description, tags, owner_type, owner_id, roles, scopes, digest, \
-             masked_key, expires_at, created_by, created_at, updated_at, last_used_at, revoked_at, ratelimit_limit, \
-             ratelimit_duration_ms, remaining, allowed_cidrs, metadata, previous_digest, previous_valid_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+             masked_key, expires_at, created_by, created_at, updated_at, last_used_at, revoked_at, ratelimits, \
+             remaining, credits_refill, credits_low_threshold, credits_epoch, allowed_cidrs, metadata, previous_digest, \
+             previous_valid_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)",
         )
         .bind(k.id.as_str())
         .bind(k.org_id.as_str())
@@ -209,9 +219,11 @@ impl ApiKeys for SqlTx {
         .bind(ms(&k.updated_at))
         .bind(opt_ms(&k.last_used_at))
         .bind(opt_ms(&k.revoked_at))
-        .bind(k.ratelimit.map(|r| r.limit))
-        .bind(k.ratelimit.map(|r| r.duration_ms))
-        .bind(k.remaining)
+        .bind(to_json(&k.ratelimits))
+        .bind(k.credits.map(|c| c.remaining))
+        .bind(refill_json(k))
+        .bind(k.credits.and_then(|c| c.low_threshold))
+        .bind(k.credits_epoch)
         .bind(cidrs_json(k))
         .bind(to_json(&k.metadata))
         .bind(k.previous_digest.clone())
@@ -335,9 +347,12 @@ impl ApiKeys for SqlTx {
     async fn update_api_key(&mut self, k: &ApiKey) -> StoreResult<()> {
         sqlx::query(
             "UPDATE api_keys SET name = $3, description = $4, tags = $5, roles = $6, scopes = $7, digest = $8, \
-             masked_key = $9, expires_at = $10, updated_at = $11, revoked_at = $12, ratelimit_limit = $13, \
-             ratelimit_duration_ms = $14, remaining = $15, allowed_cidrs = $16, metadata = $17, previous_digest = $18, \
-             previous_valid_until = $19 WHERE org_id = $1 AND id = $2",
+             masked_key = $9, expires_at = $10, updated_at = $11, revoked_at = $12, ratelimits = $13, \
+             remaining = $14, credits_refill = $15, credits_low_threshold = $16, credits_epoch = $17, \
+             allowed_cidrs = $18, metadata = $19, previous_digest = $20, previous_valid_until = $21, \
+             credits_low_notified = CASE WHEN $14 IS NULL OR $16 IS NULL OR $14 >= $16 THEN 0 ELSE credits_low_notified END, \
+             credits_exhausted_notified = CASE WHEN $14 IS NULL OR $14 > 0 THEN 0 ELSE credits_exhausted_notified END \
+             WHERE org_id = $1 AND id = $2",
         )
         .bind(k.org_id.as_str())
         .bind(k.id.as_str())
@@ -351,9 +366,11 @@ impl ApiKeys for SqlTx {
         .bind(opt_ms(&k.expires_at))
         .bind(ms(&k.updated_at))
         .bind(opt_ms(&k.revoked_at))
-        .bind(k.ratelimit.map(|r| r.limit))
-        .bind(k.ratelimit.map(|r| r.duration_ms))
-        .bind(k.remaining)
+        .bind(to_json(&k.ratelimits))
+        .bind(k.credits.map(|c| c.remaining))
+        .bind(refill_json(k))
+        .bind(k.credits.and_then(|c| c.low_threshold))
+        .bind(k.credits_epoch)
         .bind(cidrs_json(k))
         .bind(to_json(&k.metadata))
         .bind(k.previous_digest.clone())
@@ -420,15 +437,5 @@ impl ApiKeys for SqlTx {
             expired,
             revoked,
         })
-    }
-
-    async fn take_remaining(&mut self, key_id: &Id) -> StoreResult<Option<i64>> {
-        let row = sqlx::query(
-            "UPDATE api_keys SET remaining = remaining - 1 WHERE id = $1 AND remaining > 0 RETURNING remaining",
-        )
-        .bind(key_id.as_str())
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.as_ref().map(|r| int(r, "remaining")).transpose()
     }
 }

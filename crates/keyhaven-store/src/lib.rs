@@ -18,6 +18,7 @@ mod api_keys;
 mod audit;
 mod backend;
 mod changes;
+mod counters;
 mod credentials;
 mod deliveries;
 mod error;
@@ -41,6 +42,7 @@ pub use api_keys::{ApiKeyFilter, ApiKeys, KeyCounts, KeyDigests, KeyMatch};
 pub use audit::{Audit, AuditFilter};
 pub use backend::Backend;
 pub use changes::{Change, ChangeKind, Changes, CHANNEL};
+pub use counters::{Counters, CreditChange, CreditLease, CreditNotice, DueRefill};
 pub use credentials::Credentials;
 pub use deliveries::{Deliveries, Delivery, DeliveryStatus};
 pub use error::{StoreError, StoreResult};
@@ -97,6 +99,7 @@ pub trait Tx:
     + Deliveries
     + Notices
     + OAuth
+    + Counters
     + Send
 {
     /// Makes the transaction's changes durable.

@@ -37,7 +37,7 @@ pub trait ServiceAccounts {
         filter: &ServiceAccountFilter,
         page: &Page,
     ) -> StoreResult<Listing<ServiceAccount>>;
-    /// Saves name, description, roles, status and updated_at.
+    /// Saves name, description, roles, status, rate limits and updated_at.
     async fn update_service_account(&mut self, sa: &ServiceAccount) -> StoreResult<()>;
     /// Removes a service account with its keys and credentials; false when there was none.
     async fn delete_service_account(&mut self, org_id: &Id, id: &Id) -> StoreResult<bool>;
@@ -55,6 +55,7 @@ fn from_row(r: &AnyRow) -> StoreResult<ServiceAccount> {
         roles: json(r, "roles")?,
         status: ServiceAccountStatus::parse(&status, "status")
             .map_err(|_| StoreError::Corrupt(format!("service account status {status}")))?,
+        ratelimits: json(r, "ratelimits")?,
         created_by: json(r, "created_by")?,
         created_at: time(r, "created_at")?,
         updated_at: time(r, "updated_at")?,
@@ -65,8 +66,8 @@ fn from_row(r: &AnyRow) -> StoreResult<ServiceAccount> {
 impl ServiceAccounts for SqlTx {
     async fn insert_service_account(&mut self, sa: &ServiceAccount) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO service_accounts (id, org_id, name, description, roles, status, created_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO service_accounts (id, org_id, name, description, roles, status, created_by, created_at, updated_at, \
+             ratelimits) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(sa.id.as_str())
         .bind(sa.org_id.as_str())
@@ -77,6 +78,7 @@ impl ServiceAccounts for SqlTx {
         .bind(to_json(&sa.created_by))
         .bind(ms(&sa.created_at))
         .bind(ms(&sa.updated_at))
+        .bind(to_json(&sa.ratelimits))
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -130,8 +132,8 @@ impl ServiceAccounts for SqlTx {
 
     async fn update_service_account(&mut self, sa: &ServiceAccount) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE service_accounts SET name = $3, description = $4, roles = $5, status = $6, updated_at = $7 \
-             WHERE org_id = $1 AND id = $2",
+            "UPDATE service_accounts SET name = $3, description = $4, roles = $5, status = $6, updated_at = $7, \
+             ratelimits = $8 WHERE org_id = $1 AND id = $2",
         )
         .bind(sa.org_id.as_str())
         .bind(sa.id.as_str())
@@ -140,6 +142,7 @@ impl ServiceAccounts for SqlTx {
         .bind(to_json(&sa.roles))
         .bind(sa.status.as_str())
         .bind(ms(&sa.updated_at))
+        .bind(to_json(&sa.ratelimits))
         .execute(&mut *self.tx)
         .await?;
         Ok(())

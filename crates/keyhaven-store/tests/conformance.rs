@@ -23,12 +23,14 @@ use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role::{built_in_roles, Role};
 use keyhaven_core::service_account::{ServiceAccount, ServiceAccountStatus};
 use keyhaven_core::time::Timestamp;
+use keyhaven_core::usage_control::{CreditOp, Credits, NamedLimit, Refill, RefillInterval};
 use keyhaven_core::user::{User, UserStatus};
 use keyhaven_store::testing::TestDb;
 // The per-resource traits need no import: their methods are reached through `dyn Tx`.
 use keyhaven_store::{
-    ApiKeyFilter, AuditFilter, Change, ChangeKind, KeyCounts, Listing, Page, ServiceAccountFilter,
-    Session, SharedSecretRecord, SqlStore, Store, StoreError, UsageCount, UserFilter,
+    ApiKeyFilter, AuditFilter, Change, ChangeKind, CreditNotice, KeyCounts, Listing, Page,
+    ServiceAccountFilter, Session, SharedSecretRecord, SqlStore, Store, StoreError, UsageCount,
+    UserFilter,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -149,6 +151,7 @@ fn new_sa(g: &mut Gen, org: &Id, name: &str, roles: &[&str]) -> ServiceAccount {
         description: String::new(),
         roles: strings(roles),
         status: ServiceAccountStatus::Active,
+        ratelimits: Vec::new(),
         created_by: creator(),
         created_at: g.now(),
         updated_at: g.now(),
@@ -194,8 +197,9 @@ fn new_key(g: &mut Gen, org: &Id, name: &str, owner: Principal) -> ApiKey {
         updated_at: g.now(),
         last_used_at: None,
         revoked_at: None,
-        ratelimit: None,
-        remaining: None,
+        ratelimits: Vec::new(),
+        credits: None,
+        credits_epoch: 0,
         allowed_cidrs: Vec::new(),
         metadata: json!({}),
         previous_digest: None,
@@ -1410,11 +1414,28 @@ fn full_key(g: &mut Gen, org: &Id, name: &str, owner: Principal) -> ApiKey {
     k.scopes = strings(&["billing:read", "write"]);
     k.expires_at = Some(at(T0 + 30 * DAY + 457));
     k.last_used_at = Some(at(T0 + 2 * HOUR + 1));
-    k.ratelimit = Some(RateLimit {
-        limit: 100,
-        duration_ms: 60_000,
+    k.ratelimits = vec![
+        NamedLimit::default_from(RateLimit {
+            limit: 100,
+            duration_ms: 60_000,
+        }),
+        NamedLimit {
+            name: "tokens:v1".into(),
+            limit: 1_000_000_000,
+            duration_ms: 2_592_000_000,
+            auto_apply: false,
+        },
+    ];
+    k.credits = Some(Credits {
+        remaining: 1_000,
+        refill: Some(Refill {
+            interval: RefillInterval::Monthly,
+            amount: 5_000,
+            day_of_month: Some(31),
+        }),
+        low_threshold: Some(100),
     });
-    k.remaining = Some(1_000);
+    k.credits_epoch = 3;
     k.allowed_cidrs = vec![
         "10.0.0.0/8".parse().expect("cidr"),
         "192.168.1.7/32".parse().expect("cidr"),
@@ -1858,13 +1879,30 @@ async fn api_key_update_round_trips_every_field(store: Arc<dyn Store>) {
     let mut step = rich.clone();
     let edits: Vec<fn(&mut ApiKey)> = vec![
         |k| {
-            k.ratelimit = Some(RateLimit {
+            k.ratelimits = vec![NamedLimit::default_from(RateLimit {
                 limit: 1,
                 duration_ms: 86_400_000,
+            })]
+        },
+        |k| {
+            k.credits = Some(Credits {
+                remaining: 0,
+                refill: None,
+                low_threshold: None,
             })
         },
-        |k| k.remaining = Some(0),
-        |k| k.remaining = Some(i64::from(i32::MAX) + 10),
+        |k| {
+            k.credits = Some(Credits {
+                remaining: i64::from(i32::MAX) + 10,
+                refill: Some(Refill {
+                    interval: RefillInterval::Daily,
+                    amount: 7,
+                    day_of_month: None,
+                }),
+                low_threshold: Some(0),
+            })
+        },
+        |k| k.credits_epoch = 4,
         |k| k.allowed_cidrs = vec!["::1/128".parse().expect("cidr")],
         |k| k.metadata = json!({"only": "this", "n": -1}),
         |k| k.tags = strings(&["one"]),
@@ -1899,8 +1937,8 @@ async fn api_key_update_round_trips_every_field(store: Arc<dyn Store>) {
     cleared.digest = g.digest();
     cleared.expires_at = None;
     cleared.revoked_at = None;
-    cleared.ratelimit = None;
-    cleared.remaining = None;
+    cleared.ratelimits = Vec::new();
+    cleared.credits = None;
     cleared.allowed_cidrs = Vec::new();
     cleared.metadata = json!({});
     cleared.previous_digest = None;
@@ -2122,65 +2160,282 @@ async fn api_key_counts(store: Arc<dyn Store>) {
     }
 }
 
-async fn take_remaining_counts_down_to_zero(store: Arc<dyn Store>) {
+fn balance(n: i64) -> Option<Credits> {
+    Some(Credits {
+        remaining: n,
+        refill: None,
+        low_threshold: Some(10),
+    })
+}
+
+async fn stored_balance(store: &Arc<dyn Store>, org: &Id, key: &Id) -> Option<i64> {
+    let mut tx = store.read().await.expect("read");
+    tx.api_key(org, key)
+        .await
+        .expect("get")
+        .expect("key")
+        .credits
+        .map(|c| c.remaining)
+}
+
+async fn credit_leases_never_hand_out_more_than_the_balance(store: Arc<dyn Store>) {
     let mut g = Gen::new(190);
     let org = add_org(&store, &mut g, "Acme").await;
     let sa = new_sa(&mut g, &org.id, "svc", &[]);
     add_sa(&store, &sa).await;
     let mut limited = new_key(&mut g, &org.id, "limited", sa_owner(&sa));
-    limited.remaining = Some(2);
+    limited.credits = balance(1_000);
     let unlimited = new_key(&mut g, &org.id, "unlimited", sa_owner(&sa));
-    let mut empty = new_key(&mut g, &org.id, "empty", sa_owner(&sa));
-    empty.remaining = Some(0);
-    add_keys(&store, &[&limited, &unlimited, &empty]).await;
-
-    let take = |id: Id| {
-        let store = store.clone();
+    add_keys(&store, &[&limited, &unlimited]).await;
+    let shared = store.clone();
+    let lease = move |id: Id, cost: i64, want: i64| {
+        let store = shared.clone();
         async move {
             let mut tx = store.begin().await.expect("begin");
-            let r = tx.take_remaining(&id).await.expect("take");
+            let r = tx
+                .lease_credits(id.as_str(), cost, want)
+                .await
+                .expect("lease");
             tx.commit().await.expect("commit");
             r
         }
     };
-    assert_eq!(take(limited.id.clone()).await, Some(1));
-    assert_eq!(take(limited.id.clone()).await, Some(0));
-    assert_eq!(take(limited.id.clone()).await, None);
-    assert_eq!(take(limited.id.clone()).await, None);
-    assert_eq!(take(empty.id.clone()).await, None);
-    assert_eq!(take(unlimited.id.clone()).await, None);
-    assert_eq!(take(g.id()).await, None);
+    // An eighth of what is left, at most what was asked, at least the cost.
+    let first = lease(limited.id.clone(), 1, 100)
+        .await
+        .expect("has credits");
+    assert_eq!((first.granted, first.remaining, first.epoch), (100, 900, 0));
+    assert_eq!(first.low_threshold, Some(10));
+    assert!(lease(unlimited.id.clone(), 1, 100).await.is_none());
+    assert!(lease(g.id(), 1, 100).await.is_none());
 
-    // A take in a transaction that is dropped is given back.
+    // Concurrent leases from "nodes" hand out the balance exactly once.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let lease = lease.clone();
+        let id = limited.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = 0;
+            loop {
+                let l = lease(id.clone(), 1, 50).await.expect("lease");
+                if l.granted == 0 {
+                    return got;
+                }
+                got += l.granted;
+            }
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("task");
+    }
+    assert_eq!(total, 900);
+    assert_eq!(stored_balance(&store, &org.id, &limited.id).await, Some(0));
+    let refused = lease(limited.id.clone(), 1, 50).await.expect("lease");
+    assert_eq!((refused.granted, refused.remaining), (0, 0));
+
+    // Returned and spent credits count only in the epoch they were leased in.
+    let mut tx = store.begin().await.expect("begin");
+    tx.return_credits(limited.id.as_str(), 0, 30)
+        .await
+        .expect("return");
+    tx.spend_credits(limited.id.as_str(), 0, 5)
+        .await
+        .expect("spend");
+    tx.commit().await.expect("commit");
+    assert_eq!(stored_balance(&store, &org.id, &limited.id).await, Some(25));
+    let mut tx = store.begin().await.expect("begin");
+    let set = tx
+        .adjust_credits(&org.id, &limited.id, CreditOp::Set, 500)
+        .await
+        .expect("adjust")
+        .expect("found");
+    assert_eq!((set.before, set.after, set.epoch), (25, 500, 1));
+    tx.return_credits(limited.id.as_str(), 0, 30)
+        .await
+        .expect("return");
+    tx.spend_credits(limited.id.as_str(), 0, 30)
+        .await
+        .expect("spend");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        stored_balance(&store, &org.id, &limited.id).await,
+        Some(500)
+    );
+    let other = add_org(&store, &mut g, "Other").await;
+    let mut tx = store.begin().await.expect("begin");
+    let inc = tx
+        .adjust_credits(&org.id, &limited.id, CreditOp::Increment, 20)
+        .await
+        .expect("adjust")
+        .expect("found");
+    assert_eq!((inc.before, inc.after, inc.epoch), (500, 520, 1));
+    let dec = tx
+        .adjust_credits(&org.id, &limited.id, CreditOp::Decrement, 9_999)
+        .await
+        .expect("adjust")
+        .expect("found");
+    assert_eq!((dec.after, dec.epoch), (0, 1));
+    // Another organization's key, and a key without a balance, are not adjusted.
+    assert!(tx
+        .adjust_credits(&other.id, &limited.id, CreditOp::Set, 1)
+        .await
+        .expect("adjust")
+        .is_none());
+    assert!(tx
+        .adjust_credits(&org.id, &unlimited.id, CreditOp::Set, 1)
+        .await
+        .expect("adjust")
+        .is_none());
+    tx.commit().await.expect("commit");
+
+    // One-time notices are claimed once, and re-armed when the balance is raised.
+    let claim = |which| {
+        let store = store.clone();
+        let id = limited.id.clone();
+        async move {
+            let mut tx = store.begin().await.expect("begin");
+            let won = tx
+                .claim_credit_notice(id.as_str(), which)
+                .await
+                .expect("claim");
+            tx.commit().await.expect("commit");
+            won
+        }
+    };
+    assert!(claim(CreditNotice::Exhausted).await);
+    assert!(!claim(CreditNotice::Exhausted).await);
+    assert!(claim(CreditNotice::Low).await);
+    let mut tx = store.begin().await.expect("begin");
+    tx.adjust_credits(&org.id, &limited.id, CreditOp::Set, 5)
+        .await
+        .expect("adjust");
+    tx.commit().await.expect("commit");
+    assert!(claim(CreditNotice::Exhausted).await, "re-armed above 0");
+    assert!(!claim(CreditNotice::Low).await, "5 is still below 10");
+
+    // A lease in a transaction that is dropped is given back.
     {
         let mut tx = store.begin().await.expect("begin");
-        let mut refill = limited.clone();
-        refill.remaining = Some(5);
-        tx.update_api_key(&refill).await.expect("refill");
-        tx.commit().await.expect("commit");
-        let mut tx = store.begin().await.expect("begin");
-        assert_eq!(tx.take_remaining(&limited.id).await.expect("take"), Some(4));
+        let l = tx
+            .lease_credits(limited.id.as_str(), 1, 5)
+            .await
+            .expect("lease");
+        assert!(l.is_some_and(|l| l.granted > 0));
     }
-
-    let mut tx = store.read().await.expect("read");
-    let get = |k: Option<ApiKey>| k.expect("key").remaining;
-    assert_eq!(
-        get(tx.api_key(&org.id, &limited.id).await.expect("l")),
-        Some(5)
-    );
-    assert_eq!(
-        get(tx.api_key(&org.id, &empty.id).await.expect("e")),
-        Some(0)
-    );
-    assert_eq!(
-        get(tx.api_key(&org.id, &unlimited.id).await.expect("u")),
-        None
-    );
+    assert_eq!(stored_balance(&store, &org.id, &limited.id).await, Some(5));
 }
 
-// ---------------------------------------------------------------------------------------
-// Credentials
-// ---------------------------------------------------------------------------------------
+async fn refills_come_due_on_schedule(store: Arc<dyn Store>) {
+    let mut g = Gen::new(191);
+    let org = add_org(&store, &mut g, "Acme").await;
+    let sa = new_sa(&mut g, &org.id, "svc", &[]);
+    add_sa(&store, &sa).await;
+    let refill = Refill {
+        interval: RefillInterval::Daily,
+        amount: 50,
+        day_of_month: None,
+    };
+    let mut daily = new_key(&mut g, &org.id, "daily", sa_owner(&sa));
+    daily.credits = Some(Credits {
+        remaining: 3,
+        refill: Some(refill),
+        low_threshold: None,
+    });
+    let plain = new_key(&mut g, &org.id, "plain", sa_owner(&sa));
+    add_keys(&store, &[&daily, &plain]).await;
+    let mut tx = store.begin().await.expect("begin");
+    tx.schedule_refill(&daily.id, Some(at(T0 + DAY)))
+        .await
+        .expect("schedule");
+    tx.commit().await.expect("commit");
+    let due = |t: i64| {
+        let store = store.clone();
+        async move {
+            let mut tx = store.read().await.expect("read");
+            tx.due_refills(at(t), 100).await.expect("due")
+        }
+    };
+    assert!(due(T0 + DAY - 1).await.is_empty());
+    let d = due(T0 + DAY).await;
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].key_id.clone(), d[0].org_id.clone()),
+        (daily.id.clone(), org.id.clone())
+    );
+    assert_eq!(d[0].refill, refill);
+    let mut tx = store.begin().await.expect("begin");
+    tx.schedule_refill(&daily.id, None)
+        .await
+        .expect("unschedule");
+    tx.commit().await.expect("commit");
+    assert!(due(T0 + 9 * DAY).await.is_empty());
+}
+
+async fn token_buckets_hand_out_each_token_once(store: Arc<dyn Store>) {
+    let shared = store.clone();
+    let lease = move |bucket: &'static str, cost: i64, want: i64, now: i64| {
+        let store = shared.clone();
+        async move {
+            let mut tx = store.begin().await.expect("begin");
+            let g = tx
+                .lease_tokens(bucket, 10, 60_000, cost, want, now)
+                .await
+                .expect("lease");
+            tx.commit().await.expect("commit");
+            g
+        }
+    };
+    // Eight "nodes" creating and draining the same bucket at once get 10 in all.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let lease = lease.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = 0;
+            loop {
+                let g = lease("k:one:default:10:60000", 1, 1, T0).await;
+                if g.granted == 0 {
+                    return got;
+                }
+                got += g.granted;
+            }
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("task");
+    }
+    assert_eq!(total, 10);
+    let refused = lease("k:one:default:10:60000", 1, 1, T0).await;
+    assert_eq!((refused.granted, refused.remaining), (0, 0));
+    assert_eq!(refused.reset_at_ms, T0 + 6_000);
+    // One token every 6 s; tokens given back are there again.
+    assert_eq!(
+        lease("k:one:default:10:60000", 1, 5, T0 + 6_000)
+            .await
+            .granted,
+        1
+    );
+    let mut tx = store.begin().await.expect("begin");
+    tx.return_tokens("k:one:default:10:60000", 10, 60_000, 4, T0 + 6_000)
+        .await
+        .expect("return");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        lease("k:one:default:10:60000", 4, 4, T0 + 6_000)
+            .await
+            .granted,
+        4
+    );
+    // Cost 0 reports without spending; other buckets are their own.
+    let report = lease("k:one:default:10:60000", 0, 0, T0 + 6_000).await;
+    assert_eq!((report.granted, report.remaining), (0, 0));
+    assert_eq!(lease("k:two:default:10:60000", 1, 10, T0).await.granted, 1);
+    // Buckets full again are pruned.
+    let mut tx = store.begin().await.expect("begin");
+    assert_eq!(tx.prune_buckets(T0 + 120_000).await.expect("prune"), 2);
+    tx.commit().await.expect("commit");
+}
 
 async fn credentials_crud_and_revoke(store: Arc<dyn Store>) {
     let mut g = Gen::new(200);
@@ -3134,7 +3389,9 @@ conformance! {
         api_key_update_round_trips_every_field,
         api_keys_delete_revoke_and_ids_of_owner,
         api_key_counts,
-        take_remaining_counts_down_to_zero,
+        credit_leases_never_hand_out_more_than_the_balance,
+        refills_come_due_on_schedule,
+        token_buckets_hand_out_each_token_once,
         credentials_crud_and_revoke,
         audit_append_builds_a_verifiable_chain,
         audit_chains_of_organizations_are_independent,

@@ -80,7 +80,7 @@ pub async fn get(
     Ok(axum::Json(ApiKeyView::new(&k, s.service.now(), p)))
 }
 
-/// Changes a key; absent fields stay, `null` clears `ratelimit` / `remaining` [api_keys.manage].
+/// Changes a key; absent fields stay, `null` clears `ratelimit`, `ratelimits`, `remaining` / `credits` [api_keys.manage].
 #[utoipa::path(patch, path = "/v1/organizations/{org}/api-keys/{id}", tag = "api keys",
     params(("org" = String, Path), ("id" = String, Path)), request_body = UpdateApiKeyBody,
     responses((status = 200, body = ApiKeyView), CommonErrors), security(("bearer" = [])))]
@@ -114,6 +114,44 @@ pub async fn regenerate(
     let mut v = ApiKeyView::new(&k, s.service.now(), p);
     v.key = Some(secret.expose().to_string());
     Ok(axum::Json(v))
+}
+
+/// Body of `POST /api-keys/{id}/credits`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AdjustCredits)]
+pub struct AdjustCreditsBody {
+    /// `set`, `increment` or `decrement`.
+    #[schema(value_type = String, example = "increment")]
+    pub op: keyhaven_core::usage_control::CreditOp,
+    /// 0..=1,000,000,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub value: i64,
+}
+
+/// The balance after an adjustment.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CreditsBalance {
+    /// Credits left.
+    pub remaining: i64,
+}
+
+/// Sets, increments or decrements a key's credit balance (audited with the balance
+/// before and after; every node sees it at once) [api_keys.manage].
+#[utoipa::path(post, path = "/v1/organizations/{org}/api-keys/{id}/credits", tag = "api keys",
+    params(("org" = String, Path), ("id" = String, Path)), request_body = AdjustCreditsBody,
+    responses((status = 200, body = CreditsBalance), CommonErrors), security(("bearer" = [])))]
+pub async fn credits(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams((_org, id)): PathParams<(String, String)>,
+    Json(body): Json<AdjustCreditsBody>,
+) -> Result<axum::Json<CreditsBalance>, ApiError> {
+    let remaining = s
+        .service
+        .adjust_credits(&auth.caller, &path_id(&id, "API key")?, body.op, body.value)
+        .await?;
+    Ok(axum::Json(CreditsBalance { remaining }))
 }
 
 /// Revokes a key, immediately and for good [api_keys.manage].
@@ -272,13 +310,21 @@ pub struct CreateApiKeyBody {
     /// Or expiry in days from now.
     #[serde(default)]
     pub expires_in_days: Option<i64>,
-    /// Optional rate limit.
+    /// The limit named `default` (kept from before named limits).
     #[serde(default)]
     #[schema(value_type = Option<RateLimitInput>)]
     pub ratelimit: Option<keyhaven_core::api_key::RateLimit>,
-    /// Optional number of uses.
+    /// Up to 10 named limits.
     #[serde(default)]
+    #[schema(max_items = 10)]
+    pub ratelimits: Option<Vec<super::views::NamedLimitView>>,
+    /// The credit balance alone (the same number as `credits.remaining`).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub remaining: Option<i64>,
+    /// Credits with an optional refill and low threshold.
+    #[serde(default)]
+    pub credits: Option<super::views::CreditsView>,
     /// Client networks allowed.
     #[serde(default)]
     pub allowed_cidrs: Option<Vec<String>>,
@@ -300,7 +346,11 @@ impl From<CreateApiKeyBody> for CreateApiKey {
             expires_at: b.expires_at,
             expires_in_days: b.expires_in_days,
             ratelimit: b.ratelimit,
+            ratelimits: b
+                .ratelimits
+                .map(|l| l.into_iter().map(Into::into).collect()),
             remaining: b.remaining,
+            credits: b.credits.map(Into::into),
             allowed_cidrs: b.allowed_cidrs,
             metadata: b.metadata,
         }
@@ -313,7 +363,7 @@ impl From<CreateApiKeyBody> for CreateApiKey {
 pub struct RateLimitInput {
     /// 1..=1,000,000,000.
     pub limit: i64,
-    /// 1000..=86,400,000.
+    /// 1000..=2,592,000,000 (30 days).
     pub duration_ms: i64,
 }
 
@@ -337,14 +387,22 @@ pub struct UpdateApiKeyBody {
     /// New scopes (replaces the list).
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
-    /// New rate limit, or `null` for none.
+    /// New `default` limit, or `null` to remove it.
     #[serde(default, deserialize_with = "super::patch::double_option")]
     #[schema(value_type = Option<RateLimitInput>)]
     pub ratelimit: Option<Option<keyhaven_core::api_key::RateLimit>>,
-    /// New number of uses left, or `null` for unlimited.
+    /// New named limits (replaces the list), or `null` for none.
     #[serde(default, deserialize_with = "super::patch::double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<Vec<super::views::NamedLimitView>>, max_items = 10)]
+    pub ratelimits: Option<Option<Vec<super::views::NamedLimitView>>>,
+    /// A new balance (sets it), or `null` for unlimited.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub remaining: Option<Option<i64>>,
+    /// New credits (replaces them), or `null` for unlimited.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<super::views::CreditsView>)]
+    pub credits: Option<Option<super::views::CreditsView>>,
     /// New allowed networks (replaces the list).
     #[serde(default)]
     pub allowed_cidrs: Option<Vec<String>>,
@@ -363,7 +421,11 @@ impl From<UpdateApiKeyBody> for UpdateApiKey {
             roles: b.roles,
             scopes: b.scopes,
             ratelimit: b.ratelimit,
+            ratelimits: b
+                .ratelimits
+                .map(|o| o.map(|l| l.into_iter().map(Into::into).collect())),
             remaining: b.remaining,
+            credits: b.credits.map(|o| o.map(Into::into)),
             allowed_cidrs: b.allowed_cidrs,
             metadata: b.metadata,
         }

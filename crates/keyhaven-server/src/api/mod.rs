@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod organizations;
 pub mod params;
 pub mod patch;
+pub mod ratelimit;
 pub mod roles;
 pub mod service_accounts;
 pub mod session;
@@ -80,6 +81,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api-keys/{id}/regenerate", post(api_keys::regenerate))
         .route("/api-keys/{id}/revoke", post(api_keys::revoke))
+        .route("/api-keys/{id}/credits", post(api_keys::credits))
         .route("/api-keys/{id}/usage", get(api_keys::usage))
         .route("/metrics", get(api_keys::metrics))
         .route("/shared-secret", get(shared_secret::status))
@@ -111,6 +113,10 @@ pub fn routes() -> Router<AppState> {
             post(verify::verify).layer(DefaultBodyLimit::max(verify::MAX_VERIFY_BODY)),
         )
         .route("/v1/auth", get(verify::forward_auth))
+        .route(
+            "/v1/ratelimit",
+            post(ratelimit::check).layer(DefaultBodyLimit::max(ratelimit::MAX_BODY)),
+        )
         .route(
             "/v1/organizations/{org}",
             get(organizations::get).patch(organizations::update),

@@ -386,6 +386,10 @@ pub struct CreateServiceAccountBody {
     /// Role names.
     #[serde(default)]
     pub roles: Option<Vec<String>>,
+    /// Up to 10 rate limits shared by all of its keys.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub ratelimits: Option<Vec<super::views::NamedLimitView>>,
 }
 
 impl From<CreateServiceAccountBody> for CreateServiceAccount {
@@ -394,6 +398,9 @@ impl From<CreateServiceAccountBody> for CreateServiceAccount {
             name: b.name,
             description: b.description,
             roles: b.roles,
+            ratelimits: b
+                .ratelimits
+                .map(|l| l.into_iter().map(Into::into).collect()),
         }
     }
 }
@@ -412,6 +419,10 @@ pub struct UpdateServiceAccountBody {
     /// New role names (replaces the list).
     #[serde(default)]
     pub roles: Option<Vec<String>>,
+    /// New shared rate limits (replaces the list), or `null` for none.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<Vec<super::views::NamedLimitView>>, max_items = 10)]
+    pub ratelimits: Option<Option<Vec<super::views::NamedLimitView>>>,
 }
 
 impl From<UpdateServiceAccountBody> for UpdateServiceAccount {
@@ -420,6 +431,9 @@ impl From<UpdateServiceAccountBody> for UpdateServiceAccount {
             name: b.name,
             description: b.description,
             roles: b.roles,
+            ratelimits: b
+                .ratelimits
+                .map(|o| o.map(|l| l.into_iter().map(Into::into).collect())),
         }
     }
 }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{parse_json, ApiError, JsonBytes};
 use crate::app::AppState;
-use keyhaven_service::verify::{Code, Verdict};
+use keyhaven_service::verify::cache::LimitScope;
+use keyhaven_service::verify::{Code, LimitUse, Usage, Verdict, VerifyError};
 
 /// Largest verification request body.
 pub const MAX_VERIFY_BODY: usize = 8 * 1024;
@@ -41,6 +42,37 @@ pub struct VerifyRequest<'a> {
     #[serde(default, borrow)]
     #[schema(value_type = Option<String>, example = "01k00000000000000000000000")]
     pub organization_id: Option<Cow<'a, str>>,
+    /// Credits this call spends (0..=1,000,000, default 1) when the key has a balance.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000)]
+    pub cost: Option<i64>,
+    /// Limits to apply besides the key's `auto_apply` ones, each with its cost; a name
+    /// neither the key nor its service account has is 400.
+    #[serde(default, borrow)]
+    #[schema(max_items = 20)]
+    pub ratelimits: Vec<LimitUseBody<'a>>,
+}
+
+/// A limit a verification names, with its cost.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitUseBody<'a> {
+    /// The limit's name.
+    #[serde(borrow)]
+    #[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9_.:-]{0,63}$")]
+    pub name: Cow<'a, str>,
+    /// Tokens to spend, 0..=1,000,000 (default 1; 0 reports without spending).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000)]
+    pub cost: Option<i64>,
+}
+
+/// A cost in `param`, or 400.
+fn cost_param(v: Option<i64>, param: &str) -> Result<i64, ApiError> {
+    let n = v.unwrap_or(1);
+    keyhaven_core::usage_control::validate_cost(n, param)
+        .map_err(keyhaven_service::ServiceError::from)?;
+    Ok(n)
 }
 
 /// A well-formed organization id given in `param`, or 400.
@@ -61,6 +93,20 @@ pub struct RateLimitState {
     pub remaining: i64,
     #[schema(format = DateTime)]
     pub reset_at: String,
+}
+
+/// A limit that applied, in an answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LimitView<'a> {
+    pub name: &'a str,
+    pub limit: i64,
+    pub remaining: i64,
+    #[schema(format = DateTime)]
+    pub reset_at: String,
+    /// This limit refused the call.
+    pub exceeded: bool,
+    /// `key` or `service_account`.
+    pub scope: &'static str,
 }
 
 /// The owner in an answer.
@@ -87,7 +133,11 @@ pub struct VerifyResponse<'a> {
     pub permissions: Option<&'a [Box<str>]>,
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// The limit named `default`, when the key has one and it applied.
     pub ratelimit: Option<RateLimitState>,
+    /// Every limit that applied.
+    pub ratelimits: Vec<LimitView<'a>>,
+    /// Credits left, for keys with a balance.
     pub remaining: Option<i64>,
     pub rotating: bool,
 }
@@ -95,16 +145,30 @@ pub struct VerifyResponse<'a> {
 fn response(v: &Verdict) -> VerifyResponse<'_> {
     let valid = v.code == Code::Valid;
     let k = v.key.as_deref();
-    let ratelimit = match (k.and_then(|k| k.ratelimit.as_deref().copied()), v.rate) {
-        (Some(limit), Some(d)) => Some(RateLimitState {
-            limit: limit.limit,
-            remaining: d.remaining,
-            reset_at: keyhaven_core::time::rfc3339(&keyhaven_core::time::from_millis(
-                d.reset_at_ms,
-            )),
-        }),
-        _ => None,
-    };
+    let at = |ms: i64| keyhaven_core::time::rfc3339(&keyhaven_core::time::from_millis(ms));
+    let mut ratelimit = None;
+    let mut ratelimits = Vec::with_capacity(v.limits.len());
+    if let Some(k) = k {
+        for (i, st) in &v.limits {
+            let Some(l) = k.limits.get(*i) else { continue };
+            if l.scope == LimitScope::Key && &*l.name == keyhaven_core::usage_control::DEFAULT_LIMIT
+            {
+                ratelimit = Some(RateLimitState {
+                    limit: st.limit,
+                    remaining: st.remaining,
+                    reset_at: at(st.reset_at_ms),
+                });
+            }
+            ratelimits.push(LimitView {
+                name: &l.name,
+                limit: st.limit,
+                remaining: st.remaining,
+                reset_at: at(st.reset_at_ms),
+                exceeded: st.exceeded,
+                scope: l.scope.as_str(),
+            });
+        }
+    }
     let shown = k.filter(|_| valid);
     VerifyResponse {
         valid,
@@ -122,12 +186,17 @@ fn response(v: &Verdict) -> VerifyResponse<'_> {
             .and_then(|k| k.expires_at_ms)
             .map(|ms| keyhaven_core::time::rfc3339(&keyhaven_core::time::from_millis(ms))),
         ratelimit,
+        ratelimits,
         remaining: v.remaining,
         rotating: v.rotating,
     }
 }
 
-fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+pub(crate) fn client_ip(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
     let peer = peer?.to_canonical();
     let trusted = &state.config.trusted_proxies;
     if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&peer)) {
@@ -136,7 +205,17 @@ fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Opt
     crate::auth::extract::forwarded_ip(headers, trusted).or(Some(peer))
 }
 
-fn internal(e: keyhaven_store::StoreError) -> ApiError {
+fn internal(e: VerifyError) -> ApiError {
+    let e = match e {
+        VerifyError::UnknownLimit(name) => {
+            return ApiError::bad_request(
+                "unknown_ratelimit",
+                &format!("the key has no rate limit named {name:?}"),
+                Some("ratelimits"),
+            )
+        }
+        VerifyError::Store(e) => e,
+    };
     match e {
         // An outage: a key not cached cannot be checked now (cached ones still are).
         keyhaven_store::StoreError::Unavailable(why) => ApiError::unavailable(&why),
@@ -156,7 +235,7 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
     verify_request(&state, peer, req).await
 }
 
-fn peer_of(req: &Request) -> Option<IpAddr> {
+pub(crate) fn peer_of(req: &Request) -> Option<IpAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
@@ -207,17 +286,52 @@ async fn verify_inner(
         ));
     }
     let org = organization_param(body.organization_id.as_deref(), "organization_id")?;
+    let cost = cost_param(body.cost, "cost")?;
+    if body.ratelimits.len() > 20 {
+        return Err(ApiError::bad_request(
+            "too_many_ratelimits",
+            "ratelimits may hold at most 20 entries",
+            Some("ratelimits"),
+        ));
+    }
+    let mut uses = Vec::with_capacity(body.ratelimits.len());
+    for (i, r) in body.ratelimits.iter().enumerate() {
+        if !keyhaven_core::usage_control::is_limit_name(&r.name) {
+            return Err(ApiError::bad_request(
+                "invalid_ratelimit",
+                &format!(
+                    "ratelimits[{i}].name must match {}",
+                    keyhaven_core::usage_control::NAME_PATTERN
+                ),
+                Some(&format!("ratelimits[{i}].name")),
+            ));
+        }
+        uses.push(LimitUse {
+            name: &r.name,
+            cost: cost_param(r.cost, &format!("ratelimits[{i}].cost"))?,
+        });
+    }
     let v = state
         .service
         .verifier()
-        .verify_in(org, &body.key, &body.permissions, ip)
+        .verify_in(
+            org,
+            &body.key,
+            &body.permissions,
+            ip,
+            Usage {
+                cost,
+                limits: &uses,
+                meter: true,
+            },
+        )
         .await
         .map_err(internal)?;
     Ok(json_response(StatusCode::OK, render(&v)))
 }
 
 /// A JSON response from bytes already rendered.
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut res = Response::new(axum::body::Body::from(body));
     *res.status_mut() = status;
     res.headers_mut().insert(
@@ -316,6 +430,28 @@ fn render(v: &Verdict) -> Vec<u8> {
         }
         None => out.extend_from_slice(b"null"),
     }
+    out.extend_from_slice(b",\"ratelimits\":[");
+    for (i, l) in r.ratelimits.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        push_str(&mut out, l.name);
+        out.extend_from_slice(b",\"limit\":");
+        push_int(&mut out, l.limit);
+        out.extend_from_slice(b",\"remaining\":");
+        push_int(&mut out, l.remaining);
+        out.extend_from_slice(b",\"reset_at\":");
+        push_str(&mut out, &l.reset_at);
+        out.extend_from_slice(if l.exceeded {
+            b",\"exceeded\":true,\"scope\":"
+        } else {
+            b",\"exceeded\":false,\"scope\":"
+        });
+        push_str(&mut out, l.scope);
+        out.push(b'}');
+    }
+    out.push(b']');
     out.extend_from_slice(b",\"remaining\":");
     match r.remaining {
         Some(n) => push_int(&mut out, n),
@@ -365,6 +501,7 @@ pub async fn forward_auth_request(
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .unwrap_or_default();
     let mut required = Vec::new();
+    let mut cost_text: Option<String> = None;
     let mut org: Option<String> = headers
         .get("x-keyhaven-organization-id")
         .and_then(|v| v.to_str().ok())
@@ -373,6 +510,8 @@ pub async fn forward_auth_request(
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
             if k == "organization_id" {
                 org = Some(v.into_owned());
+            } else if k == "cost" {
+                cost_text = Some(v.into_owned());
             } else if k == "permissions" {
                 required.extend(
                     v.split(',')
@@ -404,11 +543,34 @@ pub async fn forward_auth_request(
             return res;
         }
     };
+    let cost = match cost_text.as_deref().map(|t| t.trim().parse::<i64>()) {
+        None => Ok(1),
+        Some(Ok(n)) => cost_param(Some(n), "cost"),
+        Some(Err(_)) => Err(ApiError::bad_request(
+            "invalid_cost",
+            "cost must be a whole number between 0 and 1000000",
+            Some("cost"),
+        )),
+    };
+    let cost = match cost {
+        Ok(c) => c,
+        Err(e) => {
+            let mut res = e.into_response();
+            res.headers_mut()
+                .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
+            return res;
+        }
+    };
     let ip = client_ip(state, peer, headers);
+    let usage = Usage {
+        cost,
+        limits: &[],
+        meter: true,
+    };
     let v = match state
         .service
         .verifier()
-        .verify_in(org, key, &required, ip)
+        .verify_in(org, key, &required, ip, usage)
         .await
     {
         Ok(v) => v,
@@ -444,7 +606,7 @@ pub async fn forward_auth_request(
     if status == StatusCode::TOO_MANY_REQUESTS {
         let now = state.service.now().timestamp_millis();
         let secs = v
-            .rate
+            .refused_by()
             .map(|d| ((d.reset_at_ms - now) as f64 / 1000.0).ceil() as i64)
             .unwrap_or(3600)
             .max(1);
@@ -459,19 +621,18 @@ pub async fn forward_auth_request(
 mod tests {
     use std::sync::Arc;
 
-    use keyhaven_core::api_key::RateLimit;
     use keyhaven_core::principal::PrincipalKind;
 
     use super::*;
+    use keyhaven_service::meter::{BucketSpec, LimitState};
     use keyhaven_service::verify::cache::{id_bytes, CachedKey, Owner};
-    use keyhaven_service::verify::ratelimit::RateDecision;
+    use keyhaven_service::verify::cache::{KeyLimit, LimitScope};
 
     fn key(name: &str, owner_name: &str, perms: &[&str]) -> Arc<CachedKey> {
         Arc::new(CachedKey {
             key_id: id_bytes("01kkeyid0000000000000000000"),
             revoked: false,
             owner_active: true,
-            counts_uses: false,
             expires_at_ms: Some(1_795_000_000_000),
             previous_until_ms: None,
             org_id: Arc::from("01korg00000000000000000000"),
@@ -482,10 +643,29 @@ mod tests {
                 name: owner_name.into(),
             }),
             permissions: perms.iter().map(|p| Box::<str>::from(*p)).collect(),
-            ratelimit: Some(Box::new(RateLimit {
-                limit: 100,
-                duration_ms: 60_000,
-            })),
+            limits: Box::new([
+                KeyLimit {
+                    name: "default".into(),
+                    scope: LimitScope::Key,
+                    auto_apply: true,
+                    bucket: BucketSpec {
+                        id: "k:x:default:100:60000".into(),
+                        limit: 100,
+                        duration_ms: 60_000,
+                    },
+                },
+                KeyLimit {
+                    name: "tokens".into(),
+                    scope: LimitScope::ServiceAccount,
+                    auto_apply: false,
+                    bucket: BucketSpec {
+                        id: "s:x:tokens:5000:1000".into(),
+                        limit: 5000,
+                        duration_ms: 1000,
+                    },
+                },
+            ]),
+            credits: None,
             allowed_cidrs: Box::new([]),
             loaded_at_ms: 0,
         })
@@ -498,32 +678,47 @@ mod tests {
             Verdict {
                 code: Code::Valid,
                 key: Some(key("billing", "payments", &["read", "write"])),
-                rate: Some(RateDecision {
-                    allowed: true,
-                    remaining: 99,
-                    reset_at_ms: 1_795_000_060_000,
-                }),
+                limits: vec![
+                    (
+                        0,
+                        LimitState {
+                            limit: 100,
+                            remaining: 99,
+                            reset_at_ms: 1_795_000_060_000,
+                            exceeded: false,
+                        },
+                    ),
+                    (
+                        1,
+                        LimitState {
+                            limit: 5000,
+                            remaining: 0,
+                            reset_at_ms: 1_795_000_000_200,
+                            exceeded: true,
+                        },
+                    ),
+                ],
                 remaining: Some(-0),
                 rotating: true,
             },
             Verdict {
                 code: Code::Valid,
                 key: Some(key(odd, odd, &[])),
-                rate: None,
+                limits: Vec::new(),
                 remaining: Some(41),
                 rotating: false,
             },
             Verdict {
                 code: Code::Forbidden,
                 key: Some(key("k", "o", &["read"])),
-                rate: None,
+                limits: Vec::new(),
                 remaining: None,
                 rotating: false,
             },
             Verdict {
                 code: Code::Malformed,
                 key: None,
-                rate: None,
+                limits: Vec::new(),
                 remaining: None,
                 rotating: false,
             },

@@ -192,6 +192,8 @@ pub struct ServiceAccountView {
     pub roles: Vec<String>,
     /// `active`, `suspended` or `archived`.
     pub status: String,
+    /// Rate limits shared by all of its keys (one bucket per account and name).
+    pub ratelimits: Vec<NamedLimitView>,
     pub created_by: PrincipalView,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -210,6 +212,7 @@ impl From<&ServiceAccount> for ServiceAccountView {
             description: s.description.clone(),
             roles: s.roles.clone(),
             status: s.status.as_str().to_string(),
+            ratelimits: s.ratelimits.iter().map(Into::into).collect(),
             created_by: (&s.created_by).into(),
             created_at: t(&s.created_at),
             updated_at: t(&s.updated_at),
@@ -265,6 +268,114 @@ pub struct RateLimitView {
     pub duration_ms: i64,
 }
 
+/// A named rate limit: a token bucket of `limit` tokens refilled evenly over `duration_ms`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NamedRateLimit)]
+pub struct NamedLimitView {
+    /// `^[a-z0-9][a-z0-9_.:-]{0,63}$`, unique per key or service account.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_.:-]{0,63}$", max_length = 64)]
+    pub name: String,
+    /// 1..=1,000,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    pub limit: i64,
+    /// 1,000..=2,592,000,000 (30 days).
+    #[schema(minimum = 1000, maximum = 2_592_000_000_i64)]
+    pub duration_ms: i64,
+    /// Applied to every verification (default), or only when a request names it.
+    #[serde(default = "yes")]
+    pub auto_apply: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl From<NamedLimitView> for keyhaven_core::usage_control::NamedLimit {
+    fn from(v: NamedLimitView) -> Self {
+        keyhaven_core::usage_control::NamedLimit {
+            name: v.name,
+            limit: v.limit,
+            duration_ms: v.duration_ms,
+            auto_apply: v.auto_apply,
+        }
+    }
+}
+
+impl From<&keyhaven_core::usage_control::NamedLimit> for NamedLimitView {
+    fn from(l: &keyhaven_core::usage_control::NamedLimit) -> Self {
+        NamedLimitView {
+            name: l.name.clone(),
+            limit: l.limit,
+            duration_ms: l.duration_ms,
+            auto_apply: l.auto_apply,
+        }
+    }
+}
+
+/// A balance refill: the balance is set to `amount` at 00:00 UTC every day, or on
+/// `day_of_month` (the last day in shorter months) every month.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreditRefill)]
+pub struct RefillView {
+    /// `daily` or `monthly`.
+    #[schema(value_type = String, example = "monthly")]
+    pub interval: keyhaven_core::usage_control::RefillInterval,
+    /// The balance after a refill.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub amount: i64,
+    /// Monthly only: 1..=31 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 31)]
+    pub day_of_month: Option<u32>,
+}
+
+/// A credit balance, spent by a verification's `cost`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Credits)]
+pub struct CreditsView {
+    /// Credits left (the same number as the key's `remaining`).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub remaining: i64,
+    /// When the balance is set back, if ever.
+    #[serde(default)]
+    pub refill: Option<RefillView>,
+    /// `api_key.credits_low` fires once each time the balance falls below this.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub low_threshold: Option<i64>,
+}
+
+impl From<CreditsView> for keyhaven_core::usage_control::Credits {
+    fn from(v: CreditsView) -> Self {
+        keyhaven_core::usage_control::Credits {
+            remaining: v.remaining,
+            refill: v.refill.map(|r| keyhaven_core::usage_control::Refill {
+                interval: r.interval,
+                amount: r.amount,
+                day_of_month: r.day_of_month,
+            }),
+            low_threshold: v.low_threshold,
+        }
+    }
+}
+
+impl From<&keyhaven_core::usage_control::Credits> for CreditsView {
+    fn from(c: &keyhaven_core::usage_control::Credits) -> Self {
+        CreditsView {
+            remaining: c.remaining,
+            refill: c.refill.map(|r| RefillView {
+                interval: r.interval,
+                amount: r.amount,
+                day_of_month: r.day_of_month,
+            }),
+            low_threshold: c.low_threshold,
+        }
+    }
+}
+
 /// An API key (its secret only in the create and regenerate responses).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyView {
@@ -295,8 +406,14 @@ pub struct ApiKeyView {
     pub last_used_at: Option<String>,
     #[schema(format = DateTime)]
     pub revoked_at: Option<String>,
+    /// The limit named `default`, if the key has one.
     pub ratelimit: Option<RateLimitView>,
+    /// Every named limit.
+    pub ratelimits: Vec<NamedLimitView>,
+    /// The credit balance (`credits.remaining`); `null` = unlimited.
     pub remaining: Option<i64>,
+    /// The credit balance and its rules; `null` = unlimited.
+    pub credits: Option<CreditsView>,
     pub allowed_cidrs: Vec<String>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
@@ -326,10 +443,13 @@ impl ApiKeyView {
             updated_at: t(&k.updated_at),
             last_used_at: ot(&k.last_used_at),
             revoked_at: ot(&k.revoked_at),
-            ratelimit: k
-                .ratelimit
-                .map(|RateLimit { limit, duration_ms }| RateLimitView { limit, duration_ms }),
-            remaining: k.remaining,
+            ratelimit: keyhaven_core::usage_control::default_limit(&k.ratelimits).map(|l| {
+                let RateLimit { limit, duration_ms } = l.rate();
+                RateLimitView { limit, duration_ms }
+            }),
+            ratelimits: k.ratelimits.iter().map(Into::into).collect(),
+            remaining: k.credits.map(|c| c.remaining),
+            credits: k.credits.as_ref().map(Into::into),
             allowed_cidrs: k.allowed_cidrs.iter().map(|c| c.to_string()).collect(),
             metadata: k.metadata.clone(),
             key: None,

@@ -205,6 +205,7 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         name: form.get("name").to_string(),
         description: Some(form.get("description").to_string()),
         roles: Some(form.list("roles")),
+        ratelimits: None,
     };
     match state.service.create_service_account(&c.caller, input).await {
         Ok(sa) => Ok(layout::see_other(&format!(
@@ -551,6 +552,7 @@ pub async fn edit(
         description: Some(form.get("description").to_string()),
         roles: (form.has("roles_present") && forms::roles_changed(&roles, &sa.roles))
             .then_some(roles),
+        ratelimits: None,
     };
     match state
         .service

@@ -84,6 +84,7 @@ async fn principals(app: &TestApp) -> Vec<Principal> {
             .create_service_account(
                 &system,
                 CreateServiceAccount {
+                    ratelimits: None,
                     name: format!("{role} automation"),
                     description: None,
                     roles: None,
@@ -142,6 +143,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         .create_service_account(
             &system,
             CreateServiceAccount {
+                ratelimits: None,
                 name: "fixture".into(),
                 description: None,
                 roles: None,
@@ -737,6 +739,7 @@ async fn no_escalation_through_existing_credentials(app: TestApp) {
         .create_service_account(
             &system,
             CreateServiceAccount {
+                ratelimits: None,
                 name: "deployer".into(),
                 description: None,
                 roles: Some(vec!["super-admin".into()]),

@@ -691,6 +691,7 @@ async fn make_account(app: &TestApp, name: &str) -> String {
         .create_service_account(
             &system(app),
             CreateServiceAccount {
+                ratelimits: None,
                 name: name.into(),
                 description: Some(format!("Runs the {name} integration")),
                 roles: Some(vec!["read-only".into()]),
@@ -1713,6 +1714,7 @@ async fn readme_screenshots() {
         .create_service_account(
             &sys,
             CreateServiceAccount {
+                ratelimits: None,
                 name: "payments-service".into(),
                 description: Some("Charges cards and issues refunds for the web shop".into()),
                 roles: Some(vec!["read-only".into()]),

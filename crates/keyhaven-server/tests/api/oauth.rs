@@ -76,6 +76,7 @@ async fn client(app: &TestApp, expires_in: Option<Duration>) -> Client {
         .create_service_account(
             &c,
             CreateServiceAccount {
+                ratelimits: None,
                 name: format!("ci-{}", rand_suffix()),
                 description: None,
                 roles: Some(vec!["integration".into()]),

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use ipnet::IpNet;
-use keyhaven_core::api_key::RateLimit;
 use keyhaven_core::key_format::KeyDigest;
 use keyhaven_core::principal::PrincipalKind;
 
@@ -46,8 +45,6 @@ pub struct CachedKey {
     pub revoked: bool,
     /// The owner is active (user active / service account active).
     pub owner_active: bool,
-    /// Whether the key has a `remaining` budget (kept in the database).
-    pub counts_uses: bool,
     /// Expiry, ms.
     pub expires_at_ms: Option<i64>,
     /// Set when this entry is for the secret replaced by a regeneration: the end of
@@ -61,13 +58,58 @@ pub struct CachedKey {
     pub owner: Arc<Owner>,
     /// Effective permissions, sorted (shared between keys with the same set).
     pub permissions: Arc<[Box<str>]>,
-    /// Rate limit.
-    pub ratelimit: Option<Box<RateLimit>>,
+    /// The key's named limits and its service account's shared ones.
+    pub limits: Box<[KeyLimit]>,
+    /// The key's balance, when it has one.
+    pub credits: Option<CachedCredits>,
     /// Allowed client networks; empty = any.
     pub allowed_cidrs: Box<[IpNet]>,
     /// When the record was read from the database (ms): records older than
     /// [`MAX_AGE_MS`] are read again in the background.
     pub loaded_at_ms: i64,
+}
+
+/// Whose limit it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    /// The key's own.
+    Key,
+    /// Shared by every key of the service account.
+    ServiceAccount,
+}
+
+impl LimitScope {
+    /// As the verify answer writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitScope::Key => "key",
+            LimitScope::ServiceAccount => "service_account",
+        }
+    }
+}
+
+/// A named limit as verification applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLimit {
+    /// Its name.
+    pub name: Box<str>,
+    /// Key or service account.
+    pub scope: LimitScope,
+    /// Applied to every verification.
+    pub auto_apply: bool,
+    /// Its bucket.
+    pub bucket: crate::meter::BucketSpec,
+}
+
+/// A key's balance as read with the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedCredits {
+    /// The balance's epoch.
+    pub epoch: i64,
+    /// The stored balance then.
+    pub stored: i64,
+    /// `low_threshold`.
+    pub low_threshold: Option<i64>,
 }
 
 /// A key id as the 26 bytes [`CachedKey`] keeps.
@@ -246,7 +288,6 @@ mod tests {
             key_id: id_bytes(id),
             revoked: false,
             owner_active: true,
-            counts_uses: false,
             expires_at_ms: None,
             previous_until_ms: None,
             org_id: Arc::from("org"),
@@ -257,7 +298,8 @@ mod tests {
                 name: "sa".into(),
             }),
             permissions: Arc::from(Vec::<Box<str>>::new()),
-            ratelimit: None,
+            limits: Box::new([]),
+            credits: None,
             allowed_cidrs: Box::new([]),
             loaded_at_ms: 0,
         })

@@ -3,18 +3,17 @@
 //! [`Verifier::verify`] reads like PRODUCT.md's sequence: parse and checksum
 //! (`MALFORMED`, before any lookup) → cache, or — when the index of existing digests
 //! says the key may exist — the database once (`NOT_FOUND`) →
-//! `EXPIRED` → `REVOKED` → owner (`DISABLED`) → permissions (`FORBIDDEN`) → rate limit
-//! (`RATE_LIMITED`) → uses left (`USAGE_EXCEEDED`) → client IP (`IP_NOT_ALLOWED`) →
+//! `EXPIRED` → `REVOKED` → owner (`DISABLED`) → permissions (`FORBIDDEN`) → rate limits
+//! (`RATE_LIMITED`) → credits (`USAGE_EXCEEDED`) → client IP (`IP_NOT_ALLOWED`) →
 //! `VALID`, counting the verification in memory on the way out.
 //!
-//! Once a key is cached, a verification touches no database and takes no global lock —
-//! except for keys with a `remaining` budget, whose decrement is an atomic database
-//! update so the budget is exact across nodes and restarts.
+//! Once a key is cached, a verification touches no database and takes no global lock:
+//! limits and credits are spent from this node's leases ([`crate::meter`]), which go
+//! back to the shared counters only in batches.
 
 pub mod cache;
 pub mod changes;
 pub mod index;
-pub mod ratelimit;
 pub mod usage;
 
 use std::collections::HashSet;
@@ -28,10 +27,10 @@ use keyhaven_core::key_format::{self, KeyDigest};
 use keyhaven_core::time::Clock;
 use keyhaven_store::{Store, StoreError};
 
-use self::cache::{id_bytes, CachedKey, KeyCache, Owner};
+use self::cache::{id_bytes, CachedCredits, CachedKey, KeyCache, KeyLimit, LimitScope, Owner};
 use self::index::DigestIndex;
-use self::ratelimit::{RateDecision, RateLimiter};
 use self::usage::UsageCounter;
+use crate::meter::{bucket_id, BucketSpec, CounterEngine, CreditKey, LimitState, Meter};
 
 /// A verification's answer code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,24 +100,78 @@ pub struct Verdict {
     pub code: Code,
     /// The key, when one was found.
     pub key: Option<Arc<CachedKey>>,
-    /// The rate limit state, for keys with a limit that got that far.
-    pub rate: Option<RateDecision>,
-    /// Uses left after this one, for keys with a budget.
+    /// Every limit that applied, for keys that got that far: its index in the key's
+    /// `limits` and its state.
+    pub limits: Vec<(usize, LimitState)>,
+    /// Credits left after this one, for keys with a balance.
     pub remaining: Option<i64>,
     /// True when the secret used is the one replaced by a regeneration, in its grace period.
     pub rotating: bool,
 }
 
 impl Verdict {
+    /// The applied limit that refused, if one did.
+    pub fn refused_by(&self) -> Option<&LimitState> {
+        self.limits.iter().map(|(_, s)| s).find(|s| s.exceeded)
+    }
+
     fn code(code: Code, key: Option<Arc<CachedKey>>) -> Self {
         Verdict {
             code,
             key,
-            rate: None,
+            limits: Vec::new(),
             remaining: None,
             rotating: false,
         }
     }
+}
+
+/// A limit a verification request names, with its cost.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitUse<'a> {
+    /// The limit's name (the key's or its service account's).
+    pub name: &'a str,
+    /// Tokens to spend, 0..=1,000,000 (0 reports without spending).
+    pub cost: i64,
+}
+
+/// What a verification spends: `cost` credits and, besides the key's `auto_apply`
+/// limits (cost 1 each), the named limits with their costs.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage<'a> {
+    /// Credits to spend.
+    pub cost: i64,
+    /// Limits named by the request.
+    pub limits: &'a [LimitUse<'a>],
+    /// False to check the key alone, spending from no limit or balance (a key that
+    /// authenticates a call of `/v1/ratelimit`).
+    pub meter: bool,
+}
+
+impl Usage<'static> {
+    /// One credit, the `auto_apply` limits.
+    pub const DEFAULT: Usage<'static> = Usage {
+        cost: 1,
+        limits: &[],
+        meter: true,
+    };
+    /// Nothing metered.
+    pub const UNMETERED: Usage<'static> = Usage {
+        cost: 0,
+        limits: &[],
+        meter: false,
+    };
+}
+
+/// Why a verification has no verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Storage (or the usage counters) failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The request named a limit the key does not have (HTTP 400).
+    #[error("the key has no rate limit named {0:?}")]
+    UnknownLimit(String),
 }
 
 /// Counters for `/metrics`.
@@ -148,8 +201,8 @@ pub struct Verifier {
     pub cache: KeyCache,
     /// Which digests exist.
     pub index: DigestIndex,
-    /// Rate limit buckets.
-    pub limiter: RateLimiter,
+    /// This node's leases of limits and credits.
+    pub meter: Meter,
     /// Usage counters.
     pub usage: UsageCounter,
     /// Counters for `/metrics`.
@@ -160,14 +213,32 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// A verifier on `store`.
+    /// A verifier on `store`, counting limits and credits in memory on SQLite (one
+    /// node) and in the database on PostgreSQL.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let engine: Arc<dyn CounterEngine> = match store.backend() {
+            keyhaven_store::Backend::Sqlite => {
+                Arc::new(crate::meter::memory::MemoryEngine::new(store.clone()))
+            }
+            keyhaven_store::Backend::Postgres => {
+                Arc::new(crate::meter::database::DatabaseEngine::new(store.clone()))
+            }
+        };
+        Self::with_engine(store, clock, engine)
+    }
+
+    /// A verifier whose limits and credits live in `engine`.
+    pub fn with_engine(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        engine: Arc<dyn CounterEngine>,
+    ) -> Self {
         Verifier {
             store,
             clock,
             cache: KeyCache::default(),
             index: DigestIndex::default(),
-            limiter: RateLimiter::default(),
+            meter: Meter::new(engine),
             usage: UsageCounter::default(),
             stats: VerifyStats::default(),
             orgs: DashMap::new(),
@@ -215,8 +286,9 @@ impl Verifier {
         key: &str,
         required: &[S],
         ip: Option<IpAddr>,
-    ) -> Result<Verdict, StoreError> {
-        self.verify_in(None, key, required, ip).await
+    ) -> Result<Verdict, VerifyError> {
+        self.verify_in(None, key, required, ip, Usage::DEFAULT)
+            .await
     }
 
     /// Like [`Verifier::verify`], for the API of organization `org` when given: a key
@@ -229,7 +301,8 @@ impl Verifier {
         key: &str,
         required: &[S],
         ip: Option<IpAddr>,
-    ) -> Result<Verdict, StoreError> {
+        usage: Usage<'_>,
+    ) -> Result<Verdict, VerifyError> {
         // MALFORMED: shape and checksum, before any lookup — and before the clock, which
         // is not free on every machine; a flood of garbage costs only the parse.
         if key_format::parse(key).is_err() {
@@ -238,7 +311,7 @@ impl Verifier {
         }
         // One clock read serves the checks and the usage count.
         let now = self.clock.now().timestamp_millis();
-        let verdict = self.decide(org, key, required, ip, now).await?;
+        let verdict = self.decide(org, key, required, ip, usage, now).await?;
         self.stats.by_code[verdict.code.index()].fetch_add(1, Ordering::Relaxed);
         if let Some(k) = &verdict.key {
             self.usage
@@ -253,8 +326,9 @@ impl Verifier {
         key: &str,
         required: &[S],
         ip: Option<IpAddr>,
+        usage: Usage<'_>,
         now: i64,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, VerifyError> {
         // The key is well formed (checked by `verify`).
         let digest = key_format::digest(key);
         // NOT_FOUND: cache, negative cache, then the database once.
@@ -308,81 +382,76 @@ impl Verifier {
         if !k.has_all(required) {
             return fail(Code::Forbidden);
         }
-        let rate = match k.ratelimit.as_deref() {
-            Some(&limit) => {
-                let d = self.limiter.take(k.id(), limit, now);
-                if !d.allowed {
-                    return Ok(Verdict {
-                        rate: Some(d),
-                        rotating,
-                        ..Verdict::code(Code::RateLimited, Some(k.clone()))
-                    });
-                }
-                Some(d)
+        // The limits that apply: every `auto_apply` one, and those the request names
+        // (a name the key and its service account lack is an error, not a verdict).
+        for u in usage.limits {
+            if !k.limits.iter().any(|l| *l.name == *u.name) {
+                return Err(VerifyError::UnknownLimit(u.name.to_string()));
             }
-            None => None,
-        };
-        let mut remaining = None;
-        if k.counts_uses {
-            if !k.ip_allowed(ip) {
-                // USAGE_EXCEEDED is checked before IP_NOT_ALLOWED: peek without taking.
-                let left = self.peek_remaining(&k).await?;
-                let code = if left == Some(0) {
-                    Code::UsageExceeded
-                } else {
-                    Code::IpNotAllowed
-                };
-                return Ok(Verdict {
-                    rate,
-                    rotating,
-                    ..Verdict::code(code, Some(k.clone()))
-                });
+        }
+        let mut applied: Vec<(usize, &BucketSpec, i64)> = Vec::new();
+        for (i, l) in k.limits.iter().enumerate() {
+            match usage.limits.iter().find(|u| *u.name == *l.name) {
+                Some(u) => applied.push((i, &l.bucket, u.cost)),
+                None if l.auto_apply => applied.push((i, &l.bucket, 1)),
+                None => {}
             }
-            match self.take_remaining(&k).await? {
-                Some(left) => remaining = Some(left),
-                None => {
-                    return Ok(Verdict {
-                        rate,
-                        rotating,
-                        remaining: Some(0),
-                        ..Verdict::code(Code::UsageExceeded, Some(k.clone()))
-                    })
-                }
-            }
-        } else if !k.ip_allowed(ip) {
+        }
+        let credits = k.credits.map(|c| {
+            (
+                CreditKey {
+                    key_id: k.id(),
+                    org_id: &k.org_id,
+                    epoch: c.epoch,
+                    stored: c.stored,
+                    low_threshold: c.low_threshold,
+                },
+                usage.cost,
+            )
+        });
+        if !usage.meter || (applied.is_empty() && credits.is_none()) {
+            let code = if k.ip_allowed(ip) {
+                Code::Valid
+            } else {
+                Code::IpNotAllowed
+            };
             return Ok(Verdict {
-                rate,
                 rotating,
-                ..Verdict::code(Code::IpNotAllowed, Some(k.clone()))
+                ..Verdict::code(code, Some(k))
             });
         }
+        let buckets: Vec<(&BucketSpec, i64)> = applied.iter().map(|(_, b, c)| (*b, *c)).collect();
+        let spent = self
+            .meter
+            .spend(&buckets, credits, now)
+            .await
+            .map_err(StoreError::from)?;
+        let limits: Vec<(usize, LimitState)> = applied
+            .iter()
+            .map(|(i, _, _)| *i)
+            .zip(spent.limits.iter().copied())
+            .collect();
+        let code = if spent.refused_by.is_some() {
+            Code::RateLimited
+        } else if spent.credits_refused {
+            Code::UsageExceeded
+        } else if !k.ip_allowed(ip) {
+            // Checked last in the contract's order, but nothing may stay spent for it.
+            self.meter
+                .refund(&buckets, credits, now)
+                .await
+                .map_err(StoreError::from)?;
+            Code::IpNotAllowed
+        } else {
+            Code::Valid
+        };
         Ok(Verdict {
-            code: Code::Valid,
+            code,
             key: Some(k),
-            rate,
-            remaining,
+            limits,
+            remaining: spent.credits,
             rotating,
         })
-    }
-
-    async fn take_remaining(&self, k: &CachedKey) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.store.begin().await?;
-        let left = tx
-            .take_remaining(&Id::from_trusted(k.id().to_string()))
-            .await?;
-        tx.commit().await?;
-        Ok(left)
-    }
-
-    async fn peek_remaining(&self, k: &CachedKey) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.store.read().await?;
-        let key = tx
-            .api_key(
-                &Id::from_trusted(k.org_id.to_string()),
-                &Id::from_trusted(k.id().to_string()),
-            )
-            .await?;
-        Ok(key.and_then(|k| k.remaining))
     }
 
     /// Loads a key record from the database and caches it, unless the cache was
@@ -402,11 +471,39 @@ impl Verifier {
         let k = found.key;
         let access = tx.key_access(&k).await?;
         let (perms, owner_active) = (access.permissions, access.owner_active);
+        let mut limits: Vec<KeyLimit> = k
+            .ratelimits
+            .iter()
+            .map(|l| KeyLimit {
+                name: l.name.as_str().into(),
+                scope: LimitScope::Key,
+                auto_apply: l.auto_apply,
+                bucket: BucketSpec {
+                    id: bucket_id("k", k.id.as_str(), &l.name, l.limit, l.duration_ms),
+                    limit: l.limit,
+                    duration_ms: l.duration_ms,
+                },
+            })
+            .collect();
+        if k.owner.kind == keyhaven_core::principal::PrincipalKind::ServiceAccount {
+            let owner_id = Id::from_trusted(k.owner.id.clone());
+            if let Some(sa) = tx.service_account(&k.org_id, &owner_id).await? {
+                limits.extend(sa.ratelimits.iter().map(|l| KeyLimit {
+                    name: l.name.as_str().into(),
+                    scope: LimitScope::ServiceAccount,
+                    auto_apply: l.auto_apply,
+                    bucket: BucketSpec {
+                        id: bucket_id("s", sa.id.as_str(), &l.name, l.limit, l.duration_ms),
+                        limit: l.limit,
+                        duration_ms: l.duration_ms,
+                    },
+                }));
+            }
+        }
         let cached = Arc::new(CachedKey {
             key_id: id_bytes(k.id.as_str()),
             revoked: k.revoked_at.is_some(),
             owner_active,
-            counts_uses: k.remaining.is_some(),
             expires_at_ms: k.expires_at.map(|t| t.timestamp_millis()),
             previous_until_ms: if found.previous {
                 Some(
@@ -425,7 +522,12 @@ impl Verifier {
                 name: k.owner.name.into_boxed_str(),
             }),
             permissions: self.intern_permissions(perms.into_iter().collect()),
-            ratelimit: k.ratelimit.map(Box::new),
+            limits: limits.into_boxed_slice(),
+            credits: k.credits.map(|c| CachedCredits {
+                epoch: k.credits_epoch,
+                stored: c.remaining,
+                low_threshold: c.low_threshold,
+            }),
             allowed_cidrs: k.allowed_cidrs.into_boxed_slice(),
             loaded_at_ms: self.clock.now().timestamp_millis(),
         });

@@ -191,6 +191,7 @@ async fn key_mutations_write_one_entry_each(env: &Env) {
         .create_service_account(
             &me,
             CreateServiceAccount {
+                ratelimits: None,
                 name: "deployer".into(),
                 description: None,
                 roles: Some(strings(&[READ_ONLY])),

@@ -162,6 +162,7 @@ impl Env {
             .create_service_account(
                 &self.system,
                 CreateServiceAccount {
+                    ratelimits: None,
                     name: name.to_string(),
                     description: None,
                     roles: Some(strings(roles)),

@@ -1,0 +1,609 @@
+//! Usage control on the hot path: rate limits and credits that hold on every node.
+//!
+//! A [`CounterEngine`] keeps the shared counters — token buckets and credit balances —
+//! somewhere every node sees: in this process ([`memory::MemoryEngine`], SQLite: one
+//! node), in the database ([`database::DatabaseEngine`], PostgreSQL row locks) or in
+//! Redis ([`redis::RedisEngine`], atomic scripts). The [`Meter`] of a node leases from
+//! the engine in batches and spends from memory, so a key far from its limit makes no
+//! network call; a lease is an eighth of what is left (at least the cost, at most
+//! [`MAX_LEASE`]), so leases shrink to one at a time near exhaustion and the limit is
+//! never exceeded cluster-wide: a token is spent only after the engine handed it out.
+//!
+//! Leased tokens a node does not spend within [`TOKEN_LEASE_MS`] go back to the bucket;
+//! leased credits go back after [`CREDIT_IDLE_MS`] without use; everything goes back
+//! on a graceful stop ([`Meter::release_all`]). A node that crashes loses what it held
+//! (at most one lease per bucket and per balance), and that is never handed out again.
+
+pub mod database;
+pub mod memory;
+pub mod redis;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use keyhaven_core::usage_control::Grant;
+use keyhaven_store::{CreditLease, StoreError};
+
+/// Most tokens or credits one lease hands to a node.
+pub const MAX_LEASE: i64 = 1_000;
+/// Leased tokens not spent within this go back to their bucket, ms.
+pub const TOKEN_LEASE_MS: i64 = 1_000;
+/// Leased credits not spent for this long go back to the balance, ms.
+pub const CREDIT_IDLE_MS: i64 = 1_000;
+
+/// A counter engine failed (the database or Redis is unreachable).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        EngineError(e.to_string())
+    }
+}
+
+impl From<EngineError> for StoreError {
+    fn from(e: EngineError) -> Self {
+        StoreError::Unavailable(format!("usage counters: {}", e.0))
+    }
+}
+
+/// One token bucket: its id (scope, owner, name and window: a changed window is a new
+/// bucket, starting full) and its window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSpec {
+    /// Unique across the cluster.
+    pub id: Box<str>,
+    /// Tokens in a full bucket.
+    pub limit: i64,
+    /// Time to refill an empty bucket, ms.
+    pub duration_ms: i64,
+}
+
+/// The balance of a key as the cached key record knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreditKey<'a> {
+    /// The key id.
+    pub key_id: &'a str,
+    /// Its organization.
+    pub org_id: &'a str,
+    /// The balance's epoch when the record was read.
+    pub epoch: i64,
+    /// The stored balance when the record was read (the in-memory engine starts there).
+    pub stored: i64,
+    /// The key's `low_threshold`.
+    pub low_threshold: Option<i64>,
+}
+
+/// Where shared counters live.
+#[async_trait]
+pub trait CounterEngine: Send + Sync + 'static {
+    /// `memory`, `postgres` or `redis`, for logs and `/metrics`.
+    fn name(&self) -> &'static str;
+    /// Whether nodes should lease in batches: false for the in-process engine, whose
+    /// counters are as cheap to reach as a lease would be.
+    fn batches(&self) -> bool;
+    /// Leases tokens from `bucket` for a request of `cost` that would like `want`.
+    async fn lease_tokens(
+        &self,
+        bucket: &BucketSpec,
+        cost: i64,
+        want: i64,
+        now_ms: i64,
+    ) -> Result<Grant, EngineError>;
+    /// Puts back tokens leased and not used.
+    async fn return_tokens(
+        &self,
+        bucket: &BucketSpec,
+        tokens: i64,
+        now_ms: i64,
+    ) -> Result<(), EngineError>;
+    /// Leases credits of a key; `None` when the key has no balance (any more).
+    async fn lease_credits(
+        &self,
+        key: CreditKey<'_>,
+        cost: i64,
+        want: i64,
+    ) -> Result<Option<CreditLease>, EngineError>;
+    /// Puts back credits leased under `epoch` and not used.
+    async fn return_credits(
+        &self,
+        key_id: &str,
+        epoch: i64,
+        credits: i64,
+    ) -> Result<(), EngineError>;
+    /// A balance was adjusted in the database (committed): `before`/`after` as stored,
+    /// `op` and `value` as asked. Returns the balance as this engine now counts it.
+    fn credits_adjusted(
+        &self,
+        key_id: &str,
+        change: keyhaven_store::CreditChange,
+        op: keyhaven_core::usage_control::CreditOp,
+        value: i64,
+    ) -> i64;
+    /// Writes whatever the engine keeps behind (the in-memory engine's spent credits);
+    /// runs at least every second and on a graceful stop.
+    async fn flush(&self) -> Result<(), EngineError>;
+    /// Forgets state no longer needed (full buckets) at `now_ms`.
+    async fn prune(&self, now_ms: i64) -> Result<(), EngineError>;
+}
+
+/// The state of one limit after a verification, for the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitState {
+    /// Tokens in a full bucket.
+    pub limit: i64,
+    /// Tokens left (cluster-wide, as far as this node knows).
+    pub remaining: i64,
+    /// When the bucket is full again, or when the cost will be there (refused), ms.
+    pub reset_at_ms: i64,
+    /// Refused by this limit.
+    pub exceeded: bool,
+}
+
+#[derive(Default)]
+struct LocalBucket {
+    /// Leased tokens not spent yet.
+    tokens: i64,
+    /// When the lease ends (unspent tokens then go back).
+    expires_ms: i64,
+    /// The bucket's tokens left at the last lease.
+    remaining: i64,
+    /// Its reset time at the last lease.
+    reset_at_ms: i64,
+}
+
+#[derive(Default)]
+struct LocalCredits {
+    epoch: i64,
+    /// Leased credits not spent yet.
+    leased: i64,
+    /// The balance at the last lease (without what nodes hold).
+    remaining: i64,
+    last_used_ms: i64,
+}
+
+/// A one-time credit notice a lease made due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditSignal {
+    /// The key.
+    pub key_id: String,
+    /// Its organization.
+    pub org_id: String,
+    /// The balance seen.
+    pub remaining: i64,
+    /// Below `low_threshold` (else: exhausted).
+    pub low: bool,
+}
+
+/// A node's leases, spent from memory.
+pub struct Meter {
+    engine: Arc<dyn CounterEngine>,
+    buckets: DashMap<Box<str>, Mutex<LocalBucket>>,
+    credits: DashMap<Box<str>, Mutex<LocalCredits>>,
+    signals: Mutex<Vec<CreditSignal>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Meter {
+    /// A meter on `engine`.
+    pub fn new(engine: Arc<dyn CounterEngine>) -> Self {
+        Meter {
+            engine,
+            buckets: DashMap::new(),
+            credits: DashMap::new(),
+            signals: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<dyn CounterEngine> {
+        &self.engine
+    }
+
+    fn want(&self, limit: i64, cost: i64) -> i64 {
+        if self.engine.batches() {
+            (limit / 10).clamp(1, MAX_LEASE).max(cost)
+        } else {
+            cost
+        }
+    }
+
+    fn local_view(&self, b: &BucketSpec) -> LimitState {
+        let (remaining, reset_at_ms) = match self.buckets.get(&b.id) {
+            Some(l) => {
+                let l = lock(&l);
+                (l.remaining + l.tokens, l.reset_at_ms)
+            }
+            None => (b.limit, 0),
+        };
+        LimitState {
+            limit: b.limit,
+            remaining,
+            reset_at_ms,
+            exceeded: false,
+        }
+    }
+
+    fn take_local(&self, b: &BucketSpec, cost: i64, now_ms: i64) -> Option<LimitState> {
+        let l = self.buckets.get(&b.id)?;
+        let mut l = lock(&l);
+        if l.expires_ms > now_ms && l.tokens >= cost {
+            l.tokens -= cost;
+            return Some(LimitState {
+                limit: b.limit,
+                remaining: l.remaining + l.tokens,
+                reset_at_ms: l.reset_at_ms,
+                exceeded: false,
+            });
+        }
+        None
+    }
+
+    /// Takes `cost` tokens from bucket `b`: `Ok` with the state after, or `Err` with the
+    /// state of a refusal (nothing taken).
+    async fn take_tokens(
+        &self,
+        b: &BucketSpec,
+        cost: i64,
+        now_ms: i64,
+    ) -> Result<Result<LimitState, LimitState>, EngineError> {
+        if cost == 0 {
+            // Reports without spending.
+            if self.buckets.contains_key(&b.id) {
+                return Ok(Ok(self.local_view(b)));
+            }
+            let g = self.engine.lease_tokens(b, 0, 0, now_ms).await?;
+            return Ok(Ok(LimitState {
+                limit: b.limit,
+                remaining: g.remaining,
+                reset_at_ms: g.reset_at_ms,
+                exceeded: false,
+            }));
+        }
+        for _ in 0..4 {
+            if let Some(s) = self.take_local(b, cost, now_ms) {
+                return Ok(Ok(s));
+            }
+            let g = self
+                .engine
+                .lease_tokens(b, cost, self.want(b.limit, cost), now_ms)
+                .await?;
+            if g.granted == 0 {
+                let l = self.buckets.entry(b.id.clone()).or_default();
+                let mut l = lock(&l);
+                l.remaining = g.remaining;
+                l.reset_at_ms = g.reset_at_ms;
+                return Ok(Err(LimitState {
+                    limit: b.limit,
+                    remaining: g.remaining + l.tokens,
+                    reset_at_ms: g.reset_at_ms,
+                    exceeded: true,
+                }));
+            }
+            let (stale, exact) = {
+                let entry = self.buckets.entry(b.id.clone()).or_default();
+                let mut l = lock(&entry);
+                let stale = if l.expires_ms <= now_ms {
+                    std::mem::take(&mut l.tokens)
+                } else {
+                    0
+                };
+                l.expires_ms = now_ms + TOKEN_LEASE_MS;
+                l.remaining = g.remaining;
+                l.reset_at_ms = g.reset_at_ms;
+                // The exact engine's grant is this request's; a batch joins the lease.
+                let exact = !self.engine.batches();
+                if !exact {
+                    l.tokens += g.granted;
+                }
+                (stale, exact)
+            };
+            if stale > 0 {
+                self.engine.return_tokens(b, stale, now_ms).await?;
+            }
+            if exact {
+                return Ok(Ok(LimitState {
+                    limit: b.limit,
+                    remaining: g.remaining,
+                    reset_at_ms: g.reset_at_ms,
+                    exceeded: false,
+                }));
+            }
+        }
+        // Other requests kept taking what this one leased: refuse rather than spin.
+        Ok(Err(LimitState {
+            exceeded: true,
+            ..self.local_view(b)
+        }))
+    }
+
+    /// Gives back `cost` tokens taken by [`Meter::take_tokens`] for a request that was
+    /// then refused by something else.
+    async fn untake_tokens(
+        &self,
+        b: &BucketSpec,
+        cost: i64,
+        now_ms: i64,
+    ) -> Result<(), EngineError> {
+        if cost == 0 {
+            return Ok(());
+        }
+        if self.engine.batches() {
+            if let Some(l) = self.buckets.get(&b.id) {
+                lock(&l).tokens += cost;
+                return Ok(());
+            }
+        }
+        self.engine.return_tokens(b, cost, now_ms).await
+    }
+
+    /// Takes `cost` credits of `key`: `Ok(Some(left))` after taking, `Ok(None)` when
+    /// fewer than the cost are left (nothing taken), or — when the key turned out to
+    /// have no balance any more — `Ok(Some(i64::MAX))`.
+    async fn take_credits(
+        &self,
+        key: CreditKey<'_>,
+        cost: i64,
+        now_ms: i64,
+    ) -> Result<Option<i64>, EngineError> {
+        for _ in 0..4 {
+            {
+                let entry = self.credits.entry(key.key_id.into()).or_default();
+                let mut c = lock(&entry);
+                if c.epoch < key.epoch {
+                    // The balance was replaced: what this node held is void.
+                    c.epoch = key.epoch;
+                    c.leased = 0;
+                    c.remaining = key.stored;
+                }
+                if c.leased >= cost && (cost > 0 || self.engine.batches()) {
+                    c.leased -= cost;
+                    c.last_used_ms = now_ms;
+                    return Ok(Some(c.remaining + c.leased));
+                }
+            }
+            let want = if self.engine.batches() {
+                MAX_LEASE.max(cost)
+            } else {
+                cost
+            };
+            let Some(lease) = self.engine.lease_credits(key, cost, want).await? else {
+                return Ok(Some(i64::MAX));
+            };
+            self.signal(key, lease.remaining, lease.low_threshold);
+            let entry = self.credits.entry(key.key_id.into()).or_default();
+            let mut c = lock(&entry);
+            if lease.epoch > c.epoch {
+                c.epoch = lease.epoch;
+                c.leased = 0;
+            }
+            c.remaining = lease.remaining;
+            c.last_used_ms = now_ms;
+            if lease.granted < cost || (lease.granted == 0 && cost > 0) {
+                return Ok(None);
+            }
+            if !self.engine.batches() || lease.epoch < c.epoch {
+                // Exact engine: the grant is this request's. (A lease of an older epoch
+                // than this node already saw is spent at once, never kept.)
+                return Ok(Some(lease.remaining));
+            }
+            c.leased += lease.granted;
+        }
+        Ok(None)
+    }
+
+    async fn untake_credits(&self, key: CreditKey<'_>, cost: i64) -> Result<(), EngineError> {
+        if cost == 0 {
+            return Ok(());
+        }
+        if self.engine.batches() {
+            if let Some(c) = self.credits.get(key.key_id) {
+                let mut c = lock(&c);
+                if c.epoch == key.epoch {
+                    c.leased += cost;
+                    return Ok(());
+                }
+            }
+        }
+        self.engine
+            .return_credits(key.key_id, key.epoch, cost)
+            .await
+    }
+
+    fn signal(&self, key: CreditKey<'_>, remaining: i64, low_threshold: Option<i64>) {
+        let low = low_threshold.is_some_and(|t| remaining < t);
+        if remaining == 0 || low {
+            let mut s = lock(&self.signals);
+            if s.len() < 10_000 {
+                s.push(CreditSignal {
+                    key_id: key.key_id.to_string(),
+                    org_id: key.org_id.to_string(),
+                    remaining,
+                    low: remaining > 0,
+                });
+            }
+        }
+    }
+
+    /// Takes the credit notices leases made due since the last call.
+    pub fn take_signals(&self) -> Vec<CreditSignal> {
+        std::mem::take(&mut *lock(&self.signals))
+    }
+
+    /// Applies every limit (each with its cost) and then the credits, all or nothing:
+    /// on a refusal nothing stays spent. `credits` is checked only when the limits pass.
+    pub async fn spend(
+        &self,
+        limits: &[(&BucketSpec, i64)],
+        credits: Option<(CreditKey<'_>, i64)>,
+        now_ms: i64,
+    ) -> Result<Spent, EngineError> {
+        let mut states = Vec::with_capacity(limits.len());
+        let mut refused = None;
+        for (i, (b, cost)) in limits.iter().enumerate() {
+            if refused.is_some() {
+                states.push(self.local_view(b));
+                continue;
+            }
+            match self.take_tokens(b, *cost, now_ms).await? {
+                Ok(s) => states.push(s),
+                Err(s) => {
+                    states.push(s);
+                    refused = Some(i);
+                }
+            }
+        }
+        if let Some(i) = refused {
+            for (b, cost) in &limits[..i] {
+                self.untake_tokens(b, *cost, now_ms).await?;
+            }
+            return Ok(Spent {
+                limits: states,
+                refused_by: Some(i),
+                credits: None,
+                credits_refused: false,
+            });
+        }
+        let mut left = None;
+        if let Some((key, cost)) = credits {
+            match self.take_credits(key, cost, now_ms).await? {
+                Some(n) => left = Some(n).filter(|n| *n != i64::MAX),
+                None => {
+                    for (b, cost) in limits {
+                        self.untake_tokens(b, *cost, now_ms).await?;
+                    }
+                    return Ok(Spent {
+                        limits: states,
+                        refused_by: None,
+                        credits: Some(0),
+                        credits_refused: true,
+                    });
+                }
+            }
+        }
+        Ok(Spent {
+            limits: states,
+            refused_by: None,
+            credits: left,
+            credits_refused: false,
+        })
+    }
+
+    /// Undoes a [`Meter::spend`] that succeeded, for a request refused afterwards.
+    pub async fn refund(
+        &self,
+        limits: &[(&BucketSpec, i64)],
+        credits: Option<(CreditKey<'_>, i64)>,
+        now_ms: i64,
+    ) -> Result<(), EngineError> {
+        for (b, cost) in limits {
+            self.untake_tokens(b, *cost, now_ms).await?;
+        }
+        if let Some((key, cost)) = credits {
+            self.untake_credits(key, cost).await?;
+        }
+        Ok(())
+    }
+
+    /// A balance was adjusted (committed): what this node holds of an older epoch is
+    /// void. Returns the balance as the engine counts it now.
+    pub fn credits_adjusted(
+        &self,
+        key_id: &str,
+        change: keyhaven_store::CreditChange,
+        op: keyhaven_core::usage_control::CreditOp,
+        value: i64,
+    ) -> i64 {
+        if let Some(c) = self.credits.get(key_id) {
+            let mut c = lock(&c);
+            if change.epoch > c.epoch {
+                c.epoch = change.epoch;
+                c.leased = 0;
+            }
+            c.remaining = change.after;
+        }
+        self.engine.credits_adjusted(key_id, change, op, value)
+    }
+
+    /// Returns expired token leases and idle credit leases; forgets idle entries.
+    pub async fn maintain(&self, now_ms: i64) -> Result<(), EngineError> {
+        self.give_back(now_ms, false).await
+    }
+
+    /// Returns every lease this node holds (graceful stop), then flushes the engine.
+    pub async fn release_all(&self, now_ms: i64) -> Result<(), EngineError> {
+        self.give_back(now_ms, true).await?;
+        self.engine.flush().await
+    }
+
+    async fn give_back(&self, now_ms: i64, all: bool) -> Result<(), EngineError> {
+        let mut tokens = Vec::new();
+        self.buckets.retain(|id, l| {
+            let mut l = lock(l);
+            if (all || l.expires_ms <= now_ms) && l.tokens > 0 {
+                tokens.push((id.clone(), std::mem::take(&mut l.tokens)));
+            }
+            // Keep an entry while its lease runs or its bucket is refilling.
+            !all && (l.expires_ms > now_ms || l.reset_at_ms > now_ms)
+        });
+        let mut first_err = None;
+        for (id, n) in tokens {
+            // The window is part of the id (`…:{limit}:{duration_ms}`).
+            let mut parts = id.rsplitn(3, ':');
+            let duration_ms = parts.next().and_then(|d| d.parse().ok()).unwrap_or(1000);
+            let limit = parts.next().and_then(|d| d.parse().ok()).unwrap_or(1);
+            let spec = BucketSpec {
+                id,
+                limit,
+                duration_ms,
+            };
+            if let Err(e) = self.engine.return_tokens(&spec, n, now_ms).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        let mut credits = Vec::new();
+        self.credits.retain(|id, c| {
+            let mut c = lock(c);
+            let idle = now_ms - c.last_used_ms >= CREDIT_IDLE_MS;
+            if (all || idle) && c.leased > 0 {
+                credits.push((id.to_string(), c.epoch, std::mem::take(&mut c.leased)));
+            }
+            !(all || idle)
+        });
+        for (id, epoch, n) in credits {
+            if let Err(e) = self.engine.return_credits(&id, epoch, n).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What [`Meter::spend`] did.
+#[derive(Debug, Clone)]
+pub struct Spent {
+    /// Each limit's state, in the order given.
+    pub limits: Vec<LimitState>,
+    /// The limit that refused, if one did.
+    pub refused_by: Option<usize>,
+    /// Credits left after this request (when the key has a balance).
+    pub credits: Option<i64>,
+    /// The balance was below the cost.
+    pub credits_refused: bool,
+}
+
+/// The id of a bucket: `{scope}:{owner}:{name}:{limit}:{duration_ms}`.
+pub fn bucket_id(scope: &str, owner: &str, name: &str, limit: i64, duration_ms: i64) -> Box<str> {
+    format!("{scope}:{owner}:{name}:{limit}:{duration_ms}").into_boxed_str()
+}

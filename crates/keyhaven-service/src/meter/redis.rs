@@ -1,0 +1,1 @@
+//! The Redis counter engine — written next.
