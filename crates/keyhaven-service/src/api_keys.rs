@@ -394,8 +394,9 @@ impl Service {
         let mut tx = self.store.read().await?;
         let l = tx.list_api_keys(&caller.org_id, filter, page).await?;
         let mut items = Vec::with_capacity(l.items.len());
-        for k in l.items {
+        for mut k in l.items {
             let p = self.key_permissions(tx.as_mut(), &k).await?;
+            self.live_credits(&mut k);
             items.push((k, p));
         }
         Ok(keyhaven_store::Listing {
@@ -414,12 +415,27 @@ impl Service {
         self.authorize(caller, Permission::ApiKeysView, Action::ApiKeyView)
             .await?;
         let mut tx = self.store.read().await?;
-        let k = tx
+        let mut k = tx
             .api_key(&caller.org_id, id)
             .await?
             .ok_or(ServiceError::NotFound("API key"))?;
         let p = self.key_permissions(tx.as_mut(), &k).await?;
+        self.live_credits(&mut k);
         Ok((k, p))
+    }
+
+    /// Shows the balance as counted now where the counter engine knows it better than
+    /// the database (spending written behind on SQLite).
+    fn live_credits(&self, k: &mut ApiKey) {
+        if let Some(c) = &mut k.credits {
+            if let Some(n) = self
+                .verifier
+                .meter
+                .live_balance(k.id.as_str(), k.credits_epoch)
+            {
+                c.remaining = n;
+            }
+        }
     }
 
     /// Changes a key's fields.
@@ -727,6 +743,14 @@ impl Service {
         self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyCredits)
             .await?;
         usage_control::validate_balance(value, "value")?;
+        // What was spent and is written behind goes to the database first, so the
+        // audited balance "before" is the one counted.
+        self.verifier
+            .meter
+            .engine()
+            .flush()
+            .await
+            .map_err(keyhaven_store::StoreError::from)?;
         let mut tx = self.store.begin().await?;
         let k = tx
             .api_key(&caller.org_id, id)

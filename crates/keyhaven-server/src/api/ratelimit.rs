@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -116,7 +116,7 @@ async fn check_inner(
     }
     let caller = match org {
         Some(_) => None,
-        None => Some(Auth::from_request_parts(&mut parts, state).await?.caller),
+        None => Some(Auth::authenticate(&mut parts, state).await?.caller),
     };
     let req = Request::from_parts(
         parts,

@@ -170,7 +170,11 @@ pub async fn check_org_path(parts: &mut Parts, org_id: &str) -> Result<(), ApiEr
 }
 
 impl Auth {
-    async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    /// Authenticates without the organization-path check (for routes without one).
+    pub(crate) async fn authenticate(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
         let ctx = request_context(parts, state);
         if let Some(key) = bearer(parts) {
             let caller = state.service.authenticate_key(key, ctx).await?;

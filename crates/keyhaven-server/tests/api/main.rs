@@ -19,5 +19,6 @@ mod oauth;
 mod resilience;
 mod session;
 mod tenancy;
+mod usage_control;
 mod verify;
 mod webhooks;

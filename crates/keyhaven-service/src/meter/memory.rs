@@ -155,6 +155,12 @@ impl CounterEngine for MemoryEngine {
         b.remaining
     }
 
+    fn live_balance(&self, key_id: &str, epoch: i64) -> Option<i64> {
+        let e = self.balances.get(key_id)?;
+        let b = lock(&e);
+        (b.epoch == epoch).then_some(b.remaining)
+    }
+
     async fn flush(&self) -> Result<(), EngineError> {
         let _one = self.flushing.lock().await;
         let mut spent = Vec::new();

@@ -122,6 +122,11 @@ pub trait CounterEngine: Send + Sync + 'static {
         op: keyhaven_core::usage_control::CreditOp,
         value: i64,
     ) -> i64;
+    /// The balance as counted right now, when the engine knows better than the
+    /// database (the in-memory engine, whose spending is written behind).
+    fn live_balance(&self, _key_id: &str, _epoch: i64) -> Option<i64> {
+        None
+    }
     /// Writes whatever the engine keeps behind (the in-memory engine's spent credits);
     /// runs at least every second and on a graceful stop.
     async fn flush(&self) -> Result<(), EngineError>;
@@ -152,6 +157,8 @@ struct LocalBucket {
     remaining: i64,
     /// Its reset time at the last lease.
     reset_at_ms: i64,
+    /// Tokens of ended leases, to give back.
+    stale: i64,
 }
 
 #[derive(Default)]
@@ -268,60 +275,54 @@ impl Meter {
                 exceeded: false,
             }));
         }
-        for _ in 0..4 {
-            if let Some(s) = self.take_local(b, cost, now_ms) {
-                return Ok(Ok(s));
-            }
-            let g = self
-                .engine
-                .lease_tokens(b, cost, self.want(b.limit, cost), now_ms)
-                .await?;
-            if g.granted == 0 {
-                let l = self.buckets.entry(b.id.clone()).or_default();
-                let mut l = lock(&l);
-                l.remaining = g.remaining;
-                l.reset_at_ms = g.reset_at_ms;
-                return Ok(Err(LimitState {
-                    limit: b.limit,
-                    remaining: g.remaining + l.tokens,
-                    reset_at_ms: g.reset_at_ms,
-                    exceeded: true,
-                }));
-            }
-            let (stale, exact) = {
-                let entry = self.buckets.entry(b.id.clone()).or_default();
-                let mut l = lock(&entry);
-                let stale = if l.expires_ms <= now_ms {
-                    std::mem::take(&mut l.tokens)
-                } else {
-                    0
-                };
-                l.expires_ms = now_ms + TOKEN_LEASE_MS;
-                l.remaining = g.remaining;
-                l.reset_at_ms = g.reset_at_ms;
-                // The exact engine's grant is this request's; a batch joins the lease.
-                let exact = !self.engine.batches();
-                if !exact {
-                    l.tokens += g.granted;
-                }
-                (stale, exact)
-            };
-            if stale > 0 {
-                self.engine.return_tokens(b, stale, now_ms).await?;
-            }
-            if exact {
+        if let Some(s) = self.take_local(b, cost, now_ms) {
+            return Ok(Ok(s));
+        }
+        let g = self
+            .engine
+            .lease_tokens(b, cost, self.want(b.limit, cost), now_ms)
+            .await?;
+        let entry = self.buckets.entry(b.id.clone()).or_default();
+        let mut l = lock(&entry);
+        if g.granted == 0 {
+            l.remaining = g.remaining;
+            l.reset_at_ms = g.reset_at_ms;
+            // Refused centrally, but another request may have left some of its lease
+            // here meanwhile.
+            if l.expires_ms > now_ms && l.tokens >= cost {
+                l.tokens -= cost;
                 return Ok(Ok(LimitState {
                     limit: b.limit,
-                    remaining: g.remaining,
-                    reset_at_ms: g.reset_at_ms,
+                    remaining: l.remaining + l.tokens,
+                    reset_at_ms: l.reset_at_ms,
                     exceeded: false,
                 }));
             }
+            return Ok(Err(LimitState {
+                limit: b.limit,
+                remaining: g.remaining + l.tokens,
+                reset_at_ms: g.reset_at_ms,
+                exceeded: true,
+            }));
         }
-        // Other requests kept taking what this one leased: refuse rather than spin.
-        Ok(Err(LimitState {
-            exceeded: true,
-            ..self.local_view(b)
+        // Tokens of an ended lease are not spent any more; the maintenance task gives
+        // them back. (They stay counted until then: never spent twice.)
+        let stale = if l.expires_ms <= now_ms {
+            std::mem::take(&mut l.tokens)
+        } else {
+            0
+        };
+        l.expires_ms = now_ms + TOKEN_LEASE_MS;
+        l.remaining = g.remaining;
+        l.reset_at_ms = g.reset_at_ms;
+        l.stale += stale;
+        // This request's cost comes out of its own lease; the rest joins this node's.
+        l.tokens += g.granted - cost;
+        Ok(Ok(LimitState {
+            limit: b.limit,
+            remaining: l.remaining + l.tokens,
+            reset_at_ms: l.reset_at_ms,
+            exceeded: false,
         }))
     }
 
@@ -354,50 +355,65 @@ impl Meter {
         cost: i64,
         now_ms: i64,
     ) -> Result<Option<i64>, EngineError> {
-        for _ in 0..4 {
-            {
-                let entry = self.credits.entry(key.key_id.into()).or_default();
-                let mut c = lock(&entry);
-                if c.epoch < key.epoch {
-                    // The balance was replaced: what this node held is void.
-                    c.epoch = key.epoch;
-                    c.leased = 0;
-                    c.remaining = key.stored;
-                }
-                if c.leased >= cost && (cost > 0 || self.engine.batches()) {
-                    c.leased -= cost;
-                    c.last_used_ms = now_ms;
-                    return Ok(Some(c.remaining + c.leased));
-                }
-            }
-            let want = if self.engine.batches() {
-                MAX_LEASE.max(cost)
-            } else {
-                cost
-            };
-            let Some(lease) = self.engine.lease_credits(key, cost, want).await? else {
-                return Ok(Some(i64::MAX));
-            };
-            self.signal(key, lease.remaining, lease.low_threshold);
-            let entry = self.credits.entry(key.key_id.into()).or_default();
+        let fresh = || {
+            Mutex::new(LocalCredits {
+                epoch: key.epoch,
+                leased: 0,
+                remaining: key.stored,
+                last_used_ms: now_ms,
+            })
+        };
+        {
+            let entry = self.credits.entry(key.key_id.into()).or_insert_with(fresh);
             let mut c = lock(&entry);
-            if lease.epoch > c.epoch {
-                c.epoch = lease.epoch;
-                c.leased = 0;
+            if c.epoch < key.epoch {
+                // The balance was replaced: what this node held is void.
+                *c = LocalCredits {
+                    epoch: key.epoch,
+                    leased: 0,
+                    remaining: key.stored,
+                    last_used_ms: now_ms,
+                };
             }
-            c.remaining = lease.remaining;
-            c.last_used_ms = now_ms;
-            if lease.granted < cost || (lease.granted == 0 && cost > 0) {
-                return Ok(None);
+            if self.engine.batches() && c.leased >= cost {
+                c.leased -= cost;
+                c.last_used_ms = now_ms;
+                return Ok(Some(c.remaining + c.leased));
             }
-            if !self.engine.batches() || lease.epoch < c.epoch {
-                // Exact engine: the grant is this request's. (A lease of an older epoch
-                // than this node already saw is spent at once, never kept.)
-                return Ok(Some(lease.remaining));
-            }
-            c.leased += lease.granted;
         }
-        Ok(None)
+        let want = if self.engine.batches() {
+            MAX_LEASE.max(cost)
+        } else {
+            cost
+        };
+        let Some(lease) = self.engine.lease_credits(key, cost, want).await? else {
+            return Ok(Some(i64::MAX));
+        };
+        self.signal(key, lease.remaining, lease.low_threshold);
+        let entry = self.credits.entry(key.key_id.into()).or_insert_with(fresh);
+        let mut c = lock(&entry);
+        if lease.epoch > c.epoch {
+            c.epoch = lease.epoch;
+            c.leased = 0;
+        }
+        c.remaining = lease.remaining;
+        c.last_used_ms = now_ms;
+        if lease.granted < cost || (lease.granted == 0 && cost > 0) {
+            // Refused centrally, but another request may have left some of its lease
+            // here meanwhile.
+            if self.engine.batches() && c.leased >= cost && cost > 0 {
+                c.leased -= cost;
+                return Ok(Some(c.remaining + c.leased));
+            }
+            return Ok(None);
+        }
+        // This request's cost comes out of its own lease (so concurrent requests can't
+        // take it first); the rest is kept for the next ones, unless this node already
+        // moved on to a newer epoch than the lease's.
+        if self.engine.batches() && lease.epoch == c.epoch {
+            c.leased += lease.granted - cost;
+        }
+        Ok(Some(c.remaining + c.leased))
     }
 
     async fn untake_credits(&self, key: CreditKey<'_>, cost: i64) -> Result<(), EngineError> {
@@ -533,6 +549,12 @@ impl Meter {
         self.engine.credits_adjusted(key_id, change, op, value)
     }
 
+    /// The balance of `key_id` as counted now, if the engine knows it better than the
+    /// database does.
+    pub fn live_balance(&self, key_id: &str, epoch: i64) -> Option<i64> {
+        self.engine.live_balance(key_id, epoch)
+    }
+
     /// Returns expired token leases and idle credit leases; forgets idle entries.
     pub async fn maintain(&self, now_ms: i64) -> Result<(), EngineError> {
         self.give_back(now_ms, false).await
@@ -548,8 +570,12 @@ impl Meter {
         let mut tokens = Vec::new();
         self.buckets.retain(|id, l| {
             let mut l = lock(l);
-            if (all || l.expires_ms <= now_ms) && l.tokens > 0 {
-                tokens.push((id.clone(), std::mem::take(&mut l.tokens)));
+            let mut back = std::mem::take(&mut l.stale);
+            if all || l.expires_ms <= now_ms {
+                back += std::mem::take(&mut l.tokens);
+            }
+            if back > 0 {
+                tokens.push((id.clone(), back));
             }
             // Keep an entry while its lease runs or its bucket is refilling.
             !all && (l.expires_ms > now_ms || l.reset_at_ms > now_ms)

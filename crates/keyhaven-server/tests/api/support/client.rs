@@ -448,6 +448,7 @@ pub const SA_FIELDS: &[&str] = &[
     "description",
     "roles",
     "status",
+    "ratelimits",
     "created_by",
     "created_at",
     "updated_at",
@@ -485,7 +486,9 @@ pub const KEY_FIELDS: &[&str] = &[
     "last_used_at",
     "revoked_at",
     "ratelimit",
+    "ratelimits",
     "remaining",
+    "credits",
     "allowed_cidrs",
     "metadata",
 ];
@@ -538,6 +541,7 @@ pub const CATALOG: &[&str] = &[
     "shared_secret.manage",
     "webhooks.view",
     "webhooks.manage",
+    "ratelimits.use",
 ];
 
 /// `read-only`'s permissions.
