@@ -366,10 +366,25 @@ pub struct Grant {
 /// the cost, at most `want` — so leases shrink to one at a time near exhaustion and the
 /// nodes together can never hold more than is there.
 pub fn lease_size(available: i64, cost: i64, want: i64) -> i64 {
+    lease_size_above(available, cost, want, 0)
+}
+
+/// Credits kept back from batches: the last this many of a balance are handed out one
+/// request at a time, so when a balance runs out no node is left holding a batch that
+/// another node's callers are refused for.
+pub const CREDIT_RESERVE: i64 = 1_000;
+
+/// Like [`lease_size`], but batches come only from what is above `reserve`; inside it
+/// each lease is exactly the cost.
+pub fn lease_size_above(available: i64, cost: i64, want: i64, reserve: i64) -> i64 {
     if available < cost || available <= 0 {
         return 0;
     }
-    (available / 8).clamp(cost, want.max(cost)).min(available)
+    let spare = available - reserve;
+    if spare / 8 <= cost {
+        return cost;
+    }
+    (spare / 8).clamp(cost, want.max(cost)).min(available)
 }
 
 impl Bucket {
@@ -480,6 +495,11 @@ mod tests {
         assert_eq!(lease_size(7, 5, 1000), 5);
         assert_eq!(lease_size(4, 5, 1000), 0);
         assert_eq!(lease_size(0, 0, 1000), 0);
+        // Inside the reserve, one request at a time; above it, batches of what is above.
+        assert_eq!(lease_size_above(1_000, 1, 1000, CREDIT_RESERVE), 1);
+        assert_eq!(lease_size_above(1_000, 0, 1000, CREDIT_RESERVE), 0);
+        assert_eq!(lease_size_above(1_800, 3, 1000, CREDIT_RESERVE), 100);
+        assert_eq!(lease_size_above(2, 3, 1000, CREDIT_RESERVE), 0);
         let mut b = Bucket::full(1_000, 0);
         let mut total = 0;
         loop {

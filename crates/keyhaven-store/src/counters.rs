@@ -7,7 +7,9 @@
 use async_trait::async_trait;
 use keyhaven_core::id::Id;
 use keyhaven_core::time::Timestamp;
-use keyhaven_core::usage_control::{lease_size, Bucket, CreditOp, Grant, Refill, MAX_CREDITS};
+use keyhaven_core::usage_control::{
+    lease_size_above, Bucket, CreditOp, Grant, Refill, CREDIT_RESERVE, MAX_CREDITS,
+};
 
 use crate::error::{StoreError, StoreResult};
 use crate::row::{id, int, ms, opt_int, opt_text};
@@ -61,7 +63,8 @@ pub enum CreditNotice {
 #[async_trait]
 pub trait Counters {
     /// Leases credits of `key_id` for a request of `cost` that would like `want` (see
-    /// [`lease_size`]); `None` when the key is gone or has no balance.
+    /// [`lease_size_above`]: the last [`CREDIT_RESERVE`] go one request at a time);
+    /// `None` when the key is gone or has no balance.
     async fn lease_credits(
         &mut self,
         key_id: &str,
@@ -168,7 +171,7 @@ impl Counters for SqlTx {
         };
         let epoch = int(&row, "credits_epoch")?;
         let low_threshold = opt_int(&row, "credits_low_threshold")?;
-        let granted = lease_size(remaining, cost, want);
+        let granted = lease_size_above(remaining, cost, want, CREDIT_RESERVE);
         if granted > 0 {
             sqlx::query("UPDATE api_keys SET remaining = remaining - $2 WHERE id = $1")
                 .bind(key_id)

@@ -1,10 +1,12 @@
 //! Black-box tests of the `keyhaven` binary, linked as one test binary: the commands
-//! and their error reporting ([`cli`]), bounds under load ([`limits`]) and two nodes on one database ([`nodes`]). The
+//! and their error reporting ([`cli`]), bounds under load ([`limits`]), two nodes on one database ([`nodes`]) and usage
+//! control across nodes ([`cluster`]). The
 //! helpers they share are in [`support`].
 
 #[macro_use]
 mod support;
 
 mod cli;
+mod cluster;
 mod limits;
 mod nodes;
