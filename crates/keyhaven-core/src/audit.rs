@@ -330,7 +330,7 @@ pub enum Action {
     ApiKeyRevoke,
     /// `api_key.update`.
     ApiKeyUpdate,
-    /// `api_key.credits` (a balance set, incremented or decremented).
+    /// `api_key.credits` (a balance set, incremented, decremented or refilled).
     ApiKeyCredits,
     /// `ratelimit.check` (refused calls of `/v1/ratelimit` only).
     RatelimitCheck,

@@ -17,6 +17,10 @@ pub enum WebhookEvent {
     ApiKeyExpiring,
     /// `api_key.expired`.
     ApiKeyExpired,
+    /// `api_key.credits_low`: the balance fell below the key's `low_threshold`.
+    ApiKeyCreditsLow,
+    /// `api_key.credits_exhausted`: the balance reached 0.
+    ApiKeyCreditsExhausted,
     /// `service_account.created`.
     ServiceAccountCreated,
     /// `service_account.updated`.
@@ -41,6 +45,8 @@ impl WebhookEvent {
         WebhookEvent::ApiKeyDeleted,
         WebhookEvent::ApiKeyExpiring,
         WebhookEvent::ApiKeyExpired,
+        WebhookEvent::ApiKeyCreditsLow,
+        WebhookEvent::ApiKeyCreditsExhausted,
         WebhookEvent::ServiceAccountCreated,
         WebhookEvent::ServiceAccountUpdated,
         WebhookEvent::ServiceAccountSuspended,
@@ -59,6 +65,8 @@ impl WebhookEvent {
             WebhookEvent::ApiKeyDeleted => "api_key.deleted",
             WebhookEvent::ApiKeyExpiring => "api_key.expiring",
             WebhookEvent::ApiKeyExpired => "api_key.expired",
+            WebhookEvent::ApiKeyCreditsLow => "api_key.credits_low",
+            WebhookEvent::ApiKeyCreditsExhausted => "api_key.credits_exhausted",
             WebhookEvent::ServiceAccountCreated => "service_account.created",
             WebhookEvent::ServiceAccountUpdated => "service_account.updated",
             WebhookEvent::ServiceAccountSuspended => "service_account.suspended",
@@ -90,5 +98,9 @@ mod tests {
             assert_eq!(WebhookEvent::parse(e.as_str()), Some(*e));
         }
         assert_eq!(WebhookEvent::parse("api_key.create"), None);
+        assert_eq!(
+            WebhookEvent::parse("api_key.credits_exhausted"),
+            Some(WebhookEvent::ApiKeyCreditsExhausted)
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! what it writes on the way out so that a graceful stop loses nothing acknowledged.
 //!
 //! Every node runs the same tasks: the usage flusher (verification counts, every
-//! second), the change-log follower (woken at once by PostgreSQL notifications; it also
+//! second), the credit notices its meter noted (every second, see
+//! [`crate::jobs::credits::notify_signals`]), the change-log follower (woken at once by PostgreSQL notifications; it also
 //! keeps the index of existing key digests), the re-check of cached keys past their
 //! maximum age (every half minute), the
 //! OAuth signing-key warm-up and credential-use flusher, and the jobs (expiry notices,
@@ -34,6 +35,16 @@ impl Service {
             stopped.clone(),
             "usage counters",
             |s| async move { s.maintain_counters().await },
+        )));
+        // Credit notices every second rather than with the jobs: the notes live in this
+        // node's memory (a bounded list), the events are due when the balance falls —
+        // not a job interval (a minute by default) later — and a round with no notes
+        // costs nothing.
+        tasks.push(tokio::spawn(every_second(
+            self.clone(),
+            stopped.clone(),
+            "credit notices",
+            |s| async move { s.credit_notices().await },
         )));
         tasks.push(tokio::spawn(recheck_cached_keys(
             self.clone(),
@@ -97,6 +108,19 @@ impl Service {
             meter.engine().prune(now).await?;
         }
         Ok(())
+    }
+
+    /// Claims and queues the credit notices this node's meter noted; a failure other
+    /// than the database's is logged here (the notes are kept for the next round).
+    async fn credit_notices(&self) -> Result<(), keyhaven_store::StoreError> {
+        match crate::jobs::credits::notify_signals(self).await {
+            Ok(_) => Ok(()),
+            Err(crate::ServiceError::Store(e)) => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot send credit notices; retrying next round");
+                Ok(())
+            }
+        }
     }
 
     /// What a graceful stop must do after the background tasks ended: give back this

@@ -85,11 +85,23 @@ pub trait Counters {
         op: CreditOp,
         value: i64,
     ) -> StoreResult<Option<CreditChange>>;
-    /// Marks a one-time notice as sent; true for the one caller that marked it.
+    /// Marks a one-time notice as sent, if the stored balance still calls for it (below
+    /// `low_threshold` for [`CreditNotice::Low`], 0 for [`CreditNotice::Exhausted`]: a
+    /// notice seen before the balance was raised again is not claimed); true for the one
+    /// caller that marked it. Raising the balance re-arms it ([`Counters::adjust_credits`]).
     async fn claim_credit_notice(&mut self, key_id: &str, which: CreditNotice)
         -> StoreResult<bool>;
     /// When the key's next refill is due (`None`: never).
     async fn schedule_refill(&mut self, key_id: &Id, at: Option<Timestamp>) -> StoreResult<()>;
+    /// Moves the key's refill, if it is due at `now` (and the key not revoked), to
+    /// `next`; true for the one caller that moved it — the one that refills. Several
+    /// nodes running the refill job at once refill a key once.
+    async fn claim_due_refill(
+        &mut self,
+        key_id: &Id,
+        now: Timestamp,
+        next: Timestamp,
+    ) -> StoreResult<bool>;
     /// Up to `limit` keys whose refill is due at `now`.
     async fn due_refills(&mut self, now: Timestamp, limit: i64) -> StoreResult<Vec<DueRefill>>;
     /// Leases tokens from the shared bucket `bucket` (created full), see [`Bucket::lease`].
@@ -264,12 +276,14 @@ impl Counters for SqlTx {
         key_id: &str,
         which: CreditNotice,
     ) -> StoreResult<bool> {
-        let col = match which {
-            CreditNotice::Low => "credits_low_notified",
-            CreditNotice::Exhausted => "credits_exhausted_notified",
+        let (col, still) = match which {
+            CreditNotice::Low => ("credits_low_notified", "remaining < credits_low_threshold"),
+            CreditNotice::Exhausted => ("credits_exhausted_notified", "remaining = 0"),
         };
+        // One statement: the condition is checked on the row as it is when locked, so
+        // a concurrent adjustment that re-armed the notice is never overtaken.
         let r = sqlx::query(&format!(
-            "UPDATE api_keys SET {col} = 1 WHERE id = $1 AND {col} = 0"
+            "UPDATE api_keys SET {col} = 1 WHERE id = $1 AND {col} = 0 AND {still}"
         ))
         .bind(key_id)
         .execute(&mut *self.tx)
@@ -284,6 +298,25 @@ impl Counters for SqlTx {
             .execute(&mut *self.tx)
             .await?;
         Ok(())
+    }
+
+    async fn claim_due_refill(
+        &mut self,
+        key_id: &Id,
+        now: Timestamp,
+        next: Timestamp,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE api_keys SET credits_next_refill_at = $3 WHERE id = $1 \
+             AND credits_refill IS NOT NULL AND credits_next_refill_at IS NOT NULL \
+             AND credits_next_refill_at <= $2 AND revoked_at IS NULL",
+        )
+        .bind(key_id.as_str())
+        .bind(ms(&now))
+        .bind(ms(&next))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn due_refills(&mut self, now: Timestamp, limit: i64) -> StoreResult<Vec<DueRefill>> {

@@ -1,5 +1,7 @@
 //! Expiry notices: one per key, expiry date and threshold, claimed by the notice job
-//! with a lease and a claim token as [`crate::Deliveries`] are.
+//! with a lease and a claim token as [`crate::Deliveries`] are. The same rows carry the
+//! credit-exhaustion mail ([`NoticeThreshold::CreditsExhausted`]), whose `expires_at`
+//! column holds the time the balance ran out: one notice per exhaustion.
 
 use async_trait::async_trait;
 use keyhaven_core::id::Id;
@@ -21,6 +23,9 @@ pub enum NoticeThreshold {
     OneDay,
     /// The key has expired.
     Expired,
+    /// Not about expiry: the key's credit balance reached 0 (the notice's `expires_at`
+    /// is when).
+    CreditsExhausted,
 }
 
 impl NoticeThreshold {
@@ -31,6 +36,7 @@ impl NoticeThreshold {
             Self::SevenDays => "7d",
             Self::OneDay => "1d",
             Self::Expired => "expired",
+            Self::CreditsExhausted => "credits_exhausted",
         }
     }
 
@@ -41,6 +47,7 @@ impl NoticeThreshold {
             "7d" => Some(Self::SevenDays),
             "1d" => Some(Self::OneDay),
             "expired" => Some(Self::Expired),
+            "credits_exhausted" => Some(Self::CreditsExhausted),
             _ => None,
         }
     }
@@ -94,12 +101,14 @@ impl std::fmt::Display for NoticeStatus {
     }
 }
 
-/// An expiry notice (one per key, expiry date and threshold).
+/// An expiry notice (one per key, expiry date and threshold), or a credit-exhaustion
+/// notice (one per key and exhaustion).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     /// The key.
     pub key_id: Id,
-    /// The expiry it is about (a regenerated key with a new date gets a new series).
+    /// The expiry it is about (a regenerated key with a new date gets a new series); for
+    /// [`NoticeThreshold::CreditsExhausted`], when the balance ran out.
     pub expires_at: Timestamp,
     /// Which threshold it is for.
     pub threshold: NoticeThreshold,

@@ -2289,7 +2289,8 @@ async fn credit_leases_never_hand_out_more_than_the_balance(store: Arc<dyn Store
         .is_none());
     tx.commit().await.expect("commit");
 
-    // One-time notices are claimed once, and re-armed when the balance is raised.
+    // One-time notices are claimed once, while the balance calls for them, and re-armed
+    // when the balance is raised.
     let claim = |which| {
         let store = store.clone();
         let id = limited.id.clone();
@@ -2311,8 +2312,32 @@ async fn credit_leases_never_hand_out_more_than_the_balance(store: Arc<dyn Store
         .await
         .expect("adjust");
     tx.commit().await.expect("commit");
-    assert!(claim(CreditNotice::Exhausted).await, "re-armed above 0");
+    assert!(
+        !claim(CreditNotice::Exhausted).await,
+        "re-armed above 0, but 5 is not exhausted"
+    );
     assert!(!claim(CreditNotice::Low).await, "5 is still below 10");
+    let adjust = |op, value| {
+        let store = store.clone();
+        let (org, id) = (org.id.clone(), limited.id.clone());
+        async move {
+            let mut tx = store.begin().await.expect("begin");
+            tx.adjust_credits(&org, &id, op, value)
+                .await
+                .expect("adjust");
+            tx.commit().await.expect("commit");
+        }
+    };
+    adjust(CreditOp::Decrement, 5).await;
+    assert!(claim(CreditNotice::Exhausted).await, "re-armed, now at 0");
+    adjust(CreditOp::Set, 20).await;
+    assert!(
+        !claim(CreditNotice::Low).await,
+        "re-armed, but 20 is not below 10"
+    );
+    adjust(CreditOp::Decrement, 15).await;
+    assert!(claim(CreditNotice::Low).await, "5 is below 10 again");
+    assert!(!claim(CreditNotice::Exhausted).await, "5 is not exhausted");
 
     // A lease in a transaction that is dropped is given back.
     {
@@ -2324,6 +2349,16 @@ async fn credit_leases_never_hand_out_more_than_the_balance(store: Arc<dyn Store
         assert!(l.is_some_and(|l| l.granted > 0));
     }
     assert_eq!(stored_balance(&store, &org.id, &limited.id).await, Some(5));
+}
+
+async fn tx_claim_plain(store: &Arc<dyn Store>, id: &Id, now: Timestamp) -> bool {
+    let mut tx = store.begin().await.expect("begin");
+    let won = tx
+        .claim_due_refill(id, now, now + chrono::Duration::days(1))
+        .await
+        .expect("claim");
+    tx.commit().await.expect("commit");
+    won
 }
 
 async fn refills_come_due_on_schedule(store: Arc<dyn Store>) {
@@ -2364,6 +2399,30 @@ async fn refills_come_due_on_schedule(store: Arc<dyn Store>) {
         (daily.id.clone(), org.id.clone())
     );
     assert_eq!(d[0].refill, refill);
+    // A due refill is claimed once (moved to the next one), and not before it is due.
+    let claim = |now: i64, next: i64| {
+        let store = store.clone();
+        let id = daily.id.clone();
+        async move {
+            let mut tx = store.begin().await.expect("begin");
+            let won = tx
+                .claim_due_refill(&id, at(now), at(next))
+                .await
+                .expect("claim");
+            tx.commit().await.expect("commit");
+            won
+        }
+    };
+    assert!(!claim(T0 + DAY - 1, T0 + DAY).await, "not due yet");
+    let (a, b) = tokio::join!(claim(T0 + DAY, T0 + 2 * DAY), claim(T0 + DAY, T0 + 2 * DAY));
+    assert!(a ^ b, "exactly one of two concurrent claims wins");
+    assert!(due(T0 + 2 * DAY - 1).await.is_empty());
+    assert_eq!(due(T0 + 2 * DAY).await.len(), 1);
+    assert!(!claim(T0 + DAY, T0 + 3 * DAY).await, "moved on already");
+    assert!(
+        !tx_claim_plain(&store, &plain.id, at(T0 + 9 * DAY)).await,
+        "a key without a refill has none to claim"
+    );
     let mut tx = store.begin().await.expect("begin");
     tx.schedule_refill(&daily.id, None)
         .await

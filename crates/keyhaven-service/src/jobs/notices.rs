@@ -1,5 +1,6 @@
 //! Expiry notices: a key's author is told 30, 7 and 1 day(s) before it expires, and when
-//! it has expired — each at most once per key and expiry date.
+//! it has expired — each at most once per key and expiry date. The same path sends the
+//! mail of a key whose credits ran out (queued by [`super::credits`]).
 //!
 //! Every round, each node looks for keys that crossed a threshold and inserts a notice
 //! row per (key, expiry, threshold); the primary key makes the insert succeed on exactly
@@ -238,11 +239,18 @@ pub async fn send_claimed(
             tx.api_key(&n.org_id, &n.key_id).await?
         };
         // The key may have changed while the notice waited (e.g. for the mail server):
-        // a deleted or revoked key, or one regenerated with another date, is not notified.
+        // a deleted or revoked key, or one regenerated with another date, is not notified;
+        // nor is a key that no longer has a balance about its credits running out.
+        let credits = n.threshold == NoticeThreshold::CreditsExhausted;
         let stale = match &key {
             None => Some("the key was deleted"),
             Some(k) if k.revoked_at.is_some() => Some("the key was revoked"),
-            Some(k) if k.expires_at != Some(n.expires_at) => Some("the key's expiry date changed"),
+            Some(k) if credits && k.credits.is_none() => {
+                Some("the key no longer has a credit balance")
+            }
+            Some(k) if !credits && k.expires_at != Some(n.expires_at) => {
+                Some("the key's expiry date changed")
+            }
             Some(_) => None,
         };
         let (Some(k), None) = (key, stale) else {
@@ -252,7 +260,11 @@ pub async fn send_claimed(
             continue;
         };
         n.attempts += 1;
-        let mail = compose(&n, &k.name, public_url, from, service.now());
+        let mail = if credits {
+            super::credits::compose_exhausted(&n, &k, public_url, from)
+        } else {
+            compose(&n, &k.name, public_url, from, service.now())
+        };
         let outcome = match tokio::time::timeout(
             std::time::Duration::from_secs(SEND_TIMEOUT_SECONDS),
             mailer.send(&mail),

@@ -31,6 +31,8 @@ pub const MAX_LEASE: i64 = 1_000;
 pub const TOKEN_LEASE_MS: i64 = 1_000;
 /// Leased credits not spent for this long go back to the balance, ms.
 pub const CREDIT_IDLE_MS: i64 = 1_000;
+/// Most credit notices a meter keeps until they are taken (see [`Meter::take_signals`]).
+pub const MAX_SIGNALS: usize = 10_000;
 
 /// A counter engine failed (the database or Redis is unreachable).
 #[derive(Debug, thiserror::Error)]
@@ -438,7 +440,7 @@ impl Meter {
         let low = low_threshold.is_some_and(|t| remaining < t);
         if remaining == 0 || low {
             let mut s = lock(&self.signals);
-            if s.len() < 10_000 {
+            if s.len() < MAX_SIGNALS {
                 s.push(CreditSignal {
                     key_id: key.key_id.to_string(),
                     org_id: key.org_id.to_string(),
@@ -452,6 +454,14 @@ impl Meter {
     /// Takes the credit notices leases made due since the last call.
     pub fn take_signals(&self) -> Vec<CreditSignal> {
         std::mem::take(&mut *lock(&self.signals))
+    }
+
+    /// Puts back notices taken by [`Meter::take_signals`] that could not be handled (the
+    /// database failed), for the next call; as many as fit the bound of what is kept.
+    pub fn requeue_signals(&self, signals: Vec<CreditSignal>) {
+        let mut s = lock(&self.signals);
+        let room = MAX_SIGNALS.saturating_sub(s.len());
+        s.extend(signals.into_iter().take(room));
     }
 
     /// Applies every limit (each with its cost) and then the credits, all or nothing:

@@ -43,6 +43,7 @@ macro_rules! on_both_backends {
 
 mod api_keys;
 mod audit;
+mod credits;
 mod roles;
 mod service_accounts;
 mod sessions;

@@ -108,6 +108,16 @@ impl Env {
         self.clock.now()
     }
 
+    /// Another node on the same database and clock: a service with its own cache,
+    /// meter and job state, as a second server process would have.
+    pub fn second_node(&self) -> Service {
+        Service::new(
+            self.db.store.clone(),
+            self.clock.clone(),
+            MasterKey::from_base64(MASTER_KEY).unwrap(),
+        )
+    }
+
     pub fn advance(&self, d: Duration) {
         self.clock.advance(d);
     }
