@@ -277,21 +277,43 @@ impl Meter {
                 exceeded: false,
             }));
         }
-        if let Some(s) = self.take_local(b, cost, now_ms) {
-            return Ok(Ok(s));
-        }
-        let g = self
-            .engine
-            .lease_tokens(b, cost, self.want(b.limit, cost), now_ms)
-            .await?;
-        let entry = self.buckets.entry(b.id.clone()).or_default();
-        let mut l = lock(&entry);
-        if g.granted == 0 {
+        // Several tries only when other requests took what this one counted on.
+        for _ in 0..3 {
+            if let Some(s) = self.take_local(b, cost, now_ms) {
+                return Ok(Ok(s));
+            }
+            // What this node holds counts toward the cost: lease only the rest.
+            let have = self
+                .buckets
+                .get(&b.id)
+                .map(|l| {
+                    let l = lock(&l);
+                    if l.expires_ms > now_ms {
+                        l.tokens.min(cost)
+                    } else {
+                        0
+                    }
+                })
+                .unwrap_or(0);
+            let need = cost - have;
+            let g = self
+                .engine
+                .lease_tokens(b, need, self.want(b.limit, cost).max(need), now_ms)
+                .await?;
+            let entry = self.buckets.entry(b.id.clone()).or_default();
+            let mut l = lock(&entry);
+            if l.expires_ms <= now_ms {
+                // Tokens of an ended lease are not spent any more; the maintenance task
+                // gives them back. (They stay counted until then: never spent twice.)
+                l.stale += std::mem::take(&mut l.tokens);
+            }
             l.remaining = g.remaining;
             l.reset_at_ms = g.reset_at_ms;
-            // Refused centrally, but another request may have left some of its lease
-            // here meanwhile.
-            if l.expires_ms > now_ms && l.tokens >= cost {
+            if g.granted > 0 {
+                l.tokens += g.granted;
+                l.expires_ms = now_ms + TOKEN_LEASE_MS;
+            }
+            if l.tokens >= cost {
                 l.tokens -= cost;
                 return Ok(Ok(LimitState {
                     limit: b.limit,
@@ -300,31 +322,18 @@ impl Meter {
                     exceeded: false,
                 }));
             }
-            return Ok(Err(LimitState {
-                limit: b.limit,
-                remaining: g.remaining + l.tokens,
-                reset_at_ms: g.reset_at_ms,
-                exceeded: true,
-            }));
+            if g.granted == 0 {
+                return Ok(Err(LimitState {
+                    limit: b.limit,
+                    remaining: g.remaining + l.tokens,
+                    reset_at_ms: g.reset_at_ms,
+                    exceeded: true,
+                }));
+            }
         }
-        // Tokens of an ended lease are not spent any more; the maintenance task gives
-        // them back. (They stay counted until then: never spent twice.)
-        let stale = if l.expires_ms <= now_ms {
-            std::mem::take(&mut l.tokens)
-        } else {
-            0
-        };
-        l.expires_ms = now_ms + TOKEN_LEASE_MS;
-        l.remaining = g.remaining;
-        l.reset_at_ms = g.reset_at_ms;
-        l.stale += stale;
-        // This request's cost comes out of its own lease; the rest joins this node's.
-        l.tokens += g.granted - cost;
-        Ok(Ok(LimitState {
-            limit: b.limit,
-            remaining: l.remaining + l.tokens,
-            reset_at_ms: l.reset_at_ms,
-            exceeded: false,
+        Ok(Err(LimitState {
+            exceeded: true,
+            ..self.local_view(b)
         }))
     }
 
@@ -365,7 +374,7 @@ impl Meter {
                 last_used_ms: now_ms,
             })
         };
-        {
+        let have = {
             let entry = self.credits.entry(key.key_id.into()).or_insert_with(fresh);
             let mut c = lock(&entry);
             if c.epoch < key.epoch {
@@ -382,40 +391,41 @@ impl Meter {
                 c.last_used_ms = now_ms;
                 return Ok(Some(c.remaining + c.leased));
             }
-        }
-        let want = if self.engine.batches() {
-            MAX_LEASE.max(cost)
-        } else {
-            cost
+            // What this node holds counts toward the cost: lease only the rest.
+            c.leased.min(cost)
         };
-        let Some(lease) = self.engine.lease_credits(key, cost, want).await? else {
+        let (need, want) = if self.engine.batches() {
+            (cost - have, MAX_LEASE.max(cost))
+        } else {
+            (cost, cost)
+        };
+        let Some(lease) = self.engine.lease_credits(key, need, want.max(need)).await? else {
             return Ok(Some(i64::MAX));
         };
         self.signal(key, lease.remaining, lease.low_threshold);
         let entry = self.credits.entry(key.key_id.into()).or_insert_with(fresh);
         let mut c = lock(&entry);
         if lease.epoch > c.epoch {
+            // The balance was replaced meanwhile: what this node held is void.
             c.epoch = lease.epoch;
             c.leased = 0;
         }
         c.remaining = lease.remaining;
         c.last_used_ms = now_ms;
-        if lease.granted < cost || (lease.granted == 0 && cost > 0) {
-            // Refused centrally, but another request may have left some of its lease
-            // here meanwhile.
-            if self.engine.batches() && c.leased >= cost && cost > 0 {
-                c.leased -= cost;
-                return Ok(Some(c.remaining + c.leased));
-            }
-            return Ok(None);
+        if !self.engine.batches() {
+            // Exact engine: the grant is this request's, or nothing is.
+            return Ok((lease.granted >= cost).then_some(lease.remaining));
         }
-        // This request's cost comes out of its own lease (so concurrent requests can't
-        // take it first); the rest is kept for the next ones, unless this node already
-        // moved on to a newer epoch than the lease's.
-        if self.engine.batches() && lease.epoch == c.epoch {
-            c.leased += lease.granted - cost;
+        if lease.epoch == c.epoch {
+            c.leased += lease.granted;
         }
-        Ok(Some(c.remaining + c.leased))
+        if c.leased >= cost {
+            c.leased -= cost;
+            return Ok(Some(c.remaining + c.leased));
+        }
+        // Refused (what is left here and there is below the cost); anything leased
+        // stays here for the next requests.
+        Ok(None)
     }
 
     async fn untake_credits(&self, key: CreditKey<'_>, cost: i64) -> Result<(), EngineError> {
@@ -642,4 +652,157 @@ pub struct Spent {
 /// The id of a bucket: `{scope}:{owner}:{name}:{limit}:{duration_ms}`.
 pub fn bucket_id(scope: &str, owner: &str, name: &str, limit: i64, duration_ms: i64) -> Box<str> {
     format!("{scope}:{owner}:{name}:{limit}:{duration_ms}").into_boxed_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use keyhaven_core::usage_control::{lease_size, Bucket, CreditOp};
+    use keyhaven_store::CreditChange;
+
+    use super::*;
+
+    /// A shared counter in memory that batches like a remote one and counts its calls.
+    #[derive(Default)]
+    struct Remote {
+        buckets: DashMap<Box<str>, Mutex<Bucket>>,
+        credits: Mutex<i64>,
+        calls: AtomicU64,
+    }
+
+    #[async_trait]
+    impl CounterEngine for Remote {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        fn batches(&self) -> bool {
+            true
+        }
+        async fn lease_tokens(
+            &self,
+            b: &BucketSpec,
+            cost: i64,
+            want: i64,
+            now_ms: i64,
+        ) -> Result<Grant, EngineError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let e = self
+                .buckets
+                .entry(b.id.clone())
+                .or_insert_with(|| Mutex::new(Bucket::full(b.limit, now_ms)));
+            let g = lock(&e).lease(b.limit, b.duration_ms, cost, want, now_ms);
+            Ok(g)
+        }
+        async fn return_tokens(&self, b: &BucketSpec, n: i64, now_ms: i64) -> Result<(), EngineError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if let Some(e) = self.buckets.get(&b.id) {
+                lock(&e).give_back(b.limit, b.duration_ms, n, now_ms);
+            }
+            Ok(())
+        }
+        async fn lease_credits(
+            &self,
+            _: CreditKey<'_>,
+            cost: i64,
+            want: i64,
+        ) -> Result<Option<CreditLease>, EngineError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let mut c = lock(&self.credits);
+            let granted = lease_size(*c, cost, want);
+            *c -= granted;
+            Ok(Some(CreditLease {
+                granted,
+                remaining: *c,
+                epoch: 0,
+                low_threshold: None,
+            }))
+        }
+        async fn return_credits(&self, _: &str, _: i64, n: i64) -> Result<(), EngineError> {
+            *lock(&self.credits) += n;
+            Ok(())
+        }
+        fn credits_adjusted(&self, _: &str, c: CreditChange, _: CreditOp, _: i64) -> i64 {
+            c.after
+        }
+        async fn flush(&self) -> Result<(), EngineError> {
+            Ok(())
+        }
+        async fn prune(&self, _: i64) -> Result<(), EngineError> {
+            Ok(())
+        }
+    }
+
+    fn key() -> CreditKey<'static> {
+        CreditKey {
+            key_id: "k",
+            org_id: "o",
+            epoch: 0,
+            stored: 0,
+            low_threshold: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_far_from_its_limits_rarely_reaches_the_shared_counter() {
+        let remote = Arc::new(Remote::default());
+        *lock(&remote.credits) = 1_000_000_000;
+        let meter = Meter::new(remote.clone());
+        let b = BucketSpec {
+            id: bucket_id("k", "k", "default", 1_000_000_000, 60_000),
+            limit: 1_000_000_000,
+            duration_ms: 60_000,
+        };
+        for _ in 0..10_000 {
+            let s = meter.spend(&[(&b, 1)], Some((key(), 1)), 0).await.unwrap();
+            assert_eq!(s.refused_by, None);
+            assert!(!s.credits_refused);
+        }
+        let calls = remote.calls.load(Ordering::Relaxed);
+        assert!(calls <= 25, "10,000 verifications, {calls} calls: batches of up to 1,000");
+        // A graceful stop gives back what this node still holds.
+        meter.release_all(0).await.unwrap();
+        assert_eq!(*lock(&remote.credits), 1_000_000_000 - 10_000);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_spends_nothing_and_nothing_is_granted_twice() {
+        let remote = Arc::new(Remote::default());
+        *lock(&remote.credits) = 5;
+        let meter = Meter::new(remote.clone());
+        let small = BucketSpec {
+            id: bucket_id("k", "k", "small", 3, 3_600_000),
+            limit: 3,
+            duration_ms: 3_600_000,
+        };
+        let big = BucketSpec {
+            id: bucket_id("k", "k", "big", 100, 3_600_000),
+            limit: 100,
+            duration_ms: 3_600_000,
+        };
+        let mut valid = 0;
+        for _ in 0..10 {
+            let s = meter
+                .spend(&[(&big, 10), (&small, 1)], Some((key(), 1)), 0)
+                .await
+                .unwrap();
+            if s.refused_by.is_none() && !s.credits_refused {
+                valid += 1;
+            } else {
+                assert_eq!(s.refused_by, Some(1), "the small limit refuses");
+                assert!(s.limits[1].exceeded && !s.limits[0].exceeded);
+            }
+        }
+        assert_eq!(valid, 3);
+        // The big limit's tokens of the seven refusals were given back: 70 left.
+        let s = meter.spend(&[(&big, 70)], None, 0).await.unwrap();
+        assert_eq!(s.refused_by, None);
+        let s = meter.spend(&[(&big, 1)], None, 0).await.unwrap();
+        assert_eq!(s.refused_by, Some(0));
+        // Credits: 5, three spent; a cost of 3 is refused and spends nothing.
+        let s = meter.spend(&[], Some((key(), 3)), 0).await.unwrap();
+        assert!(s.credits_refused);
+        let s = meter.spend(&[], Some((key(), 2)), 0).await.unwrap();
+        assert_eq!(s.credits, Some(0));
+    }
 }

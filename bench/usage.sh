@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Usage control under HTTP load (USAGE-CONTROL.md, "Measured, not asserted"): in one
+# run, wrk against POST /v1/keys/verify with a plain key and with a key that has a
+# default limit of 10^9 per minute and 10^9 credits, and against POST /v1/ratelimit;
+# prints req/s, p50/p99, the ratios and the server's CPU time per request (from
+# /proc/<pid>/stat, utime + stime).
+#
+#   bench/usage.sh sqlite|postgres|redis [connections=32] [seconds=10] [threads=2]
+#
+# `postgres` and `redis` need PostgreSQL at $KEYHAVEN_BENCH_POSTGRES (default
+# postgres://postgres@127.0.0.1:5432) and run two nodes on one fresh database, wrk
+# spreading the connections over both; `redis` adds KEYHAVEN_REDIS_URL
+# ($KEYHAVEN_BENCH_REDIS, default redis://127.0.0.1:6379/15). Needs wrk, curl, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE="${1:-sqlite}"
+CONNS="${2:-32}"
+SECS="${3:-10}"
+THREADS="${4:-2}"
+command -v wrk > /dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+[ -x target/release/keyhaven ] || cargo build --release -p keyhaven
+BIN=$PWD/target/release/keyhaven
+DATA=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+export KEYHAVEN_DATA_DIR="$DATA" KEYHAVEN_LOG=warn
+export KEYHAVEN_BOOTSTRAP_ADMIN_PASSWORD="bench-admin-password"
+export KEYHAVEN_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
+NODES=1
+PGDB=""
+case "$MODE" in
+    sqlite) ;;
+    postgres|redis)
+        NODES=2
+        PG="${KEYHAVEN_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
+        PGDB="kh_bench_$$"
+        psql "$PG/postgres" -qc "CREATE DATABASE $PGDB" > /dev/null
+        export KEYHAVEN_DATABASE_URL="$PG/$PGDB"
+        if [ "$MODE" = redis ]; then
+            export KEYHAVEN_REDIS_URL="${KEYHAVEN_BENCH_REDIS:-redis://127.0.0.1:6379/15}"
+        fi
+        ;;
+    *) echo "mode: sqlite, postgres or redis" >&2; exit 2 ;;
+esac
+PIDS=()
+PORTS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    [ -n "$PGDB" ] && psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $PGDB" > /dev/null 2>&1
+    rm -rf "$DATA"
+}
+trap cleanup EXIT
+for n in $(seq 1 "$NODES"); do
+    port=$(free_port)
+    KEYHAVEN_LISTEN="127.0.0.1:$port" "$BIN" serve > "$DATA/server-$n.log" 2>&1 &
+    PIDS+=($!)
+    PORTS+=("$port")
+    for _ in $(seq 1 100); do
+        curl -fsS "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
+        sleep 0.2
+    done
+done
+BASE="http://127.0.0.1:${PORTS[0]}"
+ADMIN=$("$BIN" admin create-key --name bench-admin --role super-admin)
+ORG=$(curl -fsS -H "Authorization: Bearer $ADMIN" "$BASE/v1/me" | python3 -c 'import json,sys; print(json.load(sys.stdin)["organization_id"])')
+mkkey() { # body → secret
+    curl -fsS -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "$1" \
+        "$BASE/v1/organizations/$ORG/api-keys" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'
+}
+PLAIN=$(mkkey '{"name":"plain"}')
+LIMITED=$(mkkey '{"name":"limited","ratelimit":{"limit":1000000000,"duration_ms":60000},"credits":{"remaining":1000000000}}')
+cat > "$DATA/report.lua" <<'LUA'
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %.0f %.3f %.3f %d %d\n",
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status, summary.requests))
+end
+LUA
+script() { # name, method, body, extra header line
+    { echo "wrk.method = \"$2\""; echo "wrk.body = '$3'";
+      echo 'wrk.headers["Content-Type"] = "application/json"'; echo "$4";
+      cat "$DATA/report.lua"; } > "$DATA/$1.lua"
+}
+script plain POST "{\"key\":\"$PLAIN\"}" ""
+script limited POST "{\"key\":\"$LIMITED\"}" ""
+script ratelimit POST '{"namespace":"bench","identifier":"user-1","limit":1000000000,"duration_ms":60000}' \
+    "wrk.headers[\"Authorization\"] = \"Bearer $ADMIN\""
+# Sanity checks and warm-up.
+for n in $(seq 0 $((NODES - 1))); do
+    b="http://127.0.0.1:${PORTS[$n]}"
+    curl -fsS -H 'Content-Type: application/json' -d "{\"key\":\"$PLAIN\"}" "$b/v1/keys/verify" | grep -q '"code":"VALID"'
+    curl -fsS -H 'Content-Type: application/json' -d "{\"key\":\"$LIMITED\"}" "$b/v1/keys/verify" | grep -q '"code":"VALID"'
+    curl -fsS -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+        -d '{"namespace":"bench","identifier":"user-1","limit":1000000000,"duration_ms":60000}' \
+        "$b/v1/ratelimit" | grep -q '"success":true'
+done
+cpu() { # total utime+stime ticks of every node
+    local t=0
+    for p in "${PIDS[@]}"; do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+run() { # name path → "RESULT rps p50 p99 errs requests cputicks"
+    local before after outs=() rps=0 reqs=0 errs=0 p50=0 p99=0
+    before=$(cpu)
+    local per=$((CONNS / NODES)) tmp
+    for n in $(seq 0 $((NODES - 1))); do
+        tmp="$DATA/out-$1-$n"
+        wrk -t"$THREADS" -c"$per" -d"${SECS}s" --latency -s "$DATA/$1.lua" \
+            "http://127.0.0.1:${PORTS[$n]}$2" > "$tmp" &
+        outs+=("$!")
+    done
+    for o in "${outs[@]}"; do wait "$o"; done
+    after=$(cpu)
+    python3 - "$DATA" "$1" "$NODES" "$((after - before))" <<'PY'
+import sys, glob
+data, name, nodes, ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+rps = reqs = errs = 0; p50 = p99 = 0.0
+for n in range(nodes):
+    line = [l for l in open(f"{data}/out-{name}-{n}") if l.startswith("RESULT")][0].split()
+    rps += float(line[1]); p50 = max(p50, float(line[2])); p99 = max(p99, float(line[3]))
+    errs += int(line[4]); reqs += int(line[5])
+print(f"RESULT {rps:.0f} {p50:.3f} {p99:.3f} {errs} {reqs} {ticks}")
+PY
+}
+echo "mode: $MODE, $NODES node(s); wrk: $THREADS threads × node, $CONNS connections in all, ${SECS}s per endpoint, $(nproc) cores shared with the servers"
+P=$(run plain /v1/keys/verify)
+L=$(run limited /v1/keys/verify)
+R=$(run ratelimit /v1/ratelimit)
+P2=$(run plain /v1/keys/verify)
+HZ=$(getconf CLK_TCK)
+python3 - "$P" "$L" "$R" "$P2" "$HZ" <<'PY'
+import sys
+def parse(s):
+    _, rps, p50, p99, errs, reqs, ticks = s.split()
+    return float(rps), float(p50), float(p99), int(errs), int(reqs), int(ticks)
+p1, l, r, p2 = (parse(x) for x in sys.argv[1:5])
+hz = int(sys.argv[5])
+plain = (p1[0] + p2[0]) / 2
+def us_per_req(x):
+    return x[5] / hz * 1e6 / max(x[4], 1)
+print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU µs/req':>12}")
+for name, x in [("verify, plain key (before)", p1), ("verify, limit + credits", l),
+                ("POST /v1/ratelimit", r), ("verify, plain key (after)", p2)]:
+    print(f"{name:<34}{x[0]:>10.0f}{x[1]:>9.3f}{x[2]:>9.3f}{x[3]:>9}{us_per_req(x):>12.1f}")
+print(f"ratio limited / plain:   {l[0] / plain:.3f}")
+print(f"ratio ratelimit / plain: {r[0] / plain:.3f}")
+PY
