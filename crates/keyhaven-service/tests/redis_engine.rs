@@ -18,6 +18,12 @@ use keyhaven_store::testing::{skip, TestDb};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// The deadline of each Redis call in these tests: the engine's 250 ms would send a
+/// node to the database whenever this (busy, debug-built) machine is slow for a moment,
+/// and these tests check what was counted where. A refused connection (the outage
+/// tests) fails at once all the same.
+const PATIENT: Duration = Duration::from_secs(10);
+
 fn redis_url() -> String {
     std::env::var("KEYHAVEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -87,6 +93,17 @@ async fn stored(c: &mut redis::aio::MultiplexedConnection, b: &BucketSpec) -> Op
     })
 }
 
+/// Deletes the test's buckets from the shared Redis (a long window's would stay there
+/// for up to that window).
+async fn forget(c: &mut redis::aio::MultiplexedConnection, ids: &[&str]) {
+    let keys: Vec<String> = ids.iter().map(|id| RedisEngine::key(id)).collect();
+    redis::cmd("DEL")
+        .arg(&keys)
+        .query_async::<i64>(c)
+        .await
+        .expect("DEL");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_leasing_at_once_grant_exactly_the_limit() {
     let Some((mut c, db)) = services("nodes_leasing_at_once_grant_exactly_the_limit").await else {
@@ -94,7 +111,7 @@ async fn nodes_leasing_at_once_grant_exactly_the_limit() {
     };
     let mut nodes = Vec::new();
     for _ in 0..4 {
-        let e = RedisEngine::connect(&redis_url(), db.store.clone())
+        let e = RedisEngine::connect_with_timeout(&redis_url(), db.store.clone(), PATIENT)
             .await
             .expect("connect");
         assert!(!e.degraded());
@@ -105,6 +122,7 @@ async fn nodes_leasing_at_once_grant_exactly_the_limit() {
 
     // Engines straight: eight tasks on four nodes, leases of up to three.
     let b = Arc::new(spec(10, 3_600_000));
+    let first = b.id.clone();
     let mut tasks = Vec::new();
     for i in 0..8 {
         let (e, b) = (nodes[i % nodes.len()].clone(), b.clone());
@@ -150,6 +168,7 @@ async fn nodes_leasing_at_once_grant_exactly_the_limit() {
     }
     assert_eq!(passed, 10);
     assert!(nodes.iter().all(|e| !e.degraded()));
+    forget(&mut c, &[&first, &b.id]).await;
 }
 
 /// One random step of the comparison: how far the clock moves.
@@ -203,6 +222,7 @@ impl Twin<'_> {
     async fn lease(&mut self, cost: i64, want: i64, now: i64, what: &str) -> Grant {
         self.note_refill(now);
         let (limit, duration_ms) = (self.b.limit, self.b.duration_ms);
+        let before = self.model;
         let got = self
             .e
             .lease_tokens(&self.b, cost, want, now)
@@ -210,7 +230,7 @@ impl Twin<'_> {
             .expect("lease");
         let m = self.model.get_or_insert_with(|| Bucket::full(limit, now));
         let expected = m.lease(limit, duration_ms, cost, want, now);
-        assert_eq!(got, expected, "lease {cost}/{want}: {what}");
+        assert_eq!(got, expected, "lease {cost}/{want} on {before:?}: {what}");
         self.leases += 1;
         self.compare(what).await;
         got
@@ -229,6 +249,7 @@ impl Twin<'_> {
     }
 
     async fn compare(&mut self, what: &str) {
+        assert!(!self.e.degraded(), "the engine left Redis: {what}");
         assert_eq!(stored(self.c, &self.b).await, self.model, "state: {what}");
         if let Some(m) = self.model {
             let ttl: i64 = redis::cmd("PTTL")
@@ -250,7 +271,7 @@ async fn the_script_counts_exactly_like_bucket_lease() {
     let Some((mut c, db)) = services("the_script_counts_exactly_like_bucket_lease").await else {
         return;
     };
-    let e = RedisEngine::connect(&redis_url(), db.store.clone())
+    let e = RedisEngine::connect_with_timeout(&redis_url(), db.store.clone(), PATIENT)
         .await
         .expect("connect");
     let mut rng = StdRng::seed_from_u64(0x6b65_7968_6176_656e);
@@ -271,6 +292,7 @@ async fn the_script_counts_exactly_like_bucket_lease() {
         ));
     }
     let (mut leases, mut hard) = (0, 0);
+    let mut used = Vec::new();
     // Random steps: leases and returns of any size, clocks moving by any amount (and
     // back).
     for (limit, duration_ms) in windows {
@@ -312,6 +334,7 @@ async fn the_script_counts_exactly_like_bucket_lease() {
         }
         leases += t.leases;
         hard += t.hard;
+        used.push(t.b.id);
     }
     // Large limits on long windows, brought low (a lease asking for a whole bucket
     // takes an eighth of what is left) and then refilled by part of a window: where
@@ -342,6 +365,7 @@ async fn the_script_counts_exactly_like_bucket_lease() {
         }
         leases += t.leases;
         hard += t.hard;
+        used.push(t.b.id);
     }
     eprintln!("{leases} leases compared, {hard} refills that plain doubles get wrong");
     assert!(leases > 4_000);
@@ -350,6 +374,8 @@ async fn the_script_counts_exactly_like_bucket_lease() {
         "only {hard} refills that plain doubles get wrong"
     );
     assert!(!e.degraded());
+    let used: Vec<&str> = used.iter().map(|id| &**id).collect();
+    forget(&mut c, &used).await;
 }
 
 #[tokio::test]
@@ -357,7 +383,7 @@ async fn tokens_given_back_never_overfill_a_bucket() {
     let Some((mut c, db)) = services("tokens_given_back_never_overfill_a_bucket").await else {
         return;
     };
-    let e = RedisEngine::connect(&redis_url(), db.store.clone())
+    let e = RedisEngine::connect_with_timeout(&redis_url(), db.store.clone(), PATIENT)
         .await
         .expect("connect");
     let now = now_ms();
@@ -383,6 +409,7 @@ async fn tokens_given_back_never_overfill_a_bucket() {
         total += g.granted;
     }
     assert_eq!(total, 10);
+    forget(&mut c, &[&b.id]).await;
 }
 
 /// A `redis-server` of the test's own (the shared one is never stopped), killed when
@@ -495,7 +522,7 @@ async fn an_outage_falls_back_to_the_database_without_granting_more_than_the_lim
     };
     let port = free_port();
     let redis = OwnRedis::start(&bin, port).await;
-    let e = RedisEngine::connect(&own_url(port), db.store.clone())
+    let e = RedisEngine::connect_with_timeout(&own_url(port), db.store.clone(), PATIENT)
         .await
         .expect("connect");
     assert!(!e.degraded());
@@ -571,7 +598,7 @@ async fn a_node_starts_while_redis_is_down_and_moves_to_it_when_it_answers() {
     }
 
     let port = free_port();
-    let e = RedisEngine::connect(&own_url(port), db.store.clone())
+    let e = RedisEngine::connect_with_timeout(&own_url(port), db.store.clone(), PATIENT)
         .await
         .expect("a Redis that does not answer yet is no error");
     assert!(e.degraded());
