@@ -66,6 +66,14 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub bootstrap_admin_password: Option<Secret>,
+    /// Redis for the rate-limit counters of several nodes, redis://host:port/db or rediss://… (PostgreSQL only) [default: counters in the database].
+    #[arg(
+        long,
+        env = "KEYHAVEN_REDIS_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
 }
 
 /// The TOML file's shape: the same settings, all optional, unknown keys refused.
@@ -84,6 +92,7 @@ struct FileSettings {
     outbound_allowed_cidrs: Option<Vec<String>>,
     bootstrap_admin_email: Option<String>,
     bootstrap_admin_password: Option<Secret>,
+    redis_url: Option<String>,
 }
 
 /// Resolved settings.
@@ -120,6 +129,8 @@ pub struct Config {
     pub bootstrap_admin_email: String,
     /// First super-admin's password, if given.
     pub bootstrap_admin_password: Option<Secret>,
+    /// Redis for the rate-limit counters (PostgreSQL only), if given.
+    pub redis_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -267,6 +278,18 @@ impl Settings {
             crate::jobs::mail::Mailer::new(Some(u), data_dir.join("outbox"))
                 .map_err(|m| ConfigError(redact_userinfo(&m, u)))?;
         }
+        let redis_url = self.redis_url.clone().or(file.redis_url);
+        if let Some(u) = &redis_url {
+            if database_url.starts_with("sqlite:") {
+                return Err(err("KEYHAVEN_REDIS_URL needs PostgreSQL: with SQLite (one node) the counters live in memory"));
+            }
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                return Err(ConfigError(redact_userinfo(
+                    &format!("KEYHAVEN_REDIS_URL {u:?} must start with redis:// or rediss://"),
+                    u,
+                )));
+            }
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -293,6 +316,7 @@ impl Settings {
                 .bootstrap_admin_password
                 .clone()
                 .or(file.bootstrap_admin_password),
+            redis_url,
         })
     }
 }
@@ -516,6 +540,42 @@ mod tests {
             redact_userinfo("smtp://relay:25 is bad", "smtp://relay:25"),
             "smtp://relay:25 is bad"
         );
+    }
+
+    #[test]
+    fn redis_needs_postgres_and_a_redis_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Settings {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let s = Settings {
+            redis_url: Some("redis://127.0.0.1:6379/0".into()),
+            ..base.clone()
+        };
+        assert!(s
+            .resolve()
+            .unwrap_err()
+            .0
+            .contains("KEYHAVEN_REDIS_URL needs PostgreSQL"));
+        let pg = Settings {
+            database_url: Some("postgres://postgres@127.0.0.1/kh".into()),
+            ..base
+        };
+        let s = Settings {
+            redis_url: Some("redis://127.0.0.1:6379/2".into()),
+            ..pg.clone()
+        };
+        assert_eq!(
+            s.resolve().unwrap().redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379/2")
+        );
+        let s = Settings {
+            redis_url: Some("http://:hunter2@127.0.0.1:6379".into()),
+            ..pg
+        };
+        let e = s.resolve().unwrap_err().0;
+        assert!(e.contains("redis://") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

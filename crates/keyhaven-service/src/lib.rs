@@ -231,9 +231,25 @@ impl Service {
             config::prepare_data_dir(&config.data_dir)?;
         }
         let store = keyhaven_store::connect(&config.database_url, true).await?;
-        Ok(Service::new(store, clock, config.master_key.clone())
+        let mut service = Service::new(store.clone(), clock, config.master_key.clone())
             .with_self_origins(config::self_origins(config))
-            .with_outbound_allowed(config.outbound_allowed_cidrs.clone()))
+            .with_outbound_allowed(config.outbound_allowed_cidrs.clone());
+        if let Some(url) = &config.redis_url {
+            let engine = meter::redis::RedisEngine::connect(url, store).await?;
+            service = service.with_counter_engine(Arc::new(engine));
+        }
+        Ok(service)
+    }
+
+    /// The same service with its rate limits and credits counted in `engine` (a fresh
+    /// verifier: call it at startup, before the service serves).
+    pub fn with_counter_engine(mut self, engine: Arc<dyn meter::CounterEngine>) -> Self {
+        self.verifier = Arc::new(Verifier::with_engine(
+            self.store.clone(),
+            self.clock.clone(),
+            engine,
+        ));
+        self
     }
 
     /// The database, for tests that check what was stored. Only with the `testing`
