@@ -210,7 +210,7 @@ fn internal(e: VerifyError) -> ApiError {
         VerifyError::UnknownLimit(name) => {
             return ApiError::bad_request(
                 "unknown_ratelimit",
-                &format!("the key has no rate limit named {name:?}"),
+                format!("the key has no rate limit named {name:?}"),
                 Some("ratelimits"),
             )
         }
@@ -299,7 +299,7 @@ async fn verify_inner(
         if !keyhaven_core::usage_control::is_limit_name(&r.name) {
             return Err(ApiError::bad_request(
                 "invalid_ratelimit",
-                &format!(
+                format!(
                     "ratelimits[{i}].name must match {}",
                     keyhaven_core::usage_control::NAME_PATTERN
                 ),
