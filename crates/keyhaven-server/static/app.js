@@ -121,6 +121,22 @@
       message = "Delete " + n + (n === 1 ? " API key" : " API keys") + " permanently? Programs using " + (n === 1 ? "it" : "them") + " will be refused immediately. This cannot be undone.";
       label = "Delete " + n + (n === 1 ? " key" : " keys");
     }
+    if (form.dataset.confirmSet !== undefined) {
+      // "Adjust credits": only setting the balance asks first.
+      var op = form.elements.namedItem("op");
+      var value = form.elements.namedItem("value");
+      if (!op || op.value !== "set") return;
+      message = form.dataset.confirmSet.replace("{value}", value ? value.value.trim() : "");
+      ev.preventDefault();
+      confirmDialog(message, label, function () {
+        var yes = document.createElement("input");
+        yes.type = "hidden"; yes.name = "confirmed"; yes.value = "1";
+        form.appendChild(yes);
+        form.dataset.confirmed = "1";
+        form.submit();
+      });
+      return;
+    }
     if (!message) return;
     ev.preventDefault();
     confirmDialog(message, label, function () {
@@ -153,13 +169,33 @@
     if (ev.target.name === "expiration") syncExpiry();
   });
 
+  // Credits: the balance fields only matter for "A balance of credits", the refill
+  // fields only with a refill, the day of the month only for monthly refills.
+  function syncCredits() {
+    var limited = document.querySelector("input[name=credits][value=limited]");
+    var box = document.querySelector("[data-credits-fields]");
+    if (!limited || !box) return;
+    var interval = document.getElementById("f-credits.refill.interval");
+    var every = interval ? interval.value : "";
+    box.querySelectorAll("input, select").forEach(function (el) {
+      if (el.type === "hidden") return;
+      var off = !limited.checked;
+      if (el.name === "credits.refill.amount") off = off || every === "";
+      if (el.name === "credits.refill.day_of_month") off = off || every !== "monthly";
+      el.disabled = off;
+    });
+  }
+  document.addEventListener("change", function (ev) {
+    if (ev.target.name === "credits" || ev.target.name === "credits.refill.interval") syncCredits();
+  });
+
   // Dates typed into forms are days in the browser's time zone: tell the server the offset.
   function tzOffsets() {
     var offset = String(new Date().getTimezoneOffset());
     document.querySelectorAll("input[data-tz-offset]").forEach(function (el) { el.value = offset; });
   }
 
-  function init() { localTimes(); syncExpiry(); tzOffsets(); }
+  function init() { localTimes(); syncExpiry(); syncCredits(); tzOffsets(); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();

@@ -3,23 +3,29 @@
 
 use axum::extract::{Path, State};
 use chrono::{Duration, NaiveDate};
-use keyhaven_core::api_key::{ApiKey, KeyStatus};
+use keyhaven_core::api_key::{self, ApiKey, KeyStatus};
+use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::PrincipalKind;
-use keyhaven_core::service_account::ServiceAccountStatus;
+use keyhaven_core::service_account::{ServiceAccount, ServiceAccountStatus};
 use keyhaven_core::time::Timestamp;
+use keyhaven_core::usage_control::{self, CreditOp, Credits, Refill, RefillInterval, MAX_CREDITS};
+use keyhaven_core::validate;
 use keyhaven_store::{ApiKeyFilter, Page, ServiceAccountFilter};
 use maud::{html, Markup};
 
 use super::auth::Console;
 use super::errors::{self, PageResult};
-use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormData, Query};
+use super::forms::{
+    self, checklist, csrf, field, form_error, parse_whole, FieldErrors, FormData, Query,
+};
 use super::layout::{self, header, layout};
-use super::widgets::{self, badge, chips, relative};
+use super::widgets::{self, badge, chips, number, relative, LimitScope};
 use crate::app::AppState;
 use keyhaven_service::api_keys::{
     CreateApiKey, DailyUsage, OwnerRef, RegenerateApiKey, UpdateApiKey,
 };
+use keyhaven_service::ServiceError;
 
 const PAGE_SIZE: i64 = 20;
 
@@ -41,6 +47,11 @@ fn notice_text(q: &FormData) -> Option<String> {
         "none_selected" => Some("Select at least one API key first.".into()),
         "revoked" => Some("API key revoked. It no longer verifies.".into()),
         "updated" => Some("API key updated.".into()),
+        "credits" => q
+            .get("n")
+            .parse::<i64>()
+            .ok()
+            .map(|n| format!("Credits adjusted. The balance is now {}.", number(n))),
         _ => None,
     }
 }
@@ -333,6 +344,195 @@ fn read_expiry(
     }
 }
 
+const HINT_KEY_LIMITS: &str = "Each limit lets through at most its number of successful verifications per window, across every Keyhaven node. Limits that apply only when named are used by requests that list them, with a cost.";
+
+/// The credits section of the key forms: unlimited, or a balance with an optional
+/// refill and low-balance threshold. `editing`: the balance shown is the key's, and
+/// changing it sets it.
+fn credits_fields(form: &FormData, errors: &FieldErrors, editing: bool) -> Markup {
+    let limited = form.get("credits") == "limited";
+    let interval = form.get("credits.refill.interval");
+    let balance_hint = if editing {
+        "Saving a different number here sets the balance, replacing what is left now. To add or take away credits, use Adjust credits on the key's page instead."
+    } else {
+        "The credits the key starts with."
+    };
+    let err = errors.get("credits");
+    html! {
+        fieldset class={ "field credits" @if errors.has_under("credits") { " section-error" } } id="f-credits"
+            aria-describedby={ "h-credits" @if err.is_some() { " e-credits" } } {
+            legend { "Credits" }
+            div class="hint" id="h-credits" {
+                "Each successful verification spends its cost (1 unless the request asks for more) from the balance. At zero the key is refused until the balance is refilled or topped up."
+            }
+            div class="radios" {
+                label class="radio" {
+                    input type="radio" name="credits" value="unlimited" checked[!limited];
+                    " Unlimited"
+                }
+                label class="radio" {
+                    input type="radio" name="credits" value="limited" checked[limited];
+                    " A balance of credits"
+                }
+            }
+            @if let Some(e) = err { div class="field-error" id="e-credits" role="alert" { (e) } }
+            div class="credit-fields" data-credits-fields="" {
+                (field("Balance", "credits.remaining", errors, Some(balance_hint),
+                    forms::number_input("credits.remaining", form.get("credits.remaining"))))
+                @if editing {
+                    input type="hidden" name="credits.remaining_shown" value=(form.get("credits.remaining_shown"));
+                }
+                (field("Refill", "credits.refill.interval", errors, None, html! {
+                    select id="f-credits.refill.interval" name="credits.refill.interval" {
+                        option value="" selected[interval.is_empty() || interval == "none"] { "No refill" }
+                        option value="daily" selected[interval == "daily"] { "Every day, at 00:00 UTC" }
+                        option value="monthly" selected[interval == "monthly"] { "Every month" }
+                    }
+                }))
+                (field("Refill to", "credits.refill.amount", errors, Some("The balance after each refill (whatever was left is replaced)."),
+                    forms::number_input("credits.refill.amount", form.get("credits.refill.amount"))))
+                (field("Day of the month", "credits.refill.day_of_month", errors, Some("Monthly refills: 1–31 (default 1); in shorter months, the last day."),
+                    forms::number_input("credits.refill.day_of_month", form.get("credits.refill.day_of_month"))))
+                (field("Warn below (optional)", "credits.low_threshold", errors, Some("The api_key.credits_low webhook fires once each time the balance drops below this."),
+                    forms::number_input("credits.low_threshold", form.get("credits.low_threshold"))))
+            }
+        }
+    }
+}
+
+const CREDITS_RANGE: &str = "Enter a whole number of credits from 0 to 1,000,000,000,000.";
+
+/// A count of credits typed into `field`, 0..=10^12; blank is `None` without a message
+/// unless `required` says what to enter.
+fn read_count(
+    form: &FormData,
+    field: &str,
+    required: Option<&str>,
+    errors: &mut FieldErrors,
+) -> Option<i64> {
+    let raw = form.get(field);
+    if raw.trim().is_empty() {
+        if let Some(msg) = required {
+            errors.add(field, msg);
+        }
+        return None;
+    }
+    let n = parse_whole(raw).filter(|n| (0..=MAX_CREDITS).contains(n));
+    if n.is_none() {
+        errors.add(field, CREDITS_RANGE);
+    }
+    n
+}
+
+/// Reads the credits section: `None` for unlimited (or when a field is wrong: each
+/// mistake is recorded next to its field).
+fn read_credits(form: &FormData, errors: &mut FieldErrors) -> Option<Credits> {
+    match form.get("credits") {
+        "limited" => {}
+        "" | "unlimited" => return None,
+        _ => {
+            errors.add("credits", "Choose Unlimited or A balance of credits.");
+            return None;
+        }
+    }
+    let before = errors.len();
+    let remaining = read_count(
+        form,
+        "credits.remaining",
+        Some("Enter the balance, or choose Unlimited."),
+        errors,
+    );
+    let interval = match form.get("credits.refill.interval") {
+        "" | "none" => None,
+        "daily" => Some(RefillInterval::Daily),
+        "monthly" => Some(RefillInterval::Monthly),
+        _ => {
+            errors.add(
+                "credits.refill.interval",
+                "Choose how often the balance refills.",
+            );
+            None
+        }
+    };
+    let refill = interval.and_then(|interval| {
+        let amount = read_count(
+            form,
+            "credits.refill.amount",
+            Some("Enter the balance each refill sets."),
+            errors,
+        );
+        let day_of_month = match (interval, form.get("credits.refill.day_of_month").trim()) {
+            (RefillInterval::Daily, _) | (_, "") => None,
+            (RefillInterval::Monthly, d) => {
+                let day = parse_whole(d).filter(|d| (1..=31).contains(d));
+                if day.is_none() {
+                    errors.add(
+                        "credits.refill.day_of_month",
+                        "Enter a day of the month from 1 to 31.",
+                    );
+                }
+                day.map(|d| d as u32)
+            }
+        };
+        Some(Refill {
+            interval,
+            amount: amount?,
+            day_of_month,
+        })
+    });
+    let low_threshold = read_count(form, "credits.low_threshold", None, errors);
+    if errors.len() > before {
+        return None;
+    }
+    let c = Credits {
+        remaining: remaining?,
+        refill,
+        low_threshold,
+    };
+    // Checked field by field above; the whole object is the core's rule.
+    errors.check(usage_control::validate_credits(&c), &[])?;
+    Some(c)
+}
+
+/// The core's checks of the fields the use case checks first, so that their mistakes
+/// show together with those of the limits and credits (the use case stops at the first).
+fn precheck(form: &FormData, errors: &mut FieldErrors) {
+    errors.check(api_key::validate_name(form.get("name")), RENAME);
+    errors.check(
+        validate::description(form.get("description"), "description"),
+        RENAME,
+    );
+    errors.check(validate::tags(&form.list("tags"), "tags"), RENAME);
+    errors.check(api_key::validate_scopes(&form.list("scopes")), RENAME);
+}
+
+/// The form fields showing a key's credits.
+fn credit_pairs(c: Option<&Credits>) -> Vec<(String, String)> {
+    let Some(c) = c else {
+        return vec![("credits".into(), "unlimited".into())];
+    };
+    let mut out = vec![
+        ("credits".into(), "limited".into()),
+        ("credits.remaining".into(), c.remaining.to_string()),
+        ("credits.remaining_shown".into(), c.remaining.to_string()),
+    ];
+    if let Some(r) = &c.refill {
+        let interval = match r.interval {
+            RefillInterval::Daily => "daily",
+            RefillInterval::Monthly => "monthly",
+        };
+        out.push(("credits.refill.interval".into(), interval.into()));
+        out.push(("credits.refill.amount".into(), r.amount.to_string()));
+        if let Some(d) = r.day_of_month {
+            out.push(("credits.refill.day_of_month".into(), d.to_string()));
+        }
+    }
+    if let Some(t) = c.low_threshold {
+        out.push(("credits.low_threshold".into(), t.to_string()));
+    }
+    out
+}
+
 async fn create_form(
     state: &AppState,
     c: &Console,
@@ -370,6 +570,7 @@ async fn create_form(
         div class="card" {
             (form_error(errors))
             form method="post" action="/api-keys/new" class="stack" novalidate {
+                (forms::default_submit())
                 (csrf(c))
                 (field("Name *", "name", errors, Some("1–100 characters, unique in your organization."), forms::text_input("name", form.get("name"), "text", true)))
                 (field("Description", "description", errors, None, html! {
@@ -390,6 +591,8 @@ async fn create_form(
                     }
                 }))
                 (expiry_fields(form, errors, "90"))
+                (forms::limits_fields(form, errors, HINT_KEY_LIMITS))
+                (credits_fields(form, errors, false))
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { "Create API key" }
                     a class="btn btn-link" href="/api-keys" { "Cancel" }
@@ -415,8 +618,16 @@ const RENAME: &[(&str, &str)] = &[("expires_in_days", "expires_at"), ("owner", "
 /// `POST /api-keys/new`.
 pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
+    if form.has(forms::ADD_LIMIT) {
+        let form = forms::with_added_row(&form);
+        return create_form(&state, &c, &form, &FieldErrors::default()).await;
+    }
     let mut errors = FieldErrors::default();
-    let Some(expiry) = read_expiry(&form, c.now, &mut errors) else {
+    precheck(&form, &mut errors);
+    let expiry = read_expiry(&form, c.now, &mut errors);
+    let ratelimits = forms::read_limits(&form, "A key", &mut errors);
+    let credits = read_credits(&form, &mut errors);
+    let (Some(expiry), true) = (expiry, errors.is_empty()) else {
         return create_form(&state, &c, &form, &errors).await;
     };
     let (expires_at, expires_in_days) = match expiry {
@@ -436,6 +647,8 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         }),
         expires_at,
         expires_in_days,
+        ratelimits: Some(ratelimits),
+        credits,
         ..Default::default()
     };
     match state.service.create_api_key(&c.caller, input).await {
@@ -568,6 +781,35 @@ fn usage_chart(days: &[DailyUsage]) -> Markup {
     }
 }
 
+/// What the "Adjust credits" form on the details page shows: the values sent and their
+/// mistakes, or a "set" waiting for confirmation.
+#[derive(Default)]
+struct Adjust {
+    form: FormData,
+    errors: FieldErrors,
+    confirm_set: Option<i64>,
+}
+
+/// The key's service account, when it owns the key and the user may see it.
+async fn owner_account(
+    state: &AppState,
+    c: &Console,
+    k: &ApiKey,
+) -> Result<Option<ServiceAccount>, errors::PageError> {
+    if k.owner.kind != PrincipalKind::ServiceAccount || !c.can(Permission::ServiceAccountsView) {
+        return Ok(None);
+    }
+    match state
+        .service
+        .get_service_account(&c.caller, &Id::from_trusted(k.owner.id.clone()))
+        .await
+    {
+        Ok(sa) => Ok(Some(sa)),
+        Err(ServiceError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `GET /api-keys/{id}`.
 pub async fn details(
     State(state): State<AppState>,
@@ -577,10 +819,22 @@ pub async fn details(
 ) -> PageResult {
     c.require(Permission::ApiKeysView)?;
     let id = errors::path_id(&id, "API key")?;
-    let (k, perms) = state.service.get_api_key(&c.caller, &id).await?;
-    let usage = state.service.api_key_usage(&c.caller, &id, 30).await?;
+    details_page(&state, &c, &id, notice_text(&q), Adjust::default()).await
+}
+
+async fn details_page(
+    state: &AppState,
+    c: &Console,
+    id: &Id,
+    notice: Option<String>,
+    adjust: Adjust,
+) -> PageResult {
+    let (k, perms) = state.service.get_api_key(&c.caller, id).await?;
+    let usage = state.service.api_key_usage(&c.caller, id, 30).await?;
+    let account = owner_account(state, c, &k).await?;
     let status = status_of(&k, c.now);
     let manage = c.can(Permission::ApiKeysManage);
+    let live = status != "revoked";
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/api-keys" { "API Keys" } " / " span { (k.name) } }
         (header(&k.name, None, html! {
@@ -590,7 +844,7 @@ pub async fn details(
                 form method="post" action={ "/api-keys/" (k.id) "/revoke" } class="inline"
                     data-confirm={ "Revoke the API key \u{201c}" (k.name) "\u{201d}? Programs using it will be refused immediately. This cannot be undone." }
                     data-confirm-label="Revoke" {
-                    (csrf(&c))
+                    (csrf(c))
                     button class="btn btn-danger-outline" type="submit" { "Revoke" }
                 }
             }
@@ -598,12 +852,12 @@ pub async fn details(
                 form method="post" action={ "/api-keys/" (k.id) "/delete" } class="inline"
                     data-confirm={ "Delete the API key \u{201c}" (k.name) "\u{201d} permanently? This cannot be undone." }
                     data-confirm-label="Delete" {
-                    (csrf(&c))
+                    (csrf(c))
                     button class="btn btn-danger" type="submit" { "Delete" }
                 }
             }
         }))
-        @if let Some(n) = notice_text(&q) { (widgets::notice(&n)) }
+        @if let Some(n) = &notice { (widgets::notice(n)) }
         div class="grid-2" {
             div class="card" {
                 h2 { "Details" }
@@ -631,8 +885,203 @@ pub async fn details(
                 (usage_chart(&usage))
             }
         }
+        div class="grid-2 usage-control" {
+            (key_limits_card(c, &k, account.as_ref(), manage && live))
+            (credits_card(c, &k, manage && live, &adjust))
+        }
     };
-    Ok(layout::ok(layout(&c, &k.name, "keys", body)))
+    forms::form_page(&adjust.errors, layout(c, &k.name, "keys", body))
+}
+
+/// The key's rate limits, and those its service account shares with all its keys.
+fn key_limits_card(
+    c: &Console,
+    k: &ApiKey,
+    account: Option<&ServiceAccount>,
+    can_edit: bool,
+) -> Markup {
+    let mut all: Vec<(&usage_control::NamedLimit, LimitScope)> =
+        k.ratelimits.iter().map(|l| (l, LimitScope::Key)).collect();
+    if let Some(sa) = account {
+        all.extend(
+            sa.ratelimits
+                .iter()
+                .map(|l| (l, LimitScope::ServiceAccount)),
+        );
+    }
+    let hidden_account =
+        k.owner.kind == PrincipalKind::ServiceAccount && !c.can(Permission::ServiceAccountsView);
+    html! {
+        section class="card" id="key-limits" {
+            div class="section-head" {
+                h2 { "Rate limits" }
+                @if can_edit { a class="btn btn-small" href={ "/api-keys/" (k.id) "/edit" } { "Edit limits" } }
+            }
+            @if all.is_empty() {
+                p class="muted" id="limits-empty" { "No rate limits: callers may verify this key as often as they like." }
+            } @else {
+                (widgets::limits_table("limits-table", &all))
+            }
+            @if let Some(sa) = account {
+                @if !sa.ratelimits.is_empty() {
+                    p class="muted small" {
+                        "Shared limits belong to the service account "
+                        a href={ "/settings/api-access/" (sa.id) } { (sa.name) }
+                        ": all of its keys draw from the same allowance."
+                    }
+                }
+            }
+            @if hidden_account {
+                p class="muted small" { "The key's service account may add shared limits; seeing them takes the service_accounts.view permission." }
+            }
+        }
+    }
+}
+
+/// The key's credit balance with its refill, and the "Adjust credits" form.
+fn credits_card(c: &Console, k: &ApiKey, can_adjust: bool, adjust: &Adjust) -> Markup {
+    let action = format!("/api-keys/{}/credits", k.id);
+    let op = adjust.form.get("op");
+    html! {
+        section class="card" id="key-credits" {
+            div class="section-head" {
+                h2 { "Credits" }
+                @if can_adjust && k.credits.is_none() { a class="btn btn-small" href={ "/api-keys/" (k.id) "/edit" } { "Edit credits" } }
+            }
+            @match &k.credits {
+                None => {
+                    (form_error(&adjust.errors))
+                    p id="credits-balance" { strong { "Unlimited" } }
+                    p class="muted" {
+                        "This key has no credit balance, so verifications spend nothing."
+                        @if can_adjust { " To meter it, give it a balance on its Edit page." }
+                    }
+                }
+                Some(cr) => {
+                    dl class="props" id="credits-props" {
+                        dt { "Balance" }
+                        dd id="credits-balance" data-remaining=(cr.remaining) { strong { (number(cr.remaining)) } " credits" }
+                        dt { "Refill" }
+                        dd id="credits-refill" {
+                            @match (widgets::refill_text(cr), cr.refill) {
+                                (Some(text), Some(r)) => {
+                                    (text)
+                                    div class="muted small" { "Next: " (widgets::time(&r.next_due(c.now))) }
+                                }
+                                _ => span class="muted" { "No refill" },
+                            }
+                        }
+                        dt { "Low balance warning" }
+                        dd id="credits-low" {
+                            @match cr.low_threshold {
+                                Some(t) => { "When the balance drops below " (number(t)) }
+                                None => span class="muted" { "None" },
+                            }
+                        }
+                    }
+                    @if let Some(v) = adjust.confirm_set {
+                        div class="banner banner-warn" role="alert" id="confirm-set" {
+                            p {
+                                "Set the balance to " strong { (number(v)) } " credits? "
+                                "This replaces the current balance of " (number(cr.remaining)) ", including anything spent since this page was shown."
+                            }
+                            form method="post" action=(action) class="inline" {
+                                (csrf(c))
+                                input type="hidden" name="op" value="set";
+                                input type="hidden" name="value" value=(v);
+                                input type="hidden" name="confirmed" value="1";
+                                button class="btn btn-primary" type="submit" { "Set balance to " (number(v)) }
+                            }
+                            " "
+                            a class="btn btn-link" href={ "/api-keys/" (k.id) } { "Cancel" }
+                        }
+                    }
+                    @if can_adjust {
+                        h3 { "Adjust credits" }
+                        (form_error(&adjust.errors))
+                        form method="post" action=(action) class="adjust-form" novalidate
+                            data-confirm-set={ "Set the balance of \u{201c}" (k.name) "\u{201d} to {value} credits? This replaces the current balance of " (number(cr.remaining)) "." }
+                            data-confirm-label="Set balance" {
+                            (csrf(c))
+                            (field("Action", "op", &adjust.errors, None, html! {
+                                select id="f-op" name="op" {
+                                    option value="increment" selected[op == "increment"] { "Add" }
+                                    option value="decrement" selected[op == "decrement"] { "Subtract" }
+                                    option value="set" selected[op == "set"] { "Set to" }
+                                }
+                            }))
+                            (field("Credits", "value", &adjust.errors, None,
+                                forms::number_input("value", adjust.form.get("value"))))
+                            div class="form-actions" {
+                                button class="btn" type="submit" { "Adjust credits" }
+                            }
+                        }
+                        p class="muted small" { "Adding or subtracting keeps the credits that verifications are spending right now; setting replaces the balance. Every change is in the audit log." }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /api-keys/{id}/credits`: add to, subtract from or set the balance (a set is
+/// confirmed first), then back to the key with a notice.
+pub async fn adjust_credits(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = errors::path_id(&id, "API key")?;
+    let mut errors = FieldErrors::default();
+    let op = CreditOp::parse(form.get("op"));
+    if op.is_none() {
+        errors.add("op", "Choose Add, Subtract or Set to.");
+    }
+    let value = match form.get("value").trim() {
+        "" => {
+            errors.add("value", "Enter a number of credits.");
+            None
+        }
+        raw => {
+            let v = parse_whole(raw).filter(|n| (0..=MAX_CREDITS).contains(n));
+            if v.is_none() {
+                errors.add("value", CREDITS_RANGE);
+            }
+            v
+        }
+    };
+    if let (Some(op), Some(value)) = (op, value) {
+        // Someone who may not change the balance is not asked to confirm: the use case
+        // refuses them (and records the attempt).
+        if op == CreditOp::Set && form.get("confirmed") != "1" && c.can(Permission::ApiKeysManage) {
+            let adjust = Adjust {
+                form,
+                errors,
+                confirm_set: Some(value),
+            };
+            return details_page(&state, &c, &id, None, adjust).await;
+        }
+        match state
+            .service
+            .adjust_credits(&c.caller, &id, op, value)
+            .await
+        {
+            Ok(n) => {
+                return Ok(layout::see_other(&format!(
+                    "/api-keys/{id}?notice=credits&n={n}"
+                )))
+            }
+            Err(e) => errors = FieldErrors::from_service(e, &[])?,
+        }
+    }
+    let adjust = Adjust {
+        form,
+        errors,
+        confirm_set: None,
+    };
+    details_page(&state, &c, &id, None, adjust).await
 }
 
 async fn edit_form(
@@ -649,6 +1098,7 @@ async fn edit_form(
         div class="card" {
             (form_error(errors))
             form method="post" action={ "/api-keys/" (k.id) "/edit" } class="stack" novalidate {
+                (forms::default_submit())
                 (csrf(c))
                 (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
                 (field("Description", "description", errors, None, html! {
@@ -660,6 +1110,8 @@ async fn edit_form(
                     (checklist("Roles", "roles", errors, None, &roles, &form.list("roles")))
                 }
                 (field("Scopes", "scopes", errors, Some("Separate scopes with commas."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
+                (forms::limits_fields(form, errors, HINT_KEY_LIMITS))
+                (credits_fields(form, errors, true))
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { "Save changes" }
                     a class="btn btn-link" href={ "/api-keys/" (k.id) } { "Cancel" }
@@ -686,6 +1138,8 @@ pub async fn edit_page(
         ("scopes".to_string(), k.scopes.join(", ")),
     ];
     pairs.extend(k.roles.iter().map(|r| ("roles".to_string(), r.clone())));
+    pairs.extend(forms::limit_pairs(&k.ratelimits));
+    pairs.extend(credit_pairs(k.credits.as_ref()));
     edit_form(&state, &c, &k, &FormData(pairs), &FieldErrors::default()).await
 }
 
@@ -699,6 +1153,24 @@ pub async fn edit(
     c.check_csrf(&form)?;
     let id = errors::path_id(&id, "API key")?;
     let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
+    if form.has(forms::ADD_LIMIT) {
+        let form = forms::with_added_row(&form);
+        return edit_form(&state, &c, &k, &form, &FieldErrors::default()).await;
+    }
+    let mut errors = FieldErrors::default();
+    precheck(&form, &mut errors);
+    let ratelimits = forms::read_limits(&form, "A key", &mut errors);
+    let mut credits = read_credits(&form, &mut errors);
+    if !errors.is_empty() {
+        return edit_form(&state, &c, &k, &form, &errors).await;
+    }
+    // A balance left as it was shown is not a "set": the key keeps the balance it has
+    // now (calls may have spent some since the page was opened).
+    if let (Some(new), Some(old)) = (credits.as_mut(), k.credits) {
+        if parse_whole(form.get("credits.remaining_shown")) == Some(new.remaining) {
+            new.remaining = old.remaining;
+        }
+    }
     let roles = form.list("roles");
     // Roles go to the service only when the set changed, so editing other fields of a
     // key whose roles the user could not grant still works.
@@ -709,12 +1181,15 @@ pub async fn edit(
         roles: (form.has("roles_present") && forms::roles_changed(&roles, &k.roles))
             .then_some(roles),
         scopes: Some(form.list("scopes")),
+        // A post without these sections leaves them as they are.
+        ratelimits: forms::limits_sent(&form).then_some(Some(ratelimits)),
+        credits: form.has("credits").then_some(credits),
         ..Default::default()
     };
     match state.service.update_api_key(&c.caller, &id, input).await {
         Ok(_) => Ok(layout::see_other(&format!("/api-keys/{id}?notice=updated"))),
         Err(e) => {
-            let errors = FieldErrors::from_grant(e, &[], Permission::ApiKeysManage, "roles")?;
+            let errors = FieldErrors::from_grant(e, RENAME, Permission::ApiKeysManage, "roles")?;
             edit_form(&state, &c, &k, &form, &errors).await
         }
     }

@@ -82,6 +82,7 @@ pub fn routes() -> Router<AppState> {
             "/api-keys/{id}/regenerate",
             get(api_keys::regenerate_page).post(api_keys::regenerate),
         )
+        .route("/api-keys/{id}/credits", post(api_keys::adjust_credits))
         .route("/api-keys/{id}/revoke", post(api_keys::revoke))
         .route("/api-keys/{id}/delete", post(api_keys::delete))
         .route("/settings/api-access", get(service_accounts::index))

@@ -15,10 +15,23 @@ use super::auth::Console;
 use super::errors::{self, PageResult};
 use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormData, Query};
 use super::layout::{self, header, layout};
-use super::widgets::{self, badge, chips, relative};
+use super::widgets::{self, badge, chips, relative, LimitScope};
 use crate::app::AppState;
+use keyhaven_core::validate;
 use keyhaven_service::credentials::{CreateCredential, UpdateCredential};
 use keyhaven_service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
+
+const HINT_SHARED_LIMITS: &str = "Shared by every key of this account: one allowance per limit for the whole account, so five keys do not get five times the calls.";
+
+/// The core's checks of the fields the use case checks first, so that their mistakes
+/// show together with those of the limits (the use case stops at the first).
+fn precheck(form: &FormData, errors: &mut FieldErrors) {
+    errors.check(validate::name(form.get("name"), "name", 100), &[]);
+    errors.check(
+        validate::description(form.get("description"), "description"),
+        &[],
+    );
+}
 
 fn notice_text(q: &FormData) -> Option<&'static str> {
     match q.get("notice") {
@@ -174,6 +187,7 @@ async fn new_form(
         div class="card" {
             (form_error(errors))
             form method="post" action="/settings/api-access/new" class="stack" novalidate {
+                (forms::default_submit())
                 (csrf(c))
                 (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
                 (field("Description", "description", errors, None, html! {
@@ -182,6 +196,7 @@ async fn new_form(
                 @if !roles.is_empty() {
                     (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
                 }
+                (forms::limits_fields(form, errors, HINT_SHARED_LIMITS))
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { "Create Service Account" }
                     a class="btn btn-link" href="/settings/api-access" { "Cancel" }
@@ -201,11 +216,21 @@ pub async fn new_page(State(state): State<AppState>, c: Console) -> PageResult {
 /// `POST /settings/api-access/new`.
 pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
+    if form.has(forms::ADD_LIMIT) {
+        let form = forms::with_added_row(&form);
+        return new_form(&state, &c, &form, &FieldErrors::default()).await;
+    }
+    let mut errors = FieldErrors::default();
+    precheck(&form, &mut errors);
+    let ratelimits = forms::read_limits(&form, "A service account", &mut errors);
+    if !errors.is_empty() {
+        return new_form(&state, &c, &form, &errors).await;
+    }
     let input = CreateServiceAccount {
         name: form.get("name").to_string(),
         description: Some(form.get("description").to_string()),
         roles: Some(form.list("roles")),
-        ratelimits: None,
+        ratelimits: Some(ratelimits),
     };
     match state.service.create_service_account(&c.caller, input).await {
         Ok(sa) => Ok(layout::see_other(&format!(
@@ -329,6 +354,19 @@ async fn detail_page(
                 dt { "Roles" } dd { (chips(&sa.roles, "chip-role")) }
                 dt { "Created by" } dd { (sa.created_by.name) }
                 dt { "Created" } dd { (widgets::time(&sa.created_at)) }
+            }
+        }
+        section class="card" id="shared-limits" {
+            div class="section-head" {
+                h2 { "Shared rate limits" }
+                @if manage && live { a class="btn btn-small" href={ "/settings/api-access/" (sa.id) "/edit" } { "Edit limits" } }
+            }
+            @if sa.ratelimits.is_empty() {
+                p class="muted" id="limits-empty" { "No shared limits: each of its keys is held only to its own limits." }
+            } @else {
+                @let all: Vec<_> = sa.ratelimits.iter().map(|l| (l, LimitScope::ServiceAccount)).collect();
+                (widgets::limits_table("limits-table", &all))
+                p class="muted small" { "All keys of this account draw from these limits together, on top of each key's own limits." }
             }
         }
         @if let Some(keys) = &keys {
@@ -500,6 +538,7 @@ async fn edit_form(
         div class="card" {
             (form_error(errors))
             form method="post" action={ "/settings/api-access/" (sa.id) "/edit" } class="stack" novalidate {
+                (forms::default_submit())
                 (csrf(c))
                 (field("Name *", "name", errors, None, forms::text_input("name", form.get("name"), "text", true)))
                 (field("Description", "description", errors, None, html! {
@@ -509,6 +548,7 @@ async fn edit_form(
                     input type="hidden" name="roles_present" value="1";
                     (checklist("Roles", "roles", errors, None, &roles, &form.list("roles")))
                 }
+                (forms::limits_fields(form, errors, HINT_SHARED_LIMITS))
                 div class="form-actions" {
                     button class="btn btn-primary" type="submit" { "Save changes" }
                     a class="btn btn-link" href={ "/settings/api-access/" (sa.id) } { "Cancel" }
@@ -533,6 +573,7 @@ pub async fn edit_page(
         ("description".to_string(), sa.description.clone()),
     ];
     pairs.extend(sa.roles.iter().map(|r| ("roles".to_string(), r.clone())));
+    pairs.extend(forms::limit_pairs(&sa.ratelimits));
     edit_form(&state, &c, &sa, &FormData(pairs), &FieldErrors::default()).await
 }
 
@@ -546,13 +587,24 @@ pub async fn edit(
     c.check_csrf(&form)?;
     let id = errors::path_id(&id, "service account")?;
     let sa = state.service.get_service_account(&c.caller, &id).await?;
+    if form.has(forms::ADD_LIMIT) {
+        let form = forms::with_added_row(&form);
+        return edit_form(&state, &c, &sa, &form, &FieldErrors::default()).await;
+    }
+    let mut errors = FieldErrors::default();
+    precheck(&form, &mut errors);
+    let ratelimits = forms::read_limits(&form, "A service account", &mut errors);
+    if !errors.is_empty() {
+        return edit_form(&state, &c, &sa, &form, &errors).await;
+    }
     let roles = form.list("roles");
     let input = UpdateServiceAccount {
         name: Some(form.get("name").to_string()),
         description: Some(form.get("description").to_string()),
         roles: (form.has("roles_present") && forms::roles_changed(&roles, &sa.roles))
             .then_some(roles),
-        ratelimits: None,
+        // A post without the limits section leaves the limits as they are.
+        ratelimits: forms::limits_sent(&form).then_some(Some(ratelimits)),
     };
     match state
         .service

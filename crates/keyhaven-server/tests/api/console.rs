@@ -1924,3 +1924,5 @@ async fn role_edit_by_a_partial_manager(app: TestApp) {
     assert!(html.contains("class=\"sidebar\""));
 }
 both_backends!(role_edit_by_a_partial_manager);
+
+mod usage;
