@@ -101,8 +101,16 @@ cpu() { # total utime+stime ticks of every node
     done
     echo "$t"
 }
-run() { # name path → "RESULT rps p50 p99 errs requests cputicks"
-    local before after outs=() rps=0 reqs=0 errs=0 p50=0 p99=0
+xacts() { # committed transactions of the bench database so far (0 on SQLite)
+    if [ -n "$PGDB" ]; then
+        psql "$PG/postgres" -tAc "SELECT xact_commit FROM pg_stat_database WHERE datname = '$PGDB'"
+    else
+        echo 0
+    fi
+}
+run() { # name path → "RESULT rps p50 p99 errs requests cputicks xacts"
+    local before after outs=() x0 x1
+    x0=$(xacts)
     before=$(cpu)
     local per=$((CONNS / NODES)) tmp
     for n in $(seq 0 $((NODES - 1))); do
@@ -113,15 +121,17 @@ run() { # name path → "RESULT rps p50 p99 errs requests cputicks"
     done
     for o in "${outs[@]}"; do wait "$o"; done
     after=$(cpu)
-    python3 - "$DATA" "$1" "$NODES" "$((after - before))" <<'PY'
+    sleep 0.5 # the statistics collector reports with a delay
+    x1=$(xacts)
+    python3 - "$DATA" "$1" "$NODES" "$((after - before))" "$((x1 - x0))" <<'PY'
 import sys, glob
-data, name, nodes, ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+data, name, nodes, ticks, xacts = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 rps = reqs = errs = 0; p50 = p99 = 0.0
 for n in range(nodes):
     line = [l for l in open(f"{data}/out-{name}-{n}") if l.startswith("RESULT")][0].split()
     rps += float(line[1]); p50 = max(p50, float(line[2])); p99 = max(p99, float(line[3]))
     errs += int(line[4]); reqs += int(line[5])
-print(f"RESULT {rps:.0f} {p50:.3f} {p99:.3f} {errs} {reqs} {ticks}")
+print(f"RESULT {rps:.0f} {p50:.3f} {p99:.3f} {errs} {reqs} {ticks} {xacts}")
 PY
 }
 echo "mode: $MODE, $NODES node(s); wrk: $THREADS threads × node, $CONNS connections in all, ${SECS}s per endpoint, $(nproc) cores shared with the servers"
@@ -133,17 +143,17 @@ HZ=$(getconf CLK_TCK)
 python3 - "$P" "$L" "$R" "$P2" "$HZ" <<'PY'
 import sys
 def parse(s):
-    _, rps, p50, p99, errs, reqs, ticks = s.split()
-    return float(rps), float(p50), float(p99), int(errs), int(reqs), int(ticks)
+    _, rps, p50, p99, errs, reqs, ticks, xacts = s.split()
+    return float(rps), float(p50), float(p99), int(errs), int(reqs), int(ticks), int(xacts)
 p1, l, r, p2 = (parse(x) for x in sys.argv[1:5])
 hz = int(sys.argv[5])
 plain = (p1[0] + p2[0]) / 2
 def us_per_req(x):
     return x[5] / hz * 1e6 / max(x[4], 1)
-print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU µs/req':>12}")
+print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'CPU µs/req':>12}{'db tx/1k req':>14}")
 for name, x in [("verify, plain key (before)", p1), ("verify, limit + credits", l),
                 ("POST /v1/ratelimit", r), ("verify, plain key (after)", p2)]:
-    print(f"{name:<34}{x[0]:>10.0f}{x[1]:>9.3f}{x[2]:>9.3f}{x[3]:>9}{us_per_req(x):>12.1f}")
+    print(f"{name:<34}{x[0]:>10.0f}{x[1]:>9.3f}{x[2]:>9.3f}{x[3]:>9}{us_per_req(x):>12.1f}{x[6] * 1000 / max(x[4], 1):>14.2f}")
 print(f"ratio limited / plain:   {l[0] / plain:.3f}")
 print(f"ratio ratelimit / plain: {r[0] / plain:.3f}")
 PY

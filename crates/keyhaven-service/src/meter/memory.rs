@@ -57,10 +57,16 @@ impl CounterEngine for MemoryEngine {
         want: i64,
         now_ms: i64,
     ) -> Result<Grant, EngineError> {
-        let entry = self
-            .buckets
-            .entry(b.id.clone())
-            .or_insert_with(|| Mutex::new((Bucket::full(b.limit, now_ms), b.limit, b.duration_ms)));
+        let entry = match self.buckets.get(&b.id) {
+            Some(e) => e,
+            None => self
+                .buckets
+                .entry(b.id.clone())
+                .or_insert_with(|| {
+                    Mutex::new((Bucket::full(b.limit, now_ms), b.limit, b.duration_ms))
+                })
+                .downgrade(),
+        };
         let mut e = lock(&entry);
         Ok(e.0.lease(b.limit, b.duration_ms, cost, want, now_ms))
     }
@@ -83,14 +89,21 @@ impl CounterEngine for MemoryEngine {
         cost: i64,
         want: i64,
     ) -> Result<Option<CreditLease>, EngineError> {
-        let entry = self.balances.entry(key.key_id.into()).or_insert_with(|| {
-            Mutex::new(Balance {
-                epoch: key.epoch,
-                remaining: key.stored,
-                unwritten: 0,
-                low_threshold: key.low_threshold,
-            })
-        });
+        let entry = match self.balances.get(key.key_id) {
+            Some(e) => e,
+            None => self
+                .balances
+                .entry(key.key_id.into())
+                .or_insert_with(|| {
+                    Mutex::new(Balance {
+                        epoch: key.epoch,
+                        remaining: key.stored,
+                        unwritten: 0,
+                        low_threshold: key.low_threshold,
+                    })
+                })
+                .downgrade(),
+        };
         let mut b = lock(&entry);
         if key.epoch > b.epoch {
             // Replaced in the database (set, refill): start from there.

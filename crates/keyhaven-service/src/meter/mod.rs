@@ -26,7 +26,7 @@ use keyhaven_core::usage_control::Grant;
 use keyhaven_store::{CreditLease, StoreError};
 
 /// Most tokens or credits one lease hands to a node.
-pub const MAX_LEASE: i64 = 1_000;
+pub const MAX_LEASE: i64 = 10_000;
 /// Leased tokens not spent within this go back to their bucket, ms.
 pub const TOKEN_LEASE_MS: i64 = 1_000;
 /// Leased credits not spent for this long go back to the balance, ms.
@@ -161,10 +161,24 @@ struct LocalBucket {
     reset_at_ms: i64,
     /// Tokens of ended leases, to give back.
     stale: i64,
+    /// Held while this node leases for the bucket: one lease in flight at a time, the
+    /// requests that find the lease empty meanwhile wait for it instead of each asking.
+    refill: Arc<tokio::sync::Mutex<()>>,
+    /// The last lease was as large as asked (the bucket is far from empty): worth
+    /// leasing the next one ahead, before this one runs out.
+    full: bool,
+    /// A lease ahead is in flight.
+    prefetching: bool,
 }
 
 #[derive(Default)]
 struct LocalCredits {
+    /// One lease in flight at a time (see [`LocalBucket`]).
+    refill: Arc<tokio::sync::Mutex<()>>,
+    /// The last lease was as large as asked (see [`LocalBucket`]).
+    full: bool,
+    /// A lease ahead is in flight.
+    prefetching: bool,
     epoch: i64,
     /// Leased credits not spent yet.
     leased: i64,
@@ -189,9 +203,9 @@ pub struct CreditSignal {
 /// A node's leases, spent from memory.
 pub struct Meter {
     engine: Arc<dyn CounterEngine>,
-    buckets: DashMap<Box<str>, Mutex<LocalBucket>>,
-    credits: DashMap<Box<str>, Mutex<LocalCredits>>,
-    signals: Mutex<Vec<CreditSignal>>,
+    buckets: Arc<DashMap<Box<str>, Mutex<LocalBucket>>>,
+    credits: Arc<DashMap<Box<str>, Mutex<LocalCredits>>>,
+    signals: Arc<Mutex<Vec<CreditSignal>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -206,9 +220,9 @@ impl Meter {
     pub fn new(engine: Arc<dyn CounterEngine>) -> Self {
         Meter {
             engine,
-            buckets: DashMap::new(),
-            credits: DashMap::new(),
-            signals: Mutex::new(Vec::new()),
+            buckets: Arc::default(),
+            credits: Arc::default(),
+            signals: Arc::default(),
         }
     }
 
@@ -222,6 +236,14 @@ impl Meter {
             (limit / 10).clamp(1, MAX_LEASE).max(cost)
         } else {
             cost
+        }
+    }
+
+    /// The local state of bucket `id`, created on first use (a read of the shard after).
+    fn bucket(&self, id: &str) -> dashmap::mapref::one::Ref<'_, Box<str>, Mutex<LocalBucket>> {
+        match self.buckets.get(id) {
+            Some(e) => e,
+            None => self.buckets.entry(id.into()).or_default().downgrade(),
         }
     }
 
@@ -246,14 +268,74 @@ impl Meter {
         let mut l = lock(&l);
         if l.expires_ms > now_ms && l.tokens >= cost {
             l.tokens -= cost;
-            return Some(LimitState {
+            let want = self.want(b.limit, 1);
+            let ahead = (self.engine.batches() && l.full && !l.prefetching && l.tokens * 2 < want)
+                .then(|| {
+                    l.prefetching = true;
+                    l.refill.clone()
+                });
+            let state = LimitState {
                 limit: b.limit,
                 remaining: l.remaining + l.tokens,
                 reset_at_ms: l.reset_at_ms,
                 exceeded: false,
-            });
+            };
+            drop(l);
+            if let Some(gate) = ahead {
+                self.lease_tokens_ahead(b, want, now_ms, gate);
+            }
+            return Some(state);
         }
         None
+    }
+
+    /// Leases the next batch of `b` in the background while the current one lasts, so
+    /// requests don't wait for the shared counter.
+    fn lease_tokens_ahead(
+        &self,
+        b: &BucketSpec,
+        want: i64,
+        now_ms: i64,
+        gate: Arc<tokio::sync::Mutex<()>>,
+    ) {
+        let (engine, buckets, spec) = (self.engine.clone(), self.buckets.clone(), b.clone());
+        tokio::spawn(async move {
+            let _one = gate.lock_owned().await;
+            let got = engine.lease_tokens(&spec, 1, want, now_ms).await;
+            let unused = match buckets.get(&spec.id) {
+                Some(e) => {
+                    let mut l = lock(&e);
+                    l.prefetching = false;
+                    match got {
+                        Ok(g) if g.granted > 0 => {
+                            if l.expires_ms <= now_ms {
+                                l.stale += std::mem::take(&mut l.tokens);
+                            }
+                            l.tokens += g.granted;
+                            l.expires_ms = now_ms + TOKEN_LEASE_MS;
+                            l.remaining = g.remaining;
+                            l.reset_at_ms = g.reset_at_ms;
+                            l.full = g.granted >= want;
+                            0
+                        }
+                        Ok(g) => {
+                            l.full = false;
+                            l.remaining = g.remaining;
+                            0
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e.0, "cannot lease rate-limit tokens ahead");
+                            0
+                        }
+                    }
+                }
+                // Forgotten meanwhile: what was leased goes back.
+                None => got.map(|g| g.granted).unwrap_or(0),
+            };
+            if unused > 0 {
+                let _ = engine.return_tokens(&spec, unused, now_ms).await;
+            }
+        });
     }
 
     /// Takes `cost` tokens from bucket `b`: `Ok` with the state after, or `Err` with the
@@ -282,6 +364,16 @@ impl Meter {
             if let Some(s) = self.take_local(b, cost, now_ms) {
                 return Ok(Ok(s));
             }
+            let gate = {
+                let entry = self.bucket(&b.id);
+                let g = lock(&entry).refill.clone();
+                g
+            };
+            let _one = gate.lock().await;
+            // Another request may have leased while this one waited.
+            if let Some(s) = self.take_local(b, cost, now_ms) {
+                return Ok(Ok(s));
+            }
             // What this node holds counts toward the cost: lease only the rest.
             let have = self
                 .buckets
@@ -300,7 +392,7 @@ impl Meter {
                 .engine
                 .lease_tokens(b, need, self.want(b.limit, cost).max(need), now_ms)
                 .await?;
-            let entry = self.buckets.entry(b.id.clone()).or_default();
+            let entry = self.bucket(&b.id);
             let mut l = lock(&entry);
             if l.expires_ms <= now_ms {
                 // Tokens of an ended lease are not spent any more; the maintenance task
@@ -313,6 +405,7 @@ impl Meter {
                 l.tokens += g.granted;
                 l.expires_ms = now_ms + TOKEN_LEASE_MS;
             }
+            l.full = g.granted >= self.want(b.limit, cost).max(need);
             if l.tokens >= cost {
                 l.tokens -= cost;
                 return Ok(Ok(LimitState {
@@ -368,31 +461,62 @@ impl Meter {
     ) -> Result<Option<i64>, EngineError> {
         let fresh = || {
             Mutex::new(LocalCredits {
+                refill: Arc::default(),
+                full: false,
+                prefetching: false,
                 epoch: key.epoch,
                 leased: 0,
                 remaining: key.stored,
                 last_used_ms: now_ms,
             })
         };
-        let have = {
-            let entry = self.credits.entry(key.key_id.into()).or_insert_with(fresh);
+        // This node's share: taken when it covers the cost, else what it holds (which
+        // counts toward the cost) and the gate that keeps one lease in flight.
+        let local = || {
+            // A read of the shard when the entry exists (every call but the first).
+            let entry = match self.credits.get(key.key_id) {
+                Some(e) => e,
+                None => self
+                    .credits
+                    .entry(key.key_id.into())
+                    .or_insert_with(fresh)
+                    .downgrade(),
+            };
             let mut c = lock(&entry);
             if c.epoch < key.epoch {
                 // The balance was replaced: what this node held is void.
-                *c = LocalCredits {
-                    epoch: key.epoch,
-                    leased: 0,
-                    remaining: key.stored,
-                    last_used_ms: now_ms,
-                };
+                c.epoch = key.epoch;
+                c.leased = 0;
+                c.remaining = key.stored;
             }
             if self.engine.batches() && c.leased >= cost {
                 c.leased -= cost;
                 c.last_used_ms = now_ms;
-                return Ok(Some(c.remaining + c.leased));
+                let left = c.remaining + c.leased;
+                if c.full && !c.prefetching && c.leased * 2 < MAX_LEASE {
+                    c.prefetching = true;
+                    let gate = c.refill.clone();
+                    drop(c);
+                    self.lease_credits_ahead(key, gate);
+                }
+                return Ok(left);
             }
-            // What this node holds counts toward the cost: lease only the rest.
-            c.leased.min(cost)
+            Err((c.leased.min(cost), c.refill.clone()))
+        };
+        let gate = match local() {
+            Ok(left) => return Ok(Some(left)),
+            Err((_, gate)) => gate,
+        };
+        // Held until this request's lease is in: one lease in flight per key and node.
+        let (have, _one) = if self.engine.batches() {
+            let guard = gate.lock_owned().await;
+            // Another request may have leased while this one waited.
+            match local() {
+                Ok(left) => return Ok(Some(left)),
+                Err((have, _)) => (have, Some(guard)),
+            }
+        } else {
+            (0, None)
         };
         let (need, want) = if self.engine.batches() {
             (cost - have, MAX_LEASE.max(cost))
@@ -419,6 +543,7 @@ impl Meter {
         if lease.epoch == c.epoch {
             c.leased += lease.granted;
         }
+        c.full = lease.granted >= want.max(need);
         if c.leased >= cost {
             c.leased -= cost;
             return Ok(Some(c.remaining + c.leased));
@@ -426,6 +551,63 @@ impl Meter {
         // Refused (what is left here and there is below the cost); anything leased
         // stays here for the next requests.
         Ok(None)
+    }
+
+    /// Leases the next batch of credits in the background (see
+    /// [`Meter::lease_tokens_ahead`]).
+    fn lease_credits_ahead(&self, key: CreditKey<'_>, gate: Arc<tokio::sync::Mutex<()>>) {
+        let (engine, credits, signals) = (
+            self.engine.clone(),
+            self.credits.clone(),
+            self.signals.clone(),
+        );
+        let (key_id, org_id) = (key.key_id.to_string(), key.org_id.to_string());
+        let (epoch, stored, low_threshold) = (key.epoch, key.stored, key.low_threshold);
+        tokio::spawn(async move {
+            let _one = gate.lock_owned().await;
+            let key = CreditKey {
+                key_id: &key_id,
+                org_id: &org_id,
+                epoch,
+                stored,
+                low_threshold,
+            };
+            let got = engine.lease_credits(key, 1, MAX_LEASE).await;
+            let lease = match got {
+                Ok(Some(l)) => l,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e.0, "cannot lease credits ahead");
+                    if let Some(c) = credits.get(key_id.as_str()) {
+                        lock(&c).prefetching = false;
+                    }
+                    return;
+                }
+            };
+            signal_into(&signals, key, lease.remaining, lease.low_threshold);
+            let unused = match credits.get(key_id.as_str()) {
+                Some(c) => {
+                    let mut c = lock(&c);
+                    c.prefetching = false;
+                    if lease.epoch > c.epoch {
+                        c.epoch = lease.epoch;
+                        c.leased = 0;
+                    }
+                    c.remaining = lease.remaining;
+                    c.full = lease.granted >= MAX_LEASE;
+                    if lease.epoch == c.epoch {
+                        c.leased += lease.granted;
+                        0
+                    } else {
+                        0 // leased under an epoch this node already left: void
+                    }
+                }
+                None => lease.granted,
+            };
+            if unused > 0 {
+                let _ = engine.return_credits(&key_id, lease.epoch, unused).await;
+            }
+        });
     }
 
     async fn untake_credits(&self, key: CreditKey<'_>, cost: i64) -> Result<(), EngineError> {
@@ -447,18 +629,7 @@ impl Meter {
     }
 
     fn signal(&self, key: CreditKey<'_>, remaining: i64, low_threshold: Option<i64>) {
-        let low = low_threshold.is_some_and(|t| remaining < t);
-        if remaining == 0 || low {
-            let mut s = lock(&self.signals);
-            if s.len() < MAX_SIGNALS {
-                s.push(CreditSignal {
-                    key_id: key.key_id.to_string(),
-                    org_id: key.org_id.to_string(),
-                    remaining,
-                    low: remaining > 0,
-                });
-            }
-        }
+        signal_into(&self.signals, key, remaining, low_threshold);
     }
 
     /// Takes the credit notices leases made due since the last call.
@@ -636,6 +807,27 @@ impl Meter {
     }
 }
 
+/// Notes a credit notice a lease made due (below `low_threshold`, or at 0).
+fn signal_into(
+    signals: &Mutex<Vec<CreditSignal>>,
+    key: CreditKey<'_>,
+    remaining: i64,
+    low_threshold: Option<i64>,
+) {
+    let low = low_threshold.is_some_and(|t| remaining < t);
+    if remaining == 0 || low {
+        let mut s = lock(signals);
+        if s.len() < MAX_SIGNALS {
+            s.push(CreditSignal {
+                key_id: key.key_id.to_string(),
+                org_id: key.org_id.to_string(),
+                remaining,
+                low: remaining > 0,
+            });
+        }
+    }
+}
+
 /// What [`Meter::spend`] did.
 #[derive(Debug, Clone)]
 pub struct Spent {
@@ -694,7 +886,12 @@ mod tests {
             let g = lock(&e).lease(b.limit, b.duration_ms, cost, want, now_ms);
             Ok(g)
         }
-        async fn return_tokens(&self, b: &BucketSpec, n: i64, now_ms: i64) -> Result<(), EngineError> {
+        async fn return_tokens(
+            &self,
+            b: &BucketSpec,
+            n: i64,
+            now_ms: i64,
+        ) -> Result<(), EngineError> {
             self.calls.fetch_add(1, Ordering::Relaxed);
             if let Some(e) = self.buckets.get(&b.id) {
                 lock(&e).give_back(b.limit, b.duration_ms, n, now_ms);
@@ -759,7 +956,10 @@ mod tests {
             assert!(!s.credits_refused);
         }
         let calls = remote.calls.load(Ordering::Relaxed);
-        assert!(calls <= 25, "10,000 verifications, {calls} calls: batches of up to 1,000");
+        assert!(
+            calls <= 25,
+            "10,000 verifications, {calls} calls: batches of up to 1,000"
+        );
         // A graceful stop gives back what this node still holds.
         meter.release_all(0).await.unwrap();
         assert_eq!(*lock(&remote.credits), 1_000_000_000 - 10_000);
