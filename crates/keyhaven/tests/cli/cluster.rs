@@ -2,12 +2,72 @@
 //! (USAGE-CONTROL.md, "What a limit promises"): a limit spread across nodes grants
 //! exactly its limit, credits spent from three nodes at once are spent exactly, a node
 //! killed mid-lease loses at most its lease and the cluster never grants more than the
-//! limit. No timed assertions: every check counts answers.
+//! limit — each on PostgreSQL alone and on PostgreSQL + Redis (`KEYHAVEN_REDIS_URL`);
+//! and a Redis outage in the middle of load falls back to PostgreSQL without granting
+//! more than the limit. No timed assertions: every check counts answers.
 
 use crate::support::{client, Env, Server};
 use serde_json::{json, Value};
 
-const PASSWORD: [(&str, &str); 1] = [("KEYHAVEN_BOOTSTRAP_ADMIN_PASSWORD", "cluster password")];
+const PASSWORD: &str = "cluster password";
+
+/// Where the nodes keep their buckets: PostgreSQL, or the Redis at this URL.
+#[derive(Clone)]
+pub struct Engine(Option<String>);
+
+impl Engine {
+    fn envs(&self) -> Vec<(&str, &str)> {
+        let mut v = vec![("KEYHAVEN_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD)];
+        if let Some(url) = &self.0 {
+            v.push(("KEYHAVEN_REDIS_URL", url.as_str()));
+        }
+        v
+    }
+}
+
+/// The shared Redis (`KEYHAVEN_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`) with a
+/// database number of its own, or `None` (skipped; under `CI=true` a failure) when it
+/// does not answer `PING`.
+pub async fn shared_redis(test: &str) -> Option<String> {
+    let url = std::env::var("KEYHAVEN_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let addr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .to_string();
+    if !redis_answers(&addr).await {
+        keyhaven_store::testing::skip(
+            "Redis",
+            test,
+            &format!("cannot reach {url}"),
+            "start redis-server or set KEYHAVEN_TEST_REDIS_URL",
+        );
+        return None;
+    }
+    Some(format!("redis://{addr}/14"))
+}
+
+async fn redis_answers(addr: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(Ok(mut s)) = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    else {
+        return false;
+    };
+    if s.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut buf)).await,
+        Ok(Ok(n)) if buf[..n].starts_with(b"+PONG")
+    )
+}
 
 async fn admin_key(env: &Env) -> String {
     env.run(&[
@@ -115,18 +175,18 @@ async fn balance(env: &Env, key_id: &str) -> i64 {
     .unwrap()
 }
 
-async fn nodes(env: &Env, n: usize) -> Vec<Server> {
+async fn nodes(env: &Env, engine: &Engine, n: usize) -> Vec<Server> {
     let mut out = Vec::new();
     for _ in 0..n {
-        out.push(env.serve(&PASSWORD).await);
+        out.push(env.serve(&engine.envs()).await);
     }
     out
 }
 
-async fn a_limit_spread_across_nodes_grants_exactly_its_limit(env: Env) {
+async fn a_limit_spread_across_nodes_grants_exactly_its_limit(env: Env, engine: Engine) {
     let mut admin = None;
     for count in [2, 3] {
-        let servers = nodes(&env, count).await;
+        let servers = nodes(&env, &engine, count).await;
         let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
         if admin.is_none() {
             admin = Some(admin_key(&env).await);
@@ -152,8 +212,8 @@ async fn a_limit_spread_across_nodes_grants_exactly_its_limit(env: Env) {
     }
 }
 
-async fn credits_spent_from_three_nodes_are_spent_exactly(env: Env) {
-    let servers = nodes(&env, 3).await;
+async fn credits_spent_from_three_nodes_are_spent_exactly(env: Env, engine: Engine) {
+    let servers = nodes(&env, &engine, 3).await;
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let admin = admin_key(&env).await;
     let http = client();
@@ -175,8 +235,8 @@ async fn credits_spent_from_three_nodes_are_spent_exactly(env: Env) {
     assert_eq!(balance(&env, &id).await, 0);
 }
 
-async fn a_killed_node_loses_at_most_its_lease(env: Env) {
-    let servers = nodes(&env, 2).await;
+async fn a_killed_node_loses_at_most_its_lease(env: Env, engine: Engine) {
+    let servers = nodes(&env, &engine, 2).await;
     let admin = admin_key(&env).await;
     let http = client();
     let (id, key) = create_key(
@@ -224,8 +284,94 @@ async fn a_killed_node_loses_at_most_its_lease(env: Env) {
     );
 }
 
-/// Generates a PostgreSQL test for each `async fn name(env: Env)` (several nodes need a
-/// shared database; SQLite serves one node).
+/// A Redis outage in the middle of load: the node keeps answering (counting in
+/// PostgreSQL, and saying so in its log), never grants more than the limit, and goes
+/// back to Redis when it answers again. Its own `redis-server` on a free port, so the
+/// shared one is never stopped.
+async fn a_redis_outage_falls_back_to_postgres(env: Env, _: Engine) {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        keyhaven_store::testing::skip(
+            "Redis",
+            "a_redis_outage_falls_back_to_postgres",
+            "redis-server is not installed",
+            "apt-get install redis-server",
+        );
+        return;
+    }
+    let port = crate::support::free_port();
+    let start = || {
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server")
+    };
+    let mut redis = start();
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if redis_answers(&addr).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let engine = Engine(Some(format!("redis://{addr}/0")));
+    let node = env.serve(&engine.envs()).await;
+    let admin = admin_key(&env).await;
+    let http = client();
+    let (_, key) = create_key(
+        &http,
+        &node,
+        &admin,
+        json!({"name": "through-an-outage",
+               "ratelimits": [{"name": "hourly", "limit": 10, "duration_ms": 3_600_000}]}),
+    )
+    .await;
+    let (plain_id, plain) = create_key(&http, &node, &admin, json!({"name": "plain"})).await;
+    let _ = plain_id;
+    let base = [node.base.clone()];
+    let mut valid = spread(&base, &key, 4, 2, "RATE_LIMITED").await;
+    assert_eq!(valid, 4);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    // During the outage: limited calls are counted in PostgreSQL, plain keys unaffected.
+    valid += spread(&base, &key, 4, 2, "RATE_LIMITED").await;
+    assert_eq!(code(&http, &node.base, &plain).await, "VALID");
+    assert_eq!(valid, 8, "counted through the outage");
+    redis = start();
+    for _ in 0..100 {
+        if redis_answers(&addr).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await; // the retry back-off
+    valid += spread(&base, &key, 10, 2, "RATE_LIMITED").await;
+    assert_eq!(valid, 10, "never more than the limit, across both switches");
+    let stopped = node.stop().await;
+    let _ = redis.kill();
+    let _ = redis.wait();
+    assert!(stopped.status.success());
+    assert!(
+        stopped.stderr.to_lowercase().contains("redis"),
+        "the fallback is logged: {}",
+        stopped.stderr
+    );
+}
+
+/// Generates, for each `async fn name(env: Env, engine: Engine)`, a test on PostgreSQL
+/// alone and one on PostgreSQL + Redis (several nodes need a shared database; SQLite
+/// serves one node).
 macro_rules! on_postgres {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -238,7 +384,25 @@ macro_rules! on_postgres {
                     )
                     .await
                     {
-                        super::$name(env).await;
+                        super::$name(env, super::Engine(None)).await;
+                    }
+                }
+            )*
+        }
+        mod postgres_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(redis) = super::shared_redis(stringify!($name)).await else {
+                        return;
+                    };
+                    if let Some(env) = $crate::support::Env::new(
+                        $crate::support::Kind::Postgres,
+                        stringify!($name),
+                    )
+                    .await
+                    {
+                        super::$name(env, super::Engine(Some(redis))).await;
                     }
                 }
             )*
@@ -251,3 +415,15 @@ on_postgres!(
     credits_spent_from_three_nodes_are_spent_exactly,
     a_killed_node_loses_at_most_its_lease,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_falls_back_to_postgres_in_the_middle_of_load() {
+    if let Some(env) = crate::support::Env::new(
+        crate::support::Kind::Postgres,
+        "a_redis_outage_falls_back_to_postgres",
+    )
+    .await
+    {
+        a_redis_outage_falls_back_to_postgres(env, Engine(None)).await;
+    }
+}
