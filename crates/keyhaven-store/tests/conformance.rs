@@ -2184,7 +2184,7 @@ async fn credit_leases_never_hand_out_more_than_the_balance(store: Arc<dyn Store
     let sa = new_sa(&mut g, &org.id, "svc", &[]);
     add_sa(&store, &sa).await;
     let mut limited = new_key(&mut g, &org.id, "limited", sa_owner(&sa));
-    limited.credits = balance(1_000);
+    limited.credits = balance(10_000);
     let unlimited = new_key(&mut g, &org.id, "unlimited", sa_owner(&sa));
     add_keys(&store, &[&limited, &unlimited]).await;
     let shared = store.clone();
@@ -2200,11 +2200,15 @@ async fn credit_leases_never_hand_out_more_than_the_balance(store: Arc<dyn Store
             r
         }
     };
-    // An eighth of what is left, at most what was asked, at least the cost.
+    // An eighth of what is left above the reserve, at most what was asked, at least the
+    // cost; inside the last 1,000 (the reserve), exactly the cost.
     let first = lease(limited.id.clone(), 1, 100)
         .await
         .expect("has credits");
-    assert_eq!((first.granted, first.remaining, first.epoch), (100, 900, 0));
+    assert_eq!(
+        (first.granted, first.remaining, first.epoch),
+        (100, 9_900, 0)
+    );
     assert_eq!(first.low_threshold, Some(10));
     assert!(lease(unlimited.id.clone(), 1, 100).await.is_none());
     assert!(lease(g.id(), 1, 100).await.is_none());
@@ -2229,7 +2233,7 @@ async fn credit_leases_never_hand_out_more_than_the_balance(store: Arc<dyn Store
     for t in tasks {
         total += t.await.expect("task");
     }
-    assert_eq!(total, 900);
+    assert_eq!(total, 9_900);
     assert_eq!(stored_balance(&store, &org.id, &limited.id).await, Some(0));
     let refused = lease(limited.id.clone(), 1, 50).await.expect("lease");
     assert_eq!((refused.granted, refused.remaining), (0, 0));
