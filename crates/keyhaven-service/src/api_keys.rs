@@ -121,19 +121,15 @@ impl Service {
         let metadata = input.metadata.unwrap_or_else(|| json!({}));
         api_key::validate_metadata(&metadata)?;
 
-        let mut tx = self.store.begin().await?;
-        let key_roles = match self
-            .check_grant(tx.as_mut(), caller, &roles, &scopes, "roles")
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                drop(tx);
-                self.deny_if_escalation(caller, Action::ApiKeyCreate, None, &e)
-                    .await;
-                return Err(e);
-            }
-        };
+        let tx = self.store.begin().await?;
+        let (mut tx, key_roles) = self
+            .grant_or_deny(
+                tx,
+                caller,
+                Action::ApiKeyCreate,
+                crate::GrantChange::new(&roles, &scopes),
+            )
+            .await?;
         role::check_name_patterns(&key_roles, &name)?;
         let creator_roles = self
             .creator_roles(tx.as_mut(), caller, Permission::ApiKeysCreate)
@@ -501,26 +497,19 @@ impl Service {
         api_key::check_not_revoked(&k)?;
         let new_roles = roles.unwrap_or_else(|| k.roles.clone());
         let new_scopes = scopes.unwrap_or_else(|| k.scopes.clone());
-        let found = match self
-            .check_grant_change(
-                tx.as_mut(),
+        let (mut tx, found) = self
+            .grant_or_deny(
+                tx,
                 caller,
-                &k.roles,
-                &k.scopes,
-                &new_roles,
-                &new_scopes,
-                "roles",
+                Action::ApiKeyUpdate,
+                crate::GrantChange {
+                    old_roles: &k.roles,
+                    old_scopes: &k.scopes,
+                    roles: &new_roles,
+                    scopes: &new_scopes,
+                },
             )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                drop(tx);
-                self.deny_if_escalation(caller, Action::ApiKeyUpdate, None, &e)
-                    .await;
-                return Err(e);
-            }
-        };
+            .await?;
         let new_name = name.unwrap_or_else(|| k.name.clone());
         role::check_name_patterns(&found, &new_name)?;
         if new_name != k.name {

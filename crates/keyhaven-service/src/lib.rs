@@ -186,6 +186,31 @@ pub struct Service {
     pub(crate) outbound: outbound::OutboundPolicy,
 }
 
+/// Roles and scopes a holder has and is to have, for [`Service::grant_or_deny`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GrantChange<'a> {
+    /// Held before (empty for a create).
+    pub old_roles: &'a [String],
+    /// Held before (empty for a create, and for holders without scopes).
+    pub old_scopes: &'a [String],
+    /// To hold.
+    pub roles: &'a [String],
+    /// To hold.
+    pub scopes: &'a [String],
+}
+
+impl<'a> GrantChange<'a> {
+    /// A new holder of `roles` and `scopes`.
+    pub(crate) fn new(roles: &'a [String], scopes: &'a [String]) -> Self {
+        GrantChange {
+            old_roles: &[],
+            old_scopes: &[],
+            roles,
+            scopes,
+        }
+    }
+}
+
 /// The system clock.
 pub struct SystemClock;
 
@@ -460,6 +485,54 @@ impl Service {
         }
     }
 
+    /// `result`, recording a denied `action` when it is a refusal for a missing
+    /// permission (the caller gets the 403 either way). Only for checks made outside a
+    /// write transaction; inside one, use [`Service::grant_or_deny`], which rolls the
+    /// transaction back before recording.
+    pub(crate) async fn or_deny<T>(
+        &self,
+        caller: &Caller,
+        action: Action,
+        result: ServiceResult<T>,
+    ) -> ServiceResult<T> {
+        if let Err(e) = &result {
+            self.deny_if_escalation(caller, action, None, e).await;
+        }
+        result
+    }
+
+    /// The one path of every grant check (creating or changing a key, service account or
+    /// user): [`Service::check_grant_change`] in `tx`; on a refusal `tx` is rolled back
+    /// first, then a denied `action` is recorded (for a missing permission) and the error
+    /// returned. Otherwise `tx` is handed back with the roles granted.
+    pub(crate) async fn grant_or_deny(
+        &self,
+        mut tx: Box<dyn Tx>,
+        caller: &Caller,
+        action: Action,
+        change: GrantChange<'_>,
+    ) -> ServiceResult<(Box<dyn Tx>, Vec<keyhaven_core::role::Role>)> {
+        let checked = self
+            .check_grant_change(
+                tx.as_mut(),
+                caller,
+                change.old_roles,
+                change.old_scopes,
+                change.roles,
+                change.scopes,
+                "roles",
+            )
+            .await;
+        match checked {
+            Ok(found) => Ok((tx, found)),
+            Err(e) => {
+                drop(tx);
+                self.deny_if_escalation(caller, action, None, &e).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Refuses an action on a target that holds management permissions the caller lacks
     /// (taking over a key's secret, setting a more powerful user's password). On refusal
     /// `tx` is rolled back first, then a denied entry for `action` on `target` is
@@ -558,30 +631,18 @@ impl Service {
         Ok(out)
     }
 
-    /// Refuses to grant management permissions the caller lacks: checks every
-    /// permission of `roles` (by name, in the caller's organization) and `scopes`.
-    /// Unknown role names are a validation error on `param`.
-    pub async fn check_grant(
-        &self,
-        tx: &mut dyn Tx,
-        caller: &Caller,
-        roles: &[String],
-        scopes: &[String],
-        param: &str,
-    ) -> ServiceResult<Vec<keyhaven_core::role::Role>> {
-        self.check_grant_change(tx, caller, &[], &[], roles, scopes, param)
-            .await
-    }
-
-    /// Like [`Service::check_grant`] for a change from `old_roles`/`old_scopes` to
-    /// `roles`/`scopes`: only management permissions the holder did not already have
+    /// Refuses to grant management permissions the caller lacks, for a change from
+    /// `old_roles`/`old_scopes` to `roles`/`scopes` (both empty before for a new holder):
+    /// checks every permission of `roles` (by name, in the caller's organization; an
+    /// unknown name is a validation error on `param`) and `scopes`, but only management
+    /// permissions the holder did not already have
     /// count as granted, so editing anything else of a powerful key or account (its
     /// description, a tag) needs no more than the edit permission. Returns the new roles.
     /// The one grant rule of every `PATCH` that sets roles: users, keys and service
     /// accounts (a user's `PATCH` also needs every permission the user holds, see
     /// `update_user`).
     #[allow(clippy::too_many_arguments)]
-    pub async fn check_grant_change(
+    async fn check_grant_change(
         &self,
         tx: &mut dyn Tx,
         caller: &Caller,

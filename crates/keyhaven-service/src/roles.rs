@@ -99,14 +99,13 @@ impl Service {
                 Some(p.to_string())
             }
         };
-        let permissions = match check_permissions(caller, &input.permissions) {
-            Ok(p) => p,
-            Err(e) => {
-                self.deny_if_escalation(caller, Action::RoleCreate, None, &e)
-                    .await;
-                return Err(e);
-            }
-        };
+        let permissions = self
+            .or_deny(
+                caller,
+                Action::RoleCreate,
+                check_permissions(caller, &input.permissions),
+            )
+            .await?;
         if role::is_built_in(&input.name) {
             return Err(
                 DomainError::conflict("name_taken", "a built-in role has this name").into(),
@@ -156,19 +155,12 @@ impl Service {
             .as_deref()
             .map(|d| validate::description(d, "description"))
             .transpose()?;
-        let permissions = match input
+        let checked = input
             .permissions
             .as_deref()
             .map(|p| check_permissions(caller, p))
-            .transpose()
-        {
-            Ok(p) => p,
-            Err(e) => {
-                self.deny_if_escalation(caller, Action::RoleUpdate, None, &e)
-                    .await;
-                return Err(e);
-            }
-        };
+            .transpose();
+        let permissions = self.or_deny(caller, Action::RoleUpdate, checked).await?;
         let pattern = match input.key_name_pattern {
             None => None,
             Some(None) => Some(None),

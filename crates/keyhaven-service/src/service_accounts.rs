@@ -68,19 +68,15 @@ impl Service {
         let roles = validate::distinct_list(input.roles.as_deref().unwrap_or(&[]), "roles", 20)?;
         let ratelimits = input.ratelimits.unwrap_or_default();
         keyhaven_core::usage_control::validate_limits(&ratelimits, "ratelimits")?;
-        let mut tx = self.store.begin().await?;
-        let found = match self
-            .check_grant(tx.as_mut(), caller, &roles, &[], "roles")
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                drop(tx);
-                self.deny_if_escalation(caller, Action::ServiceAccountCreate, None, &e)
-                    .await;
-                return Err(e);
-            }
-        };
+        let tx = self.store.begin().await?;
+        let (mut tx, found) = self
+            .grant_or_deny(
+                tx,
+                caller,
+                Action::ServiceAccountCreate,
+                crate::GrantChange::new(&roles, &[]),
+            )
+            .await?;
         role::check_name_patterns(&found, &name)?;
         let creator_roles = self
             .creator_roles(tx.as_mut(), caller, Permission::ServiceAccountsManage)
@@ -186,26 +182,19 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("service account"))?;
         let new_roles = roles.unwrap_or_else(|| sa.roles.clone());
-        let found = match self
-            .check_grant_change(
-                tx.as_mut(),
+        let (mut tx, found) = self
+            .grant_or_deny(
+                tx,
                 caller,
-                &sa.roles,
-                &[],
-                &new_roles,
-                &[],
-                "roles",
+                Action::ServiceAccountUpdate,
+                crate::GrantChange {
+                    old_roles: &sa.roles,
+                    old_scopes: &[],
+                    roles: &new_roles,
+                    scopes: &[],
+                },
             )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                drop(tx);
-                self.deny_if_escalation(caller, Action::ServiceAccountUpdate, None, &e)
-                    .await;
-                return Err(e);
-            }
-        };
+            .await?;
         let new_name = name.unwrap_or_else(|| sa.name.clone());
         role::check_name_patterns(&found, &new_name)?;
         if new_name != sa.name {

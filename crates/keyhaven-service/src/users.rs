@@ -32,18 +32,14 @@ impl Service {
         let display_name = user::validate_display_name(&input.display_name)?;
         validate::new_password(input.password.expose(), "password")?;
         let roles = validate::distinct_list(&input.roles, "roles", 20)?;
-        {
-            let mut tx = self.store.read().await?;
-            if let Err(e) = self
-                .check_grant(tx.as_mut(), caller, &roles, &[], "roles")
-                .await
-            {
-                drop(tx);
-                self.deny_if_escalation(caller, Action::UserCreate, None, &e)
-                    .await;
-                return Err(e);
-            }
-        }
+        let tx = self.store.read().await?;
+        self.grant_or_deny(
+            tx,
+            caller,
+            Action::UserCreate,
+            crate::GrantChange::new(&roles, &[]),
+        )
+        .await?;
         let hash = password::hash(input.password.expose()).await?;
         let now = self.now();
         let u = User {
@@ -220,15 +216,19 @@ impl Service {
         }
         // The grant rule shared with keys and service accounts: only management
         // permissions the user did not hold before count as granted.
-        if let Err(e) = self
-            .check_grant_change(tx.as_mut(), caller, &u.roles, &[], &new_roles, &[], "roles")
-            .await
-        {
-            drop(tx);
-            self.deny_if_escalation(caller, Action::UserUpdate, None, &e)
-                .await;
-            return Err(e);
-        }
+        let (mut tx, _) = self
+            .grant_or_deny(
+                tx,
+                caller,
+                Action::UserUpdate,
+                crate::GrantChange {
+                    old_roles: &u.roles,
+                    old_scopes: &[],
+                    roles: &new_roles,
+                    scopes: &[],
+                },
+            )
+            .await?;
         let still = new_status == UserStatus::Active
             && new_roles
                 .iter()
