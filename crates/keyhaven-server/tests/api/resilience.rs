@@ -441,6 +441,21 @@ async fn a_database_outage_answers_503_and_recovers() {
     };
     // Cached by its first verification.
     assert_eq!(code(verify(admin.clone()).await).await, "VALID");
+    // A key with a small balance: inside the last 1,000 credits every call leases from
+    // the database, so in an outage its calls cannot be metered.
+    let created: Value = app
+        .http
+        .post(app.url(&format!("/v1/organizations/{}/api-keys", app.org_id)))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "metered", "credits": {"remaining": 5}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let metered = created["key"].as_str().unwrap().to_string();
+    assert_eq!(code(verify(metered.clone()).await).await, "VALID");
 
     cluster.ctl("stop");
     let res = list().await.unwrap();
@@ -459,6 +474,12 @@ async fn a_database_outage_answers_503_and_recovers() {
     let res = verify(forged()).await;
     assert_eq!(res.status(), 503);
     assert!(res.headers().contains_key("retry-after"));
+    // A limited key is never let through unmetered: the documented 503.
+    let res = verify(metered.clone()).await;
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "unavailable", "{v}");
 
     cluster.ctl("start");
     let mut status = 0;
@@ -470,5 +491,6 @@ async fn a_database_outage_answers_503_and_recovers() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(status, 200, "recovered without a restart");
+    assert_eq!(code(verify(metered).await).await, "VALID", "metered again");
     drop(app);
 }
