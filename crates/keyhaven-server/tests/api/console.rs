@@ -1925,4 +1925,5 @@ async fn role_edit_by_a_partial_manager(app: TestApp) {
 }
 both_backends!(role_edit_by_a_partial_manager);
 
+mod safety;
 mod usage;

@@ -1,0 +1,160 @@
+//! Issue 14, "Broken or unsafe": keys held by their owner read "Disabled", Suspend asks
+//! first, confirm dialogs open on Cancel, the regenerate form's defaults and the
+//! webhook URL hint — over plain HTTP and in the browser, on SQLite and PostgreSQL.
+
+use super::{console_client, make_account, make_key_secret, make_user, system, verify};
+use crate::support::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use keyhaven_core::id::Id;
+use keyhaven_core::principal::PrincipalKind;
+use keyhaven_core::service_account::Transition;
+use keyhaven_core::user::UserStatus;
+use keyhaven_service::api_keys::{CreateApiKey, OwnerRef};
+use keyhaven_service::credentials::CreateCredential;
+use keyhaven_service::users::UpdateUser;
+
+async fn page(client: &reqwest::Client, app: &TestApp, path: &str) -> String {
+    let res = client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{path}");
+    res.text().await.unwrap()
+}
+
+/// The markup of the table row `<tr data-id="{id}" …>…</tr>` in `html`.
+fn row<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!("<tr data-id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no row {id}"));
+    let end = html[at..].find("</tr>").unwrap() + at;
+    &html[at..end]
+}
+
+/// The markup of the key details' "Status" entry.
+fn details_status(html: &str) -> &str {
+    let at = html.find("<dt>Status</dt>").expect("a Status entry");
+    let end = html[at..].find("</dd>").unwrap() + at;
+    &html[at..end]
+}
+
+fn key_for(name: &str, kind: PrincipalKind, owner: &str) -> CreateApiKey {
+    CreateApiKey {
+        name: name.into(),
+        roles: Some(vec!["read-only".into()]),
+        owner: Some(OwnerRef {
+            kind,
+            id: owner.into(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn held_keys_read_disabled(app: TestApp) {
+    let sa = make_account(&app, "nightly-export").await;
+    let (sa_key, sa_secret) = make_key_secret(
+        &app,
+        key_for("nightly-export-key", PrincipalKind::ServiceAccount, &sa),
+    )
+    .await;
+    let user = make_user(&app, "leaver@example.com", &["admin"]).await;
+    let (user_key, user_secret) =
+        make_key_secret(&app, key_for("leaver-laptop", PrincipalKind::User, &user)).await;
+    let other = make_account(&app, "still-running").await;
+    let (ok_key, _) = make_key_secret(
+        &app,
+        key_for("still-running-key", PrincipalKind::ServiceAccount, &other),
+    )
+    .await;
+    app.state
+        .service
+        .create_credential(
+            &system(&app),
+            &Id::from_trusted(sa.clone()),
+            CreateCredential {
+                name: "export-runner".into(),
+                description: None,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    app.state
+        .service
+        .transition_service_account(
+            &system(&app),
+            &Id::from_trusted(sa.clone()),
+            Transition::Suspend,
+        )
+        .await
+        .unwrap();
+    app.state
+        .service
+        .update_user(
+            &system(&app),
+            &Id::from_trusted(user.clone()),
+            UpdateUser {
+                status: Some(UserStatus::Inactive),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(verify(&app, &sa_secret).await["code"], "DISABLED");
+    assert_eq!(verify(&app, &user_secret).await["code"], "DISABLED");
+
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    // The key list: both held keys read Disabled with their reason; the other stays Active.
+    let html = page(&client, &app, "/api-keys").await;
+    let r = row(&html, &sa_key);
+    assert!(
+        r.contains("badge-disabled") && r.contains(">Disabled<"),
+        "{r}"
+    );
+    assert!(
+        r.contains("suspended") && !r.contains("badge-active"),
+        "{r}"
+    );
+    let r = row(&html, &user_key);
+    assert!(
+        r.contains("badge-disabled") && r.contains("inactive"),
+        "{r}"
+    );
+    assert!(!r.contains("badge-active"), "{r}");
+    assert!(row(&html, &ok_key).contains("badge-active"));
+
+    // The key details.
+    let html = page(&client, &app, &format!("/api-keys/{sa_key}")).await;
+    let s = details_status(&html);
+    assert!(
+        s.contains("badge-disabled") && s.contains("reactivated"),
+        "{s}"
+    );
+    let html = page(&client, &app, &format!("/api-keys/{user_key}")).await;
+    let s = details_status(&html);
+    assert!(
+        s.contains("badge-disabled") && s.contains("inactive"),
+        "{s}"
+    );
+    let html = page(&client, &app, &format!("/api-keys/{ok_key}")).await;
+    assert!(details_status(&html).contains("badge-active"));
+
+    // The service account page: its keys and its credential.
+    let html = page(&client, &app, &format!("/settings/api-access/{sa}")).await;
+    assert!(row(&html, &sa_key).contains("badge-disabled"));
+    let at = html.find("id=\"credentials-table\"").unwrap();
+    let creds = &html[at..];
+    assert!(creds.contains("badge-disabled") && !creds.contains("badge-active"));
+
+    // Reactivated: Active again everywhere.
+    app.state
+        .service
+        .transition_service_account(
+            &system(&app),
+            &Id::from_trusted(sa.clone()),
+            Transition::Reactivate,
+        )
+        .await
+        .unwrap();
+    let html = page(&client, &app, "/api-keys").await;
+    assert!(row(&html, &sa_key).contains("badge-active"));
+    let html = page(&client, &app, &format!("/settings/api-access/{sa}")).await;
+    assert!(!html.contains("badge-disabled"));
+}
+both_backends!(held_keys_read_disabled);
