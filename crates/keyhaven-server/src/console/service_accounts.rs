@@ -150,7 +150,9 @@ fn transition_buttons(c: &Console, sa: &ServiceAccount) -> Markup {
     html! {
         div class="row-actions" {
             @if sa.status == ServiceAccountStatus::Active {
-                form method="post" action=(action) class="inline" {
+                form method="post" action=(action) class="inline"
+                    data-confirm={ "Suspend \u{201c}" (sa.name) "\u{201d}? Every API key and credential it owns is refused from now on, so programs using them stop working until you reactivate the account." }
+                    data-confirm-label="Suspend" {
                     (csrf(c))
                     input type="hidden" name="action" value="suspend";
                     button class="btn btn-small" type="submit" { "Suspend" }

@@ -2,7 +2,7 @@
 //! first, confirm dialogs open on Cancel, the regenerate form's defaults and the
 //! webhook URL hint — over plain HTTP and in the browser, on SQLite and PostgreSQL.
 
-use super::{console_client, make_account, make_key_secret, make_user, system, verify};
+use super::{console_client, csrf_of, make_account, make_key_secret, make_user, system, verify};
 use crate::support::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use keyhaven_core::id::Id;
 use keyhaven_core::principal::PrincipalKind;
@@ -158,3 +158,28 @@ async fn held_keys_read_disabled(app: TestApp) {
     assert!(!html.contains("badge-disabled"));
 }
 both_backends!(held_keys_read_disabled);
+
+async fn suspend_asks_first_and_works_without_script(app: TestApp) {
+    let sa = make_account(&app, "card-settlement").await;
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let html = page(&client, &app, &format!("/settings/api-access/{sa}")).await;
+    let at = html.find("value=\"suspend\"").expect("a Suspend form");
+    let form = &html[html[..at].rfind("<form").unwrap()..at];
+    assert!(form.contains("data-confirm-label=\"Suspend\""), "{form}");
+    assert!(
+        form.contains("card-settlement") && form.contains("until you reactivate"),
+        "{form}"
+    );
+    // Without script the form still posts straight through.
+    let csrf = csrf_of(&html);
+    let res = client
+        .post(app.url(&format!("/settings/api-access/{sa}/transition")))
+        .form(&[("csrf_token", csrf.as_str()), ("action", "suspend")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Service account suspended"), "{html}");
+}
+both_backends!(suspend_asks_first_and_works_without_script);
