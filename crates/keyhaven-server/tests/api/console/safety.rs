@@ -2,7 +2,9 @@
 //! first, confirm dialogs open on Cancel, the regenerate form's defaults and the
 //! webhook URL hint — over plain HTTP and in the browser, on SQLite and PostgreSQL.
 
-use super::{console_client, csrf_of, make_account, make_key_secret, make_user, system, verify};
+use super::{
+    browser, console_client, csrf_of, make_account, make_key_secret, make_user, system, verify,
+};
 use crate::support::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 use keyhaven_core::id::Id;
 use keyhaven_core::principal::PrincipalKind;
@@ -183,3 +185,55 @@ async fn suspend_asks_first_and_works_without_script(app: TestApp) {
     assert!(html.contains("Service account suspended"), "{html}");
 }
 both_backends!(suspend_asks_first_and_works_without_script);
+
+async fn confirm_dialog_focuses_cancel(app: TestApp) {
+    let Some(b) = browser(&app, "confirm-focus").await else {
+        return;
+    };
+    let owner = super::admin_id(&app).await;
+    let (id, secret) =
+        make_key_secret(&app, key_for("search-indexer", PrincipalKind::User, &owner)).await;
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go(&format!("/api-keys/{id}")).await;
+    for action in ["Revoke", "Delete"] {
+        b.button(action).await.click().await.unwrap();
+        b.wait_css("#confirm-dialog[open]").await;
+        let focused = b
+            .client
+            .execute(
+                "var a = document.activeElement; return a ? a.textContent.trim() + '|' + a.matches('#confirm-dialog [data-close]') : '';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(focused, "Cancel|true", "{action}");
+        // Enter on the focused button cancels: nothing happens to the key.
+        b.client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E007}")
+            .await
+            .unwrap();
+        b.client
+            .wait()
+            .at_most(super::WAIT)
+            .for_element(fantoccini::Locator::Css("#confirm-dialog:not([open])"))
+            .await
+            .unwrap();
+        assert_eq!(verify(&app, &secret).await["valid"], true, "{action}");
+    }
+    // The suspend button of a service account asks through the same dialog.
+    let sa = make_account(&app, "edge-cache").await;
+    b.go(&format!("/settings/api-access/{sa}")).await;
+    b.button("Suspend").await.click().await.unwrap();
+    let msg = b
+        .wait_css("#confirm-dialog[open] #confirm-message")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(msg.contains("edge-cache"), "{msg}");
+    b.screenshot().await;
+}
+both_backends!(confirm_dialog_focuses_cancel);
