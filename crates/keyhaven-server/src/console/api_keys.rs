@@ -1276,7 +1276,61 @@ pub async fn regenerate_page(
     c.require(Permission::ApiKeysManage)?;
     let id = errors::path_id(&id, "API key")?;
     let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
-    regenerate_form(&c, &k, &FormData::default(), &FieldErrors::default())
+    regenerate_form(
+        &c,
+        &k,
+        &regenerate_defaults(&k, c.now),
+        &FieldErrors::default(),
+    )
+}
+
+/// The grace period the regenerate form starts with: an hour of overlap, so that a
+/// slip of the Enter key does not cut off every program still using the old secret.
+const DEFAULT_GRACE: &str = "3600";
+
+/// How long the key's current secret was made to last: from its creation, or from
+/// the last change if that set the expiry a whole number of days ahead (as
+/// regenerating with a preset does). `None`: it never expires.
+fn validity(k: &ApiKey) -> Option<Duration> {
+    let e = k.expires_at?;
+    let whole_days = |from: Timestamp| {
+        let secs = (e - from).num_seconds();
+        secs > 0 && (secs % 86_400 <= 2 || secs % 86_400 >= 86_398)
+    };
+    // An edit moves updated_at too, but lands a whole number of days before the expiry
+    // only by chance.
+    let from = if k.updated_at > k.created_at && whole_days(k.updated_at) {
+        k.updated_at
+    } else {
+        k.created_at
+    };
+    Some((e - from).max(Duration::days(1)))
+}
+
+/// The regenerate form's starting values: a short grace period, and an expiry that
+/// gives the new secret as long as the current one was given (a preset when it is
+/// one, else the date that far from now; never for a key that never expires).
+fn regenerate_defaults(k: &ApiKey, now: Timestamp) -> FormData {
+    let mut pairs = vec![(
+        "grace_period_seconds".to_string(),
+        DEFAULT_GRACE.to_string(),
+    )];
+    match validity(k) {
+        None => pairs.push(("expiration".into(), "never".into())),
+        Some(d) => {
+            let days = (d.num_seconds() + 43_200) / 86_400;
+            let close = |n: i64| (d.num_seconds() - n * 86_400).abs() <= 3_600;
+            match [30, 60, 90].into_iter().find(|n| days == *n && close(*n)) {
+                Some(n) => pairs.push(("expiration".into(), n.to_string())),
+                None => {
+                    pairs.push(("expiration".into(), "custom".into()));
+                    let day = (now + d).format("%Y-%m-%d").to_string();
+                    pairs.push(("expires_at".into(), day));
+                }
+            }
+        }
+    }
+    FormData(pairs)
 }
 
 /// `POST /api-keys/{id}/regenerate`.

@@ -6,6 +6,7 @@ use super::{
     browser, console_client, csrf_of, make_account, make_key_secret, make_user, system, verify,
 };
 use crate::support::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use chrono::Duration;
 use keyhaven_core::id::Id;
 use keyhaven_core::principal::PrincipalKind;
 use keyhaven_core::service_account::Transition;
@@ -237,3 +238,60 @@ async fn confirm_dialog_focuses_cancel(app: TestApp) {
     b.screenshot().await;
 }
 both_backends!(confirm_dialog_focuses_cancel);
+
+async fn regenerate_form_defaults(app: TestApp) {
+    let owner = super::admin_id(&app).await;
+    let mut month = key_for("billing-export", PrincipalKind::User, &owner);
+    month.expires_in_days = Some(30);
+    let (month, _) = make_key_secret(&app, month).await;
+    let (never, _) =
+        make_key_secret(&app, key_for("forever-job", PrincipalKind::User, &owner)).await;
+    let mut odd = key_for("odd-length", PrincipalKind::User, &owner);
+    odd.expires_in_days = Some(45);
+    let (odd, _) = make_key_secret(&app, odd).await;
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+
+    let checked =
+        |html: &str, v: &str| html.contains(&format!("name=\"expiration\" value=\"{v}\" checked"));
+    let html = page(&client, &app, &format!("/api-keys/{month}/regenerate")).await;
+    assert!(html.contains("<option value=\"3600\" selected>"), "{html}");
+    assert!(!html.contains("<option value=\"0\" selected>"));
+    assert!(checked(&html, "30") && !checked(&html, "90"), "{html}");
+    let html = page(&client, &app, &format!("/api-keys/{never}/regenerate")).await;
+    assert!(checked(&html, "never"), "{html}");
+    assert!(html.contains("<option value=\"3600\" selected>"));
+    let html = page(&client, &app, &format!("/api-keys/{odd}/regenerate")).await;
+    assert!(checked(&html, "custom"), "{html}");
+    use keyhaven_core::time::Clock;
+    let day = (app.clock.now() + Duration::days(45))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(
+        html.contains(&format!(
+            "type=\"date\" name=\"expires_at\" value=\"{day}\""
+        )),
+        "{html}"
+    );
+
+    // Regenerated ten days on with a 60-day preset, it offers 60 days next time.
+    app.clock.advance(Duration::days(10));
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let html = page(&client, &app, &format!("/api-keys/{month}/regenerate")).await;
+    let csrf = csrf_of(&html);
+    let res = client
+        .post(app.url(&format!("/api-keys/{month}/regenerate")))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("expiration", "60"),
+            ("grace_period_seconds", "0"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("API key regenerated"), "{html}");
+    let html = page(&client, &app, &format!("/api-keys/{month}/regenerate")).await;
+    assert!(checked(&html, "60"), "{html}");
+}
+both_backends!(regenerate_form_defaults);
