@@ -295,3 +295,15 @@ async fn regenerate_form_defaults(app: TestApp) {
     assert!(checked(&html, "60"), "{html}");
 }
 both_backends!(regenerate_form_defaults);
+
+async fn webhook_hint_names_both_schemes(app: TestApp) {
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let html = page(&client, &app, "/settings/webhooks").await;
+    let at = html.find("id=\"h-url\"").expect("a URL hint");
+    let hint = &html[at..at + html[at..].find("</div>").unwrap()];
+    assert!(
+        hint.contains("http://") && hint.contains("https://"),
+        "{hint}"
+    );
+}
+both_backends!(webhook_hint_names_both_schemes);
