@@ -67,7 +67,9 @@
     ok.textContent = label || "Confirm";
     pending = onConfirm;
     dlg.showModal();
-    ok.focus();
+    // Focus the safe choice: Enter or Space must not confirm by accident.
+    var cancel = dlg.querySelector("[data-close]");
+    (cancel || ok).focus();
   }
 
   function selectedCount(name) {

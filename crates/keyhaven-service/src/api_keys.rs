@@ -366,6 +366,67 @@ pub fn day_start(t: Timestamp) -> Timestamp {
         .unwrap_or(t)
 }
 
+/// Why a key's owner keeps its keys from verifying (they answer `DISABLED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerHold {
+    /// The user of a personal key is inactive.
+    UserInactive,
+    /// The user of a personal key no longer exists.
+    UserGone,
+    /// The service account is suspended.
+    AccountSuspended,
+    /// The service account is archived.
+    AccountArchived,
+    /// The service account no longer exists.
+    AccountGone,
+}
+
+impl Service {
+    /// For the owners of `keys`, those that keep their keys from verifying, by owner
+    /// id: one lookup per distinct owner. Owners that let their keys verify are absent.
+    pub async fn key_owner_holds<'a>(
+        &self,
+        caller: &Caller,
+        keys: impl IntoIterator<Item = &'a ApiKey>,
+    ) -> ServiceResult<std::collections::HashMap<String, OwnerHold>> {
+        self.authorize(caller, Permission::ApiKeysView, Action::ApiKeyList)
+            .await?;
+        let mut owners: Vec<&Principal> = keys.into_iter().map(|k| &k.owner).collect();
+        owners.sort_by(|a, b| a.id.cmp(&b.id));
+        owners.dedup_by(|a, b| a.id == b.id);
+        let mut out = std::collections::HashMap::new();
+        if owners.is_empty() {
+            return Ok(out);
+        }
+        let mut tx = self.store.read().await?;
+        for o in owners {
+            let id = Id::from_trusted(o.id.clone());
+            let hold = match o.kind {
+                PrincipalKind::User => match tx.user(&caller.org_id, &id).await? {
+                    Some(u) if u.status == keyhaven_core::user::UserStatus::Active => None,
+                    Some(_) => Some(OwnerHold::UserInactive),
+                    None => Some(OwnerHold::UserGone),
+                },
+                PrincipalKind::ServiceAccount => {
+                    match tx.service_account(&caller.org_id, &id).await? {
+                        Some(a) => match a.status {
+                            ServiceAccountStatus::Active => None,
+                            ServiceAccountStatus::Suspended => Some(OwnerHold::AccountSuspended),
+                            ServiceAccountStatus::Archived => Some(OwnerHold::AccountArchived),
+                        },
+                        None => Some(OwnerHold::AccountGone),
+                    }
+                }
+                _ => None,
+            };
+            if let Some(h) = hold {
+                out.insert(o.id.clone(), h);
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Service {
     /// A key's effective permissions: its roles' permissions and its scopes; for a
     /// personal key, management permissions only as far as its user holds them now.

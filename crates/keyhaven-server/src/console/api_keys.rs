@@ -20,12 +20,13 @@ use super::forms::{
     self, checklist, csrf, field, form_error, parse_whole, FieldErrors, FormData, Query,
 };
 use super::layout::{self, header, layout};
-use super::widgets::{self, badge, chips, number, relative, LimitScope};
+use super::widgets::{self, chips, key_badge, number, relative, LimitScope};
 use crate::app::AppState;
 use keyhaven_service::api_keys::{
-    CreateApiKey, DailyUsage, OwnerRef, RegenerateApiKey, UpdateApiKey,
+    CreateApiKey, DailyUsage, OwnerHold, OwnerRef, RegenerateApiKey, UpdateApiKey,
 };
 use keyhaven_service::ServiceError;
+use std::collections::HashMap;
 
 const PAGE_SIZE: i64 = 20;
 
@@ -57,7 +58,14 @@ fn notice_text(q: &FormData) -> Option<String> {
 }
 
 /// The keys table, shared with the service account page.
-pub fn keys_table(c: &Console, keys: &[(ApiKey, Vec<String>)], bulk: bool) -> Markup {
+/// `holds`: the owners that keep their keys from verifying
+/// ([`keyhaven_service::Service::key_owner_holds`]).
+pub fn keys_table(
+    c: &Console,
+    keys: &[(ApiKey, Vec<String>)],
+    bulk: bool,
+    holds: &HashMap<String, OwnerHold>,
+) -> Markup {
     let manage = c.can(Permission::ApiKeysManage);
     html! {
         div class="table-wrap" {
@@ -113,7 +121,7 @@ pub fn keys_table(c: &Console, keys: &[(ApiKey, Vec<String>)], bulk: bool) -> Ma
                                     None => span class="muted" { "Never" },
                                 }
                             }
-                            td { (badge(status)) }
+                            td { (key_badge(status, holds.get(&k.owner.id).copied())) }
                             td class="col-actions" {
                                 details class="menu" {
                                     summary class="btn btn-small" aria-label={ "Actions for " (k.name) } { "Actions" }
@@ -174,6 +182,9 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
                 cursor: q.opt("cursor"),
             },
         )
+        .await?;
+    let holds = svc
+        .key_owner_holds(&c.caller, listing.items.iter().map(|(k, _)| k))
         .await?;
     let roles = if c.can(Permission::RolesView) {
         svc.list_roles(&c.caller).await?
@@ -261,7 +272,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
                     span class="muted small" data-selected-count="" {}
                 }
             }
-            (keys_table(&c, &listing.items, true))
+            (keys_table(&c, &listing.items, true, &holds))
             nav class="pager" aria-label="Pagination" {
                 @if q.has("cursor") {
                     a class="btn" href={ "/api-keys?" (forms::query_string(&base_q)) } { "First page" }
@@ -652,12 +663,15 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         ..Default::default()
     };
     match state.service.create_api_key(&c.caller, input).await {
-        Ok((key, _, secret)) => Ok(layout::ok(layout(
-            &c,
-            "API key created",
-            "keys",
-            secret_page(&c, "API key created", &key, secret.expose()),
-        ))),
+        Ok((key, _, secret)) => {
+            let hold = shown_hold(&state, &c, &key).await;
+            Ok(layout::ok(layout(
+                &c,
+                "API key created",
+                "keys",
+                secret_page(&c, "API key created", &key, hold, secret.expose()),
+            )))
+        }
         Err(e) => {
             let errors = FieldErrors::from_grant(e, RENAME, Permission::ApiKeysCreate, "roles")?;
             create_form(&state, &c, &form, &errors).await
@@ -665,7 +679,25 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
     }
 }
 
-fn secret_page(c: &Console, title: &str, key: &ApiKey, secret: &str) -> Markup {
+/// Whether the owner of a key just created or regenerated stops it; a failed lookup
+/// shows no hold rather than losing the page with the secret.
+async fn shown_hold(state: &AppState, c: &Console, k: &ApiKey) -> Option<OwnerHold> {
+    match state.service.key_owner_holds(&c.caller, [k]).await {
+        Ok(h) => h.get(&k.owner.id).copied(),
+        Err(e) => {
+            tracing::warn!(error = %e, "looking up the owner of a new key");
+            None
+        }
+    }
+}
+
+fn secret_page(
+    c: &Console,
+    title: &str,
+    key: &ApiKey,
+    hold: Option<OwnerHold>,
+    secret: &str,
+) -> Markup {
     html! {
         (header(title, None, html! {}))
         div class="banner banner-success secret-banner" role="status" {
@@ -678,7 +710,7 @@ fn secret_page(c: &Console, title: &str, key: &ApiKey, secret: &str) -> Markup {
                 dt { "Name" } dd { (key.name) }
                 dt { "Masked key" } dd { code { (key.masked_key) } }
                 dt { "Expires" } dd { @match &key.expires_at { Some(t) => (widgets::time(t)), None => "Never" } }
-                dt { "Status" } dd { (badge(status_of(key, c.now))) }
+                dt { "Status" } dd { (key_badge(status_of(key, c.now), hold)) }
             }
             div class="form-actions" {
                 a class="btn btn-primary" href={ "/api-keys/" (key.id) } { "View key details" }
@@ -832,6 +864,12 @@ async fn details_page(
     let (k, perms) = state.service.get_api_key(&c.caller, id).await?;
     let usage = state.service.api_key_usage(&c.caller, id, 30).await?;
     let account = owner_account(state, c, &k).await?;
+    let hold = state
+        .service
+        .key_owner_holds(&c.caller, [&k])
+        .await?
+        .get(&k.owner.id)
+        .copied();
     let status = status_of(&k, c.now);
     let manage = c.can(Permission::ApiKeysManage);
     let live = status != "revoked";
@@ -862,7 +900,10 @@ async fn details_page(
             div class="card" {
                 h2 { "Details" }
                 dl class="props" id="key-details" data-id=(k.id) {
-                    dt { "Status" } dd { (badge(status)) }
+                    dt { "Status" } dd {
+                        (key_badge(status, hold))
+                        @if let (Some(h), "active") = (hold, status) { div class="hint" id="status-hint" { (widgets::hold_reason(h)) } }
+                    }
                     dt { "Description" } dd { @if k.description.is_empty() { span class="muted" { "—" } } @else { (k.description) } }
                     dt { "Masked key" } dd { code { (k.masked_key) } }
                     dt { "Tags" } dd { (chips(&k.tags, "chip-tag")) }
@@ -1235,7 +1276,61 @@ pub async fn regenerate_page(
     c.require(Permission::ApiKeysManage)?;
     let id = errors::path_id(&id, "API key")?;
     let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
-    regenerate_form(&c, &k, &FormData::default(), &FieldErrors::default())
+    regenerate_form(
+        &c,
+        &k,
+        &regenerate_defaults(&k, c.now),
+        &FieldErrors::default(),
+    )
+}
+
+/// The grace period the regenerate form starts with: an hour of overlap, so that a
+/// slip of the Enter key does not cut off every program still using the old secret.
+const DEFAULT_GRACE: &str = "3600";
+
+/// How long the key's current secret was made to last: from its creation, or from
+/// the last change if that set the expiry a whole number of days ahead (as
+/// regenerating with a preset does). `None`: it never expires.
+fn validity(k: &ApiKey) -> Option<Duration> {
+    let e = k.expires_at?;
+    let whole_days = |from: Timestamp| {
+        let secs = (e - from).num_seconds();
+        secs > 0 && (secs % 86_400 <= 2 || secs % 86_400 >= 86_398)
+    };
+    // An edit moves updated_at too, but lands a whole number of days before the expiry
+    // only by chance.
+    let from = if k.updated_at > k.created_at && whole_days(k.updated_at) {
+        k.updated_at
+    } else {
+        k.created_at
+    };
+    Some((e - from).max(Duration::days(1)))
+}
+
+/// The regenerate form's starting values: a short grace period, and an expiry that
+/// gives the new secret as long as the current one was given (a preset when it is
+/// one, else the date that far from now; never for a key that never expires).
+fn regenerate_defaults(k: &ApiKey, now: Timestamp) -> FormData {
+    let mut pairs = vec![(
+        "grace_period_seconds".to_string(),
+        DEFAULT_GRACE.to_string(),
+    )];
+    match validity(k) {
+        None => pairs.push(("expiration".into(), "never".into())),
+        Some(d) => {
+            let days = (d.num_seconds() + 43_200) / 86_400;
+            let close = |n: i64| (d.num_seconds() - n * 86_400).abs() <= 3_600;
+            match [30, 60, 90].into_iter().find(|n| days == *n && close(*n)) {
+                Some(n) => pairs.push(("expiration".into(), n.to_string())),
+                None => {
+                    pairs.push(("expiration".into(), "custom".into()));
+                    let day = (now + d).format("%Y-%m-%d").to_string();
+                    pairs.push(("expires_at".into(), day));
+                }
+            }
+        }
+    }
+    FormData(pairs)
 }
 
 /// `POST /api-keys/{id}/regenerate`.
@@ -1276,12 +1371,13 @@ pub async fn regenerate(
             .await
         {
             Ok((k, _, secret)) => {
+                let hold = shown_hold(&state, &c, &k).await;
                 return Ok(layout::ok(layout(
                     &c,
                     "API key regenerated",
                     "keys",
-                    secret_page(&c, "API key regenerated", &k, secret.expose()),
-                )))
+                    secret_page(&c, "API key regenerated", &k, hold, secret.expose()),
+                )));
             }
             Err(e) => errors = FieldErrors::from_service(e, RENAME)?,
         }

@@ -178,7 +178,7 @@ fn confirm_dialog() -> Markup {
             h2 id="confirm-title" { "Please confirm" }
             p id="confirm-message" {}
             div class="actions" {
-                button type="button" class="btn" data-close="" { "Cancel" }
+                button type="button" class="btn" data-close="" autofocus { "Cancel" }
                 button type="button" class="btn btn-danger confirm" { "Confirm" }
             }
         }

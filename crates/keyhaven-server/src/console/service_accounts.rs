@@ -15,11 +15,13 @@ use super::auth::Console;
 use super::errors::{self, PageResult};
 use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormData, Query};
 use super::layout::{self, header, layout};
-use super::widgets::{self, badge, chips, relative, LimitScope};
+use super::widgets::{self, badge, chips, key_badge, relative, LimitScope};
 use crate::app::AppState;
 use keyhaven_core::validate;
+use keyhaven_service::api_keys::OwnerHold;
 use keyhaven_service::credentials::{CreateCredential, UpdateCredential};
 use keyhaven_service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
+use std::collections::HashMap;
 
 const HINT_SHARED_LIMITS: &str = "Shared by every key of this account: one allowance per limit for the whole account, so five keys do not get five times the calls.";
 
@@ -148,7 +150,9 @@ fn transition_buttons(c: &Console, sa: &ServiceAccount) -> Markup {
     html! {
         div class="row-actions" {
             @if sa.status == ServiceAccountStatus::Active {
-                form method="post" action=(action) class="inline" {
+                form method="post" action=(action) class="inline"
+                    data-confirm={ "Suspend \u{201c}" (sa.name) "\u{201d}? Every API key and credential it owns is refused from now on, so programs using them stop working until you reactivate the account." }
+                    data-confirm-label="Suspend" {
                     (csrf(c))
                     input type="hidden" name="action" value="suspend";
                     button class="btn btn-small" type="submit" { "Suspend" }
@@ -318,6 +322,14 @@ async fn detail_page(
     };
     let manage = c.can(Permission::ServiceAccountsManage);
     let live = sa.status != ServiceAccountStatus::Archived;
+    // The account's own status holds its keys and credentials.
+    let hold = match sa.status {
+        ServiceAccountStatus::Active => None,
+        ServiceAccountStatus::Suspended => Some(OwnerHold::AccountSuspended),
+        ServiceAccountStatus::Archived => Some(OwnerHold::AccountArchived),
+    };
+    let holds: HashMap<String, OwnerHold> =
+        hold.map(|h| (sa.id.to_string(), h)).into_iter().collect();
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " span { (sa.name) } }
         (header(&sa.name, None, html! {
@@ -376,7 +388,7 @@ async fn detail_page(
                     @if live && c.can(Permission::ApiKeysCreate) { a class="btn" href={ "/api-keys/new?owner=" (sa.id) } { "Create API key" } }
                 }
                 @if keys.is_empty() { p class="muted" { "This service account owns no API keys." } }
-                @else { (keys_table(c, keys, false)) }
+                @else { (keys_table(c, keys, false, &holds)) }
             }
         }
         section class="card" {
@@ -395,7 +407,7 @@ async fn detail_page(
                                     td { code { (cr.client_id) } }
                                     td { (relative(c.now, cr.last_used_at)) }
                                     td { @match &cr.expires_at { Some(t) => (widgets::date(t)), None => span class="muted" { "Never" } } }
-                                    td { @if cr.revoked_at.is_some() { (badge("revoked")) } @else if cr.expires_at.is_some_and(|t| t <= c.now) { (badge("expired")) } @else { (badge("active")) } }
+                                    td { @if cr.revoked_at.is_some() { (badge("revoked")) } @else if cr.expires_at.is_some_and(|t| t <= c.now) { (badge("expired")) } @else { (key_badge("active", hold)) } }
                                     td class="col-actions" {
                                         @if manage {
                                             a class="btn btn-small" href={ "/settings/api-access/" (sa.id) "/credentials/" (cr.id) "/edit" } aria-label={ "Edit " (cr.name) } { "Edit" }

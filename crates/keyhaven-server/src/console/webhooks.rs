@@ -117,7 +117,7 @@ fn webhook_fields(form: &FormData, errors: &FieldErrors, enabled: bool) -> Marku
         .map(|e| Choice::new(e.as_str(), ""))
         .collect();
     html! {
-        (field("URL *", "url", errors, Some("An https:// address that accepts POST requests."), forms::text_input("url", form.get("url"), "url", true)))
+        (field("URL *", "url", errors, Some("An http:// or https:// address that accepts POST requests. Use https:// wherever you can: over http:// the signed payload is sent unencrypted. Internal addresses are refused unless the operator has allowed their range."), forms::text_input("url", form.get("url"), "url", true)))
         (field("Description", "description", errors, None, forms::text_input("description", form.get("description"), "text", false)))
         (checklist("Events *", "events", errors, None, &events, &form.list("events")))
         div class="field" {

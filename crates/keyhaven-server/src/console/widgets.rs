@@ -4,6 +4,7 @@
 
 use keyhaven_core::time::Timestamp;
 use keyhaven_core::usage_control::{Credits, NamedLimit, RefillInterval};
+use keyhaven_service::api_keys::OwnerHold;
 use maud::{html, Markup, PreEscaped};
 
 use super::forms::query_string;
@@ -66,6 +67,38 @@ pub fn badge(status: &str) -> Markup {
         other => other,
     };
     html! { span class={ "badge badge-" (status) } { (label) } }
+}
+
+/// Why an otherwise live key or credential does not verify: its owner stops it.
+pub fn hold_reason(hold: OwnerHold) -> &'static str {
+    match hold {
+        OwnerHold::UserInactive => {
+            "Its owner's user account is inactive, so it is refused until the user is made active again."
+        }
+        OwnerHold::UserGone => "Its owner's user account no longer exists, so it is refused.",
+        OwnerHold::AccountSuspended => {
+            "Its service account is suspended, so it is refused until the account is reactivated."
+        }
+        OwnerHold::AccountArchived => "Its service account is archived, so it is refused.",
+        OwnerHold::AccountGone => "Its service account no longer exists, so it is refused.",
+    }
+}
+
+/// The status badge of a key or credential: `status` as computed from its own dates,
+/// except that a live one whose owner stops it reads "Disabled", with the reason in
+/// its title.
+pub fn key_badge(status: &str, hold: Option<OwnerHold>) -> Markup {
+    match hold {
+        Some(h) if status == "active" => {
+            let reason = hold_reason(h);
+            html! {
+                span class="badge badge-disabled" title=(reason) data-reason=(reason) {
+                    "Disabled" span class="sr-only" { " — " (reason) }
+                }
+            }
+        }
+        _ => badge(status),
+    }
 }
 
 /// Small grey chips for tags, roles and scopes.

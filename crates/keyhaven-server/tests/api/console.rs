@@ -1086,6 +1086,7 @@ async fn activity_filter_and_expand(app: TestApp) {
     // Something the admin does in the browser shows up with the browser's user agent.
     b.go(&format!("/settings/api-access/{sa}")).await;
     b.button("Suspend").await.click().await.unwrap();
+    b.confirm().await;
     b.wait_xpath("//*[contains(@class,'badge') and normalize-space()='Suspended']")
         .await;
     b.go("/settings/api-access?tab=activity").await;
@@ -1321,6 +1322,8 @@ async fn suspend_reactivate_archive(app: TestApp) {
     b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     b.go(&format!("/settings/api-access/{sa}")).await;
     b.button("Suspend").await.click().await.unwrap();
+    let msg = b.confirm().await;
+    assert!(msg.contains("fleet-telemetry"), "{msg}");
     b.wait_xpath("//*[starts-with(normalize-space(), 'Service account suspended')]")
         .await;
     assert_eq!(verify(&app, &key).await["valid"], false);
@@ -1925,4 +1928,5 @@ async fn role_edit_by_a_partial_manager(app: TestApp) {
 }
 both_backends!(role_edit_by_a_partial_manager);
 
+mod safety;
 mod usage;

@@ -1,0 +1,309 @@
+//! Issue 14, "Broken or unsafe": keys held by their owner read "Disabled", Suspend asks
+//! first, confirm dialogs open on Cancel, the regenerate form's defaults and the
+//! webhook URL hint — over plain HTTP and in the browser, on SQLite and PostgreSQL.
+
+use super::{
+    browser, console_client, csrf_of, make_account, make_key_secret, make_user, system, verify,
+};
+use crate::support::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use chrono::Duration;
+use keyhaven_core::id::Id;
+use keyhaven_core::principal::PrincipalKind;
+use keyhaven_core::service_account::Transition;
+use keyhaven_core::user::UserStatus;
+use keyhaven_service::api_keys::{CreateApiKey, OwnerRef};
+use keyhaven_service::credentials::CreateCredential;
+use keyhaven_service::users::UpdateUser;
+
+async fn page(client: &reqwest::Client, app: &TestApp, path: &str) -> String {
+    let res = client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{path}");
+    res.text().await.unwrap()
+}
+
+/// The markup of the table row `<tr data-id="{id}" …>…</tr>` in `html`.
+fn row<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!("<tr data-id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no row {id}"));
+    let end = html[at..].find("</tr>").unwrap() + at;
+    &html[at..end]
+}
+
+/// The markup of the key details' "Status" entry.
+fn details_status(html: &str) -> &str {
+    let at = html.find("<dt>Status</dt>").expect("a Status entry");
+    let end = html[at..].find("</dd>").unwrap() + at;
+    &html[at..end]
+}
+
+fn key_for(name: &str, kind: PrincipalKind, owner: &str) -> CreateApiKey {
+    CreateApiKey {
+        name: name.into(),
+        roles: Some(vec!["read-only".into()]),
+        owner: Some(OwnerRef {
+            kind,
+            id: owner.into(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn held_keys_read_disabled(app: TestApp) {
+    let sa = make_account(&app, "nightly-export").await;
+    let (sa_key, sa_secret) = make_key_secret(
+        &app,
+        key_for("nightly-export-key", PrincipalKind::ServiceAccount, &sa),
+    )
+    .await;
+    let user = make_user(&app, "leaver@example.com", &["admin"]).await;
+    let (user_key, user_secret) =
+        make_key_secret(&app, key_for("leaver-laptop", PrincipalKind::User, &user)).await;
+    let other = make_account(&app, "still-running").await;
+    let (ok_key, _) = make_key_secret(
+        &app,
+        key_for("still-running-key", PrincipalKind::ServiceAccount, &other),
+    )
+    .await;
+    app.state
+        .service
+        .create_credential(
+            &system(&app),
+            &Id::from_trusted(sa.clone()),
+            CreateCredential {
+                name: "export-runner".into(),
+                description: None,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    app.state
+        .service
+        .transition_service_account(
+            &system(&app),
+            &Id::from_trusted(sa.clone()),
+            Transition::Suspend,
+        )
+        .await
+        .unwrap();
+    app.state
+        .service
+        .update_user(
+            &system(&app),
+            &Id::from_trusted(user.clone()),
+            UpdateUser {
+                status: Some(UserStatus::Inactive),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(verify(&app, &sa_secret).await["code"], "DISABLED");
+    assert_eq!(verify(&app, &user_secret).await["code"], "DISABLED");
+
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    // The key list: both held keys read Disabled with their reason; the other stays Active.
+    let html = page(&client, &app, "/api-keys").await;
+    let r = row(&html, &sa_key);
+    assert!(
+        r.contains("badge-disabled") && r.contains(">Disabled<"),
+        "{r}"
+    );
+    assert!(
+        r.contains("suspended") && !r.contains("badge-active"),
+        "{r}"
+    );
+    let r = row(&html, &user_key);
+    assert!(
+        r.contains("badge-disabled") && r.contains("inactive"),
+        "{r}"
+    );
+    assert!(!r.contains("badge-active"), "{r}");
+    assert!(row(&html, &ok_key).contains("badge-active"));
+
+    // The key details.
+    let html = page(&client, &app, &format!("/api-keys/{sa_key}")).await;
+    let s = details_status(&html);
+    assert!(
+        s.contains("badge-disabled") && s.contains("reactivated"),
+        "{s}"
+    );
+    let html = page(&client, &app, &format!("/api-keys/{user_key}")).await;
+    let s = details_status(&html);
+    assert!(
+        s.contains("badge-disabled") && s.contains("inactive"),
+        "{s}"
+    );
+    let html = page(&client, &app, &format!("/api-keys/{ok_key}")).await;
+    assert!(details_status(&html).contains("badge-active"));
+
+    // The service account page: its keys and its credential.
+    let html = page(&client, &app, &format!("/settings/api-access/{sa}")).await;
+    assert!(row(&html, &sa_key).contains("badge-disabled"));
+    let at = html.find("id=\"credentials-table\"").unwrap();
+    let creds = &html[at..];
+    assert!(creds.contains("badge-disabled") && !creds.contains("badge-active"));
+
+    // Reactivated: Active again everywhere.
+    app.state
+        .service
+        .transition_service_account(
+            &system(&app),
+            &Id::from_trusted(sa.clone()),
+            Transition::Reactivate,
+        )
+        .await
+        .unwrap();
+    let html = page(&client, &app, "/api-keys").await;
+    assert!(row(&html, &sa_key).contains("badge-active"));
+    let html = page(&client, &app, &format!("/settings/api-access/{sa}")).await;
+    assert!(!html.contains("badge-disabled"));
+}
+both_backends!(held_keys_read_disabled);
+
+async fn suspend_asks_first_and_works_without_script(app: TestApp) {
+    let sa = make_account(&app, "card-settlement").await;
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let html = page(&client, &app, &format!("/settings/api-access/{sa}")).await;
+    let at = html.find("value=\"suspend\"").expect("a Suspend form");
+    let form = &html[html[..at].rfind("<form").unwrap()..at];
+    assert!(form.contains("data-confirm-label=\"Suspend\""), "{form}");
+    assert!(
+        form.contains("card-settlement") && form.contains("until you reactivate"),
+        "{form}"
+    );
+    // Without script the form still posts straight through.
+    let csrf = csrf_of(&html);
+    let res = client
+        .post(app.url(&format!("/settings/api-access/{sa}/transition")))
+        .form(&[("csrf_token", csrf.as_str()), ("action", "suspend")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Service account suspended"), "{html}");
+}
+both_backends!(suspend_asks_first_and_works_without_script);
+
+async fn confirm_dialog_focuses_cancel(app: TestApp) {
+    let Some(b) = browser(&app, "confirm-focus").await else {
+        return;
+    };
+    let owner = super::admin_id(&app).await;
+    let (id, secret) =
+        make_key_secret(&app, key_for("search-indexer", PrincipalKind::User, &owner)).await;
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go(&format!("/api-keys/{id}")).await;
+    for action in ["Revoke", "Delete"] {
+        b.button(action).await.click().await.unwrap();
+        b.wait_css("#confirm-dialog[open]").await;
+        let focused = b
+            .client
+            .execute(
+                "var a = document.activeElement; return a ? a.textContent.trim() + '|' + a.matches('#confirm-dialog [data-close]') : '';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(focused, "Cancel|true", "{action}");
+        // Enter on the focused button cancels: nothing happens to the key.
+        b.client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E007}")
+            .await
+            .unwrap();
+        b.client
+            .wait()
+            .at_most(super::WAIT)
+            .for_element(fantoccini::Locator::Css("#confirm-dialog:not([open])"))
+            .await
+            .unwrap();
+        assert_eq!(verify(&app, &secret).await["valid"], true, "{action}");
+    }
+    // The suspend button of a service account asks through the same dialog.
+    let sa = make_account(&app, "edge-cache").await;
+    b.go(&format!("/settings/api-access/{sa}")).await;
+    b.button("Suspend").await.click().await.unwrap();
+    let msg = b
+        .wait_css("#confirm-dialog[open] #confirm-message")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(msg.contains("edge-cache"), "{msg}");
+    b.screenshot().await;
+}
+both_backends!(confirm_dialog_focuses_cancel);
+
+async fn regenerate_form_defaults(app: TestApp) {
+    let owner = super::admin_id(&app).await;
+    let mut month = key_for("billing-export", PrincipalKind::User, &owner);
+    month.expires_in_days = Some(30);
+    let (month, _) = make_key_secret(&app, month).await;
+    let (never, _) =
+        make_key_secret(&app, key_for("forever-job", PrincipalKind::User, &owner)).await;
+    let mut odd = key_for("odd-length", PrincipalKind::User, &owner);
+    odd.expires_in_days = Some(45);
+    let (odd, _) = make_key_secret(&app, odd).await;
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+
+    let checked =
+        |html: &str, v: &str| html.contains(&format!("name=\"expiration\" value=\"{v}\" checked"));
+    let html = page(&client, &app, &format!("/api-keys/{month}/regenerate")).await;
+    assert!(html.contains("<option value=\"3600\" selected>"), "{html}");
+    assert!(!html.contains("<option value=\"0\" selected>"));
+    assert!(checked(&html, "30") && !checked(&html, "90"), "{html}");
+    let html = page(&client, &app, &format!("/api-keys/{never}/regenerate")).await;
+    assert!(checked(&html, "never"), "{html}");
+    assert!(html.contains("<option value=\"3600\" selected>"));
+    let html = page(&client, &app, &format!("/api-keys/{odd}/regenerate")).await;
+    assert!(checked(&html, "custom"), "{html}");
+    use keyhaven_core::time::Clock;
+    let day = (app.clock.now() + Duration::days(45))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(
+        html.contains(&format!(
+            "type=\"date\" name=\"expires_at\" value=\"{day}\""
+        )),
+        "{html}"
+    );
+
+    // Regenerated ten days on with a 60-day preset, it offers 60 days next time.
+    app.clock.advance(Duration::days(10));
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let html = page(&client, &app, &format!("/api-keys/{month}/regenerate")).await;
+    let csrf = csrf_of(&html);
+    let res = client
+        .post(app.url(&format!("/api-keys/{month}/regenerate")))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("expiration", "60"),
+            ("grace_period_seconds", "0"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("API key regenerated"), "{html}");
+    let html = page(&client, &app, &format!("/api-keys/{month}/regenerate")).await;
+    assert!(checked(&html, "60"), "{html}");
+}
+both_backends!(regenerate_form_defaults);
+
+async fn webhook_hint_names_both_schemes(app: TestApp) {
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let html = page(&client, &app, "/settings/webhooks").await;
+    let at = html.find("id=\"h-url\"").expect("a URL hint");
+    let hint = &html[at..at + html[at..].find("</div>").unwrap()];
+    assert!(
+        hint.contains("http://") && hint.contains("https://"),
+        "{hint}"
+    );
+}
+both_backends!(webhook_hint_names_both_schemes);
