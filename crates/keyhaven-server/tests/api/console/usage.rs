@@ -40,7 +40,7 @@ impl Browser {
     }
 
     /// Sets the window to `size`, scrolls `css` to the top, checks that nothing on the
-    /// page is wider than the window, and saves `target-shots/{name}.png` (for a person
+    /// page is wider than the window, and saves `target/shots/{name}.png` (for a person
     /// to look at; not committed).
     async fn shot_at(&self, name: &str, size: (u32, u32), css: &str) {
         self.client.set_window_size(size.0, size.1).await.unwrap();
@@ -58,7 +58,7 @@ impl Browser {
             "{name}: the page is {scroll} px wide in a {inner} px window"
         );
         let png = self.client.screenshot().await.unwrap();
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target-shots");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/shots");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
