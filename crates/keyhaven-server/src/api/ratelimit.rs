@@ -7,13 +7,12 @@
 
 use std::net::IpAddr;
 
-use axum::body::Body;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::error::{parse_json, ApiError, JsonBytes};
+use super::error::{parse_json, ApiError};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
 use keyhaven_core::permission::Permission;
@@ -82,14 +81,6 @@ async fn check_inner(
     peer: Option<IpAddr>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(ApiError::too_large());
-    }
     let (mut parts, body) = req.into_parts();
     // The fast way: a key the verification cache knows, holding ratelimits.use.
     let key = crate::auth::extract::bearer_from(&parts.headers)
@@ -118,11 +109,7 @@ async fn check_inner(
         Some(_) => None,
         None => Some(Auth::authenticate(&mut parts, state).await?.caller),
     };
-    let req = Request::from_parts(
-        parts,
-        Body::new(http_body_util::Limited::new(body, MAX_BODY)),
-    );
-    let JsonBytes(bytes) = JsonBytes::from_request(req, &()).await?;
+    let bytes = super::verify::json_body(Request::from_parts(parts, body), MAX_BODY).await?;
     let b: RatelimitBody = parse_json(&bytes)?;
     let check = RatelimitCheck {
         namespace: b.namespace,

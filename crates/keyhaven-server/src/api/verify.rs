@@ -256,17 +256,7 @@ async fn verify_inner(
     req: Request,
 ) -> Result<Response, ApiError> {
     let client = client_ip(state, peer, req.headers());
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_VERIFY_BODY as u64) {
-        return Err(ApiError::too_large());
-    }
-    // A body without a declared length is cut off at the limit as it streams in.
-    let req = req.map(|b| Body::new(http_body_util::Limited::new(b, MAX_VERIFY_BODY)));
-    let JsonBytes(bytes) = JsonBytes::from_request(req, &()).await?;
+    let bytes = json_body(req, MAX_VERIFY_BODY).await?;
     let body: VerifyRequest<'_> = parse_json(&bytes)?;
     let ip = match body.ip.as_deref() {
         Some(s) => Some(s.trim().parse::<IpAddr>().map_err(|_| {
@@ -328,6 +318,23 @@ async fn verify_inner(
         .await
         .map_err(internal)?;
     Ok(json_response(StatusCode::OK, render(&v)))
+}
+
+/// The JSON body of a hot-path request, at most `max` bytes: 413 for a larger declared
+/// length at once, and a body without one is cut off at the limit as it streams in
+/// (the hot path skips the router's body limit layer).
+pub(crate) async fn json_body(req: Request, max: usize) -> Result<axum::body::Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::too_large());
+    }
+    let req = req.map(|b| Body::new(http_body_util::Limited::new(b, max)));
+    let JsonBytes(bytes) = JsonBytes::from_request(req, &()).await?;
+    Ok(bytes)
 }
 
 /// A JSON response from bytes already rendered.
