@@ -410,6 +410,12 @@ async fn ratelimit_anything(app: TestApp) {
         assert_eq!(s, status, "{b}");
         assert!(v["error"]["message"].is_string(), "{v}");
     }
+    // Over 8 KiB: 413 with the error object.
+    let big =
+        json!({"namespace": "n", "identifier": "x".repeat(9_000), "limit": 1, "duration_ms": 1000});
+    let (s, v) = call(Some(admin.clone()), big).await;
+    assert_eq!(s, 413);
+    assert!(v["error"]["message"].is_string(), "{v}");
     // A session with the permission may call it too.
     let session = Client::session(
         &app,
