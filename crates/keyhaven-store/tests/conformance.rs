@@ -1460,6 +1460,153 @@ fn full_key(g: &mut Gen, org: &Id, name: &str, owner: Principal) -> ApiKey {
     k
 }
 
+/// A key imported with a slow or SHA-512 hash waits under a placeholder digest, is
+/// found by its lookup (and listed with it for the index), and is settled once: its
+/// SHA-256 digest replaces the placeholder and the hash is gone. Deleting a key drops
+/// its hash; `enabled`, `external_id` and `imported_at` round-trip.
+async fn imported_keys_pending_hashes_settle_once(store: Arc<dyn Store>) {
+    use keyhaven_core::import::{Algorithm, Lookup};
+    use keyhaven_store::{pending_digest, PendingHash};
+    let mut g = Gen::new(950);
+    let org = add_org(&store, &mut g, "Acme").await;
+    let sa = new_sa(&mut g, &org.id, "legacy", &[]);
+    add_sa(&store, &sa).await;
+    let mut slow = new_key(&mut g, &org.id, "slow", sa_owner(&sa));
+    slow.digest = pending_digest(&slow.id);
+    slow.imported_at = Some(at(T0 + 5));
+    slow.external_id = Some("cus_1".into());
+    slow.enabled = false;
+    let mut sha = new_key(&mut g, &org.id, "sha512", sa_owner(&sa));
+    sha.digest = pending_digest(&sha.id);
+    let by_prefix = Lookup::Prefix("Ab12Cd34".into());
+    let by_sha = Lookup::Sha512("ab".repeat(64));
+    let mut tx = store.begin().await.expect("begin");
+    for (k, lookup, alg) in [
+        (&slow, &by_prefix, Algorithm::Pbkdf2Sha256),
+        (&sha, &by_sha, Algorithm::Sha512),
+    ] {
+        tx.insert_api_key(k).await.expect("insert");
+        tx.insert_pending_hash(&PendingHash {
+            key_id: k.id.clone(),
+            lookup: lookup.clone(),
+            algorithm: alg,
+            value: format!("value-of-{}", k.name),
+        })
+        .await
+        .expect("hash");
+    }
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.read().await.expect("read");
+    assert_eq!(
+        tx.api_key(&org.id, &slow.id).await.expect("get"),
+        Some(slow.clone())
+    );
+    let found = tx.pending_hashes(&by_prefix).await.expect("by prefix");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].key_id, slow.id);
+    assert_eq!(found[0].algorithm, Algorithm::Pbkdf2Sha256);
+    assert_eq!(found[0].value, "value-of-slow");
+    assert_eq!(tx.pending_hashes(&by_sha).await.expect("by sha").len(), 1);
+    assert!(tx
+        .pending_hashes(&Lookup::Prefix("other".into()))
+        .await
+        .expect("none")
+        .is_empty());
+    let digests = tx.api_key_digests(None, 100).await.expect("digests");
+    let d = digests
+        .iter()
+        .find(|d| d.id == slow.id.as_str())
+        .expect("listed");
+    assert_eq!(d.import_lookup, Some(by_prefix.clone()));
+    let d = tx
+        .api_key_digests_of(&[sha.id.to_string()])
+        .await
+        .expect("of");
+    assert_eq!(d[0].import_lookup, Some(by_sha.clone()));
+    drop(tx);
+
+    let digest = "cd".repeat(32);
+    let mut tx = store.begin().await.expect("begin");
+    assert!(tx
+        .settle_pending_hash(&slow.id, &digest, "Ab12…xyz1")
+        .await
+        .expect("settle"));
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    assert!(
+        !tx.settle_pending_hash(&slow.id, &"ef".repeat(32), "x")
+            .await
+            .expect("again"),
+        "settled once"
+    );
+    tx.commit().await.expect("commit");
+    let mut tx = store.read().await.expect("read");
+    assert!(tx
+        .pending_hashes(&by_prefix)
+        .await
+        .expect("gone")
+        .is_empty());
+    let m = tx
+        .api_key_by_digest(&digest)
+        .await
+        .expect("by digest")
+        .expect("found");
+    assert_eq!(m.key.id, slow.id);
+    assert_eq!(m.key.masked_key, "Ab12…xyz1");
+    drop(tx);
+
+    // A regenerated or deleted key's hash goes too.
+    let mut tx = store.begin().await.expect("begin");
+    assert!(tx.delete_api_key(&org.id, &sha.id).await.expect("delete"));
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    assert!(tx
+        .pending_hashes(&by_sha)
+        .await
+        .expect("cascade")
+        .is_empty());
+    assert!(!tx.drop_pending_hash(&sha.id).await.expect("none left"));
+    drop(tx);
+}
+
+/// `external_id` filters API keys and service accounts, per organization.
+async fn external_ids_filter_keys_and_service_accounts(store: Arc<dyn Store>) {
+    let mut g = Gen::new(960);
+    let org = add_org(&store, &mut g, "Acme").await;
+    let other = add_org(&store, &mut g, "Other").await;
+    let mut sa = new_sa(&mut g, &org.id, "tenant", &[]);
+    sa.external_id = Some("tenant-9".into());
+    add_sa(&store, &sa).await;
+    let mut osa = new_sa(&mut g, &other.id, "tenant", &[]);
+    osa.external_id = Some("tenant-9".into());
+    add_sa(&store, &osa).await;
+    let mut a = new_key(&mut g, &org.id, "a", sa_owner(&sa));
+    a.external_id = Some("cus_1".into());
+    let b = new_key(&mut g, &org.id, "b", sa_owner(&sa));
+    let mut o = new_key(&mut g, &other.id, "o", sa_owner(&osa));
+    o.external_id = Some("cus_1".into());
+    add_keys(&store, &[&a, &b, &o]).await;
+    let mut f = key_filter(at(T0 + DAY));
+    f.external_id = Some("cus_1".into());
+    assert_eq!(list_keys(&store, &org.id, &f).await, vec![a.id.clone()]);
+    f.external_id = Some("cus_2".into());
+    assert!(list_keys(&store, &org.id, &f).await.is_empty());
+    let sf = ServiceAccountFilter {
+        statuses: vec![],
+        q: None,
+        external_id: Some("tenant-9".into()),
+    };
+    assert_eq!(list_sas(&store, &org.id, &sf).await, vec![sa.id.clone()]);
+    let mut tx = store.read().await.expect("read");
+    let got = tx
+        .service_account(&org.id, &sa.id)
+        .await
+        .expect("get")
+        .expect("sa");
+    assert_eq!(got.external_id.as_deref(), Some("tenant-9"));
+}
+
 async fn api_keys_insert_get_duplicates(store: Arc<dyn Store>) {
     let mut g = Gen::new(120);
     let org = add_org(&store, &mut g, "Acme").await;
@@ -3469,6 +3616,8 @@ conformance! {
         usage_sums_ranges_and_calls_since,
         touch_key_only_moves_forward,
         change_log_record_since_prune,
+        imported_keys_pending_hashes_settle_once,
+        external_ids_filter_keys_and_service_accounts,
     ],
     db: [
         audit_edit_is_detected,

@@ -364,10 +364,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("line {line}: {why}");
             }
             let verb = if dry_run { "would import" } else { "imported" };
+            let plural = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
             println!(
-                "{verb} {} keys; {} lines failed",
-                summary.imported,
-                summary.failed.len()
+                "{verb} {}; {} failed",
+                plural(summary.imported, "key", "keys"),
+                plural(summary.failed.len(), "line", "lines")
             );
             if !summary.failed.is_empty() {
                 return Ok(ExitCode::from(1));

@@ -347,7 +347,7 @@ async fn foreign_strings_are_refused_without_the_database(db: TestDb) {
         let (http, base) = (http.clone(), base.clone());
         // Two shapes: an unknown system's key, and a guess behind the real prefix.
         let tail = forged[3..].to_string();
-        let guess = if tail.as_bytes()[0] % 2 == 0 {
+        let guess = if tail.as_bytes()[0].is_multiple_of(2) {
             format!("sk_test_{tail}")
         } else {
             format!("Pf00Pf00.{tail}")

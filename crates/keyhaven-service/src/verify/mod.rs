@@ -482,9 +482,9 @@ impl Verifier {
             found = self.load(&digest, generation).await?;
         }
         if found.is_none() && foreign {
-            (found, looked_up) = match self.find_imported(key, &digest, generation).await? {
-                (f, l) => (f, looked_up || l),
-            };
+            let (f, l) = self.find_imported(key, &digest, generation).await?;
+            found = f;
+            looked_up |= l;
         }
         if found.is_none() {
             if looked_up {

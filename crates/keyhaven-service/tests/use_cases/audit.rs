@@ -195,6 +195,7 @@ async fn key_mutations_write_one_entry_each(env: &Env) {
                 name: "deployer".into(),
                 description: None,
                 roles: Some(strings(&[READ_ONLY])),
+                external_id: None,
             },
         )
         .await

@@ -176,6 +176,7 @@ impl Env {
                     name: name.to_string(),
                     description: None,
                     roles: Some(strings(roles)),
+                    external_id: None,
                 },
             )
             .await

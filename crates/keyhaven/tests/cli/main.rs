@@ -8,5 +8,6 @@ mod support;
 
 mod cli;
 mod cluster;
+mod import_keys;
 mod limits;
 mod nodes;
