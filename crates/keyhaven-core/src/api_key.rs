@@ -115,6 +115,12 @@ pub struct ApiKey {
     pub previous_digest: Option<String>,
     /// End of the regeneration grace period.
     pub previous_valid_until: Option<Timestamp>,
+    /// The id of the customer or system in the caller's world (1–255 characters).
+    pub external_id: Option<String>,
+    /// False turns the key off without revoking it (verification answers `DISABLED`).
+    pub enabled: bool,
+    /// When it was imported from another system; `None` for keys made here.
+    pub imported_at: Option<Timestamp>,
 }
 
 impl ApiKey {
@@ -137,6 +143,21 @@ pub fn status_at(
     } else {
         KeyStatus::Active
     }
+}
+
+/// Longest `external_id`.
+pub const MAX_EXTERNAL_ID: usize = 255;
+
+/// Validates an `external_id`: 1–255 characters, no control characters.
+pub fn validate_external_id(v: &str, param: &str) -> Result<String, DomainError> {
+    if v.is_empty() || v.chars().count() > MAX_EXTERNAL_ID || v.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            "invalid_external_id",
+            param,
+            format!("{param} must be 1 to {MAX_EXTERNAL_ID} characters without control characters"),
+        ));
+    }
+    Ok(v.to_string())
 }
 
 /// Validates a key name.
@@ -305,6 +326,9 @@ mod tests {
             metadata: serde_json::json!({}),
             previous_digest: None,
             previous_valid_until: None,
+            external_id: None,
+            enabled: true,
+            imported_at: None,
         }
     }
 

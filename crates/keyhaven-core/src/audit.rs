@@ -332,6 +332,10 @@ pub enum Action {
     ApiKeyUpdate,
     /// `api_key.credits` (a balance set, incremented, decremented or refilled).
     ApiKeyCredits,
+    /// `api_key.import` (one entry per imported key, without any secret or hash).
+    ApiKeyImport,
+    /// `api_key.whoami` (a key looked up by its secret, for support desks).
+    ApiKeyWhoami,
     /// `ratelimit.check` (refused calls of `/v1/ratelimit` only).
     RatelimitCheck,
     /// `api_key.usage`.
@@ -435,6 +439,8 @@ impl Action {
         Action::ApiKeyRevoke,
         Action::ApiKeyUpdate,
         Action::ApiKeyCredits,
+        Action::ApiKeyImport,
+        Action::ApiKeyWhoami,
         Action::RatelimitCheck,
         Action::ApiKeyUsage,
         Action::ApiKeyView,
@@ -493,6 +499,8 @@ impl Action {
             Action::ApiKeyRevoke => "api_key.revoke",
             Action::ApiKeyUpdate => "api_key.update",
             Action::ApiKeyCredits => "api_key.credits",
+            Action::ApiKeyImport => "api_key.import",
+            Action::ApiKeyWhoami => "api_key.whoami",
             Action::RatelimitCheck => "ratelimit.check",
             Action::ApiKeyUsage => "api_key.usage",
             Action::ApiKeyView => "api_key.view",

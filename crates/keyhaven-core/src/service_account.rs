@@ -61,6 +61,8 @@ pub struct ServiceAccount {
     pub status: ServiceAccountStatus,
     /// Rate limits shared by all of its keys (one bucket per account and name).
     pub ratelimits: Vec<crate::usage_control::NamedLimit>,
+    /// The id of the customer or system in the caller's world (1–255 characters).
+    pub external_id: Option<String>,
     /// Who created it.
     pub created_by: Principal,
     /// Creation time.

@@ -57,6 +57,10 @@ pub struct CreateApiKey {
     pub allowed_cidrs: Option<Vec<String>>,
     /// A JSON object ≤ 4 KiB.
     pub metadata: Option<serde_json::Value>,
+    /// The id of the customer or system in the caller's world.
+    pub external_id: Option<String>,
+    /// False to create the key turned off (default true).
+    pub enabled: Option<bool>,
 }
 
 /// The credits given by `credits` and the old `remaining` field, which must agree.
@@ -104,70 +108,16 @@ impl Service {
         self.authorize(caller, Permission::ApiKeysCreate, Action::ApiKeyCreate)
             .await?;
         let now = self.now();
-        let name = api_key::validate_name(&input.name)?;
-        let description =
-            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
-        let tags = validate::tags(input.tags.as_deref().unwrap_or(&[]), "tags")?;
-        let roles = validate::distinct_list(input.roles.as_deref().unwrap_or(&[]), "roles", 20)?;
-        let scopes = api_key::validate_scopes(input.scopes.as_deref().unwrap_or(&[]))?;
-        let expires_at = api_key::resolve_expiry(input.expires_at, input.expires_in_days, now)?;
-        if let Some(rl) = &input.ratelimit {
-            usage_control::validate_window(rl.limit, rl.duration_ms, "ratelimit")?;
-        }
-        let ratelimits = usage_control::merge_default(input.ratelimit, input.ratelimits);
-        usage_control::validate_limits(&ratelimits, "ratelimits")?;
-        let credits = resolve_credits(input.credits, input.remaining)?;
-        let allowed_cidrs = api_key::parse_cidrs(input.allowed_cidrs.as_deref().unwrap_or(&[]))?;
-        let metadata = input.metadata.unwrap_or_else(|| json!({}));
-        api_key::validate_metadata(&metadata)?;
-
-        let tx = self.store.begin().await?;
-        let (mut tx, key_roles) = self
-            .grant_or_deny(
-                tx,
-                caller,
-                Action::ApiKeyCreate,
-                crate::GrantChange::new(&roles, &scopes),
-            )
-            .await?;
-        role::check_name_patterns(&key_roles, &name)?;
-        let creator_roles = self
-            .creator_roles(tx.as_mut(), caller, Permission::ApiKeysCreate)
-            .await?;
-        role::check_name_patterns(&creator_roles, &name)?;
-        let owner = self
-            .resolve_owner(tx.as_mut(), caller, input.owner.as_ref())
+        let (mut tx, mut key) = self
+            .new_key_record(caller, input, now, Action::ApiKeyCreate, false)
             .await?;
         let org = tx
             .organization(&caller.org_id)
             .await?
             .ok_or(ServiceError::NotFound("organization"))?;
         let secret = key_format::generate(&org.key_prefix, &mut rand::rngs::OsRng);
-        let key = ApiKey {
-            id: self.new_id(),
-            org_id: caller.org_id.clone(),
-            name,
-            description,
-            tags,
-            owner,
-            roles,
-            scopes,
-            digest: key_format::digest_hex(secret.expose()),
-            masked_key: key_format::mask(secret.expose()),
-            expires_at,
-            created_by: caller.principal.clone(),
-            created_at: now,
-            updated_at: now,
-            last_used_at: None,
-            revoked_at: None,
-            ratelimits,
-            credits,
-            credits_epoch: 0,
-            allowed_cidrs,
-            metadata,
-            previous_digest: None,
-            previous_valid_until: None,
-        };
+        key.digest = key_format::digest_hex(secret.expose());
+        key.masked_key = key_format::mask(secret.expose());
         tx.insert_api_key(&key).await.map_err(|e| {
             duplicate_as_conflict(e, "name_taken", "an API key with this name already exists")
         })?;
@@ -202,6 +152,86 @@ impl Service {
         )
         .await?;
         Ok((key, permissions, secret))
+    }
+
+    /// Validates a create body and checks what the caller may grant, in a new
+    /// transaction: the key record without its secret (`digest` and `masked_key` are
+    /// empty), and the transaction to insert it in. An imported key (`imported`) may
+    /// carry an expiry in the past (it arrives expired).
+    pub(crate) async fn new_key_record(
+        &self,
+        caller: &Caller,
+        input: CreateApiKey,
+        now: Timestamp,
+        action: Action,
+        imported: bool,
+    ) -> ServiceResult<(Box<dyn keyhaven_store::Tx>, ApiKey)> {
+        let name = api_key::validate_name(&input.name)?;
+        let description =
+            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
+        let tags = validate::tags(input.tags.as_deref().unwrap_or(&[]), "tags")?;
+        let roles = validate::distinct_list(input.roles.as_deref().unwrap_or(&[]), "roles", 20)?;
+        let scopes = api_key::validate_scopes(input.scopes.as_deref().unwrap_or(&[]))?;
+        let expires_at = match (imported, input.expires_at, input.expires_in_days) {
+            (true, Some(at), None) => Some(at),
+            _ => api_key::resolve_expiry(input.expires_at, input.expires_in_days, now)?,
+        };
+        let external_id = input
+            .external_id
+            .as_deref()
+            .map(|e| api_key::validate_external_id(e, "external_id"))
+            .transpose()?;
+        if let Some(rl) = &input.ratelimit {
+            usage_control::validate_window(rl.limit, rl.duration_ms, "ratelimit")?;
+        }
+        let ratelimits = usage_control::merge_default(input.ratelimit, input.ratelimits);
+        usage_control::validate_limits(&ratelimits, "ratelimits")?;
+        let credits = resolve_credits(input.credits, input.remaining)?;
+        let allowed_cidrs = api_key::parse_cidrs(input.allowed_cidrs.as_deref().unwrap_or(&[]))?;
+        let metadata = input.metadata.unwrap_or_else(|| json!({}));
+        api_key::validate_metadata(&metadata)?;
+
+        let tx = self.store.begin().await?;
+        let (mut tx, key_roles) = self
+            .grant_or_deny(tx, caller, action, crate::GrantChange::new(&roles, &scopes))
+            .await?;
+        role::check_name_patterns(&key_roles, &name)?;
+        let creator_roles = self
+            .creator_roles(tx.as_mut(), caller, Permission::ApiKeysCreate)
+            .await?;
+        role::check_name_patterns(&creator_roles, &name)?;
+        let owner = self
+            .resolve_owner(tx.as_mut(), caller, input.owner.as_ref())
+            .await?;
+        let key = ApiKey {
+            id: self.new_id(),
+            org_id: caller.org_id.clone(),
+            name,
+            description,
+            tags,
+            owner,
+            roles,
+            scopes,
+            digest: String::new(),
+            masked_key: String::new(),
+            expires_at,
+            created_by: caller.principal.clone(),
+            created_at: now,
+            updated_at: now,
+            last_used_at: None,
+            revoked_at: None,
+            ratelimits,
+            credits,
+            credits_epoch: 0,
+            allowed_cidrs,
+            metadata,
+            previous_digest: None,
+            previous_valid_until: None,
+            external_id,
+            enabled: input.enabled.unwrap_or(true),
+            imported_at: imported.then_some(now),
+        };
+        Ok((tx, key))
     }
 
     async fn resolve_owner(
@@ -312,6 +342,10 @@ pub struct UpdateApiKey {
     pub allowed_cidrs: Option<Vec<String>>,
     /// New metadata object; `null` clears it (to `{}`).
     pub metadata: Option<Option<serde_json::Value>>,
+    /// New `external_id`, or `null` to clear it.
+    pub external_id: Option<Option<String>>,
+    /// Turns the key off (`false`, verification answers `DISABLED`) or on again.
+    pub enabled: Option<bool>,
 }
 
 /// Input of `POST /api-keys/{id}/regenerate`.
@@ -514,6 +548,15 @@ impl Service {
             .as_deref()
             .map(|d| validate::description(d, "description"))
             .transpose()?;
+        let external_id = input
+            .external_id
+            .as_ref()
+            .map(|e| {
+                e.as_deref()
+                    .map(|e| api_key::validate_external_id(e, "external_id"))
+                    .transpose()
+            })
+            .transpose()?;
         let tags = input
             .tags
             .as_deref()
@@ -645,6 +688,14 @@ impl Service {
             ch.field("metadata", &k.metadata, &m);
             k.metadata = m;
         }
+        if let Some(e) = external_id {
+            ch.field("external_id", &k.external_id, &e);
+            k.external_id = e;
+        }
+        if let Some(on) = input.enabled {
+            ch.field("enabled", &k.enabled, &on);
+            k.enabled = on;
+        }
         let mut success = None;
         if !ch.is_empty() {
             k.updated_at = self.now();
@@ -746,6 +797,11 @@ impl Service {
             k.previous_valid_until = None;
         }
         let old_expiry = k.expires_at;
+        if tx.drop_pending_hash(&k.id).await? {
+            // An imported key never verified: its old secret has no digest to keep.
+            k.previous_digest = None;
+            k.previous_valid_until = None;
+        }
         k.digest = key_format::digest_hex(secret.expose());
         k.masked_key = key_format::mask(secret.expose());
         k.expires_at = expires_at;

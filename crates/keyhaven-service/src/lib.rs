@@ -20,6 +20,7 @@ pub mod audit_log;
 pub mod changes;
 pub mod config;
 pub mod credentials;
+pub mod import;
 pub mod jobs;
 pub mod meter;
 pub mod node;

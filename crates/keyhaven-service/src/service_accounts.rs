@@ -25,6 +25,8 @@ pub struct CreateServiceAccount {
     pub roles: Option<Vec<String>>,
     /// Rate limits shared by all of its keys.
     pub ratelimits: Option<Vec<keyhaven_core::usage_control::NamedLimit>>,
+    /// The id of the customer or system in the caller's world.
+    pub external_id: Option<String>,
 }
 
 /// Input of `PATCH /service-accounts/{id}`.
@@ -38,6 +40,8 @@ pub struct UpdateServiceAccount {
     pub roles: Option<Vec<String>>,
     /// New shared rate limits (replaces the list; `null` = none).
     pub ratelimits: Option<Option<Vec<keyhaven_core::usage_control::NamedLimit>>>,
+    /// New `external_id`, or `null` to clear it.
+    pub external_id: Option<Option<String>>,
 }
 
 /// The audit target for a service account.
@@ -68,6 +72,11 @@ impl Service {
         let roles = validate::distinct_list(input.roles.as_deref().unwrap_or(&[]), "roles", 20)?;
         let ratelimits = input.ratelimits.unwrap_or_default();
         keyhaven_core::usage_control::validate_limits(&ratelimits, "ratelimits")?;
+        let external_id = input
+            .external_id
+            .as_deref()
+            .map(|e| keyhaven_core::api_key::validate_external_id(e, "external_id"))
+            .transpose()?;
         let tx = self.store.begin().await?;
         let (mut tx, found) = self
             .grant_or_deny(
@@ -91,6 +100,7 @@ impl Service {
             roles,
             status: ServiceAccountStatus::Active,
             ratelimits,
+            external_id,
             created_by: caller.principal.clone(),
             created_at: now,
             updated_at: now,
@@ -221,6 +231,14 @@ impl Service {
             keyhaven_core::usage_control::validate_limits(&l, "ratelimits")?;
             changes.field("ratelimits", &sa.ratelimits, &l);
             sa.ratelimits = l;
+        }
+        if let Some(e) = input.external_id {
+            let e = e
+                .as_deref()
+                .map(|e| keyhaven_core::api_key::validate_external_id(e, "external_id"))
+                .transpose()?;
+            changes.field("external_id", &sa.external_id, &e);
+            sa.external_id = e;
         }
         if !changes.is_empty() {
             sa.updated_at = self.now();

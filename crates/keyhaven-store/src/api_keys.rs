@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use keyhaven_core::api_key::{ApiKey, KeyStatus};
 use keyhaven_core::id::Id;
+use keyhaven_core::import::{Algorithm, Lookup};
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::time::Timestamp;
 use keyhaven_core::usage_control::Credits;
@@ -29,6 +30,8 @@ pub struct ApiKeyFilter {
     pub owner_id: Option<String>,
     /// Case-insensitive substring of name or description.
     pub q: Option<String>,
+    /// Only keys with this `external_id`.
+    pub external_id: Option<String>,
     /// The instant `status` is judged at.
     pub now: Timestamp,
 }
@@ -66,6 +69,27 @@ pub struct KeyDigests {
     pub digest: String,
     /// Digest of the replaced secret, while it is still accepted (hex).
     pub previous_digest: Option<String>,
+    /// How a key imported with another hash is found until its first verification.
+    pub import_lookup: Option<Lookup>,
+}
+
+/// A key imported with a hash other than SHA-256, waiting for its first successful
+/// verification (IMPORT.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingHash {
+    /// The key.
+    pub key_id: Id,
+    /// How it is found.
+    pub lookup: Lookup,
+    /// Its algorithm.
+    pub algorithm: Algorithm,
+    /// The hash as stored (lowercase hex for SHA-512).
+    pub value: String,
+}
+
+/// The digest placeholder of a key known only by a pending hash: matches no digest.
+pub fn pending_digest(key_id: &Id) -> String {
+    format!("import:{key_id}")
 }
 
 /// Storage of API keys.
@@ -108,6 +132,21 @@ pub trait ApiKeys {
     async fn key_ids_of_owner(&mut self, org_id: &Id, owner_id: &Id) -> StoreResult<Vec<Id>>;
     /// Dashboard counts at `now`.
     async fn key_counts(&mut self, org_id: &Id, now: Timestamp) -> StoreResult<KeyCounts>;
+    /// Keeps an imported key's hash until its first successful verification (the key
+    /// was inserted with [`pending_digest`] as its digest).
+    async fn insert_pending_hash(&mut self, h: &PendingHash) -> StoreResult<()>;
+    /// The pending hashes found by `lookup` (all organizations).
+    async fn pending_hashes(&mut self, lookup: &Lookup) -> StoreResult<Vec<PendingHash>>;
+    /// Replaces a pending hash by the key's SHA-256 `digest` and its masked form, and
+    /// deletes the hash; false when another verification did it first.
+    async fn settle_pending_hash(
+        &mut self,
+        key_id: &Id,
+        digest: &str,
+        masked_key: &str,
+    ) -> StoreResult<bool>;
+    /// Deletes a key's pending hash (its secret was replaced); false when it had none.
+    async fn drop_pending_hash(&mut self, key_id: &Id) -> StoreResult<bool>;
 }
 
 const SELECT: &str =
@@ -115,11 +154,32 @@ const SELECT: &str =
      LEFT JOIN service_accounts sa ON k.owner_type = 'service_account' AND sa.id = k.owner_id \
      LEFT JOIN users u ON k.owner_type = 'user' AND u.id = k.owner_id";
 
+const DIGESTS: &str = "SELECT k.id, k.digest, k.previous_digest, h.kind AS lookup_kind, h.lookup \
+     FROM api_keys k LEFT JOIN api_key_hashes h ON h.key_id = k.id";
+
 fn digests_from_row(r: &AnyRow) -> StoreResult<KeyDigests> {
+    let import_lookup = match (opt_text(r, "lookup_kind")?, opt_text(r, "lookup")?) {
+        (Some(kind), Some(v)) => Lookup::from_stored(&kind, v),
+        _ => None,
+    };
     Ok(KeyDigests {
         id: text(r, "id")?,
         digest: text(r, "digest")?,
         previous_digest: opt_text(r, "previous_digest")?,
+        import_lookup,
+    })
+}
+
+fn pending_from_row(r: &AnyRow) -> StoreResult<PendingHash> {
+    let kind = text(r, "kind")?;
+    let alg = text(r, "algorithm")?;
+    Ok(PendingHash {
+        key_id: id(r, "key_id")?,
+        lookup: Lookup::from_stored(&kind, text(r, "lookup")?)
+            .ok_or_else(|| StoreError::Corrupt(format!("lookup kind {kind}")))?,
+        algorithm: Algorithm::parse(&alg)
+            .ok_or_else(|| StoreError::Corrupt(format!("hash algorithm {alg}")))?,
+        value: text(r, "value")?,
     })
 }
 
@@ -176,6 +236,9 @@ fn from_row(r: &AnyRow) -> StoreResult<ApiKey> {
         metadata: json(r, "metadata")?,
         previous_digest: opt_text(r, "previous_digest")?,
         previous_valid_until: opt_time(r, "previous_valid_until")?,
+        external_id: opt_text(r, "external_id")?,
+        enabled: int(r, "enabled")? != 0,
+        imported_at: opt_time(r, "imported_at")?,
     })
 }
 
@@ -199,8 +262,9 @@ impl ApiKeys for SqlTx {
             "INSERT INTO api_keys (id, org_id, name, description, tags, owner_type, owner_id, roles, scopes, digest, \
              masked_key, expires_at, created_by, created_at, updated_at, last_used_at, revoked_at, ratelimits, \
              remaining, credits_refill, credits_low_threshold, credits_epoch, allowed_cidrs, metadata, previous_digest, \
-             previous_valid_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)",
+             previous_valid_until, external_id, enabled, imported_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, \
+             $27, $28, $29)",
         )
         .bind(k.id.as_str())
         .bind(k.org_id.as_str())
@@ -228,6 +292,9 @@ impl ApiKeys for SqlTx {
         .bind(to_json(&k.metadata))
         .bind(k.previous_digest.clone())
         .bind(opt_ms(&k.previous_valid_until))
+        .bind(k.external_id.clone())
+        .bind(i64::from(k.enabled))
+        .bind(opt_ms(&k.imported_at))
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -248,13 +315,11 @@ impl ApiKeys for SqlTx {
         after: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<KeyDigests>> {
-        let rows = sqlx::query(
-            "SELECT id, digest, previous_digest FROM api_keys WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let rows = sqlx::query(&format!("{DIGESTS} WHERE k.id > $1 ORDER BY k.id LIMIT $2"))
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?;
         rows.iter().map(digests_from_row).collect()
     }
 
@@ -262,10 +327,7 @@ impl ApiKeys for SqlTx {
         let mut out = Vec::new();
         for chunk in ids.chunks(200) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT id, digest, previous_digest FROM api_keys WHERE id IN ({})",
-                marks.join(", ")
-            );
+            let sql = format!("{DIGESTS} WHERE k.id IN ({})", marks.join(", "));
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(id.as_str());
@@ -330,6 +392,9 @@ impl ApiKeys for SqlTx {
         if let Some(o) = &f.owner_id {
             w.push("k.owner_id = ?", Arg::Text(o.clone()));
         }
+        if let Some(e) = &f.external_id {
+            w.push("k.external_id = ?", Arg::Text(e.clone()));
+        }
         if let Some(q) = &f.q {
             w.push(
                 "(lower(k.name) LIKE ? ESCAPE '\\' OR lower(k.description) LIKE ? ESCAPE '\\')",
@@ -350,6 +415,7 @@ impl ApiKeys for SqlTx {
              masked_key = $9, expires_at = $10, updated_at = $11, revoked_at = $12, ratelimits = $13, \
              remaining = $14, credits_refill = $15, credits_low_threshold = $16, credits_epoch = $17, \
              allowed_cidrs = $18, metadata = $19, previous_digest = $20, previous_valid_until = $21, \
+             external_id = $22, enabled = $23, \
              credits_low_notified = CASE WHEN $14 IS NULL OR $16 IS NULL OR $14 >= $16 THEN 0 ELSE credits_low_notified END, \
              credits_exhausted_notified = CASE WHEN $14 IS NULL OR $14 > 0 THEN 0 ELSE credits_exhausted_notified END \
              WHERE org_id = $1 AND id = $2",
@@ -375,6 +441,8 @@ impl ApiKeys for SqlTx {
         .bind(to_json(&k.metadata))
         .bind(k.previous_digest.clone())
         .bind(opt_ms(&k.previous_valid_until))
+        .bind(k.external_id.clone())
+        .bind(i64::from(k.enabled))
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -437,5 +505,62 @@ impl ApiKeys for SqlTx {
             expired,
             revoked,
         })
+    }
+
+    async fn insert_pending_hash(&mut self, h: &PendingHash) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_key_hashes (key_id, kind, lookup, algorithm, value) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(h.key_id.as_str())
+        .bind(h.lookup.kind())
+        .bind(h.lookup.value())
+        .bind(h.algorithm.as_str())
+        .bind(&h.value)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn pending_hashes(&mut self, lookup: &Lookup) -> StoreResult<Vec<PendingHash>> {
+        let rows = sqlx::query(
+            "SELECT key_id, kind, lookup, algorithm, value FROM api_key_hashes \
+             WHERE kind = $1 AND lookup = $2 ORDER BY key_id LIMIT 100",
+        )
+        .bind(lookup.kind())
+        .bind(lookup.value())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(pending_from_row).collect()
+    }
+
+    async fn settle_pending_hash(
+        &mut self,
+        key_id: &Id,
+        digest: &str,
+        masked_key: &str,
+    ) -> StoreResult<bool> {
+        let placeholder = pending_digest(key_id);
+        let r = sqlx::query(
+            "UPDATE api_keys SET digest = $2, masked_key = $3 WHERE id = $1 AND digest = $4",
+        )
+        .bind(key_id.as_str())
+        .bind(digest)
+        .bind(masked_key)
+        .bind(&placeholder)
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query("DELETE FROM api_key_hashes WHERE key_id = $1")
+            .bind(key_id.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn drop_pending_hash(&mut self, key_id: &Id) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM api_key_hashes WHERE key_id = $1")
+            .bind(key_id.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 }

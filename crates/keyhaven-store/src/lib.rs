@@ -38,7 +38,9 @@ mod webhooks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use api_keys::{ApiKeyFilter, ApiKeys, KeyCounts, KeyDigests, KeyMatch};
+pub use api_keys::{
+    pending_digest, ApiKeyFilter, ApiKeys, KeyCounts, KeyDigests, KeyMatch, PendingHash,
+};
 pub use audit::{Audit, AuditFilter};
 pub use backend::Backend;
 pub use changes::{Change, ChangeKind, Changes, CHANNEL};

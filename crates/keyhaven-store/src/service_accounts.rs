@@ -6,7 +6,9 @@ use keyhaven_core::service_account::{ServiceAccount, ServiceAccountStatus};
 use sqlx::any::AnyRow;
 
 use crate::error::{StoreError, StoreResult};
-use crate::row::{bind_all, id, json, like_pattern, listing, ms, text, time, to_json, Arg, Where};
+use crate::row::{
+    bind_all, id, json, like_pattern, listing, ms, opt_text, text, time, to_json, Arg, Where,
+};
 use crate::sql::SqlTx;
 use crate::{Listing, Page};
 
@@ -17,6 +19,8 @@ pub struct ServiceAccountFilter {
     pub statuses: Vec<ServiceAccountStatus>,
     /// Case-insensitive substring of name or description.
     pub q: Option<String>,
+    /// Only the accounts with this `external_id`.
+    pub external_id: Option<String>,
 }
 
 /// Storage of service accounts.
@@ -56,6 +60,7 @@ fn from_row(r: &AnyRow) -> StoreResult<ServiceAccount> {
         status: ServiceAccountStatus::parse(&status, "status")
             .map_err(|_| StoreError::Corrupt(format!("service account status {status}")))?,
         ratelimits: json(r, "ratelimits")?,
+        external_id: opt_text(r, "external_id")?,
         created_by: json(r, "created_by")?,
         created_at: time(r, "created_at")?,
         updated_at: time(r, "updated_at")?,
@@ -67,7 +72,7 @@ impl ServiceAccounts for SqlTx {
     async fn insert_service_account(&mut self, sa: &ServiceAccount) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO service_accounts (id, org_id, name, description, roles, status, created_by, created_at, updated_at, \
-             ratelimits) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             ratelimits, external_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(sa.id.as_str())
         .bind(sa.org_id.as_str())
@@ -79,6 +84,7 @@ impl ServiceAccounts for SqlTx {
         .bind(ms(&sa.created_at))
         .bind(ms(&sa.updated_at))
         .bind(to_json(&sa.ratelimits))
+        .bind(sa.external_id.clone())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -119,6 +125,9 @@ impl ServiceAccounts for SqlTx {
                 Arg::Text(like_pattern(q)),
             );
         }
+        if let Some(e) = &f.external_id {
+            w.push("external_id = ?", Arg::Text(e.clone()));
+        }
         let (sql, args) = w.finish(page, "id");
         let rows = bind_all(
             sqlx::query(&format!("SELECT * FROM service_accounts WHERE {sql}")),
@@ -133,7 +142,7 @@ impl ServiceAccounts for SqlTx {
     async fn update_service_account(&mut self, sa: &ServiceAccount) -> StoreResult<()> {
         sqlx::query(
             "UPDATE service_accounts SET name = $3, description = $4, roles = $5, status = $6, updated_at = $7, \
-             ratelimits = $8 WHERE org_id = $1 AND id = $2",
+             ratelimits = $8, external_id = $9 WHERE org_id = $1 AND id = $2",
         )
         .bind(sa.org_id.as_str())
         .bind(sa.id.as_str())
@@ -143,6 +152,7 @@ impl ServiceAccounts for SqlTx {
         .bind(sa.status.as_str())
         .bind(ms(&sa.updated_at))
         .bind(to_json(&sa.ratelimits))
+        .bind(sa.external_id.clone())
         .execute(&mut *self.tx)
         .await?;
         Ok(())

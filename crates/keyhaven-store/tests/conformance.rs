@@ -152,6 +152,7 @@ fn new_sa(g: &mut Gen, org: &Id, name: &str, roles: &[&str]) -> ServiceAccount {
         roles: strings(roles),
         status: ServiceAccountStatus::Active,
         ratelimits: Vec::new(),
+        external_id: None,
         created_by: creator(),
         created_at: g.now(),
         updated_at: g.now(),
@@ -204,6 +205,9 @@ fn new_key(g: &mut Gen, org: &Id, name: &str, owner: Principal) -> ApiKey {
         metadata: json!({}),
         previous_digest: None,
         previous_valid_until: None,
+        external_id: None,
+        enabled: true,
+        imported_at: None,
     }
 }
 
@@ -253,6 +257,7 @@ fn key_filter(now: Timestamp) -> ApiKeyFilter {
         tag: None,
         owner_id: None,
         q: None,
+        external_id: None,
         now,
     }
 }
@@ -1194,6 +1199,7 @@ async fn service_accounts_crud_filters_pagination(store: Arc<dyn Store>) {
     let f = |statuses: &[ServiceAccountStatus], q: Option<&str>| ServiceAccountFilter {
         statuses: statuses.to_vec(),
         q: q.map(str::to_string),
+        external_id: None,
     };
     use ServiceAccountStatus::{Active, Archived, Suspended};
     let (b, s, l) = (billing.id.clone(), search.id.clone(), legacy.id.clone());

@@ -1,6 +1,8 @@
 //! `keyhaven`: the one binary. `serve` runs the server; `admin`, `audit` and `migrate`
 //! act on the same database from the shell, also while a server runs.
 
+mod import;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -105,6 +107,22 @@ enum Admin {
         /// Expire after this many days [default: never].
         #[arg(long)]
         expires_in_days: Option<i64>,
+    },
+    /// Import keys from another system: JSON Lines of import items (see docs/import.md),
+    /// from FILE or standard input (`-`). Exits 1 if any line failed, naming each.
+    ImportKeys {
+        /// Organization id (may be left out when there is exactly one).
+        #[arg(long)]
+        org: Option<String>,
+        /// The owner of items that name none: a service account id [default: the
+        /// organization's oldest active super-admin].
+        #[arg(long)]
+        service_account: Option<String>,
+        /// Check every line and report, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The JSON Lines file, or `-` for standard input.
+        file: String,
     },
     /// Set a user's password (the way back in after losing the printed one); their
     /// sessions end. The password comes from KEYHAVEN_USER_PASSWORD or standard input.
@@ -316,6 +334,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
             println!("{}", secret.expose());
+        }
+        Command::Admin(Admin::ImportKeys {
+            org,
+            service_account,
+            dry_run,
+            file,
+        }) => {
+            let (input, total): (Box<dyn std::io::BufRead>, Option<u64>) = if file == "-" {
+                (Box::new(std::io::BufReader::new(std::io::stdin())), None)
+            } else {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?;
+                let n = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+                (Box::new(std::io::Cursor::new(text.into_bytes())), Some(n))
+            };
+            let s = state(&cli.settings).await?;
+            let org = org_id(&s, org).await?;
+            let owner = match service_account {
+                Some(sa) => OwnerRef {
+                    kind: PrincipalKind::ServiceAccount,
+                    id: sa,
+                },
+                None => s.service.default_key_owner(&org, None).await?,
+            };
+            let caller = Caller::system(org, "keyhaven admin");
+            let summary = import::run(&s, &caller, input, owner, dry_run, total).await?;
+            for (line, why) in &summary.failed {
+                eprintln!("line {line}: {why}");
+            }
+            let verb = if dry_run { "would import" } else { "imported" };
+            println!(
+                "{verb} {} keys; {} lines failed",
+                summary.imported,
+                summary.failed.len()
+            );
+            if !summary.failed.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Admin(Admin::ResetPassword {
             email,

@@ -18,6 +18,7 @@ use keyhaven_service::api_keys::{
 #[utoipa::path(get, path = "/v1/organizations/{org}/api-keys", tag = "api keys",
     params(("org" = String, Path), ("status" = Option<String>, Query, description = "active, revoked or expired"),
         ("role" = Option<String>, Query), ("tag" = Option<String>, Query), ("owner_id" = Option<String>, Query),
+        ("external_id" = Option<String>, Query, description = "only keys with this external_id"),
         ("q" = Option<String>, Query, description = "substring of name or description"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = ListView<ApiKeyView>), CommonErrors), security(("bearer" = [])))]
@@ -27,7 +28,16 @@ pub async fn list(
     PathParams(_org): PathParams<String>,
     q: QueryParams,
 ) -> Result<axum::Json<ListView<ApiKeyView>>, ApiError> {
-    q.only(&["status", "role", "tag", "owner_id", "q", "limit", "cursor"])?;
+    q.only(&[
+        "status",
+        "role",
+        "tag",
+        "owner_id",
+        "external_id",
+        "q",
+        "limit",
+        "cursor",
+    ])?;
     let now = s.service.now();
     let filter = ApiKeyFilter {
         status: q
@@ -38,6 +48,7 @@ pub async fn list(
         tag: q.text("tag")?,
         owner_id: q.text("owner_id")?,
         q: q.text("q")?,
+        external_id: q.text("external_id")?,
         now,
     };
     let l = s
@@ -332,6 +343,13 @@ pub struct CreateApiKeyBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The id of the customer or system in the caller's world (1–255 characters).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
+    /// False to create the key turned off (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
 }
 
 impl From<CreateApiKeyBody> for CreateApiKey {
@@ -353,6 +371,8 @@ impl From<CreateApiKeyBody> for CreateApiKey {
             credits: b.credits.map(Into::into),
             allowed_cidrs: b.allowed_cidrs,
             metadata: b.metadata,
+            external_id: b.external_id,
+            enabled: b.enabled,
         }
     }
 }
@@ -410,6 +430,14 @@ pub struct UpdateApiKeyBody {
     #[serde(default, deserialize_with = "super::patch::double_option")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<serde_json::Value>>,
+    /// New `external_id`, or `null` to clear it.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
+    pub external_id: Option<Option<String>>,
+    /// `false` turns the key off without revoking it (verification answers
+    /// `DISABLED`); `true` turns it back on.
+    #[serde(default)]
+    pub enabled: Option<bool>,
 }
 
 impl From<UpdateApiKeyBody> for UpdateApiKey {
@@ -428,6 +456,8 @@ impl From<UpdateApiKeyBody> for UpdateApiKey {
             credits: b.credits.map(|o| o.map(Into::into)),
             allowed_cidrs: b.allowed_cidrs,
             metadata: b.metadata,
+            external_id: b.external_id,
+            enabled: b.enabled,
         }
     }
 }
@@ -532,4 +562,261 @@ impl From<BatchDeleted> for BatchDeletedView {
             not_found: v.not_found,
         }
     }
+}
+
+/// Body of `POST /api-keys/import`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ImportApiKeys)]
+pub struct ImportKeysBody {
+    /// Up to 1,000 items; each is a `CreateApiKey` body plus exactly one of `key` (the
+    /// plain key, 16–256 printable ASCII characters) and `hash` (`{"algorithm":
+    /// "sha256"|"sha512"|"bcrypt"|"argon2id"|"pbkdf2_sha256", "value", "lookup"?:
+    /// {"prefix"}}`), and optionally `revoked` and `created_at`.
+    #[schema(value_type = Vec<ImportKeyItem>, max_items = 1000)]
+    pub keys: Vec<serde_json::Value>,
+    /// Check everything and report, writing nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What an import item adds to a `CreateApiKey` body.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct ImportKeyItem {
+    /// Required, 1–100 characters, unique in the organization.
+    pub name: String,
+    /// The plain key (stored as its SHA-256 digest, never kept).
+    #[schema(min_length = 16, max_length = 256)]
+    pub key: Option<String>,
+    /// Or the old system's hash.
+    pub hash: Option<ImportHashBody>,
+    /// Import the key revoked.
+    pub revoked: Option<bool>,
+    /// When the old system made it.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub created_at: Option<String>,
+}
+
+/// The old system's hash of a key.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportHashBody {
+    /// `sha256`, `sha512`, `bcrypt`, `argon2id` or `pbkdf2_sha256`.
+    pub algorithm: String,
+    /// The stored hash: a digest in hex, base64 or base64url (`sha512$$<hex>` as
+    /// djangorestframework-api-key stores it), or the slow hash's own string.
+    #[schema(min_length = 1, max_length = 1024)]
+    pub value: String,
+    /// How the key is found: required for slow hashes.
+    #[serde(default)]
+    pub lookup: Option<ImportLookupBody>,
+}
+
+/// `{"prefix"}`: the part of the key before its first separator, stored in clear.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportLookupBody {
+    /// The clear prefix.
+    #[schema(min_length = 1, max_length = 64)]
+    pub prefix: String,
+}
+
+/// One imported item.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ImportedItem {
+    /// Its position in `keys`.
+    pub index: usize,
+    /// The new key's id.
+    pub id: String,
+}
+
+/// One refused item.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ImportItemError {
+    /// Its position in `keys`.
+    pub index: usize,
+    /// Machine-readable code.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The parameter at fault, within the item.
+    pub param: Option<String>,
+}
+
+/// The answer of an import.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ImportReportView {
+    /// What was imported (in a dry run: what would be).
+    pub imported: Vec<ImportedItem>,
+    /// What was refused, with why.
+    pub errors: Vec<ImportItemError>,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+}
+
+fn item_error(index: usize, e: ApiError) -> ImportItemError {
+    ImportItemError {
+        index,
+        code: e.info.code,
+        message: e.info.message,
+        param: e.info.param,
+    }
+}
+
+/// Reads one import item (of the API or of `keyhaven admin import-keys`): the import
+/// fields, then the rest as a create body.
+pub fn import_item(v: serde_json::Value) -> Result<keyhaven_service::import::ImportItem, ApiError> {
+    let serde_json::Value::Object(mut m) = v else {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "each item must be a JSON object",
+            None,
+        ));
+    };
+    let plain = match m.remove("key") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(keyhaven_core::key_format::Secret::new(s)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "key must be a string",
+                Some("key"),
+            ))
+        }
+    };
+    let hash = match m.remove("hash") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(h) => {
+            let bytes = serde_json::to_vec(&h).map_err(|_| ApiError::internal())?;
+            let h: ImportHashBody = super::error::parse_json(&bytes).map_err(|mut e| {
+                e.info.param = Some(match e.info.param.take() {
+                    Some(p) => format!("hash.{p}"),
+                    None => "hash".to_string(),
+                });
+                e
+            })?;
+            Some(keyhaven_service::import::HashInput {
+                algorithm: h.algorithm,
+                value: h.value,
+                prefix: h.lookup.map(|l| l.prefix),
+            })
+        }
+    };
+    let revoked = match m.remove("revoked") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "revoked must be true or false",
+                Some("revoked"),
+            ))
+        }
+    };
+    let created_at = match m.remove("created_at") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(
+            keyhaven_core::time::parse_rfc3339(&s, "created_at")
+                .map_err(keyhaven_service::ServiceError::from)?,
+        ),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "created_at must be an RFC 3339 date-time",
+                Some("created_at"),
+            ))
+        }
+    };
+    let rest =
+        serde_json::to_vec(&serde_json::Value::Object(m)).map_err(|_| ApiError::internal())?;
+    let body: CreateApiKeyBody = super::error::parse_json(&rest)?;
+    Ok(keyhaven_service::import::ImportItem {
+        key: body.into(),
+        plain,
+        hash,
+        revoked,
+        created_at,
+    })
+}
+
+/// The largest import body (1,000 items).
+pub const MAX_IMPORT_BODY: usize = 8 * 1024 * 1024;
+
+/// Imports keys from another system, keeping their secrets: plain keys or stored
+/// hashes. One bad item never stops the others; `dry_run` reports without writing.
+/// Each imported key is audited (`api_key.import`) [api_keys.create].
+#[utoipa::path(post, path = "/v1/organizations/{org}/api-keys/import", tag = "api keys", params(("org" = String, Path)),
+    request_body = ImportKeysBody, responses((status = 200, body = ImportReportView), CommonErrors), security(("bearer" = [])))]
+pub async fn import(
+    State(s): State<AppState>,
+    auth: Auth,
+    PathParams(_org): PathParams<String>,
+    Json(body): Json<ImportKeysBody>,
+) -> Result<axum::Json<ImportReportView>, ApiError> {
+    if body.keys.len() > keyhaven_service::import::MAX_ITEMS {
+        return Err(ApiError::bad_request(
+            "too_many_keys",
+            "an import holds at most 1000 keys",
+            Some("keys"),
+        ));
+    }
+    let mut items = Vec::with_capacity(body.keys.len());
+    let mut positions = Vec::with_capacity(body.keys.len());
+    let mut errors = Vec::new();
+    for (index, v) in body.keys.into_iter().enumerate() {
+        match import_item(v) {
+            Ok(item) => {
+                items.push(item);
+                positions.push(index);
+            }
+            Err(e) => errors.push(item_error(index, e)),
+        }
+    }
+    let report = s
+        .service
+        .import_api_keys(&auth.caller, items, body.dry_run)
+        .await?;
+    let imported = report
+        .imported
+        .into_iter()
+        .map(|(i, id)| ImportedItem {
+            index: positions.get(i).copied().unwrap_or(i),
+            id: id.to_string(),
+        })
+        .collect();
+    errors.extend(
+        report
+            .errors
+            .into_iter()
+            .map(|(i, e)| item_error(positions.get(i).copied().unwrap_or(i), ApiError::from(e))),
+    );
+    errors.sort_by_key(|e| e.index);
+    Ok(axum::Json(ImportReportView {
+        imported,
+        errors,
+        dry_run: body.dry_run,
+    }))
+}
+
+/// Body of `POST /v1/keys/whoami`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhoamiBody {
+    /// The key string.
+    #[schema(max_length = 4096)]
+    pub key: String,
+}
+
+/// The key a secret belongs to, as `GET /api-keys/{id}` shows it, for support desks;
+/// another organization's key or no key is 404. Audited (`api_key.whoami`)
+/// [api_keys.view].
+#[utoipa::path(post, path = "/v1/keys/whoami", tag = "api keys", request_body = WhoamiBody,
+    responses((status = 200, body = ApiKeyView), CommonErrors), security(("bearer" = [])))]
+pub async fn whoami(
+    State(s): State<AppState>,
+    auth: Auth,
+    Json(body): Json<WhoamiBody>,
+) -> Result<axum::Json<ApiKeyView>, ApiError> {
+    let (k, p) = s.service.whoami(&auth.caller, &body.key).await?;
+    Ok(axum::Json(ApiKeyView::new(&k, s.service.now(), p)))
 }

@@ -74,6 +74,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/api-keys/batch-delete", post(api_keys::batch_delete))
         .route(
+            "/api-keys/import",
+            post(api_keys::import).layer(DefaultBodyLimit::max(api_keys::MAX_IMPORT_BODY)),
+        )
+        .route(
             "/api-keys/{id}",
             get(api_keys::get)
                 .patch(api_keys::update)
@@ -113,6 +117,7 @@ pub fn routes() -> Router<AppState> {
             post(verify::verify).layer(DefaultBodyLimit::max(verify::MAX_VERIFY_BODY)),
         )
         .route("/v1/auth", get(verify::forward_auth))
+        .route("/v1/keys/whoami", post(api_keys::whoami))
         .route(
             "/v1/ratelimit",
             post(ratelimit::check).layer(DefaultBodyLimit::max(ratelimit::MAX_BODY)),

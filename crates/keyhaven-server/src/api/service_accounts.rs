@@ -58,7 +58,15 @@ pub async fn list(
     PathParams(_org): PathParams<String>,
     q: QueryParams,
 ) -> Result<axum::Json<ListView<ServiceAccountView>>, ApiError> {
-    q.only(&["status", "q", "expand[]", "expand", "limit", "cursor"])?;
+    q.only(&[
+        "status",
+        "q",
+        "external_id",
+        "expand[]",
+        "expand",
+        "limit",
+        "cursor",
+    ])?;
     let statuses = match q.get("status")? {
         None => vec![
             ServiceAccountStatus::Active,
@@ -77,6 +85,7 @@ pub async fn list(
     let filter = ServiceAccountFilter {
         statuses,
         q: q.text("q")?,
+        external_id: q.text("external_id")?,
     };
     let l = s
         .service
@@ -390,6 +399,10 @@ pub struct CreateServiceAccountBody {
     #[serde(default)]
     #[schema(max_items = 10)]
     pub ratelimits: Option<Vec<super::views::NamedLimitView>>,
+    /// The id of the customer or system in the caller's world (1–255 characters).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    pub external_id: Option<String>,
 }
 
 impl From<CreateServiceAccountBody> for CreateServiceAccount {
@@ -401,6 +414,7 @@ impl From<CreateServiceAccountBody> for CreateServiceAccount {
             ratelimits: b
                 .ratelimits
                 .map(|l| l.into_iter().map(Into::into).collect()),
+            external_id: b.external_id,
         }
     }
 }
@@ -423,6 +437,10 @@ pub struct UpdateServiceAccountBody {
     #[serde(default, deserialize_with = "super::patch::double_option")]
     #[schema(value_type = Option<Vec<super::views::NamedLimitView>>, max_items = 10)]
     pub ratelimits: Option<Option<Vec<super::views::NamedLimitView>>>,
+    /// New `external_id`, or `null` to clear it.
+    #[serde(default, deserialize_with = "super::patch::double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
+    pub external_id: Option<Option<String>>,
 }
 
 impl From<UpdateServiceAccountBody> for UpdateServiceAccount {
@@ -434,6 +452,7 @@ impl From<UpdateServiceAccountBody> for UpdateServiceAccount {
             ratelimits: b
                 .ratelimits
                 .map(|o| o.map(|l| l.into_iter().map(Into::into).collect())),
+            external_id: b.external_id,
         }
     }
 }

@@ -28,10 +28,12 @@ pub struct VerifyRequest<'a> {
     #[serde(borrow)]
     #[schema(value_type = String)]
     pub key: Cow<'a, str>,
-    /// Permissions the key must all hold.
+    /// Permissions the key must hold: a list (all of them, ≤ 100), or an expression of
+    /// names joined by `AND`, `OR` and parentheses (≤ 1,000 characters), e.g.
+    /// `orders:read AND (orders:write OR admin)`.
     #[serde(default, borrow)]
-    #[schema(value_type = Vec<String>)]
-    pub permissions: Vec<Cow<'a, str>>,
+    #[schema(value_type = Object)]
+    pub permissions: PermissionsBody<'a>,
     /// The end client's IP, checked against the key's `allowed_cidrs` (default: the caller's).
     #[serde(default, borrow)]
     #[schema(value_type = Option<String>)]
@@ -51,6 +53,83 @@ pub struct VerifyRequest<'a> {
     #[serde(default, borrow)]
     #[schema(max_items = 20)]
     pub ratelimits: Vec<LimitUseBody<'a>>,
+}
+
+/// `permissions` of a verification request: a list, or an expression.
+#[derive(Debug, utoipa::ToSchema)]
+pub enum PermissionsBody<'a> {
+    /// Every one is required.
+    #[schema(value_type = Vec<String>)]
+    List(Vec<Cow<'a, str>>),
+    /// A string expression (see [`keyhaven_core::permission_expr`]).
+    #[schema(value_type = String)]
+    Expr(Cow<'a, str>),
+}
+
+impl Default for PermissionsBody<'_> {
+    fn default() -> Self {
+        PermissionsBody::List(Vec::new())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PermissionsBody<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = PermissionsBody<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of permissions or a permission expression")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(PermissionsBody::Expr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(PermissionsBody::Expr(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(PermissionsBody::Expr(Cow::Owned(s)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                #[derive(Deserialize)]
+                struct Item<'a>(#[serde(borrow)] Cow<'a, str>);
+                let mut out = Vec::new();
+                while let Some(Item(p)) = seq.next_element::<Item<'de>>()? {
+                    out.push(p);
+                }
+                Ok(PermissionsBody::List(out))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A required list of permissions, refused rather than cut short when too long:
+/// dropping a requirement could let a key through.
+fn check_list_len(n: usize) -> Result<(), ApiError> {
+    if n > 100 {
+        return Err(ApiError::bad_request(
+            "too_many_permissions",
+            "permissions may hold at most 100 entries",
+            Some("permissions"),
+        ));
+    }
+    Ok(())
+}
+
+/// A permission expression, or 400 on `permissions`.
+fn expression(s: &str) -> Result<keyhaven_core::permission_expr::PermissionExpr, ApiError> {
+    Ok(keyhaven_core::permission_expr::parse(s).map_err(keyhaven_service::ServiceError::from)?)
+}
+
+/// Whether a `permissions` query value is an expression rather than a comma list.
+fn looks_like_expression(v: &str) -> bool {
+    v.contains(['(', ')']) || v.split_whitespace().any(|w| w == "AND" || w == "OR")
 }
 
 /// A limit a verification names, with its cost.
@@ -140,7 +219,20 @@ pub struct VerifyResponse<'a> {
     /// Credits left, for keys with a balance.
     pub remaining: Option<i64>,
     pub rotating: bool,
+    /// The key's `external_id` (valid keys).
+    pub external_id: Option<&'a str>,
+    /// The key's `metadata` object (valid keys).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<&'a serde_json::value::RawValue>,
+    /// Whether the key is turned on (when a key was found).
+    pub enabled: Option<bool>,
 }
+
+static EMPTY_OBJECT: std::sync::LazyLock<Box<serde_json::value::RawValue>> =
+    std::sync::LazyLock::new(|| {
+        serde_json::value::RawValue::from_string("{}".to_string())
+            .unwrap_or_else(|_| serde_json::value::to_raw_value(&()).unwrap_or_default())
+    });
 
 fn response(v: &Verdict) -> VerifyResponse<'_> {
     let valid = v.code == Code::Valid;
@@ -189,6 +281,9 @@ fn response(v: &Verdict) -> VerifyResponse<'_> {
         ratelimits,
         remaining: v.remaining,
         rotating: v.rotating,
+        external_id: shown.and_then(|k| k.external_id.as_deref()),
+        metadata: shown.map(|k| k.metadata.as_deref().unwrap_or(&EMPTY_OBJECT)),
+        enabled: k.map(|k| k.enabled),
     }
 }
 
@@ -268,13 +363,18 @@ async fn verify_inner(
         })?),
         None => client,
     };
-    if body.permissions.len() > 100 {
-        return Err(ApiError::bad_request(
-            "too_many_permissions",
-            "permissions may hold at most 100 entries",
-            Some("permissions"),
-        ));
-    }
+    let expr;
+    let required: &(dyn keyhaven_core::permission_expr::Requirement + Sync) =
+        match &body.permissions {
+            PermissionsBody::List(l) => {
+                check_list_len(l.len())?;
+                l
+            }
+            PermissionsBody::Expr(s) => {
+                expr = expression(s)?;
+                &expr
+            }
+        };
     let org = organization_param(body.organization_id.as_deref(), "organization_id")?;
     let cost = cost_param(body.cost, "cost")?;
     if body.ratelimits.len() > 20 {
@@ -307,7 +407,7 @@ async fn verify_inner(
         .verify_in(
             org,
             &body.key,
-            &body.permissions,
+            required,
             ip,
             Usage {
                 cost,
@@ -465,9 +565,21 @@ fn render(v: &Verdict) -> Vec<u8> {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(if r.rotating {
-        b",\"rotating\":true}"
+        b",\"rotating\":true"
     } else {
-        b",\"rotating\":false}"
+        b",\"rotating\":false"
+    });
+    out.extend_from_slice(b",\"external_id\":");
+    push_opt_str(&mut out, r.external_id);
+    out.extend_from_slice(b",\"metadata\":");
+    match r.metadata {
+        Some(m) => out.extend_from_slice(m.get().as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(match r.enabled {
+        Some(true) => b",\"enabled\":true}",
+        Some(false) => b",\"enabled\":false}",
+        None => b",\"enabled\":null}",
     });
     out
 }
@@ -508,6 +620,7 @@ pub async fn forward_auth_request(
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .unwrap_or_default();
     let mut required = Vec::new();
+    let mut expr_text: Option<String> = None;
     let mut cost_text: Option<String> = None;
     let mut org: Option<String> = headers
         .get("x-keyhaven-organization-id")
@@ -519,6 +632,15 @@ pub async fn forward_auth_request(
                 org = Some(v.into_owned());
             } else if k == "cost" {
                 cost_text = Some(v.into_owned());
+            } else if k == "permissions" && (looks_like_expression(&v) || expr_text.is_some()) {
+                // An expression; several `permissions` parameters with one are all required.
+                let joined = match expr_text.take() {
+                    Some(e) => format!("({e}) AND ({v})"),
+                    None if required.is_empty() => v.into_owned(),
+                    None => format!("{} AND ({v})", required.join(" AND ")),
+                };
+                required.clear();
+                expr_text = Some(joined);
             } else if k == "permissions" {
                 required.extend(
                     v.split(',')
@@ -529,14 +651,17 @@ pub async fn forward_auth_request(
             }
         }
     }
-    if required.len() > 100 {
-        // Refused rather than cut short: dropping a requirement could let a key through.
-        let mut res = ApiError::bad_request(
-            "too_many_permissions",
-            "permissions may hold at most 100 entries",
-            Some("permissions"),
-        )
-        .into_response();
+    let expr = match expr_text.as_deref().map(expression).transpose() {
+        Ok(e) => e,
+        Err(e) => {
+            let mut res = e.into_response();
+            res.headers_mut()
+                .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
+            return res;
+        }
+    };
+    if let Err(e) = check_list_len(required.len()) {
+        let mut res = e.into_response();
         res.headers_mut()
             .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
         return res;
@@ -577,7 +702,16 @@ pub async fn forward_auth_request(
     let v = match state
         .service
         .verifier()
-        .verify_in(org, key, &required, ip, usage)
+        .verify_in(
+            org,
+            key,
+            match &expr {
+                Some(e) => e as &(dyn keyhaven_core::permission_expr::Requirement + Sync),
+                None => &required,
+            },
+            ip,
+            usage,
+        )
         .await
     {
         Ok(v) => v,
@@ -608,6 +742,9 @@ pub async fn forward_auth_request(
             set(h, "x-keyhaven-organization-id", &k.org_id);
             set(h, "x-keyhaven-owner-id", &k.owner.id);
             set(h, "x-keyhaven-permissions", &k.permissions.join(","));
+            if let Some(e) = &k.external_id {
+                set(h, "x-keyhaven-external-id", e);
+            }
         }
     }
     if status == StatusCode::TOO_MANY_REQUESTS {
@@ -640,6 +777,9 @@ mod tests {
             key_id: id_bytes("01kkeyid0000000000000000000"),
             revoked: false,
             owner_active: true,
+            enabled: true,
+            external_id: None,
+            metadata: None,
             expires_at_ms: Some(1_795_000_000_000),
             previous_until_ms: None,
             org_id: Arc::from("01korg00000000000000000000"),

@@ -194,6 +194,8 @@ pub struct ServiceAccountView {
     pub status: String,
     /// Rate limits shared by all of its keys (one bucket per account and name).
     pub ratelimits: Vec<NamedLimitView>,
+    /// The id of the customer or system in the caller's world.
+    pub external_id: Option<String>,
     pub created_by: PrincipalView,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -213,6 +215,7 @@ impl From<&ServiceAccount> for ServiceAccountView {
             roles: s.roles.clone(),
             status: s.status.as_str().to_string(),
             ratelimits: s.ratelimits.iter().map(Into::into).collect(),
+            external_id: s.external_id.clone(),
             created_by: (&s.created_by).into(),
             created_at: t(&s.created_at),
             updated_at: t(&s.updated_at),
@@ -417,6 +420,13 @@ pub struct ApiKeyView {
     pub allowed_cidrs: Vec<String>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+    /// The id of the customer or system in the caller's world.
+    pub external_id: Option<String>,
+    /// False: turned off without being revoked (verification answers `DISABLED`).
+    pub enabled: bool,
+    /// When it was imported from another system; `null` for keys made here.
+    #[schema(format = DateTime)]
+    pub imported_at: Option<String>,
     /// The secret: only in the response that creates or regenerates it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -452,6 +462,9 @@ impl ApiKeyView {
             credits: k.credits.as_ref().map(Into::into),
             allowed_cidrs: k.allowed_cidrs.iter().map(|c| c.to_string()).collect(),
             metadata: k.metadata.clone(),
+            external_id: k.external_id.clone(),
+            enabled: k.enabled,
+            imported_at: ot(&k.imported_at),
             key: None,
         }
     }

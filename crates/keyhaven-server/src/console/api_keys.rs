@@ -172,6 +172,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
         owner_id: None,
         q: q.opt("q"),
         now: c.now,
+        external_id: None,
     };
     let listing = svc
         .list_api_keys(
@@ -562,6 +563,7 @@ async fn create_form(
                         ServiceAccountStatus::Suspended,
                     ],
                     q: None,
+                    external_id: None,
                 },
                 &Page {
                     limit: 100,

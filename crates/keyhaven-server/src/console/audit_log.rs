@@ -59,6 +59,7 @@ async fn actor_options(
                 &ServiceAccountFilter {
                     statuses: Vec::new(),
                     q: None,
+                    external_id: None,
                 },
                 &Page {
                     limit: 200,

@@ -72,6 +72,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
             &ServiceAccountFilter {
                 statuses,
                 q: q.opt("q"),
+                external_id: None,
             },
             &Page {
                 limit: 50,
@@ -235,6 +236,7 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         description: Some(form.get("description").to_string()),
         roles: Some(form.list("roles")),
         ratelimits: Some(ratelimits),
+        external_id: None,
     };
     match state.service.create_service_account(&c.caller, input).await {
         Ok(sa) => Ok(layout::see_other(&format!(
@@ -308,6 +310,7 @@ async fn detail_page(
                         owner_id: Some(sa.id.to_string()),
                         q: None,
                         now: c.now,
+                        external_id: None,
                     },
                     &Page {
                         limit: 100,
@@ -617,6 +620,7 @@ pub async fn edit(
             .then_some(roles),
         // A post without the limits section leaves the limits as they are.
         ratelimits: forms::limits_sent(&form).then_some(Some(ratelimits)),
+        external_id: None,
     };
     match state
         .service

@@ -45,6 +45,12 @@ pub struct CachedKey {
     pub revoked: bool,
     /// The owner is active (user active / service account active).
     pub owner_active: bool,
+    /// The key itself is turned on (`enabled`).
+    pub enabled: bool,
+    /// The key's `external_id`.
+    pub external_id: Option<Box<str>>,
+    /// The key's `metadata` as JSON text; `None` for the empty object.
+    pub metadata: Option<Box<serde_json::value::RawValue>>,
     /// Expiry, ms.
     pub expires_at_ms: Option<i64>,
     /// Set when this entry is for the secret replaced by a regeneration: the end of
@@ -129,11 +135,14 @@ impl CachedKey {
 
     /// Whether the key holds every permission in `required`.
     pub fn has_all<S: AsRef<str>>(&self, required: &[S]) -> bool {
-        required.iter().all(|r| {
-            self.permissions
-                .binary_search_by(|p| p.as_ref().cmp(r.as_ref()))
-                .is_ok()
-        })
+        required.iter().all(|r| self.holds(r.as_ref()))
+    }
+
+    /// Whether the key holds `permission`.
+    pub fn holds(&self, permission: &str) -> bool {
+        self.permissions
+            .binary_search_by(|p| p.as_ref().cmp(permission))
+            .is_ok()
     }
 
     /// Whether `ip` may use the key.
@@ -288,6 +297,9 @@ mod tests {
             key_id: id_bytes(id),
             revoked: false,
             owner_active: true,
+            enabled: true,
+            external_id: None,
+            metadata: None,
             expires_at_ms: None,
             previous_until_ms: None,
             org_id: Arc::from("org"),

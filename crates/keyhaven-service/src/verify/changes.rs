@@ -75,10 +75,7 @@ pub async fn follow(
                     verifier.index.mark_incomplete();
                 }
                 for k in &digests {
-                    verifier.index.insert_hex(&k.digest);
-                    if let Some(p) = &k.previous_digest {
-                        verifier.index.insert_hex(p);
-                    }
+                    verifier.index_digests(k);
                 }
                 if let Some(top) = changes.iter().map(|c| c.seq).max() {
                     max_seq = max_seq.max(top);

@@ -7,6 +7,13 @@
 //! (`RATE_LIMITED`) → credits (`USAGE_EXCEEDED`) → client IP (`IP_NOT_ALLOWED`) →
 //! `VALID`, counting the verification in memory on the way out.
 //!
+//! A string that is not in Keyhaven's format but could be a key imported from another
+//! system (printable ASCII, 16…256 characters) takes the same path by its SHA-256
+//! digest; on a miss it is looked for among the keys imported with another hash —
+//! by its SHA-512 digest, or by its clear prefix for slow hashes — each behind the same
+//! index of existing digests, so a flood of such strings costs no database read. A key
+//! found that way is moved to its SHA-256 digest at once ([`Verifier::settle`]).
+//!
 //! Once a key is cached, a verification touches no database and takes no global lock:
 //! limits and credits are spent from this node's leases ([`crate::meter`]), which go
 //! back to the shared counters only in batches.
@@ -23,9 +30,11 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use keyhaven_core::id::Id;
-use keyhaven_core::key_format::{self, KeyDigest};
+use keyhaven_core::import::{self, Lookup};
+use keyhaven_core::key_format::{self, KeyDigest, MalformedKey};
+use keyhaven_core::permission_expr::Requirement;
 use keyhaven_core::time::Clock;
-use keyhaven_store::{Store, StoreError};
+use keyhaven_store::{ChangeKind, PendingHash, Store, StoreError};
 
 use self::cache::{id_bytes, CachedCredits, CachedKey, KeyCache, KeyLimit, LimitScope, Owner};
 use self::index::DigestIndex;
@@ -210,7 +219,16 @@ pub struct Verifier {
     orgs: DashMap<Box<str>, Arc<str>>,
     owners: DashMap<Box<str>, Arc<Owner>>,
     permission_sets: DashMap<Box<str>, Arc<[Box<str>]>>,
+    /// Keys imported with a slow hash, by clear prefix, as last read (dropped whenever
+    /// a key changes): repeated guesses at one prefix read the database once.
+    prefix_candidates: DashMap<Box<str>, Arc<[PendingHash]>>,
+    /// Bounds the slow-hash checks running at once, so a flood of guesses can't take
+    /// every core.
+    slow_checks: tokio::sync::Semaphore,
 }
+
+/// Most cached clear prefixes before the map starts over.
+const MAX_PREFIXES: usize = 10_000;
 
 impl Verifier {
     /// A verifier on `store`, counting limits and credits in memory on SQLite (one
@@ -244,6 +262,10 @@ impl Verifier {
             orgs: DashMap::new(),
             owners: DashMap::new(),
             permission_sets: DashMap::new(),
+            prefix_candidates: DashMap::new(),
+            slow_checks: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         }
     }
 
@@ -281,10 +303,10 @@ impl Verifier {
 
     /// Verifies `key`, requiring every permission in `required`, for a client at `ip`,
     /// whatever organization the key belongs to.
-    pub async fn verify<S: AsRef<str> + Sync>(
+    pub async fn verify<R: Requirement + Sync + ?Sized>(
         &self,
         key: &str,
-        required: &[S],
+        required: &R,
         ip: Option<IpAddr>,
     ) -> Result<Verdict, VerifyError> {
         self.verify_in(None, key, required, ip, Usage::DEFAULT)
@@ -295,23 +317,25 @@ impl Verifier {
     /// of any other organization is `NOT_FOUND` — before its rate limit or uses are
     /// touched, and without counting as its usage — so one tenant's API can't be made
     /// to accept, or to probe, another tenant's keys.
-    pub async fn verify_in<S: AsRef<str> + Sync>(
+    pub async fn verify_in<R: Requirement + Sync + ?Sized>(
         &self,
         org: Option<&str>,
         key: &str,
-        required: &[S],
+        required: &R,
         ip: Option<IpAddr>,
         usage: Usage<'_>,
     ) -> Result<Verdict, VerifyError> {
         // MALFORMED: shape and checksum, before any lookup — and before the clock, which
         // is not free on every machine; a flood of garbage costs only the parse.
-        if key_format::parse(key).is_err() {
+        let Some(foreign) = classify(key) else {
             self.stats.by_code[Code::Malformed.index()].fetch_add(1, Ordering::Relaxed);
             return Ok(Verdict::code(Code::Malformed, None));
-        }
+        };
         // One clock read serves the checks and the usage count.
         let now = self.clock.now().timestamp_millis();
-        let verdict = self.decide(org, key, required, ip, usage, now).await?;
+        let verdict = self
+            .decide(org, key, foreign, required, ip, usage, now)
+            .await?;
         self.stats.by_code[verdict.code.index()].fetch_add(1, Ordering::Relaxed);
         if let Some(k) = &verdict.key {
             self.usage
@@ -320,41 +344,20 @@ impl Verifier {
         Ok(verdict)
     }
 
-    async fn decide<S: AsRef<str> + Sync>(
+    #[allow(clippy::too_many_arguments)]
+    async fn decide<R: Requirement + Sync + ?Sized>(
         &self,
         org: Option<&str>,
         key: &str,
-        required: &[S],
+        foreign: bool,
+        required: &R,
         ip: Option<IpAddr>,
         usage: Usage<'_>,
         now: i64,
     ) -> Result<Verdict, VerifyError> {
-        // The key is well formed (checked by `verify`).
-        let digest = key_format::digest(key);
         // NOT_FOUND: cache, negative cache, then the database once.
-        let k = match self.cache.get(&digest) {
-            Some(k) => {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                k
-            }
-            None => {
-                if self.cache.known_unknown(&digest, now) {
-                    return Ok(Verdict::code(Code::NotFound, None));
-                }
-                if !self.index.must_look_up(&digest) {
-                    self.stats.index_refusals.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Verdict::code(Code::NotFound, None));
-                }
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                let generation = self.cache.generation();
-                match self.load(&digest, generation).await? {
-                    Some(k) => k,
-                    None => {
-                        self.cache.insert_unknown_loaded(generation, digest, now);
-                        return Ok(Verdict::code(Code::NotFound, None));
-                    }
-                }
-            }
+        let Some(k) = self.find(key, foreign, now).await? else {
+            return Ok(Verdict::code(Code::NotFound, None));
         };
         if org.is_some_and(|o| o != &*k.org_id) {
             return Ok(Verdict::code(Code::NotFound, None));
@@ -376,10 +379,10 @@ impl Verifier {
         if k.revoked {
             return fail(Code::Revoked);
         }
-        if !k.owner_active {
+        if !k.owner_active || !k.enabled {
             return fail(Code::Disabled);
         }
-        if !k.has_all(required) {
+        if !required.satisfied_by(&|p| k.holds(p)) {
             return fail(Code::Forbidden);
         }
         // The limits that apply: every `auto_apply` one, and those the request names
@@ -454,6 +457,151 @@ impl Verifier {
         })
     }
 
+    /// The key record `key` names — from the cache, or the database once — or `None`.
+    /// `foreign`: the string is not in Keyhaven's format (see [`classify`]).
+    async fn find(
+        &self,
+        key: &str,
+        foreign: bool,
+        now: i64,
+    ) -> Result<Option<Arc<CachedKey>>, StoreError> {
+        let digest = key_format::digest(key);
+        if let Some(k) = self.cache.get(&digest) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(k));
+        }
+        if self.cache.known_unknown(&digest, now) {
+            return Ok(None);
+        }
+        let generation = self.cache.generation();
+        let mut looked_up = false;
+        let mut found = None;
+        if self.index.must_look_up(&digest) {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            looked_up = true;
+            found = self.load(&digest, generation).await?;
+        }
+        if found.is_none() && foreign {
+            (found, looked_up) = match self.find_imported(key, &digest, generation).await? {
+                (f, l) => (f, looked_up || l),
+            };
+        }
+        if found.is_none() {
+            if looked_up {
+                self.cache.insert_unknown_loaded(generation, digest, now);
+            } else {
+                self.stats.index_refusals.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Looks for a key imported with a hash other than SHA-256 that `key` matches —
+    /// by SHA-512 digest, then by clear prefix — and settles the first that does. Each
+    /// lookup only when the index says such a key may exist. Returns the record, and
+    /// whether the database was read.
+    async fn find_imported(
+        &self,
+        key: &str,
+        digest: &KeyDigest,
+        generation: u64,
+    ) -> Result<(Option<Arc<CachedKey>>, bool), StoreError> {
+        let mut looked_up = false;
+        let sha512 = import::sha512(key);
+        if self
+            .index
+            .must_look_up(&import::sha512_index_digest(&sha512))
+        {
+            looked_up = true;
+            let lookup = Lookup::Sha512(hex::encode(sha512));
+            let candidates = {
+                let mut tx = self.store.read().await?;
+                tx.pending_hashes(&lookup).await?
+            };
+            for c in candidates {
+                if import::matches(c.algorithm, &c.value, key) {
+                    return Ok((self.settle(&c, key, digest, generation).await?, true));
+                }
+            }
+        }
+        let Some(prefix) = import::clear_prefix(key) else {
+            return Ok((None, looked_up));
+        };
+        if !self
+            .index
+            .must_look_up(&import::prefix_index_digest(prefix))
+        {
+            return Ok((None, looked_up));
+        }
+        let candidates = match self.prefix_candidates.get(prefix) {
+            Some(c) => c.clone(),
+            None => {
+                looked_up = true;
+                let lookup = Lookup::Prefix(prefix.to_string());
+                let found: Arc<[PendingHash]> = {
+                    let mut tx = self.store.read().await?;
+                    tx.pending_hashes(&lookup).await?.into()
+                };
+                if self.prefix_candidates.len() >= MAX_PREFIXES {
+                    self.prefix_candidates.clear();
+                }
+                self.prefix_candidates.insert(prefix.into(), found.clone());
+                found
+            }
+        };
+        for c in candidates.iter() {
+            let matched = {
+                let Ok(_permit) = self.slow_checks.acquire().await else {
+                    break;
+                };
+                let (alg, value, candidate) = (c.algorithm, c.value.clone(), key.to_string());
+                tokio::task::spawn_blocking(move || import::matches(alg, &value, &candidate))
+                    .await
+                    .unwrap_or(false)
+            };
+            if matched {
+                return Ok((self.settle(c, key, digest, generation).await?, true));
+            }
+        }
+        Ok((None, looked_up))
+    }
+
+    /// Replaces the pending hash of an imported key that `key` just matched by the
+    /// key's SHA-256 digest (the hash is deleted in the same transaction), tells the
+    /// other nodes, and loads the record by its new digest.
+    async fn settle(
+        &self,
+        pending: &PendingHash,
+        key: &str,
+        digest: &KeyDigest,
+        generation: u64,
+    ) -> Result<Option<Arc<CachedKey>>, StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let hex_digest = hex::encode(digest);
+        if tx
+            .settle_pending_hash(&pending.key_id, &hex_digest, &import::mask(key))
+            .await?
+        {
+            tx.record_change(ChangeKind::Key, pending.key_id.as_str(), now)
+                .await?;
+        }
+        tx.commit().await?;
+        self.index.insert(digest);
+        self.prefix_candidates.clear();
+        self.load(digest, generation).await
+    }
+
+    /// The record of the key `key` names, whatever its state, without checking or
+    /// counting anything (`POST /v1/keys/whoami`).
+    pub async fn identify(&self, key: &str) -> Result<Option<Arc<CachedKey>>, StoreError> {
+        let Some(foreign) = classify(key) else {
+            return Ok(None);
+        };
+        let now = self.clock.now().timestamp_millis();
+        self.find(key, foreign, now).await
+    }
+
     /// Loads a key record from the database and caches it, unless the cache was
     /// invalidated since `generation` (then the record answers this verification only).
     async fn load(
@@ -500,10 +648,17 @@ impl Verifier {
                 }));
             }
         }
+        let metadata = match &k.metadata {
+            serde_json::Value::Object(m) if m.is_empty() => None,
+            v => serde_json::value::to_raw_value(v).ok(),
+        };
         let cached = Arc::new(CachedKey {
             key_id: id_bytes(k.id.as_str()),
             revoked: k.revoked_at.is_some(),
             owner_active,
+            enabled: k.enabled,
+            external_id: k.external_id.map(String::into_boxed_str),
+            metadata,
             expires_at_ms: k.expires_at.map(|t| t.timestamp_millis()),
             previous_until_ms: if found.previous {
                 Some(
@@ -566,10 +721,7 @@ impl Verifier {
                 tx.api_key_digests(after.as_deref(), PAGE).await?
             };
             for k in &page {
-                self.index.insert_hex(&k.digest);
-                if let Some(p) = &k.previous_digest {
-                    self.index.insert_hex(p);
-                }
+                self.index_digests(k);
             }
             match page.last() {
                 Some(last) if page.len() as i64 == PAGE => after = Some(last.id.clone()),
@@ -580,14 +732,25 @@ impl Verifier {
         Ok(())
     }
 
+    /// Adds a key's digests to the index (and the stand-in of how it is found, for a
+    /// key imported with another hash).
+    pub fn index_digests(&self, k: &keyhaven_store::KeyDigests) {
+        self.index.insert_hex(&k.digest);
+        if let Some(p) = &k.previous_digest {
+            self.index.insert_hex(p);
+        }
+        if let Some(l) = &k.import_lookup {
+            self.index.insert(&l.index_digest());
+        }
+    }
+
     /// Writes the usage counts now.
     pub async fn flush_usage(&self) -> Result<usize, StoreError> {
         self.usage.flush(&self.store).await
     }
 
     /// Applies changes to this node's cache, in one pass over it.
-    pub fn apply(&self, changes: &[(keyhaven_store::ChangeKind, String)]) {
-        use keyhaven_store::ChangeKind;
+    pub fn apply(&self, changes: &[(ChangeKind, String)]) {
         let mut keys = HashSet::new();
         let mut owners = HashSet::new();
         let mut orgs = HashSet::new();
@@ -595,6 +758,9 @@ impl Verifier {
             match kind {
                 ChangeKind::Key => {
                     keys.insert(id_bytes(id));
+                    if !self.prefix_candidates.is_empty() {
+                        self.prefix_candidates.clear();
+                    }
                 }
                 ChangeKind::Owner => {
                     owners.insert(id.as_str());
@@ -605,5 +771,17 @@ impl Verifier {
             }
         }
         self.cache.invalidate(&keys, &owners, &orgs);
+    }
+}
+
+/// Whether `key` can name a key at all: `Some(false)` in Keyhaven's format (checksum
+/// included), `Some(true)` for a string an imported key could be (printable ASCII,
+/// 16…256 characters, not Keyhaven's shape with a wrong checksum), `None` — `MALFORMED`
+/// — for anything else.
+pub fn classify(key: &str) -> Option<bool> {
+    match key_format::parse(key) {
+        Ok(_) => Some(false),
+        Err(MalformedKey::BadChecksum) => None,
+        Err(_) => import::is_foreign_shape(key).then_some(true),
     }
 }
