@@ -3,8 +3,10 @@
 //! plugin (npm) make keys in databases of their own, the recipes of `docs/import.md`
 //! export them to JSON Lines, `keyhaven admin import-keys` imports them, and `keyhaven
 //! serve` verifies the plain keys those packages printed, through `POST /v1/keys/verify`
-//! and `GET /v1/auth`. A home-grown table of SHA-256 hashes goes the same way, on SQLite
-//! with `sqlite3` and on PostgreSQL with `psql`.
+//! and `GET /v1/auth`. A home-grown table of SHA-256 hashes goes the same way. The
+//! old systems' databases are of the same kind as Keyhaven's in each test: SQLite
+//! files exported with `sqlite3`, or PostgreSQL databases of their own exported with
+//! `psql`, so every recipe the doc gives for either is run.
 //!
 //! The scripts and recipes are in `tests/cli/fixtures/import/`; its `install.sh`
 //! installs the packages (pip, and `npm ci` into `<target dir>/import-fixtures`). When
@@ -15,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::support::{client, run, Env, Kind, Out, Server, BIN, GOOD_PASSWORD};
+use crate::support::{client, exec_sql, run, Env, Kind, Out, Server, BIN, GOOD_PASSWORD};
 use keyhaven_store::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -95,12 +97,20 @@ fn have_psql() -> bool {
     runs("psql", &["--version"], None)
 }
 
-fn have_drf() -> bool {
-    runs(
-        &python(),
-        &["-c", "import django, rest_framework_api_key"],
-        None,
-    )
+fn have_drf(kind: Kind) -> bool {
+    let modules = match kind {
+        Kind::Sqlite => "import django, rest_framework_api_key",
+        Kind::Postgres => "import django, rest_framework_api_key, psycopg",
+    };
+    runs(&python(), &["-c", modules], None)
+}
+
+/// The command-line tool the recipes for `kind` run with.
+fn sql_tool(kind: Kind) -> (&'static str, bool) {
+    match kind {
+        Kind::Sqlite => ("sqlite3", have_sqlite3()),
+        Kind::Postgres => ("psql", have_psql()),
+    }
 }
 
 fn have_better_auth() -> bool {
@@ -153,6 +163,31 @@ async fn sqlite3_recipe(db: &Path, recipe: &str, cwd: &Path) -> String {
         std::fs::File::open(fixture(recipe)).expect("open the recipe"),
     ));
     output(c, recipe).await
+}
+
+/// Runs a `psql` recipe on the database at `url`, as the doc says:
+/// `psql URL --no-psqlrc -At -f recipe`.
+async fn psql_recipe(url: &str, recipe: &str, cwd: &Path) -> String {
+    assert_in_doc(recipe);
+    let mut c = command("psql", cwd);
+    c.arg(url)
+        .args(["--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-At", "-f"])
+        .arg(fixture(recipe));
+    output(c, recipe).await
+}
+
+/// An empty PostgreSQL database for the old system, dropped with the value.
+async fn old_postgres(test: &str) -> TestDb {
+    let db = TestDb::postgres(&format!("keyhaven::cli::{test}::old_system"))
+        .await
+        .expect("PostgreSQL answers (Keyhaven's database is on it)");
+    // TestDb migrates Keyhaven's schema into it; the old system starts from nothing.
+    exec_sql(
+        &db.url,
+        &["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"],
+    )
+    .await;
+    db
 }
 
 /// The JSON Lines a recipe printed, each line parsed.
@@ -365,16 +400,30 @@ async fn pending_hash(env: &Env, id: &str) -> Option<(String, String)> {
 // ---------------------------------------------------------------------------------------
 // djangorestframework-api-key
 
-/// Writes a minimal Django project's settings into `dir` (SQLite beside them).
-fn django_settings(dir: &Path) {
+/// Writes a minimal Django project's settings into `dir`: its database is SQLite
+/// beside them, or the PostgreSQL database at `postgres`.
+fn django_settings(dir: &Path, postgres: Option<&str>) {
+    let database = match postgres {
+        None => format!(
+            "DATABASES = {{'default': {{'ENGINE': 'django.db.backends.sqlite3', 'NAME': {:?}}}}}\n",
+            dir.join("db.sqlite3").display().to_string()
+        ),
+        Some(url) => format!(
+            "import urllib.parse\n\
+             _url = urllib.parse.urlparse({url:?})\n\
+             DATABASES = {{'default': {{'ENGINE': 'django.db.backends.postgresql', \
+             'NAME': _url.path.lstrip('/'), 'USER': _url.username or '', \
+             'PASSWORD': _url.password or '', 'HOST': _url.hostname or '', \
+             'PORT': _url.port or ''}}}}\n"
+        ),
+    };
     let settings = format!(
         "SECRET_KEY = 'import-test-only'\n\
          INSTALLED_APPS = ['django.contrib.contenttypes', 'django.contrib.auth', \
          'rest_framework_api_key']\n\
-         DATABASES = {{'default': {{'ENGINE': 'django.db.backends.sqlite3', 'NAME': {:?}}}}}\n\
+         {database}\
          USE_TZ = True\n\
-         DEFAULT_AUTO_FIELD = 'django.db.models.BigAutoField'\n",
-        dir.join("db.sqlite3").display().to_string()
+         DEFAULT_AUTO_FIELD = 'django.db.models.BigAutoField'\n"
     );
     std::fs::write(dir.join("drf_test_settings.py"), settings).expect("write settings");
 }
@@ -392,16 +441,20 @@ async fn drf_keys_verify_after_import(env: Env) {
     let test = "drf_keys_verify_after_import";
     let checks = [
         (
-            "python3 with Django and djangorestframework-api-key",
-            have_drf(),
+            "python3 with Django, djangorestframework-api-key (and psycopg for PostgreSQL)",
+            have_drf(env.kind),
         ),
-        ("sqlite3", have_sqlite3()),
+        sql_tool(env.kind),
     ];
     if needs(test, &checks).is_none() {
         return;
     }
     let old = tempfile::tempdir().expect("temp dir");
-    django_settings(old.path());
+    let old_pg = match env.kind {
+        Kind::Sqlite => None,
+        Kind::Postgres => Some(old_postgres(test).await),
+    };
+    django_settings(old.path(), old_pg.as_ref().map(|db| db.url.as_str()));
     let made = document(
         &output(django(old.path(), "drf_make_keys.py"), "drf_make_keys.py").await,
         "drf_make_keys.py",
@@ -414,12 +467,18 @@ async fn drf_keys_verify_after_import(env: Env) {
         "the package made keys with both hashers: {made}"
     );
 
-    // Export with both recipes of the doc: they agree.
-    let db = old.path().join("db.sqlite3");
-    let from_sql = lines(
-        &sqlite3_recipe(&db, "drf_export.sql", old.path()).await,
-        "drf_export.sql",
-    );
+    // Export with the doc's SQL recipe for this database and its Python one: they agree.
+    let from_sql = match &old_pg {
+        None => {
+            let db = old.path().join("db.sqlite3");
+            let out = sqlite3_recipe(&db, "drf_export.sql", old.path()).await;
+            lines(&out, "drf_export.sql")
+        }
+        Some(pg) => {
+            let out = psql_recipe(&pg.url, "drf_export.pg.sql", old.path()).await;
+            lines(&out, "drf_export.pg.sql")
+        }
+    };
     assert_in_doc("drf_export.py");
     let from_python = lines(
         &output(django(old.path(), "drf_export.py"), "drf_export.py").await,
@@ -511,13 +570,14 @@ async fn better_auth_keys_verify_after_import(env: Env) {
             "node with the packages install.sh puts in <target>/import-fixtures",
             have_better_auth(),
         ),
-        ("sqlite3", have_sqlite3()),
+        sql_tool(env.kind),
     ];
     if needs(test, &checks).is_none() {
         return;
     }
     // The script runs next to the installed packages (ES modules resolve from the
-    // script's own directory), on a database in a directory of its own.
+    // script's own directory), on a SQLite file in a directory of its own or a
+    // PostgreSQL database of its own.
     let old = tempfile::tempdir().expect("temp dir");
     let script = old.path().join("better_auth_make_keys.mjs");
     std::fs::copy(fixture("better_auth_make_keys.mjs"), &script).expect("copy the script");
@@ -526,9 +586,17 @@ async fn better_auth_keys_verify_after_import(env: Env) {
         old.path().join("node_modules"),
     )
     .expect("link node_modules");
+    let old_pg = match env.kind {
+        Kind::Sqlite => None,
+        Kind::Postgres => Some(old_postgres(test).await),
+    };
     let db = old.path().join("auth.db");
     let mut c = command("node", old.path());
-    c.arg(&script).arg(&db);
+    c.arg(&script);
+    match &old_pg {
+        None => c.arg(&db),
+        Some(pg) => c.arg(&pg.url),
+    };
     let made = document(
         &output(c, "better_auth_make_keys.mjs").await,
         "better_auth_make_keys.mjs",
@@ -537,10 +605,16 @@ async fn better_auth_keys_verify_after_import(env: Env) {
     assert_eq!(keys.len(), 4, "{made}");
     let user_id = made["userId"].as_str().expect("userId").to_string();
 
-    let items = lines(
-        &sqlite3_recipe(&db, "better_auth_export.sql", old.path()).await,
-        "better_auth_export.sql",
-    );
+    let items = match &old_pg {
+        None => {
+            let out = sqlite3_recipe(&db, "better_auth_export.sql", old.path()).await;
+            lines(&out, "better_auth_export.sql")
+        }
+        Some(pg) => {
+            let out = psql_recipe(&pg.url, "better_auth_export.pg.sql", old.path()).await;
+            lines(&out, "better_auth_export.pg.sql")
+        }
+    };
     assert_eq!(items.len(), keys.len(), "{items:?}");
 
     let org = create_org(&env).await;
@@ -599,20 +673,8 @@ async fn better_auth_keys_verify_after_import(env: Env) {
 
 async fn own_table_keys_verify_after_import(env: Env) {
     let test = "own_table_keys_verify_after_import";
-    let tool_ok = match env.kind {
-        Kind::Sqlite => have_sqlite3(),
-        Kind::Postgres => have_psql(),
-    };
     let python_ok = runs(&python(), &["-c", "import hashlib, secrets"], None);
-    if needs(
-        test,
-        &[
-            ("python3", python_ok),
-            ("sqlite3 (SQLite) or psql (PostgreSQL)", tool_ok),
-        ],
-    )
-    .is_none()
-    {
+    if needs(test, &[("python3", python_ok), sql_tool(env.kind)]).is_none() {
         return;
     }
     let old = tempfile::tempdir().expect("temp dir");
@@ -639,22 +701,13 @@ async fn own_table_keys_verify_after_import(env: Env) {
             sqlite3_recipe(&db, "own_table_export.sql", old.path()).await
         }
         Kind::Postgres => {
-            let Some(pg) = TestDb::postgres(&format!("keyhaven::cli::{test}::old_system")).await
-            else {
-                return;
-            };
-            let mut c = command("psql", old.path());
-            c.args(["--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1"])
-                .arg(&pg.url)
-                .arg("-f")
-                .arg(&schema);
-            output(c, "psql (create the table)").await;
-            assert_in_doc("own_table_export.pg.sql");
+            let pg = old_postgres(test).await;
             let mut c = command("psql", old.path());
             c.arg(&pg.url)
-                .args(["--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-At", "-f"])
-                .arg(fixture("own_table_export.pg.sql"));
-            let out = output(c, "own_table_export.pg.sql").await;
+                .args(["--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+                .arg(&schema);
+            output(c, "psql (create the table)").await;
+            let out = psql_recipe(&pg.url, "own_table_export.pg.sql", old.path()).await;
             _old_pg = Some(pg);
             out
         }
