@@ -191,6 +191,18 @@
     if (ev.target.name === "credits" || ev.target.name === "credits.refill.interval") syncCredits();
   });
 
+  // A file input with data-fill puts the chosen file's text into that box (the import
+  // screen: the lines are checked on the server before anything is written).
+  document.addEventListener("change", function (ev) {
+    var input = ev.target;
+    if (!input.dataset || !input.dataset.fill || !input.files || !input.files[0]) return;
+    var box = document.getElementById(input.dataset.fill);
+    if (!box) return;
+    var reader = new FileReader();
+    reader.onload = function () { box.value = String(reader.result || ""); box.focus(); };
+    reader.readAsText(input.files[0]);
+  });
+
   // Dates typed into forms are days in the browser's time zone: tell the server the offset.
   function tzOffsets() {
     var offset = String(new Date().getTimezoneOffset());

@@ -272,6 +272,8 @@ impl Service {
             &[(ChangeKind::Key, key.id.to_string())],
         )
         .await?;
+        // Its secret may have been tried before it was imported.
+        self.verifier.cache.forget_unknown_hex(&key.digest);
         Ok(key.id)
     }
 

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use keyhaven_server::api::api_keys::import_item;
+use keyhaven_server::api::api_keys::import_line;
 use keyhaven_server::api::error::ApiError;
 use keyhaven_server::app::AppState;
 use keyhaven_service::api_keys::OwnerRef;
@@ -64,10 +64,7 @@ pub async fn run(
         if line.trim().is_empty() {
             continue;
         }
-        let parsed = serde_json::from_str::<serde_json::Value>(&line)
-            .map_err(|e| format!("not valid JSON: {e}"))
-            .and_then(|v| import_item(v).map_err(describe));
-        match parsed {
+        match import_line(&line).map_err(describe) {
             Ok(mut item) => {
                 if item.key.owner.is_none() {
                     item.key.owner = Some(default_owner.clone());

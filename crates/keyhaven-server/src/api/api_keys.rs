@@ -739,6 +739,21 @@ pub fn import_item(v: serde_json::Value) -> Result<keyhaven_service::import::Imp
     })
 }
 
+/// Reads one line of JSON Lines as an import item (`keyhaven admin import-keys` and the
+/// console's import screen).
+pub fn import_line(line: &str) -> Result<keyhaven_service::import::ImportItem, ApiError> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+        let msg = e.to_string();
+        let clean = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the line is not valid JSON: {clean}"),
+            None,
+        )
+    })?;
+    import_item(v)
+}
+
 /// The largest import body (1,000 items).
 pub const MAX_IMPORT_BODY: usize = 8 * 1024 * 1024;
 

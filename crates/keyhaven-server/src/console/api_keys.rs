@@ -30,8 +30,15 @@ use std::collections::HashMap;
 
 const PAGE_SIZE: i64 = 20;
 
+const HINT_EXTERNAL_ID: &str =
+    "Optional: the id of the customer or system this key belongs to in your world (up to 255 characters). Verification answers return it.";
+
+/// The status shown: `disabled` for a live key turned off (`enabled: false`).
 fn status_of(k: &ApiKey, now: Timestamp) -> &'static str {
-    k.status(now).as_str()
+    match k.status(now) {
+        KeyStatus::Active if !k.enabled => "disabled",
+        s => s.as_str(),
+    }
 }
 
 fn notice_text(q: &FormData) -> Option<String> {
@@ -47,6 +54,10 @@ fn notice_text(q: &FormData) -> Option<String> {
         }
         "none_selected" => Some("Select at least one API key first.".into()),
         "revoked" => Some("API key revoked. It no longer verifies.".into()),
+        "disabled" => {
+            Some("API key turned off. It answers DISABLED until you turn it on again.".into())
+        }
+        "enabled" => Some("API key turned on. It verifies again.".into()),
         "updated" => Some("API key updated.".into()),
         "credits" => q
             .get("n")
@@ -213,6 +224,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
     let body = html! {
         (header("API Keys", Some("Keys that programs present to call your APIs."), html! {
             @if secret_link { a class="btn" href="/settings/shared-secret" { "API shared secret" } }
+            @if can_create { a class="btn" href="/api-keys/import" { "Import keys" } }
             @if can_create { a class="btn btn-primary" href="/api-keys/new" { "Create API key" } }
         }))
         @if let Some(n) = notice_text(&q) { (widgets::notice(&n)) }
@@ -594,6 +606,7 @@ async fn create_form(
                     (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
                 }
                 (field("Scopes", "scopes", errors, Some("Application scopes, separated by commas, e.g. read, billing:write."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
+                (field("External ID", "external_id", errors, Some(HINT_EXTERNAL_ID), forms::text_input("external_id", form.get("external_id"), "text", false)))
                 (field("Owner", "owner", errors, Some("A personal key acts with your permissions; a service account's key outlives your account."), html! {
                     select id="f-owner" name="owner" {
                         option value="" selected[owner.is_empty()] { "Personal (you)" }
@@ -662,6 +675,7 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         expires_in_days,
         ratelimits: Some(ratelimits),
         credits,
+        external_id: form.opt("external_id"),
         ..Default::default()
     };
     match state.service.create_api_key(&c.caller, input).await {
@@ -879,6 +893,16 @@ async fn details_page(
         nav class="crumbs" aria-label="Breadcrumb" { a href="/api-keys" { "API Keys" } " / " span { (k.name) } }
         (header(&k.name, None, html! {
             @if manage && status != "revoked" {
+                form method="post" action={ "/api-keys/" (k.id) "/enabled" } class="inline" {
+                    (csrf(c))
+                    @if k.enabled {
+                        input type="hidden" name="enabled" value="false";
+                        button class="btn" type="submit" id="toggle-enabled" { "Turn off" }
+                    } @else {
+                        input type="hidden" name="enabled" value="true";
+                        button class="btn" type="submit" id="toggle-enabled" { "Turn on" }
+                    }
+                }
                 a class="btn" href={ "/api-keys/" (k.id) "/edit" } { "Edit" }
                 a class="btn" href={ "/api-keys/" (k.id) "/regenerate" } { "Regenerate" }
                 form method="post" action={ "/api-keys/" (k.id) "/revoke" } class="inline"
@@ -908,6 +932,9 @@ async fn details_page(
                     }
                     dt { "Description" } dd { @if k.description.is_empty() { span class="muted" { "—" } } @else { (k.description) } }
                     dt { "Masked key" } dd { code { (k.masked_key) } }
+                    @if !k.enabled { dt { "Turned off" } dd { "Answers DISABLED until turned on again (not revoked)." } }
+                    dt { "External ID" } dd { @match &k.external_id { Some(e) => code { (e) }, None => span class="muted" { "—" } } }
+                    @if let Some(t) = &k.imported_at { dt { "Imported" } dd { (widgets::time(t)) } }
                     dt { "Tags" } dd { (chips(&k.tags, "chip-tag")) }
                     dt { "Owner" } dd { (k.owner.name) span class="muted" { @if k.owner.kind == PrincipalKind::ServiceAccount { " (service account)" } @else { " (personal)" } } }
                     dt { "Roles" } dd { (chips(&k.roles, "chip-role")) }
@@ -1153,6 +1180,7 @@ async fn edit_form(
                     (checklist("Roles", "roles", errors, None, &roles, &form.list("roles")))
                 }
                 (field("Scopes", "scopes", errors, Some("Separate scopes with commas."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
+                (field("External ID", "external_id", errors, Some(HINT_EXTERNAL_ID), forms::text_input("external_id", form.get("external_id"), "text", false)))
                 (forms::limits_fields(form, errors, HINT_KEY_LIMITS))
                 (credits_fields(form, errors, true))
                 div class="form-actions" {
@@ -1179,6 +1207,10 @@ pub async fn edit_page(
         ("description".to_string(), k.description.clone()),
         ("tags".to_string(), k.tags.join(", ")),
         ("scopes".to_string(), k.scopes.join(", ")),
+        (
+            "external_id".to_string(),
+            k.external_id.clone().unwrap_or_default(),
+        ),
     ];
     pairs.extend(k.roles.iter().map(|r| ("roles".to_string(), r.clone())));
     pairs.extend(forms::limit_pairs(&k.ratelimits));
@@ -1227,6 +1259,7 @@ pub async fn edit(
         // A post without these sections leaves them as they are.
         ratelimits: forms::limits_sent(&form).then_some(Some(ratelimits)),
         credits: form.has("credits").then_some(credits),
+        external_id: form.has("external_id").then(|| form.opt("external_id")),
         ..Default::default()
     };
     match state.service.update_api_key(&c.caller, &id, input).await {
@@ -1386,6 +1419,27 @@ pub async fn regenerate(
     }
     let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
     regenerate_form(&c, &k, &form, &errors)
+}
+
+/// `POST /api-keys/{id}/enabled`: turns the key off (`enabled=false`) or on again.
+pub async fn set_enabled(
+    State(state): State<AppState>,
+    c: Console,
+    Path(id): Path<String>,
+    form: FormData,
+) -> PageResult {
+    c.check_csrf(&form)?;
+    let id = errors::path_id(&id, "API key")?;
+    let on = form.get("enabled") == "true";
+    let input = UpdateApiKey {
+        enabled: Some(on),
+        ..Default::default()
+    };
+    state.service.update_api_key(&c.caller, &id, input).await?;
+    let notice = if on { "enabled" } else { "disabled" };
+    Ok(layout::see_other(&format!(
+        "/api-keys/{id}?notice={notice}"
+    )))
 }
 
 /// `POST /api-keys/{id}/revoke`.

@@ -40,6 +40,7 @@ mod audit_log;
 mod auth;
 mod errors;
 mod forms;
+mod import;
 mod layout;
 mod login;
 mod roles;
@@ -73,6 +74,8 @@ pub fn routes() -> Router<AppState> {
             get(api_keys::new_page).post(api_keys::create),
         )
         .route("/api-keys/delete", post(api_keys::bulk_delete))
+        .route("/api-keys/import", get(import::page).post(import::submit))
+        .route("/api-keys/{id}/enabled", post(api_keys::set_enabled))
         .route("/api-keys/{id}", get(api_keys::details))
         .route(
             "/api-keys/{id}/edit",

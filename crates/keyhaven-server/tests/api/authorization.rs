@@ -88,6 +88,7 @@ async fn principals(app: &TestApp) -> Vec<Principal> {
                     name: format!("{role} automation"),
                     description: None,
                     roles: None,
+                    external_id: None,
                 },
             )
             .await
@@ -147,6 +148,7 @@ async fn fixture(app: &TestApp) -> Fixture {
                 name: "fixture".into(),
                 description: None,
                 roles: None,
+                external_id: None,
             },
         )
         .await
@@ -743,6 +745,7 @@ async fn no_escalation_through_existing_credentials(app: TestApp) {
                 name: "deployer".into(),
                 description: None,
                 roles: Some(vec!["super-admin".into()]),
+                external_id: None,
             },
         )
         .await

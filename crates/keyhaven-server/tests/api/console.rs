@@ -210,6 +210,14 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
+    /// Saves the current screen as `target/screenshots/{name}.png`, keeping the browser.
+    async fn shot_named(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
     async fn screenshot(self) {
         let png = self.client.screenshot().await.unwrap();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
@@ -695,6 +703,7 @@ async fn make_account(app: &TestApp, name: &str) -> String {
                 name: name.into(),
                 description: Some(format!("Runs the {name} integration")),
                 roles: Some(vec!["read-only".into()]),
+                external_id: None,
             },
         )
         .await
@@ -1721,6 +1730,7 @@ async fn readme_screenshots() {
                 name: "payments-service".into(),
                 description: Some("Charges cards and issues refunds for the web shop".into()),
                 roles: Some(vec!["read-only".into()]),
+                external_id: None,
             },
         )
         .await
@@ -1928,5 +1938,6 @@ async fn role_edit_by_a_partial_manager(app: TestApp) {
 }
 both_backends!(role_edit_by_a_partial_manager);
 
+mod import;
 mod safety;
 mod usage;

@@ -14,6 +14,7 @@ mod authz_hardening;
 mod bodies;
 mod console;
 mod control_chars;
+mod import;
 mod notices;
 mod oauth;
 mod resilience;

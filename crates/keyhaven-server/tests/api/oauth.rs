@@ -80,6 +80,7 @@ async fn client(app: &TestApp, expires_in: Option<Duration>) -> Client {
                 name: format!("ci-{}", rand_suffix()),
                 description: None,
                 roles: Some(vec!["integration".into()]),
+                external_id: None,
             },
         )
         .await

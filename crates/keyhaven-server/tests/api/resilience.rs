@@ -305,6 +305,97 @@ async fn a_panic_on_the_hot_path_answers_the_error_object(db: TestDb) {
     assert_eq!(v["code"], "NOT_FOUND");
 }
 
+/// Strings shaped like keys of other systems cost no database transaction once the
+/// index is loaded — those matching no imported key, and guesses behind the clear
+/// prefix of a key imported with a slow hash (its candidates are read once) — while the
+/// imported keys themselves verify.
+async fn foreign_strings_are_refused_without_the_database(db: TestDb) {
+    let (app, counting, inner) = counted(db).await;
+    let admin = crate::support::Client::bearer(&app, &app.admin_key(&["super-admin"]).await).await;
+    let pbkdf2 = {
+        use base64::Engine;
+        let mut out = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+            b"Pf00Pf00.TheImportedSecretPart",
+            b"salt",
+            1000,
+            &mut out,
+        );
+        format!(
+            "pbkdf2_sha256$1000$salt${}",
+            base64::engine::general_purpose::STANDARD.encode(out)
+        )
+    };
+    admin
+        .post(
+            "/api-keys/import",
+            json!({"keys": [
+                {"name": "plain", "key": "legacy_PlainImportedKeyNumberOne"},
+                {"name": "slow", "hash": {"algorithm": "pbkdf2_sha256", "value": pbkdf2,
+                    "lookup": {"prefix": "Pf00Pf00"}}},
+            ]}),
+        )
+        .await
+        .ok(200);
+    let verifier = app.state.service.verifier().clone();
+    verifier.load_index(&inner).await.unwrap();
+    verifier.index.log_read();
+    let http = app.http.clone();
+    let base = app.base.clone();
+    let n = 300;
+    let send = |forged: String| {
+        let (http, base) = (http.clone(), base.clone());
+        // Two shapes: an unknown system's key, and a guess behind the real prefix.
+        let tail = forged[3..].to_string();
+        let guess = if tail.as_bytes()[0] % 2 == 0 {
+            format!("sk_test_{tail}")
+        } else {
+            format!("Pf00Pf00.{tail}")
+        };
+        async move {
+            let v: Value = http
+                .post(format!("{base}/v1/keys/verify"))
+                .json(&json!({ "key": guess }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(v["code"], "NOT_FOUND", "{guess}: {v}");
+            200
+        }
+    };
+    // The first flood may spend the few confirmations allowed between two reads of the
+    // change log, and read the prefix's candidates once per request in flight; a bound
+    // that does not grow with the flood.
+    let before = counting.transactions();
+    assert!(flood(n, send).await.iter().all(|c| *c == 200));
+    let first = counting.transactions() - before;
+    eprintln!("{first} transactions for the first {n} foreign strings");
+    let bound = keyhaven_service::verify::index::CONFIRMATIONS_PER_READ as u64 + 16;
+    assert!(
+        first <= bound,
+        "{first} transactions for {n} foreign strings"
+    );
+    // After that, none at all.
+    let before = counting.transactions();
+    assert!(flood(n, send).await.iter().all(|c| *c == 200));
+    let second = counting.transactions() - before;
+    assert_eq!(
+        second, 0,
+        "{second} transactions for {n} more foreign strings"
+    );
+    // The real ones verify (the slow one is then settled by its SHA-256 digest).
+    for key in [
+        "legacy_PlainImportedKeyNumberOne",
+        "Pf00Pf00.TheImportedSecretPart",
+    ] {
+        let v = crate::support::verify(&app, json!({ "key": key })).await;
+        assert_eq!(v["code"], "VALID", "{key}: {v}");
+    }
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         $(
@@ -332,6 +423,7 @@ on_both!(
     a_key_from_another_node_verifies_at_once,
     cached_keys_are_rechecked_after_their_maximum_age,
     a_panic_on_the_hot_path_answers_the_error_object,
+    foreign_strings_are_refused_without_the_database,
 );
 
 /// A PostgreSQL cluster of the test's own (`pg_createcluster`), on a free port, so it

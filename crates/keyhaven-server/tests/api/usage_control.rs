@@ -9,41 +9,7 @@ use serde_json::{json, Value};
 
 /// A key with the `admin` role in a second organization.
 async fn other_org_admin_key(app: &TestApp) -> String {
-    let (org, _) = app
-        .state
-        .service
-        .create_organization(
-            "Globex",
-            "owner@globex.example",
-            "correct horse battery staple",
-        )
-        .await
-        .unwrap();
-    let mut tx = app.db.store.read().await.unwrap();
-    let owner = tx
-        .user_by_email("owner@globex.example")
-        .await
-        .unwrap()
-        .unwrap();
-    drop(tx);
-    let (_, _, secret) = app
-        .state
-        .service
-        .create_api_key(
-            &keyhaven_service::Caller::system(org.id.clone(), "test"),
-            keyhaven_service::api_keys::CreateApiKey {
-                name: "globex-admin".into(),
-                roles: Some(vec!["admin".into()]),
-                owner: Some(keyhaven_service::api_keys::OwnerRef {
-                    kind: keyhaven_core::principal::PrincipalKind::User,
-                    id: owner.id.to_string(),
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    secret.expose().to_string()
+    app.other_org_key("Globex", &["admin"]).await.1
 }
 
 fn limit<'a>(v: &'a Value, name: &str) -> &'a Value {

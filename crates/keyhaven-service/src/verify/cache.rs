@@ -228,6 +228,18 @@ impl KeyCache {
         }
     }
 
+    /// Forgets that no key had this digest (given in its stored, hex form): a key with
+    /// it exists now — imported with a secret someone tried before.
+    pub fn forget_unknown_hex(&self, hex_digest: &str) {
+        if self.unknown.is_empty() {
+            return;
+        }
+        let mut d = [0u8; 32];
+        if hex::decode_to_slice(hex_digest, &mut d).is_ok() {
+            self.unknown.remove(&d);
+        }
+    }
+
     /// Remembers that no key has this digest.
     pub fn insert_unknown(&self, digest: KeyDigest, now_ms: i64) {
         if self.unknown.len() >= NEGATIVE_CAPACITY {

@@ -736,6 +736,8 @@ impl Verifier {
     /// key imported with another hash).
     pub fn index_digests(&self, k: &keyhaven_store::KeyDigests) {
         self.index.insert_hex(&k.digest);
+        // A key of another system may be imported after its secret was tried.
+        self.cache.forget_unknown_hex(&k.digest);
         if let Some(p) = &k.previous_digest {
             self.index.insert_hex(p);
         }

@@ -404,6 +404,7 @@ async fn key_count(app: &TestApp) -> usize {
             owner_id: None,
             q: None,
             now: app.state.service.now(),
+            external_id: None,
         },
         &keyhaven_store::Page {
             limit: 100,
@@ -563,6 +564,7 @@ async fn limit_and_credit_form_errors(app: TestApp) {
                 owner_id: None,
                 q: Some("metered".into()),
                 now: app.state.service.now(),
+                external_id: None,
             },
             &keyhaven_store::Page {
                 limit: 10,

@@ -144,6 +144,41 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// A second organization named `name` and a key of its super-admin with `roles`:
+    /// `(organization id, key)`.
+    pub async fn other_org_key(&self, name: &str, roles: &[&str]) -> (String, String) {
+        let email = format!("owner@{}.example", name.to_lowercase());
+        let (org, _) = self
+            .state
+            .service
+            .create_organization(name, &email, "correct horse battery staple")
+            .await
+            .unwrap();
+        let mut tx = self.db.store.read().await.unwrap();
+        let owner = tx.user_by_email(&email).await.unwrap().unwrap();
+        drop(tx);
+        let (_, _, secret) = self
+            .state
+            .service
+            .create_api_key(
+                &Caller::system(org.id.clone(), "test"),
+                keyhaven_service::api_keys::CreateApiKey {
+                    name: format!("{name}-admin"),
+                    roles: Some(roles.iter().map(|r| r.to_string()).collect()),
+                    owner: Some(keyhaven_service::api_keys::OwnerRef {
+                        kind: keyhaven_core::principal::PrincipalKind::User,
+                        id: owner.id.to_string(),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        (org.id.to_string(), secret.expose().to_string())
+    }
+}
+
 /// Settings for tests whose webhook receivers listen on this machine: loopback is an
 /// internal range, refused unless the operator allows it.
 pub fn local_receivers(s: &mut Settings) {

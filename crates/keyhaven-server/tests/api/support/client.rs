@@ -449,6 +449,7 @@ pub const SA_FIELDS: &[&str] = &[
     "roles",
     "status",
     "ratelimits",
+    "external_id",
     "created_by",
     "created_at",
     "updated_at",
@@ -491,6 +492,9 @@ pub const KEY_FIELDS: &[&str] = &[
     "credits",
     "allowed_cidrs",
     "metadata",
+    "external_id",
+    "enabled",
+    "imported_at",
 ];
 
 /// The fields of a role object.
