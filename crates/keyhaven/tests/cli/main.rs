@@ -1,6 +1,7 @@
 //! Black-box tests of the `keyhaven` binary, linked as one test binary: the commands
 //! and their error reporting ([`cli`]), bounds under load ([`limits`]), two nodes on one database ([`nodes`]) and usage
-//! control across nodes ([`cluster`]). The
+//! control across nodes ([`cluster`]), `admin import-keys` ([`import_keys`]) and keys made
+//! by other systems imported and verified ([`import_real`]). The
 //! helpers they share are in [`support`].
 
 #[macro_use]
@@ -9,5 +10,6 @@ mod support;
 mod cli;
 mod cluster;
 mod import_keys;
+mod import_real;
 mod limits;
 mod nodes;
