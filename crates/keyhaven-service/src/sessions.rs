@@ -339,6 +339,9 @@ impl Service {
         if found.previous && k.previous_valid_until.is_none_or(|t| t <= now) {
             return Err(ServiceError::Unauthenticated(INVALID));
         }
+        if !k.enabled {
+            return Err(ServiceError::Unauthenticated("the API key is turned off"));
+        }
         // A key limited to some networks is limited there for management calls too.
         if !k.allowed_cidrs.is_empty() {
             let from = ctx

@@ -412,6 +412,18 @@ async fn enabled_external_id_and_permission_expressions(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // A management key turned off no longer authenticates either.
+    let (admin_k, admin_secret) = sa
+        .create_key(json!({"name": "ops", "roles": ["read-only"]}))
+        .await;
+    assert_eq!(crate::support::me_status(&app, &admin_secret).await, 200);
+    sa.patch(
+        &format!("/api-keys/{}", admin_k["id"].as_str().unwrap()),
+        json!({"enabled": false}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(crate::support::me_status(&app, &admin_secret).await, 401);
     sa.patch(&format!("/api-keys/{id}"), json!({"enabled": true}))
         .await
         .ok(200);
