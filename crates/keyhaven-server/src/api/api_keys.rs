@@ -572,8 +572,10 @@ pub struct ImportKeysBody {
     /// Up to 1,000 items; each is a `CreateApiKey` body plus exactly one of `key` (the
     /// plain key, 16–256 printable ASCII characters) and `hash` (`{"algorithm":
     /// "sha256"|"sha512"|"bcrypt"|"argon2id"|"pbkdf2_sha256", "value", "lookup"?:
-    /// {"prefix"}}`), and optionally `revoked` and `created_at`.
-    #[schema(value_type = Vec<ImportKeyItem>, max_items = 1000)]
+    /// {"prefix"}}`), and optionally `revoked` and `created_at` (the `ImportKeyItem`
+    /// schema). Each item is checked on its own: one that is not valid is reported in
+    /// `errors` with its index, and the others are imported.
+    #[schema(value_type = Vec<Object>, max_items = 1000)]
     pub keys: Vec<serde_json::Value>,
     /// Check everything and report, writing nothing.
     #[serde(default)]

@@ -28,6 +28,7 @@ impl Modify for Security {
 #[openapi(
     info(title = "Keyhaven", description = "Issues, verifies and governs API keys, service accounts and their credentials."),
     modifiers(&Security),
+    components(schemas(api_keys::ImportKeyItem, api_keys::ImportHashBody, api_keys::ImportLookupBody)),
     paths(
         health::healthz, health::readyz, health::prometheus,
         session::sign_in, session::sign_out, me::me, me::change_password,

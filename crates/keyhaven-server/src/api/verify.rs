@@ -32,7 +32,7 @@ pub struct VerifyRequest<'a> {
     /// names joined by `AND`, `OR` and parentheses (≤ 1,000 characters), e.g.
     /// `orders:read AND (orders:write OR admin)`.
     #[serde(default, borrow)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = permissions_schema)]
     pub permissions: PermissionsBody<'a>,
     /// The end client's IP, checked against the key's `allowed_cidrs` (default: the caller's).
     #[serde(default, borrow)]
@@ -56,14 +56,32 @@ pub struct VerifyRequest<'a> {
 }
 
 /// `permissions` of a verification request: a list, or an expression.
-#[derive(Debug, utoipa::ToSchema)]
+#[derive(Debug)]
 pub enum PermissionsBody<'a> {
     /// Every one is required.
-    #[schema(value_type = Vec<String>)]
     List(Vec<Cow<'a, str>>),
     /// A string expression (see [`keyhaven_core::permission_expr`]).
-    #[schema(value_type = String)]
     Expr(Cow<'a, str>),
+}
+
+/// The document's schema of [`PermissionsBody`]: a list of at most 100 names, or an
+/// expression of at most 1,000 characters.
+fn permissions_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::String))
+                .max_items(Some(100)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(keyhaven_core::permission_expr::MAX_LEN)),
+        )
+        .build()
+        .into()
 }
 
 impl Default for PermissionsBody<'_> {
