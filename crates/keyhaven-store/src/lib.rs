@@ -16,6 +16,7 @@
 
 mod api_keys;
 mod audit;
+mod audit_sinks;
 mod backend;
 mod changes;
 mod counters;
@@ -40,6 +41,7 @@ pub mod testing;
 
 pub use api_keys::{ApiKeyFilter, ApiKeys, KeyCounts, KeyDigests, KeyMatch};
 pub use audit::{Audit, AuditFilter};
+pub use audit_sinks::{AuditSink, AuditSinks};
 pub use backend::Backend;
 pub use changes::{Change, ChangeKind, Changes, CHANNEL};
 pub use counters::{Counters, CreditChange, CreditLease, CreditNotice, DueRefill};
@@ -92,6 +94,7 @@ pub trait Tx:
     + ApiKeys
     + Credentials
     + Audit
+    + AuditSinks
     + SharedSecrets
     + Usage
     + Changes
