@@ -78,6 +78,14 @@ impl Service {
                 tracing::error!(error = %e, "expiry notices and webhooks are off: the mail settings are unusable")
             }
         }
+        tasks.push(tokio::spawn(crate::jobs::audit_sinks::run(
+            self.clone(),
+            crate::jobs::audit_sinks::SinkRunner::new(
+                crate::jobs::webhooks::client(),
+                config.data_dir.join("audit"),
+            ),
+            stopped.clone(),
+        )));
         let wake = Arc::new(tokio::sync::Notify::new());
         let follow = crate::verify::changes::follow(
             self.verifier.clone(),

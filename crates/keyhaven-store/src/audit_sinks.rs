@@ -70,6 +70,9 @@ pub trait AuditSinks {
     async fn update_audit_sink(&mut self, s: &AuditSink) -> StoreResult<()>;
     /// Removes a sink; whether it existed.
     async fn delete_audit_sink(&mut self, org_id: &Id, id: &Id) -> StoreResult<bool>;
+    /// Whether [`AuditSinks::claim_audit_sinks`] would find something now (a read, so an
+    /// idle poll takes no write lock).
+    async fn audit_sinks_due(&mut self, now: Timestamp) -> StoreResult<bool>;
     /// Claims up to `limit` enabled sinks that are due (`next_attempt_at` passed), not
     /// claimed by anyone, and behind their organization's chain head, until
     /// `lease_until` under `token`.
@@ -219,6 +222,18 @@ impl AuditSinks for SqlTx {
             .execute(&mut *self.tx)
             .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn audit_sinks_due(&mut self, now: Timestamp) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM audit_sinks s JOIN audit_heads h ON h.org_id = s.org_id \
+             WHERE s.enabled = 1 AND s.next_attempt_at <= $1 AND s.claimed_until <= $1 \
+               AND h.seq > s.cursor_seq",
+        )
+        .bind(ms(&now))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(int(&row, "n")? > 0)
     }
 
     async fn claim_audit_sinks(

@@ -93,12 +93,21 @@ fn sink(g: &mut Gen, org: &Id, target: SinkTarget) -> AuditSink {
 }
 
 async fn claim(store: &Arc<dyn Store>, now: i64, token: &str) -> Vec<Id> {
+    let due = store
+        .read()
+        .await
+        .unwrap()
+        .audit_sinks_due(at(now))
+        .await
+        .unwrap();
     let mut tx = store.begin().await.unwrap();
     let c = tx
         .claim_audit_sinks(at(now), at(now + 60_000), 10, token)
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    // Nothing was due, or something was (and this claim may have lost the race for it).
+    assert!(due || c.is_empty(), "claimed what was not due");
     c.into_iter().map(|s| s.id).collect()
 }
 
