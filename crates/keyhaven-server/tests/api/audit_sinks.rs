@@ -134,7 +134,14 @@ async fn http_sink_delivers_signed_batches_in_chain_order(app: TestApp) {
     assert_eq!(s["enabled"], true);
     assert_eq!(s["cursor"], Value::Null);
     assert!(s["lag"].as_i64().unwrap() >= 5, "{s}");
-    for f in ["host", "port", "transport", "path", "max_bytes", "max_files"] {
+    for f in [
+        "host",
+        "port",
+        "transport",
+        "path",
+        "max_bytes",
+        "max_files",
+    ] {
         assert_eq!(s[f], Value::Null, "{f}");
     }
     let secret = sa.post("/shared-secret/reveal", json!({})).await.ok(200)["secret"]
@@ -146,7 +153,10 @@ async fn http_sink_delivers_signed_batches_in_chain_order(app: TestApp) {
     assert!(n >= 5, "{n}");
     let got = rx.got.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "one batch");
-    assert!(signed_with(&got[0], &secret), "signed with the shared secret");
+    assert!(
+        signed_with(&got[0], &secret),
+        "signed with the shared secret"
+    );
     let events: Vec<Value> = serde_json::from_str(&got[0].body).unwrap();
     assert_eq!(check_chain(&events, false), events.len() as i64);
     assert!(got[0].id.starts_with(&format!("{id}-1-")), "{}", got[0].id);
@@ -171,7 +181,11 @@ async fn http_sink_delivers_signed_batches_in_chain_order(app: TestApp) {
     assert!(s["lag"].as_i64().unwrap() > 0);
     let tries = rx.got.lock().unwrap().len();
     deliver_due(&app.state.service, &runner).await.unwrap();
-    assert_eq!(rx.got.lock().unwrap().len(), tries, "no attempt before the backoff");
+    assert_eq!(
+        rx.got.lock().unwrap().len(),
+        tries,
+        "no attempt before the backoff"
+    );
 
     rx.answer.store(200, Ordering::SeqCst);
     app.clock.advance(Duration::seconds(31));
@@ -179,7 +193,10 @@ async fn http_sink_delivers_signed_batches_in_chain_order(app: TestApp) {
     let s = sa.get(&format!("/audit-sinks/{id}")).await.ok(200);
     assert_eq!(s["failures"], 0, "{s}");
     assert_eq!(s["next_attempt_at"], Value::Null);
-    assert_eq!(s["last_error"], "the receiver answered 500", "the last error stays");
+    assert_eq!(
+        s["last_error"], "the receiver answered 500",
+        "the last error stays"
+    );
 
     // Disabled: nothing is sent and the lag grows; enabled again, it catches up.
     sa.patch(&format!("/audit-sinks/{id}"), json!({"enabled": false}))
@@ -190,7 +207,11 @@ async fn http_sink_delivers_signed_batches_in_chain_order(app: TestApp) {
     }
     let before = rx.got.lock().unwrap().len();
     deliver_due(&app.state.service, &runner).await.unwrap();
-    assert_eq!(rx.got.lock().unwrap().len(), before, "a disabled sink delivers nothing");
+    assert_eq!(
+        rx.got.lock().unwrap().len(),
+        before,
+        "a disabled sink delivers nothing"
+    );
     let s = sa.get(&format!("/audit-sinks/{id}")).await.ok(200);
     assert!(s["lag"].as_i64().unwrap() >= 3, "{s}");
     sa.patch(&format!("/audit-sinks/{id}"), json!({"enabled": true}))
@@ -229,7 +250,11 @@ async fn http_sink_delivers_signed_batches_in_chain_order(app: TestApp) {
         .collect();
     assert_eq!(
         actions,
-        ["audit_sink.update", "audit_sink.update", "audit_sink.create"]
+        [
+            "audit_sink.update",
+            "audit_sink.update",
+            "audit_sink.create"
+        ]
     );
 }
 both_backends!(
@@ -268,7 +293,9 @@ async fn http_batches_hold_at_most_a_thousand(app: TestApp) {
     sa.post("/audit-sinks", json!({"kind": "http", "url": rx.url}))
         .await
         .ok(201);
-    deliver_due(&app.state.service, &runner(&app)).await.unwrap();
+    deliver_due(&app.state.service, &runner(&app))
+        .await
+        .unwrap();
     let got = rx.got.lock().unwrap().clone();
     let sizes: Vec<usize> = got
         .iter()
@@ -282,7 +309,10 @@ async fn http_batches_hold_at_most_a_thousand(app: TestApp) {
         .collect();
     assert!(check_chain(&all, false) > 1100);
 }
-both_backends!(http_batches_hold_at_most_a_thousand, crate::support::local_receivers);
+both_backends!(
+    http_batches_hold_at_most_a_thousand,
+    crate::support::local_receivers
+);
 
 /// One RFC 5424 message: (PRI, TIMESTAMP, HOSTNAME, APP-NAME, PROCID, MSGID, SD, MSG).
 fn parse_5424(m: &str) -> (u16, String, String, String, String, String, String, String) {
@@ -290,7 +320,9 @@ fn parse_5424(m: &str) -> (u16, String, String, String, String, String, String, 
         .strip_prefix('<')
         .and_then(|r| r.split_once('>'))
         .unwrap_or_else(|| panic!("no PRI: {m}"));
-    let rest = rest.strip_prefix("1 ").unwrap_or_else(|| panic!("not version 1: {m}"));
+    let rest = rest
+        .strip_prefix("1 ")
+        .unwrap_or_else(|| panic!("not version 1: {m}"));
     let f: Vec<&str> = rest.splitn(7, ' ').collect();
     assert_eq!(f.len(), 7, "{m}");
     let msg = f[6]
@@ -411,7 +443,10 @@ async fn syslog_sinks_send_rfc5424_over_tcp_and_udp(app: TestApp) {
         }
         got.lock().unwrap().clone()
     };
-    let t = sa.get(&format!("/audit-sinks/{}", t["id"].as_str().unwrap())).await.ok(200);
+    let t = sa
+        .get(&format!("/audit-sinks/{}", t["id"].as_str().unwrap()))
+        .await
+        .ok(200);
     let delivered = t["cursor"]["seq"].as_i64().unwrap();
     let tcp_msgs = wait(tcp_got, delivered).await;
     assert_eq!(tcp_msgs.len() as i64, delivered);
@@ -420,7 +455,10 @@ async fn syslog_sinks_send_rfc5424_over_tcp_and_udp(app: TestApp) {
     assert!(events.iter().any(|e| e["outcome"] == "denied"));
 
     // The UDP sink started "now": its first message is its own creation.
-    let u = sa.get(&format!("/audit-sinks/{}", u["id"].as_str().unwrap())).await.ok(200);
+    let u = sa
+        .get(&format!("/audit-sinks/{}", u["id"].as_str().unwrap()))
+        .await
+        .ok(200);
     let udp_msgs = wait(udp_got, u["cursor"]["seq"].as_i64().unwrap()).await;
     let events = check_syslog(&udp_msgs);
     assert_eq!(events[0]["action"], "audit_sink.create");
@@ -433,7 +471,10 @@ async fn syslog_sinks_send_rfc5424_over_tcp_and_udp(app: TestApp) {
         assert_eq!(w[1]["prev_hash"], w[0]["hash"]);
     }
 }
-both_backends!(syslog_sinks_send_rfc5424_over_tcp_and_udp, crate::support::local_receivers);
+both_backends!(
+    syslog_sinks_send_rfc5424_over_tcp_and_udp,
+    crate::support::local_receivers
+);
 
 async fn file_sink_appends_json_lines_and_rotates(app: TestApp) {
     let sa = super_admin(&app).await;
@@ -445,13 +486,19 @@ async fn file_sink_appends_json_lines_and_rotates(app: TestApp) {
         .await
         .ok(201);
     assert_eq!(
-        (s["path"].as_str(), s["max_bytes"].as_i64(), s["max_files"].as_i64()),
+        (
+            s["path"].as_str(),
+            s["max_bytes"].as_i64(),
+            s["max_files"].as_i64()
+        ),
         (Some("siem/audit.jsonl"), Some(4096), Some(3))
     );
     for i in 0..12 {
         sa.create_key(json!({ "name": format!("f{i}") })).await;
     }
-    deliver_due(&app.state.service, &runner(&app)).await.unwrap();
+    deliver_due(&app.state.service, &runner(&app))
+        .await
+        .unwrap();
     let file = app
         .state
         .config
@@ -460,7 +507,10 @@ async fn file_sink_appends_json_lines_and_rotates(app: TestApp) {
         .join(&app.org_id)
         .join("siem/audit.jsonl");
     let mut events = Vec::new();
-    for p in (1..=3).rev().map(|n| file.with_extension(format!("jsonl.{n}"))) {
+    for p in (1..=3)
+        .rev()
+        .map(|n| file.with_extension(format!("jsonl.{n}")))
+    {
         if let Ok(t) = std::fs::read_to_string(&p) {
             assert!(t.len() <= 4096, "{} is {} bytes", p.display(), t.len());
             events.extend(t.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
@@ -468,15 +518,25 @@ async fn file_sink_appends_json_lines_and_rotates(app: TestApp) {
     }
     let current = std::fs::read_to_string(&file).unwrap();
     assert!(current.len() <= 4096);
-    events.extend(current.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+    events.extend(
+        current
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+    );
     assert!(file.with_extension("jsonl.1").exists(), "rotated at 4 KiB");
     // Rotation kept the last files only; what is kept is an unbroken piece of the chain.
     let first = events[0]["seq"].as_i64().unwrap();
     for w in events.windows(2) {
-        assert_eq!(w[1]["seq"].as_i64().unwrap(), w[0]["seq"].as_i64().unwrap() + 1);
+        assert_eq!(
+            w[1]["seq"].as_i64().unwrap(),
+            w[0]["seq"].as_i64().unwrap() + 1
+        );
         assert_eq!(w[1]["prev_hash"], w[0]["hash"]);
     }
-    let s = sa.get(&format!("/audit-sinks/{}", s["id"].as_str().unwrap())).await.ok(200);
+    let s = sa
+        .get(&format!("/audit-sinks/{}", s["id"].as_str().unwrap()))
+        .await
+        .ok(200);
     assert_eq!(events.last().unwrap()["seq"], s["cursor"]["seq"]);
     assert!(first >= 1);
 }
@@ -494,37 +554,85 @@ async fn audit_sink_requests_are_validated(app: TestApp) {
     bad(json!({"kind": "http"}), "url").await;
     bad(json!({"kind": "http", "url": "ftp://x.example.com"}), "url").await;
     // Internal addresses are refused unless the operator allowed them.
-    bad(json!({"kind": "http", "url": "http://127.0.0.1:9/x"}), "url").await;
-    bad(json!({"kind": "http", "url": "http://169.254.169.254/"}), "url").await;
+    bad(
+        json!({"kind": "http", "url": "http://127.0.0.1:9/x"}),
+        "url",
+    )
+    .await;
+    bad(
+        json!({"kind": "http", "url": "http://169.254.169.254/"}),
+        "url",
+    )
+    .await;
     bad(json!({"kind": "syslog", "host": "10.0.0.1"}), "host").await;
     bad(json!({"kind": "syslog", "host": "localhost"}), "host").await;
     bad(json!({"kind": "syslog", "host": "a b"}), "host").await;
-    bad(json!({"kind": "syslog", "host": "8.8.8.8", "port": 0}), "port").await;
-    bad(json!({"kind": "syslog", "host": "8.8.8.8", "port": 70000}), "port").await;
-    bad(json!({"kind": "syslog", "host": "8.8.8.8", "transport": "tls"}), "transport").await;
+    bad(
+        json!({"kind": "syslog", "host": "8.8.8.8", "port": 0}),
+        "port",
+    )
+    .await;
+    bad(
+        json!({"kind": "syslog", "host": "8.8.8.8", "port": 70000}),
+        "port",
+    )
+    .await;
+    bad(
+        json!({"kind": "syslog", "host": "8.8.8.8", "transport": "tls"}),
+        "transport",
+    )
+    .await;
     bad(json!({"kind": "file", "path": "../escape.jsonl"}), "path").await;
     bad(json!({"kind": "file", "path": "/etc/passwd"}), "path").await;
     bad(json!({"kind": "file", "path": "a/../../b"}), "path").await;
-    bad(json!({"kind": "file", "path": "ok.jsonl", "max_bytes": 10}), "max_bytes").await;
-    bad(json!({"kind": "file", "path": "ok.jsonl", "max_files": 0}), "max_files").await;
-    bad(json!({"kind": "file", "path": "ok.jsonl", "url": "https://x.example.com"}), "url").await;
-    bad(json!({"kind": "file", "path": "ok.jsonl", "start": "yesterday"}), "start").await;
+    bad(
+        json!({"kind": "file", "path": "ok.jsonl", "max_bytes": 10}),
+        "max_bytes",
+    )
+    .await;
+    bad(
+        json!({"kind": "file", "path": "ok.jsonl", "max_files": 0}),
+        "max_files",
+    )
+    .await;
+    bad(
+        json!({"kind": "file", "path": "ok.jsonl", "url": "https://x.example.com"}),
+        "url",
+    )
+    .await;
+    bad(
+        json!({"kind": "file", "path": "ok.jsonl", "start": "yesterday"}),
+        "start",
+    )
+    .await;
     let e = sa
-        .post("/audit-sinks", json!({"kind": "file", "path": "a", "colour": "red"}))
+        .post(
+            "/audit-sinks",
+            json!({"kind": "file", "path": "a", "colour": "red"}),
+        )
         .await
         .err(400);
     assert_eq!(e["code"], "unknown_field");
     sa.post("/audit-sinks", json!({"kind": 5})).await.err(400);
 
     let s = sa
-        .post("/audit-sinks", json!({"kind": "file", "path": "a.jsonl", "start": "now"}))
+        .post(
+            "/audit-sinks",
+            json!({"kind": "file", "path": "a.jsonl", "start": "now"}),
+        )
         .await
         .ok(201);
     let id = s["id"].as_str().unwrap();
-    assert_eq!(s["lag"], 1, "starting now: only its own creation entry is due");
-    sa.patch(&format!("/audit-sinks/{id}"), json!({"url": "https://x.example.com"}))
-        .await
-        .bad("url");
+    assert_eq!(
+        s["lag"], 1,
+        "starting now: only its own creation entry is due"
+    );
+    sa.patch(
+        &format!("/audit-sinks/{id}"),
+        json!({"url": "https://x.example.com"}),
+    )
+    .await
+    .bad("url");
     sa.patch(&format!("/audit-sinks/{id}"), json!({"kind": "http"}))
         .await
         .err(400);
@@ -532,16 +640,24 @@ async fn audit_sink_requests_are_validated(app: TestApp) {
         .await
         .bad("path");
     let p = sa
-        .patch(&format!("/audit-sinks/{id}"), json!({"path": "b.jsonl", "max_files": 2}))
+        .patch(
+            &format!("/audit-sinks/{id}"),
+            json!({"path": "b.jsonl", "max_files": 2}),
+        )
         .await
         .ok(200);
-    assert_eq!((p["path"].as_str(), p["max_files"].as_i64()), (Some("b.jsonl"), Some(2)));
+    assert_eq!(
+        (p["path"].as_str(), p["max_files"].as_i64()),
+        (Some("b.jsonl"), Some(2))
+    );
 
     // Unknown ids, other organizations' ids and malformed ids are 404.
     let fake = "01jzzzzzzzzzzzzzzzzzzzzzzz";
     sa.get(&format!("/audit-sinks/{fake}")).await.err(404);
     sa.get("/audit-sinks/not-an-id").await.err(404);
-    sa.patch(&format!("/audit-sinks/{fake}"), json!({})).await.err(404);
+    sa.patch(&format!("/audit-sinks/{fake}"), json!({}))
+        .await
+        .err(404);
     sa.delete(&format!("/audit-sinks/{fake}")).await.err(404);
     let list = sa.get("/audit-sinks?limit=1").await.ok(200);
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
@@ -553,7 +669,10 @@ async fn audit_sink_requests_are_validated(app: TestApp) {
         let key = app.admin_key(&[role]).await;
         let c = Client::bearer(&app, &key).await;
         let e = c.get("/audit-sinks").await.err(403);
-        assert!(e["message"].as_str().unwrap().contains("audit.manage"), "{e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("audit.manage"),
+            "{e}"
+        );
         c.post("/audit-sinks", json!({"kind": "file", "path": "x"}))
             .await
             .err(403);
