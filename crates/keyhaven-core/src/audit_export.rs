@@ -231,9 +231,12 @@ pub fn entry_from_csv(f: &[Option<String>]) -> Result<AuditEntry, String> {
     })
 }
 
+/// A CSV record: the line it starts on and its fields (`None`: empty and unquoted).
+pub type CsvRecord = (usize, Vec<Option<String>>);
+
 /// Splits CSV text (RFC 4180, quoted fields may hold line breaks) into records, each with
 /// the line number it starts on. An unquoted empty field is `None`, a quoted one `Some("")`.
-pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<Option<String>>)>, (usize, String)> {
+pub fn parse_csv(text: &str) -> Result<Vec<CsvRecord>, (usize, String)> {
     let mut out = Vec::new();
     let mut chars = text.chars().peekable();
     let mut line = 1usize;
