@@ -115,6 +115,10 @@ fn only(kind: &str, f: &SinkFields) -> Result<(), DomainError> {
     Ok(())
 }
 
+fn bad_kind() -> DomainError {
+    DomainError::invalid("invalid_kind", "kind", "kind must be http, syslog or file")
+}
+
 fn transport(s: &str) -> Result<Transport, DomainError> {
     Transport::parse(s).ok_or_else(|| {
         DomainError::invalid(
@@ -163,6 +167,9 @@ impl Service {
 
     /// The target a create asks for.
     async fn new_target(&self, kind: &str, f: &SinkFields) -> ServiceResult<SinkTarget> {
+        if !matches!(kind, "http" | "syslog" | "file") {
+            return Err(bad_kind().into());
+        }
         only(kind, f)?;
         Ok(match kind {
             "http" => {
@@ -195,14 +202,7 @@ impl Service {
                     f.max_files.unwrap_or(audit_sink::DEFAULT_MAX_FILES),
                 )?,
             },
-            _ => {
-                return Err(DomainError::invalid(
-                    "invalid_kind",
-                    "kind",
-                    "kind must be http, syslog or file",
-                )
-                .into())
-            }
+            _ => return Err(bad_kind().into()),
         })
     }
 

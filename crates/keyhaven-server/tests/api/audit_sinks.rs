@@ -551,6 +551,11 @@ async fn audit_sink_requests_are_validated(app: TestApp) {
         }
     };
     bad(json!({"kind": "kafka"}), "kind").await;
+    bad(
+        json!({"kind": "kafka", "url": "https://x.example.com"}),
+        "kind",
+    )
+    .await;
     bad(json!({"kind": "http"}), "url").await;
     bad(json!({"kind": "http", "url": "ftp://x.example.com"}), "url").await;
     // Internal addresses are refused unless the operator allowed them.
