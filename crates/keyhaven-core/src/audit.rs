@@ -344,6 +344,16 @@ pub enum Action {
     ApiKeyView,
     /// `audit.list`.
     AuditList,
+    /// `audit_sink.create`.
+    AuditSinkCreate,
+    /// `audit_sink.delete`.
+    AuditSinkDelete,
+    /// `audit_sink.list`.
+    AuditSinkList,
+    /// `audit_sink.update`.
+    AuditSinkUpdate,
+    /// `audit_sink.view`.
+    AuditSinkView,
     /// `credential.create`.
     CredentialCreate,
     /// `credential.delete`.
@@ -445,6 +455,11 @@ impl Action {
         Action::ApiKeyUsage,
         Action::ApiKeyView,
         Action::AuditList,
+        Action::AuditSinkCreate,
+        Action::AuditSinkDelete,
+        Action::AuditSinkList,
+        Action::AuditSinkUpdate,
+        Action::AuditSinkView,
         Action::CredentialCreate,
         Action::CredentialDelete,
         Action::CredentialList,
@@ -505,6 +520,11 @@ impl Action {
             Action::ApiKeyUsage => "api_key.usage",
             Action::ApiKeyView => "api_key.view",
             Action::AuditList => "audit.list",
+            Action::AuditSinkCreate => "audit_sink.create",
+            Action::AuditSinkDelete => "audit_sink.delete",
+            Action::AuditSinkList => "audit_sink.list",
+            Action::AuditSinkUpdate => "audit_sink.update",
+            Action::AuditSinkView => "audit_sink.view",
             Action::CredentialCreate => "credential.create",
             Action::CredentialDelete => "credential.delete",
             Action::CredentialList => "credential.list",

@@ -9,6 +9,8 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod audit_export;
+pub mod audit_sink;
 pub mod credential;
 pub mod error;
 pub mod id;

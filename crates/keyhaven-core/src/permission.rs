@@ -56,6 +56,7 @@ catalog! {
     ApiKeysCreate = "api_keys.create": "Create API keys",
     ApiKeysManage = "api_keys.manage": "Edit, regenerate, revoke and delete API keys",
     AuditView = "audit.view": "Read the audit log and API activity",
+    AuditManage = "audit.manage": "Configure audit sinks that stream the audit log elsewhere",
     SharedSecretView = "shared_secret.view": "Reveal the organization's shared secret",
     SharedSecretManage = "shared_secret.manage": "Create or rotate the organization's shared secret",
     WebhooksView = "webhooks.view": "See webhook endpoints and their deliveries",
@@ -127,7 +128,7 @@ mod tests {
 
     #[test]
     fn catalog_round_trips_and_has_descriptions() {
-        assert_eq!(Permission::ALL.len(), 20);
+        assert_eq!(Permission::ALL.len(), 21);
         for p in Permission::ALL {
             assert_eq!(Permission::from_str(p.as_str()), Ok(*p));
             assert!(!p.description().is_empty());

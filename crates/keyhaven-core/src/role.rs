@@ -43,6 +43,7 @@ pub fn built_in_definitions() -> Vec<(&'static str, &'static str, Vec<Permission
         UsersDelete,
         RolesManage,
         OrganizationManage,
+        AuditManage,
     ];
     vec![
         (
@@ -209,6 +210,7 @@ mod tests {
             "users.delete",
             "roles.manage",
             "organization.manage",
+            "audit.manage",
         ] {
             assert!(!admin.contains(&p.to_string()), "{p}");
         }

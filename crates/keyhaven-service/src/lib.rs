@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod audit_log;
+pub mod audit_sinks;
 pub mod changes;
 pub mod config;
 pub mod credentials;

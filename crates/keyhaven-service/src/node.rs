@@ -6,8 +6,8 @@
 //! [`crate::jobs::credits::notify_signals`]), the change-log follower (woken at once by PostgreSQL notifications; it also
 //! keeps the index of existing key digests), the re-check of cached keys past their
 //! maximum age (every half minute), the
-//! OAuth signing-key warm-up and credential-use flusher, and the jobs (expiry notices,
-//! webhook deliveries). They stop when the `stopped` channel turns true; then
+//! OAuth signing-key warm-up and credential-use flusher, the jobs (expiry notices,
+//! webhook deliveries), and audit-sink delivery (every second, [`crate::jobs::audit_sinks`]). They stop when the `stopped` channel turns true; then
 //! [`Service::finish`] writes the last counts and closes the pool.
 
 use std::sync::Arc;
@@ -78,6 +78,14 @@ impl Service {
                 tracing::error!(error = %e, "expiry notices and webhooks are off: the mail settings are unusable")
             }
         }
+        tasks.push(tokio::spawn(crate::jobs::audit_sinks::run(
+            self.clone(),
+            crate::jobs::audit_sinks::SinkRunner::new(
+                crate::jobs::webhooks::client(),
+                config.data_dir.join("audit"),
+            ),
+            stopped.clone(),
+        )));
         let wake = Arc::new(tokio::sync::Notify::new());
         let follow = crate::verify::changes::follow(
             self.verifier.clone(),

@@ -1,4 +1,5 @@
-//! Where Keyhaven may send requests on a tenant's behalf (today: webhook deliveries).
+//! Where Keyhaven may send requests on a tenant's behalf: webhook deliveries and audit
+//! sinks (HTTP and syslog).
 //!
 //! Only public addresses are reachable by default. Loopback, private (RFC 1918),
 //! CGNAT (`100.64.0.0/10`), link-local (including `169.254.169.254`, the cloud metadata

@@ -275,7 +275,11 @@ impl Service {
 
     /// Creates the organization's shared secret inside `tx` when it has none, so every
     /// delivery is signed (audited as `shared_secret.create`; reveal it to verify).
-    async fn ensure_shared_secret(&self, tx: &mut dyn Tx, caller: &Caller) -> ServiceResult<()> {
+    pub(crate) async fn ensure_shared_secret(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+    ) -> ServiceResult<()> {
         if tx.shared_secret(&caller.org_id).await?.is_some() {
             return Ok(());
         }

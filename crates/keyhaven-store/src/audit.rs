@@ -74,7 +74,7 @@ fn principal(r: &AnyRow, prefix: &str) -> StoreResult<Option<Principal>> {
     }
 }
 
-fn from_row(r: &AnyRow) -> StoreResult<AuditEntry> {
+pub(crate) fn from_row(r: &AnyRow) -> StoreResult<AuditEntry> {
     let outcome = text(r, "outcome")?;
     Ok(AuditEntry {
         id: id(r, "id")?,

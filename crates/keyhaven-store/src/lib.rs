@@ -16,6 +16,7 @@
 
 mod api_keys;
 mod audit;
+mod audit_sinks;
 mod backend;
 mod changes;
 mod counters;
@@ -42,6 +43,7 @@ pub use api_keys::{
     pending_digest, ApiKeyFilter, ApiKeys, KeyCounts, KeyDigests, KeyMatch, PendingHash,
 };
 pub use audit::{Audit, AuditFilter};
+pub use audit_sinks::{AuditSink, AuditSinks};
 pub use backend::Backend;
 pub use changes::{Change, ChangeKind, Changes, CHANNEL};
 pub use counters::{Counters, CreditChange, CreditLease, CreditNotice, DueRefill};
@@ -94,6 +96,7 @@ pub trait Tx:
     + ApiKeys
     + Credentials
     + Audit
+    + AuditSinks
     + SharedSecrets
     + Usage
     + Changes

@@ -1,6 +1,7 @@
 //! `keyhaven`: the one binary. `serve` runs the server; `admin`, `audit` and `migrate`
 //! act on the same database from the shell, also while a server runs.
 
+mod audit;
 mod import;
 
 use std::process::ExitCode;
@@ -138,11 +139,31 @@ enum Admin {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Verify every organization's hash chain; reports the first broken link.
+    /// Verify every organization's hash chain; reports the first broken link. With
+    /// --file, check an exported file instead, offline (no database).
     Verify {
         /// Only this organization.
         #[arg(long)]
         org: Option<String>,
+        /// An export of `keyhaven audit export` to check on its own.
+        #[arg(long, conflicts_with = "org")]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Write an organization's audit log to standard output, ending with a line holding
+    /// the chain head (check it later with `audit verify --file`).
+    Export {
+        /// Organization id (may be left out when there is exactly one).
+        #[arg(long)]
+        org: Option<String>,
+        /// From the first entry at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Up to the last entry before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: audit::Format,
     },
 }
 
@@ -385,7 +406,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let u = s.service.reset_password_by_email(&email, &new).await?;
             println!("password of {} reset; their sessions have ended", u.email);
         }
-        Command::Audit(AuditCmd::Verify { org }) => {
+        Command::Audit(AuditCmd::Verify {
+            file: Some(file), ..
+        }) => return audit::verify_file(&file),
+        Command::Audit(AuditCmd::Export {
+            org,
+            since,
+            until,
+            format,
+        }) => {
+            let s = state(&cli.settings).await?;
+            let org = org_id(&s, org).await?;
+            let (since, until) = (since.as_deref(), until.as_deref());
+            return audit::export(&s.service, &org, since, until, format).await;
+        }
+        Command::Audit(AuditCmd::Verify { org, file: None }) => {
             let s = state(&cli.settings).await?;
             let org = match org {
                 Some(o) => Some(org_id(&s, Some(o)).await?),

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod audit_events;
+pub mod audit_sinks;
 pub mod error;
 pub mod health;
 pub mod me;
@@ -92,6 +93,16 @@ pub fn routes() -> Router<AppState> {
         .route("/shared-secret/reveal", post(shared_secret::reveal))
         .route("/shared-secret/rotate", post(shared_secret::rotate))
         .route("/audit-events", get(audit_events::list))
+        .route(
+            "/audit-sinks",
+            get(audit_sinks::list).post(audit_sinks::create),
+        )
+        .route(
+            "/audit-sinks/{id}",
+            get(audit_sinks::get)
+                .patch(audit_sinks::update)
+                .delete(audit_sinks::delete),
+        )
         .route("/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
             "/webhooks/{id}",

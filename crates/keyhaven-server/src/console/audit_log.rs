@@ -141,6 +141,7 @@ pub async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
         .map(|e| e.draft.actor.clone())
         .collect();
     let actors = actor_options(&state, &c, &seen).await?;
+    let sinks = super::audit_sinks::section(&state, &c).await?;
     let outcome = q.get("outcome");
     let actor = q.get("actor_id");
     let tz = offset.to_string();
@@ -244,6 +245,7 @@ pub async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
             }
             (widgets::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
         }
+        (sinks)
     };
     Ok(layout::ok(layout(&c, "API Activity", "access", body)))
 }

@@ -16,6 +16,7 @@
 //! - `users`: users (create, edit, reset password, delete).
 //! - `roles`: roles and their permissions.
 //! - `webhooks`: webhook endpoints and their recent deliveries.
+//! - `audit_sinks`: audit streaming on the API Activity tab (audit.manage).
 //! - `shared_secret`: the API shared secret (status, reveal, rotate).
 //! - `account`: the signed-in user's own profile and password.
 //! - `login`: sign-in and sign-out; `auth`: the session extractor (`Console`),
@@ -37,6 +38,7 @@
 mod account;
 mod api_keys;
 mod audit_log;
+mod audit_sinks;
 mod auth;
 mod errors;
 mod forms;
@@ -150,6 +152,15 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/settings/shared-secret/rotate",
             post(shared_secret::rotate_secret),
+        )
+        .route(
+            "/settings/audit-sinks",
+            axum::routing::post(audit_sinks::create_sink),
+        )
+        .route("/settings/audit-sinks/new", get(audit_sinks::new_sink_page))
+        .route(
+            "/settings/audit-sinks/{id}/delete",
+            post(audit_sinks::delete_sink),
         )
         .route(
             "/settings/webhooks",

@@ -511,7 +511,7 @@ async fn permissions_catalog_and_built_in_roles(app: TestApp) {
     let sa = super_admin(&app).await;
     let cat = sa.get("/v1/permissions").await.ok(200);
     let items = cat["data"].as_array().expect("a list of permissions");
-    assert_eq!(items.len(), 20);
+    assert_eq!(items.len(), 21);
     assert_eq!(
         items
             .iter()
@@ -558,6 +558,7 @@ async fn permissions_catalog_and_built_in_roles(app: TestApp) {
         "users.delete",
         "roles.manage",
         "organization.manage",
+        "audit.manage",
     ] {
         admin_perms.remove(p);
     }

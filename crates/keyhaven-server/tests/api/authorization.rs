@@ -406,6 +406,36 @@ async fn matrix(app: TestApp) {
             "shared_secret.view",
         ),
         (Method::GET, format!("{o}/audit-events"), None, "audit.view"),
+        (
+            Method::GET,
+            format!("{o}/audit-sinks"),
+            None,
+            "audit.manage",
+        ),
+        (
+            Method::POST,
+            format!("{o}/audit-sinks"),
+            Some(json!({"kind": "file", "path": "a.jsonl"})),
+            "audit.manage",
+        ),
+        (
+            Method::GET,
+            format!("{o}/audit-sinks/{FAKE}"),
+            None,
+            "audit.manage",
+        ),
+        (
+            Method::PATCH,
+            format!("{o}/audit-sinks/{FAKE}"),
+            Some(json!({})),
+            "audit.manage",
+        ),
+        (
+            Method::DELETE,
+            format!("{o}/audit-sinks/{FAKE}"),
+            None,
+            "audit.manage",
+        ),
         (Method::GET, format!("{o}/webhooks"), None, "webhooks.view"),
         (
             Method::POST,

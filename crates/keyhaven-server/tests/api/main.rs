@@ -9,6 +9,7 @@ mod support;
 
 mod api_keys;
 mod api_resources;
+mod audit_sinks;
 mod authorization;
 mod authz_hardening;
 mod bodies;

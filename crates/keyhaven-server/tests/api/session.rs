@@ -35,7 +35,7 @@ async fn sign_in_and_me(app: TestApp) {
     assert_eq!(me["principal"]["type"], "user");
     assert_eq!(me["principal"]["name"], ADMIN_EMAIL);
     assert_eq!(me["organization_id"], app.org_id.as_str());
-    assert_eq!(me["permissions"].as_array().unwrap().len(), 20);
+    assert_eq!(me["permissions"].as_array().unwrap().len(), 21);
 
     // Email is compared case-insensitively.
     app.sign_in("Admin@Example.COM", ADMIN_PASSWORD).await;

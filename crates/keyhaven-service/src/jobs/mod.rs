@@ -3,6 +3,7 @@
 //! when a change queues some). The credit notices of the node's meter are taken every
 //! second by a task of their own (see [`crate::node`] and [`credits::notify_signals`]).
 
+pub mod audit_sinks;
 pub mod credits;
 pub mod mail;
 pub mod notices;

@@ -288,7 +288,7 @@ pub const CONNECTION_FAILED: &str = "connection failed";
 /// The client to send to `url` with: checks the address (an IP address, or each address
 /// the host name resolves to, looked up once now) against the outbound policy and this
 /// server's own addresses, and pins the connection to the addresses that passed.
-async fn target_client(
+pub(crate) async fn target_client(
     service: &Service,
     http: &Http,
     url: &str,

@@ -56,9 +56,9 @@ async fn create_cannot_grant_more_than_the_caller_holds(env: &Env) {
             },
         )
         .await;
-    // The first super-admin permission an admin lacks.
-    assert_eq!(denied(r), "organization.manage");
-    env.audited_denial(mark, "api_key.create", &admin, "organization.manage")
+    // The first super-admin permission an admin lacks (in name order).
+    assert_eq!(denied(r), "audit.manage");
+    env.audited_denial(mark, "api_key.create", &admin, "audit.manage")
         .await;
 
     let mark = env.mark().await;
@@ -125,8 +125,8 @@ async fn update_cannot_escalate_but_may_edit_a_stronger_key(env: &Env) {
             },
         )
         .await;
-    assert_eq!(denied(r), "organization.manage");
-    env.audited_denial(mark, "api_key.update", &admin, "organization.manage")
+    assert_eq!(denied(r), "audit.manage");
+    env.audited_denial(mark, "api_key.update", &admin, "audit.manage")
         .await;
     let (still, _) = env
         .service
@@ -173,7 +173,7 @@ async fn regenerate_requires_holding_the_keys_permissions(env: &Env) {
         .service
         .regenerate_api_key(&admin, &strong.id, regenerate(0))
         .await;
-    assert_eq!(denied(r), "organization.manage");
+    assert_eq!(denied(r), "audit.manage");
     let e = env
         .audited(mark, &[("api_key.regenerate", Outcome::Denied)])
         .await

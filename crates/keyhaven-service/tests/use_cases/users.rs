@@ -111,8 +111,8 @@ async fn granting_roles_cannot_escalate(env: &Env) {
         .service
         .update_user(&admin, &target.id, roles(&[SUPER_ADMIN]))
         .await;
-    assert_eq!(denied(r), "organization.manage");
-    env.audited_denial(mark, "user.update", &admin, "organization.manage")
+    assert_eq!(denied(r), "audit.manage");
+    env.audited_denial(mark, "user.update", &admin, "audit.manage")
         .await;
     let u = env.service.get_user(&env.system, &target.id).await.unwrap();
     assert_eq!(u.roles, strings(&[READ_ONLY]));

@@ -541,6 +541,7 @@ pub const CATALOG: &[&str] = &[
     "api_keys.create",
     "api_keys.manage",
     "audit.view",
+    "audit.manage",
     "shared_secret.view",
     "shared_secret.manage",
     "webhooks.view",
