@@ -368,6 +368,43 @@ fn read_expiry(
     }
 }
 
+const HINT_CIDRS: &str = "Optional: the client networks that may use the key, separated by commas, e.g. 10.0.0.0/8, 203.0.113.7/32. Empty means any address.";
+const HINT_METADATA: &str =
+    "Optional: a JSON object (up to 4 KiB) returned with every successful verification, e.g. {\"plan\": \"pro\"}.";
+
+/// The networks and metadata fields of the key forms.
+fn access_fields(form: &FormData, errors: &FieldErrors) -> Markup {
+    html! {
+        (field("Allowed networks", "allowed_cidrs", errors, Some(HINT_CIDRS), forms::text_input("allowed_cidrs", &form.list("allowed_cidrs").join(", "), "text", false)))
+        (field("Metadata", "metadata", errors, Some(HINT_METADATA), html! {
+            textarea id="f-metadata" name="metadata" rows="3" spellcheck="false" class="mono" { (form.get("metadata")) }
+        }))
+    }
+}
+
+/// The metadata box: empty → `{}`, else a JSON object (a message at the field
+/// otherwise; the service checks its size).
+fn read_metadata(form: &FormData, errors: &mut FieldErrors) -> Option<serde_json::Value> {
+    let text = form.get("metadata").trim();
+    if text.is_empty() {
+        return Some(serde_json::json!({}));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v @ serde_json::Value::Object(_)) => Some(v),
+        Ok(_) => {
+            errors.add(
+                "metadata",
+                "Metadata must be a JSON object, like {\"plan\": \"pro\"}.",
+            );
+            None
+        }
+        Err(e) => {
+            errors.add("metadata", format!("Metadata is not valid JSON: {e}."));
+            None
+        }
+    }
+}
+
 const HINT_KEY_LIMITS: &str = "Each limit lets through at most its number of successful verifications per window, across every Keyhaven node. Limits that apply only when named are used by requests that list them, with a cost.";
 
 /// The credits section of the key forms: unlimited, or a balance with an optional
@@ -617,6 +654,7 @@ async fn create_form(
                     }
                 }))
                 (expiry_fields(form, errors, "90"))
+                (access_fields(form, errors))
                 (forms::limits_fields(form, errors, HINT_KEY_LIMITS))
                 (credits_fields(form, errors, false))
                 div class="form-actions" {
@@ -653,6 +691,7 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
     let expiry = read_expiry(&form, c.now, &mut errors);
     let ratelimits = forms::read_limits(&form, "A key", &mut errors);
     let credits = read_credits(&form, &mut errors);
+    let metadata = read_metadata(&form, &mut errors);
     let (Some(expiry), true) = (expiry, errors.is_empty()) else {
         return create_form(&state, &c, &form, &errors).await;
     };
@@ -676,6 +715,8 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         ratelimits: Some(ratelimits),
         credits,
         external_id: form.opt("external_id"),
+        allowed_cidrs: Some(form.list("allowed_cidrs")),
+        metadata,
         ..Default::default()
     };
     match state.service.create_api_key(&c.caller, input).await {
@@ -931,6 +972,12 @@ async fn details_page(
                         @if let (Some(h), "active") = (hold, status) { div class="hint" id="status-hint" { (widgets::hold_reason(h)) } }
                     }
                     dt { "Description" } dd { @if k.description.is_empty() { span class="muted" { "—" } } @else { (k.description) } }
+                    dt { "Key ID" } dd {
+                        div class="secret-row id-row" {
+                            input id="key-id" type="text" readonly value=(k.id) aria-label="Key ID" class="mono";
+                            button type="button" class="btn" data-copy="key-id" { "Copy" }
+                        }
+                    }
                     dt { "Masked key" } dd { code { (k.masked_key) } }
                     @if !k.enabled { dt { "Turned off" } dd { "Answers DISABLED until turned on again (not revoked)." } }
                     dt { "External ID" } dd { @match &k.external_id { Some(e) => code { (e) }, None => span class="muted" { "—" } } }
@@ -941,6 +988,8 @@ async fn details_page(
                     dt { "Scopes" } dd { (chips(&k.scopes, "chip-scope")) }
                     dt { "Effective permissions" } dd { (chips(&perms, "chip-perm")) }
                     dt { "Expires" } dd { @match &k.expires_at { Some(t) => (widgets::time(t)), None => "Never" } }
+                    dt { "Allowed networks" } dd { @if k.allowed_cidrs.is_empty() { span class="muted" { "Any address" } } @else { @for n in &k.allowed_cidrs { code { (n) } " " } } }
+                    dt { "Metadata" } dd { @if k.metadata.as_object().is_some_and(|o| o.is_empty()) { span class="muted" { "—" } } @else { code class="metadata" { (k.metadata.to_string()) } } }
                     dt { "Created by" } dd { (k.created_by.name) }
                     dt { "Created" } dd { (widgets::time(&k.created_at)) }
                     dt { "Last used" } dd { (relative(c.now, k.last_used_at)) }
@@ -1181,6 +1230,8 @@ async fn edit_form(
                 }
                 (field("Scopes", "scopes", errors, Some("Separate scopes with commas."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
                 (field("External ID", "external_id", errors, Some(HINT_EXTERNAL_ID), forms::text_input("external_id", form.get("external_id"), "text", false)))
+                (access_fields(form, errors))
+                p class="hint" { "To change when the key expires, regenerate it: the expiry goes with a secret." }
                 (forms::limits_fields(form, errors, HINT_KEY_LIMITS))
                 (credits_fields(form, errors, true))
                 div class="form-actions" {
@@ -1191,6 +1242,14 @@ async fn edit_form(
         }
     };
     forms::form_page(errors, layout(c, "Edit API key", "keys", body))
+}
+
+/// A key's metadata as the edit form shows it: empty for `{}`, else indented JSON.
+fn metadata_text(m: &serde_json::Value) -> String {
+    match m {
+        serde_json::Value::Object(o) if o.is_empty() => String::new(),
+        v => serde_json::to_string_pretty(v).unwrap_or_default(),
+    }
 }
 
 /// `GET /api-keys/{id}/edit`.
@@ -1211,6 +1270,15 @@ pub async fn edit_page(
             "external_id".to_string(),
             k.external_id.clone().unwrap_or_default(),
         ),
+        (
+            "allowed_cidrs".to_string(),
+            k.allowed_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("metadata".to_string(), metadata_text(&k.metadata)),
     ];
     pairs.extend(k.roles.iter().map(|r| ("roles".to_string(), r.clone())));
     pairs.extend(forms::limit_pairs(&k.ratelimits));
@@ -1236,6 +1304,7 @@ pub async fn edit(
     precheck(&form, &mut errors);
     let ratelimits = forms::read_limits(&form, "A key", &mut errors);
     let mut credits = read_credits(&form, &mut errors);
+    let metadata = read_metadata(&form, &mut errors);
     if !errors.is_empty() {
         return edit_form(&state, &c, &k, &form, &errors).await;
     }
@@ -1260,6 +1329,10 @@ pub async fn edit(
         ratelimits: forms::limits_sent(&form).then_some(Some(ratelimits)),
         credits: form.has("credits").then_some(credits),
         external_id: form.has("external_id").then(|| form.opt("external_id")),
+        allowed_cidrs: form
+            .has("allowed_cidrs")
+            .then(|| form.list("allowed_cidrs")),
+        metadata: form.has("metadata").then_some(metadata),
         ..Default::default()
     };
     match state.service.update_api_key(&c.caller, &id, input).await {

@@ -114,3 +114,130 @@ async fn import_screen_checks_then_imports(app: TestApp) {
     b.screenshot().await;
 }
 both_backends!(import_screen_checks_then_imports);
+
+/// Allowed networks and metadata on the create and edit forms, and the key id with a
+/// Copy button on the key's page (plain HTTP: the forms as a browser posts them).
+async fn networks_and_metadata_on_the_key_forms(app: TestApp) {
+    use super::{console_client, csrf_of};
+    let (client, csrf) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let res = client
+        .post(app.url("/api-keys/new"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "fenced"),
+            ("expiration", "never"),
+            ("allowed_cidrs", "10.0.0.0/8, 203.0.113.7/32"),
+            ("metadata", r#"{"plan": "pro"}"#),
+            ("credits", "unlimited"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let mut tx = app.db.store.read().await.unwrap();
+    let org = keyhaven_core::id::Id::from_trusted(app.org_id.clone());
+    let keys = tx
+        .list_api_keys(
+            &org,
+            &keyhaven_store::ApiKeyFilter {
+                status: None,
+                role: None,
+                tag: None,
+                owner_id: None,
+                q: Some("fenced".into()),
+                external_id: None,
+                now: app.state.service.now(),
+            },
+            &keyhaven_store::Page {
+                limit: 10,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items;
+    drop(tx);
+    let k = &keys[0];
+    assert_eq!(k.allowed_cidrs.len(), 2);
+    assert_eq!(k.metadata, serde_json::json!({"plan": "pro"}));
+    let id = k.id.to_string();
+
+    // The page shows them, and the id to copy.
+    let html = client
+        .get(app.url(&format!("/api-keys/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("203.0.113.7/32") && html.contains("&quot;plan&quot;"),
+        "{html}"
+    );
+    assert!(html.contains(&format!(
+        "id=\"key-id\" type=\"text\" readonly value=\"{id}\""
+    )));
+    assert!(html.contains("data-copy=\"key-id\""));
+
+    // The edit form starts from them; a bad object and a bad network come back at
+    // their fields; then both change.
+    let edit = client
+        .get(app.url(&format!("/api-keys/{id}/edit")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(edit.contains("10.0.0.0/8, 203.0.113.7/32"), "{edit}");
+    let post = |cidrs: &'static str, meta: &'static str| {
+        let (client, csrf, url) = (
+            client.clone(),
+            csrf_of(&edit),
+            app.url(&format!("/api-keys/{id}/edit")),
+        );
+        async move {
+            client
+                .post(url)
+                .form(&[
+                    ("csrf_token", csrf.as_str()),
+                    ("name", "fenced"),
+                    ("allowed_cidrs", cidrs),
+                    ("metadata", meta),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = post("10.0.0.0/8", "[1, 2]").await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("id=\"e-metadata\""), "{html}");
+    let res = post("not-a-network", "").await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("not-a-network"), "the typed value is kept");
+    let res = post("192.168.0.0/16", r#"{"plan": "team", "seats": 5}"#).await;
+    assert!(
+        res.status().is_success() || res.status().is_redirection(),
+        "{}",
+        res.status()
+    );
+    let (k, _) = app
+        .state
+        .service
+        .get_api_key(&super::system(&app), &k.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        k.allowed_cidrs
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>(),
+        vec!["192.168.0.0/16".to_string()]
+    );
+    assert_eq!(k.metadata, serde_json::json!({"plan": "team", "seats": 5}));
+}
+both_backends!(networks_and_metadata_on_the_key_forms);
