@@ -206,6 +206,33 @@ pub async fn new_role_page(c: Console) -> PageResult {
 /// `POST /roles/new`.
 pub async fn create_role(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
+    // Every field's mistake at once (the use case stops at the first).
+    let mut errors = FieldErrors::default();
+    errors.check(
+        keyhaven_core::role::validate_name(form.get("name").trim(), "name"),
+        &[],
+    );
+    errors.check(
+        keyhaven_core::validate::description(form.get("description"), "description"),
+        &[],
+    );
+    if let Some(p) = form.opt("key_name_pattern") {
+        errors.check(
+            keyhaven_core::role::validate_pattern(&p, "key_name_pattern"),
+            &[],
+        );
+    }
+    if !errors.is_empty() {
+        return Ok(layout::page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            layout(
+                &c,
+                "Create role",
+                "roles",
+                role_form(&c, None, &form, &errors),
+            ),
+        ));
+    }
     let input = CreateRole {
         name: form.get("name").trim().to_string(),
         description: Some(form.get("description").to_string()),

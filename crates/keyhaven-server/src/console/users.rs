@@ -168,6 +168,23 @@ pub async fn new_user_page(State(state): State<AppState>, c: Console) -> PageRes
 /// `POST /users/new`.
 pub async fn create_user(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
+    // Every field's mistake at once (the use case stops at the first).
+    let mut errors = FieldErrors::default();
+    errors.check(
+        keyhaven_core::validate::email(form.get("email").trim(), "email"),
+        &[],
+    );
+    errors.check(
+        keyhaven_core::user::validate_display_name(form.get("display_name")),
+        &[],
+    );
+    errors.check(
+        keyhaven_core::validate::new_password(form.get("password"), "password"),
+        &[],
+    );
+    if !errors.is_empty() {
+        return user_form(&state, &c, &form, &errors).await;
+    }
     let input = CreateUser {
         email: form.get("email").trim().to_string(),
         display_name: form.get("display_name").to_string(),

@@ -307,3 +307,40 @@ async fn webhook_hint_names_both_schemes(app: TestApp) {
     );
 }
 both_backends!(webhook_hint_names_both_schemes);
+
+/// Issue 14: the user and role forms report every field's mistake at once.
+async fn forms_report_every_error_at_once(app: TestApp) {
+    let (client, csrf) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let res = client
+        .post(app.url("/users/new"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "not-an-email"),
+            ("display_name", ""),
+            ("password", "short"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    for id in ["e-email", "e-display_name", "e-password"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id} in {html}");
+    }
+    let res = client
+        .post(app.url("/roles/new"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "Bad Name!"),
+            ("key_name_pattern", "([unclosed"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    for id in ["e-name", "e-key_name_pattern"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id} in {html}");
+    }
+}
+both_backends!(forms_report_every_error_at_once);
