@@ -115,19 +115,29 @@ pub fn keys_table(
                             }
                             td { code class="masked" { (k.masked_key) } }
                             td {
-                                (chips(&k.roles, "chip-role"))
+                                @if k.roles.is_empty() && k.scopes.is_empty() { span class="muted" { "—" } }
+                                @if !k.roles.is_empty() { div { (chips(&k.roles, "chip-role")) } }
                                 @if !k.scopes.is_empty() { div { (chips(&k.scopes, "chip-scope")) } }
                             }
-                            td { (chips(&k.tags, "chip-tag")) }
+                            td {
+                                @if k.tags.is_empty() { span class="muted" { "—" } }
+                                @for t in &k.tags {
+                                    a class="chip chip-tag chip-link" href={ "/api-keys?" (forms::query_string(&[("tag", t.as_str())])) } title={ "Show the keys tagged " (t) } { (t) } " "
+                                }
+                            }
                             td {
                                 (k.owner.name)
                                 div class="muted small" {
                                     @if k.owner.kind == PrincipalKind::ServiceAccount { "Service account" } @else { "Personal" }
                                 }
                             }
-                            td { (relative(c.now, k.last_used_at)) }
-                            td {
+                            td class="nowrap" { (relative(c.now, k.last_used_at)) }
+                            td class="nowrap" {
                                 @match &k.expires_at {
+                                    Some(t) if status == "active" && *t - c.now <= Duration::days(7) => {
+                                        span class="expiring" title="Expires within 7 days" { (widgets::date(t)) }
+                                        span class="sr-only" { " (expires within 7 days)" }
+                                    }
                                     Some(t) => (widgets::date(t)),
                                     None => span class="muted" { "Never" },
                                 }

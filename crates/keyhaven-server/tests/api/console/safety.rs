@@ -344,3 +344,51 @@ async fn forms_report_every_error_at_once(app: TestApp) {
     }
 }
 both_backends!(forms_report_every_error_at_once);
+
+/// Issue 14, tables: a key expiring within 7 days stands out, tags link to their
+/// filter, and a key without roles shows no stray dash above its scopes.
+async fn keys_table_highlights_and_links(app: TestApp) {
+    let sa = make_account(&app, "table-owner").await;
+    let owner = || {
+        Some(OwnerRef {
+            kind: PrincipalKind::ServiceAccount,
+            id: sa.clone(),
+        })
+    };
+    let soon = app.state.service.now() + Duration::days(3);
+    let later = app.state.service.now() + Duration::days(30);
+    let (soon_id, _) = make_key_secret(
+        &app,
+        CreateApiKey {
+            name: "expires-soon".into(),
+            tags: Some(vec!["billing".into()]),
+            scopes: Some(vec!["orders:read".into()]),
+            expires_at: Some(soon),
+            owner: owner(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (later_id, _) = make_key_secret(
+        &app,
+        CreateApiKey {
+            name: "expires-later".into(),
+            expires_at: Some(later),
+            owner: owner(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let html = page(&client, &app, "/api-keys").await;
+    let r = row(&html, &soon_id);
+    assert!(r.contains("class=\"expiring\""), "{r}");
+    assert!(r.contains("href=\"/api-keys?tag=billing\""), "{r}");
+    assert!(
+        !r.contains("<span class=\"muted\">—</span><div><span class=\"chip chip-scope"),
+        "{r}"
+    );
+    let r = row(&html, &later_id);
+    assert!(!r.contains("class=\"expiring\""), "{r}");
+}
+both_backends!(keys_table_highlights_and_links);
