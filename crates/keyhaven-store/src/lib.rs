@@ -14,6 +14,7 @@
 //! versioned migrations (`migrations/sqlite`, `migrations/postgres`). One conformance
 //! suite (`tests/conformance.rs`) runs against both.
 
+mod analytics;
 mod api_keys;
 mod audit;
 mod backend;
@@ -38,6 +39,10 @@ mod webhooks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use analytics::{
+    Analytics, AnalyticsPage, AnalyticsQuery, AnalyticsRow, Dimension, Granularity, TopKey,
+    VerificationCount, DAY_MS, HOUR_MS,
+};
 pub use api_keys::{ApiKeyFilter, ApiKeys, KeyCounts, KeyDigests, KeyMatch};
 pub use audit::{Audit, AuditFilter};
 pub use backend::Backend;
@@ -94,6 +99,7 @@ pub trait Tx:
     + Audit
     + SharedSecrets
     + Usage
+    + Analytics
     + Changes
     + Webhooks
     + Deliveries

@@ -43,6 +43,7 @@ impl Modify for Security {
         api_keys::regenerate, api_keys::revoke, api_keys::credits, api_keys::batch_delete, api_keys::usage, api_keys::metrics,
         shared_secret::status, shared_secret::reveal, shared_secret::rotate,
         audit_events::list,
+        analytics::verifications, analytics::top_keys,
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::deliveries,
         verify::verify, verify::forward_auth, ratelimit::check,
     )
