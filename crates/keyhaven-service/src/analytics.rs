@@ -12,7 +12,9 @@ use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::time::Timestamp;
 use keyhaven_core::DomainError;
-use keyhaven_store::{AnalyticsPage, AnalyticsQuery, AnalyticsRow, Dimension, Granularity};
+use keyhaven_store::{
+    AnalyticsPage, AnalyticsQuery, AnalyticsRow, CodeFilter, Dimension, Granularity,
+};
 
 use crate::verify::Code;
 use crate::{Caller, Service, ServiceResult};
@@ -198,19 +200,19 @@ impl Service {
     }
 
     /// The busiest keys of the caller's organization in a range [api_keys.view],
-    /// with their counts per code (only `code`, when given); `limit` 1–100.
+    /// with their counts per code (of the verifications `codes` selects); `limit` 1–100.
     pub async fn top_keys(
         &self,
         caller: &Caller,
         since: Option<Timestamp>,
         until: Option<Timestamp>,
-        code: Option<&str>,
+        codes: CodeFilter<'_>,
         limit: i64,
     ) -> ServiceResult<(Vec<TopKeyView>, Timestamp, Timestamp)> {
         self.authorize(caller, Permission::ApiKeysView, Action::ApiKeyMetrics)
             .await?;
         let (since, until) = resolve_range(self.now(), since, until)?;
-        if let Some(c) = code {
+        if let CodeFilter::Only(c) = codes {
             if !is_code(c) {
                 return Err(DomainError::invalid(
                     "invalid_code",
@@ -225,7 +227,7 @@ impl Service {
         let to = hour.floor(until.timestamp_millis() + hour.ms() - 1);
         let mut tx = self.store.read().await?;
         let top = tx
-            .top_keys(&caller.org_id, from, to, code, limit.clamp(1, 100))
+            .top_keys(&caller.org_id, from, to, codes, limit.clamp(1, 100))
             .await?;
         let mut out = Vec::with_capacity(top.len());
         for k in top {

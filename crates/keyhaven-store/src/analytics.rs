@@ -158,6 +158,17 @@ pub struct TopKey {
     pub by_code: Vec<(String, i64)>,
 }
 
+/// Which verifications a ranking counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeFilter<'a> {
+    /// Every one.
+    All,
+    /// Those answered with this code.
+    Only(&'a str),
+    /// The refused ones (every code but `VALID`).
+    Failing,
+}
+
 /// Storage of verification analytics.
 #[async_trait]
 pub trait Analytics {
@@ -165,8 +176,8 @@ pub trait Analytics {
     async fn add_verifications(&mut self, counts: &[VerificationCount]) -> StoreResult<()>;
     /// The counts a query asks for, one page.
     async fn verification_counts(&mut self, q: &AnalyticsQuery) -> StoreResult<AnalyticsPage>;
-    /// The `limit` keys of `org_id` with the most verifications (with `code` only, when
-    /// given) in `[since_ms, until_ms)` (hour-aligned), busiest first (ties by key id).
+    /// The `limit` keys of `org_id` with the most verifications (those `codes` selects)
+    /// in `[since_ms, until_ms)` (hour-aligned), busiest first (ties by key id).
     /// Whole days in the range are read from the daily rows, the hours at either end
     /// from the hourly ones.
     async fn top_keys(
@@ -174,7 +185,7 @@ pub trait Analytics {
         org_id: &Id,
         since_ms: i64,
         until_ms: i64,
-        code: Option<&str>,
+        codes: CodeFilter<'_>,
         limit: i64,
     ) -> StoreResult<Vec<TopKey>>;
     /// Deletes at most `batch` hourly rows older than `hourly_before` and at most
@@ -422,7 +433,7 @@ impl Analytics for SqlTx {
         org_id: &Id,
         since_ms: i64,
         until_ms: i64,
-        code: Option<&str>,
+        codes: CodeFilter<'_>,
         limit: i64,
     ) -> StoreResult<Vec<TopKey>> {
         // Whole days from the daily rows, the hours around them from the hourly rows.
@@ -437,12 +448,13 @@ impl Analytics for SqlTx {
             (None, vec![(since_ms, until_ms)])
         };
         let mut args = vec![Arg::Text(org_id.to_string())];
-        let code_clause = match code {
-            Some(c) => {
+        let code_clause = match codes {
+            CodeFilter::Only(c) => {
                 args.push(Arg::Text(c.to_string()));
                 format!(" AND code = ${}", args.len())
             }
-            None => String::new(),
+            CodeFilter::Failing => " AND code <> 'VALID'".to_string(),
+            CodeFilter::All => String::new(),
         };
         let mut parts = Vec::new();
         if let Some((a, b)) = days {

@@ -40,8 +40,8 @@ mod webhooks;
 pub mod testing;
 
 pub use analytics::{
-    Analytics, AnalyticsPage, AnalyticsQuery, AnalyticsRow, Dimension, Granularity, TopKey,
-    VerificationCount, DAY_MS, HOUR_MS,
+    Analytics, AnalyticsPage, AnalyticsQuery, AnalyticsRow, CodeFilter, Dimension, Granularity,
+    TopKey, VerificationCount, DAY_MS, HOUR_MS,
 };
 pub use api_keys::{ApiKeyFilter, ApiKeys, KeyCounts, KeyDigests, KeyMatch};
 pub use audit::{Audit, AuditFilter};

@@ -6,7 +6,7 @@ use base64::Engine;
 use keyhaven_core::id::Id;
 use keyhaven_core::time::{from_millis, rfc3339};
 use keyhaven_service::analytics::VerificationQuery;
-use keyhaven_store::{AnalyticsRow, Dimension, Granularity};
+use keyhaven_store::{AnalyticsRow, CodeFilter, Dimension, Granularity};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -301,7 +301,10 @@ pub async fn top_keys(
             &auth.caller,
             q.time("since")?,
             q.time("until")?,
-            q.get("code")?,
+            match q.get("code")? {
+                Some(c) => CodeFilter::Only(c),
+                None => CodeFilter::All,
+            },
             limit,
         )
         .await?;

@@ -35,6 +35,7 @@
 //! This file is the route table and the middleware around it.
 
 mod account;
+mod analytics;
 mod api_keys;
 mod audit_log;
 mod auth;
@@ -68,6 +69,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/api-keys", get(api_keys::list))
+        .route("/analytics", get(analytics::page))
         .route(
             "/api-keys/new",
             get(api_keys::new_page).post(api_keys::create),

@@ -1928,5 +1928,6 @@ async fn role_edit_by_a_partial_manager(app: TestApp) {
 }
 both_backends!(role_edit_by_a_partial_manager);
 
+mod analytics;
 mod safety;
 mod usage;
