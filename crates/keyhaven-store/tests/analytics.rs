@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use keyhaven_core::id::Id;
+use keyhaven_store::testing::TestDb;
 use keyhaven_store::{
     AnalyticsQuery, AnalyticsRow, CodeFilter, Dimension, Granularity, Store, VerificationCount,
     DAY_MS, HOUR_MS,
@@ -345,9 +346,130 @@ async fn pruning_goes_in_batches_and_keeps_daily_rows(store: Arc<dyn Store>) {
     assert_eq!(sum(&run(&store, &q).await), 1);
 }
 
+/// Migration 0011 moves the old hourly valid/invalid counts over (VALID and INVALID)
+/// and drops `usage_hourly`: replayed here on a database put back to how 0010 left it.
+async fn migration_moves_the_old_usage_counts(db: &TestDb) {
+    let sql = keyhaven_store::SqlStore::connect(&db.url)
+        .await
+        .expect("connect");
+    let pool = sql.pool();
+    for t in [
+        "analytics_hourly",
+        "analytics_daily",
+        "analytics_org_hourly",
+        "analytics_org_daily",
+    ] {
+        sqlx::query(&format!("DROP TABLE {t}"))
+            .execute(pool)
+            .await
+            .expect("drop");
+    }
+    let int = match db.backend {
+        keyhaven_store::Backend::Sqlite => "INTEGER",
+        keyhaven_store::Backend::Postgres => "BIGINT",
+    };
+    sqlx::query(&format!(
+        "CREATE TABLE usage_hourly (key_id TEXT NOT NULL, org_id TEXT NOT NULL, hour {int} NOT NULL, \
+         valid {int} NOT NULL, invalid {int} NOT NULL, PRIMARY KEY (key_id, hour))"
+    ))
+    .execute(pool)
+    .await
+    .expect("old table");
+    let h = D0 + 12 * HOUR_MS;
+    for (k, hour, valid, invalid) in [(1u8, h, 5i64, 2i64), (1, h + HOUR_MS, 3, 0), (2, h, 0, 4)] {
+        sqlx::query("INSERT INTO usage_hourly VALUES ($1, $2, $3, $4, $5)")
+            .bind(key(k).to_string())
+            .bind(org(1).to_string())
+            .bind(hour)
+            .bind(valid)
+            .bind(invalid)
+            .execute(pool)
+            .await
+            .expect("old row");
+    }
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 11")
+        .execute(pool)
+        .await
+        .expect("unrecord 0011");
+    sql.close().await;
+    db.store.migrate().await.expect("migrate again");
+
+    let store = db.store.clone();
+    let codes = run(
+        &store,
+        &query(1, Granularity::Hour, &[Dimension::Key, Dimension::Code]),
+    )
+    .await;
+    let got: Vec<(i64, Option<String>, Option<String>, i64)> = codes
+        .iter()
+        .map(|r| (r.time, r.key_id.clone(), r.code.clone(), r.count))
+        .collect();
+    let k = |n: u8| Some(key(n).to_string());
+    let c = |s: &str| Some(s.to_string());
+    assert_eq!(
+        got,
+        vec![
+            (h, k(1), c("INVALID"), 2),
+            (h, k(1), c("VALID"), 5),
+            (h, k(2), c("INVALID"), 4),
+            (h + HOUR_MS, k(1), c("VALID"), 3),
+        ]
+    );
+    assert_eq!(
+        sum(&run(&store, &query(1, Granularity::Day, &[])).await),
+        14
+    );
+    assert_eq!(
+        sum(&run(&store, &query(1, Granularity::Hour, &[])).await),
+        14
+    );
+    let mut tx = store.read().await.expect("read");
+    let usage = tx
+        .usage(
+            &key(1),
+            keyhaven_core::time::from_millis(D0),
+            keyhaven_core::time::from_millis(D0 + DAY_MS),
+        )
+        .await
+        .expect("usage");
+    assert_eq!(
+        usage
+            .iter()
+            .map(|u| (u.valid, u.invalid))
+            .collect::<Vec<_>>(),
+        vec![(5, 2), (3, 0)]
+    );
+    assert_eq!(
+        tx.calls_since(&org(1), keyhaven_core::time::from_millis(D0))
+            .await
+            .expect("calls"),
+        14
+    );
+    drop(tx);
+    let sql = keyhaven_store::SqlStore::connect(&db.url)
+        .await
+        .expect("connect");
+    assert!(
+        sqlx::query("SELECT 1 FROM usage_hourly")
+            .fetch_all(sql.pool())
+            .await
+            .is_err(),
+        "usage_hourly is gone"
+    );
+    sql.close().await;
+}
+
 macro_rules! both {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident),* $(,)?; db: $($d:ident),* $(,)?) => {
         mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $d() {
+                    let db = keyhaven_store::testing::TestDb::sqlite().await;
+                    super::$d(&db).await;
+                    db.store.close().await;
+                }
+            )*
             $(
                 #[tokio::test]
                 async fn $name() {
@@ -358,6 +480,17 @@ macro_rules! both {
             )*
         }
         mod postgres {
+            $(
+                #[tokio::test]
+                async fn $d() {
+                    let Some(db) = keyhaven_store::testing::TestDb::postgres(stringify!($d)).await
+                    else {
+                        return;
+                    };
+                    super::$d(&db).await;
+                    db.store.close().await;
+                }
+            )*
             $(
                 #[tokio::test]
                 async fn $name() {
@@ -377,5 +510,6 @@ both! {
     batches_from_several_nodes_sum_everywhere,
     keyset_paging_walks_every_row_once,
     top_keys_read_whole_days_and_edge_hours,
-    pruning_goes_in_batches_and_keeps_daily_rows,
+    pruning_goes_in_batches_and_keeps_daily_rows;
+    db: migration_moves_the_old_usage_counts,
 }
