@@ -641,3 +641,55 @@ async fn retention_prunes_hourly_rows_and_keeps_daily_ones(app: TestApp) {
     assert_eq!(gone, 2 + 4);
 }
 both_backends!(retention_prunes_hourly_rows_and_keeps_daily_ones);
+
+async fn counts_reach_the_database_on_a_graceful_stop(app: TestApp) {
+    let api = super_admin(&app).await;
+    let (k1, s1) = api.create_key(json!({"name": "a"})).await;
+    for _ in 0..3 {
+        verify(&app, json!({"key": s1, "tags": ["path:/x"]})).await;
+    }
+    verify(
+        &app,
+        json!({"key": "kh_bad", "organization_id": app.org_id}),
+    )
+    .await;
+    assert!(!app.state.service.verifier().usage.is_empty());
+    // No flush: what a graceful stop does last writes them (and closes the pool).
+    app.state.service.finish().await;
+    let store = keyhaven_store::connect(&app.db.url, false).await.unwrap();
+    let mut tx = store.read().await.unwrap();
+    let q = |group_by: Vec<keyhaven_store::Dimension>| keyhaven_store::AnalyticsQuery {
+        org_id: Id::from_trusted(app.org_id.clone()),
+        since_ms: 0,
+        until_ms: i64::MAX,
+        granularity: keyhaven_store::Granularity::Hour,
+        group_by,
+        key_id: None,
+        owner_id: None,
+        code: None,
+        tag: None,
+        limit: 100,
+        after: None,
+    };
+    let rows = tx
+        .verification_counts(&q(vec![keyhaven_store::Dimension::Key]))
+        .await
+        .unwrap()
+        .rows;
+    let by: BTreeMap<Option<String>, i64> =
+        rows.iter().map(|r| (r.key_id.clone(), r.count)).collect();
+    assert_eq!(
+        by,
+        BTreeMap::from([(None, 1), (Some(k1["id"].as_str().unwrap().to_string()), 3)])
+    );
+    let tags = tx
+        .verification_counts(&q(vec![keyhaven_store::Dimension::Tag]))
+        .await
+        .unwrap()
+        .rows;
+    assert_eq!(tags.len(), 1);
+    assert_eq!(tags[0].count, 3);
+    drop(tx);
+    store.close().await;
+}
+both_backends!(counts_reach_the_database_on_a_graceful_stop);
