@@ -129,7 +129,7 @@ fn stacked_chart(buckets: &[(Timestamp, BTreeMap<String, i64>)], hourly: bool) -
     let bar = (slot * 0.8).max(0.5);
     let fmt = |t: &Timestamp| {
         if hourly {
-            t.format("%H:%M").to_string()
+            t.format("%H:%M UTC").to_string()
         } else {
             t.format("%b %d").to_string()
         }
@@ -275,7 +275,7 @@ fn top_table(id: &str, caption: &str, keys: &[TopKeyView], failing: bool) -> Mar
                 } }
                 tbody {
                     @for k in keys {
-                        tr {
+                        tr data-id=(k.key_id) {
                             th scope="row" {
                                 @if k.name.is_some() {
                                     a href={ "/api-keys/" (k.key_id) } { (key_label(k)) }
@@ -427,7 +427,9 @@ pub async fn page(State(state): State<AppState>, c: Console, Query(q): Query) ->
                             tbody {
                                 @for (t, m) in buckets.iter().rev() {
                                     tr {
-                                        th scope="row" { (fmt(t)) }
+                                        th scope="row" {
+                                            @if hourly { (widgets::time(t)) } @else { (fmt(t)) }
+                                        }
                                         td class="num" { (number(m.values().sum::<i64>())) }
                                         @for c in &present { td class="num" { (number(m.get(*c).copied().unwrap_or(0))) } }
                                     }
@@ -482,7 +484,7 @@ pub async fn page(State(state): State<AppState>, c: Console, Query(q): Query) ->
                 }
             }
         }
-        p class="muted small" { "Times are UTC. Counts reach this page within a few seconds of the verification." }
+        p class="muted small" { "Hours and days are UTC buckets (the hours in the tables show in your time zone, UTC in the tooltip). Counts reach this page within a few seconds of the verification." }
     };
     Ok(layout::ok(layout(&c, "Analytics", "analytics", body)))
 }
