@@ -40,7 +40,10 @@ fn key_id(j: i64) -> String {
 fn seed_sql(postgres: bool, org: &str, density: i64) -> Vec<String> {
     let series = |n: i64, name: &str| {
         if postgres {
-            format!("generate_series(0, {}) AS {name}(v)", n - 1)
+            format!(
+                "generate_series(CAST(0 AS BIGINT), CAST({} AS BIGINT)) AS {name}(v)",
+                n - 1
+            )
         } else {
             format!(
                 "(WITH RECURSIVE s(v) AS (SELECT 0 UNION ALL SELECT v + 1 FROM s WHERE v < {}) SELECT v FROM s) AS {name}",

@@ -456,58 +456,82 @@ impl Analytics for SqlTx {
             CodeFilter::Failing => " AND code <> 'VALID'".to_string(),
             CodeFilter::All => String::new(),
         };
+        // `{keys}` is where the second query narrows the parts to the ranked keys.
         let mut parts = Vec::new();
+        let mut ranges: Vec<(&str, i64, i64)> = Vec::new();
         if let Some((a, b)) = days {
-            args.push(Arg::Int(a));
-            args.push(Arg::Int(b));
-            let n = args.len();
-            parts.push(format!(
-                "SELECT key_id, owner_id, code, count FROM analytics_daily WHERE org_id = $1 \
-                 AND tag = '' AND key_id <> ''{code_clause} AND bucket >= ${} AND bucket < ${n}",
-                n - 1
-            ));
+            ranges.push(("analytics_daily", a, b));
         }
         for (a, b) in hours.into_iter().filter(|(a, b)| a < b) {
+            ranges.push(("analytics_hourly", a, b));
+        }
+        for (table, a, b) in ranges {
             args.push(Arg::Int(a));
             args.push(Arg::Int(b));
             let n = args.len();
             parts.push(format!(
-                "SELECT key_id, owner_id, code, count FROM analytics_hourly WHERE org_id = $1 \
-                 AND tag = '' AND key_id <> ''{code_clause} AND bucket >= ${} AND bucket < ${n}",
+                "SELECT key_id, owner_id, code, count FROM {table} WHERE org_id = $1 \
+                 AND tag = '' AND key_id <> ''{code_clause} AND bucket >= ${} AND bucket < ${n}{{keys}}",
                 n - 1
             ));
         }
         if parts.is_empty() {
             return Ok(Vec::new());
         }
+        let union = parts.join(" UNION ALL ");
+        // First the ranking, in the database: one total per key, the busiest `limit`.
+        let limit = limit.clamp(1, 1000);
+        let mut rank_args = args.clone();
+        rank_args.push(Arg::Int(limit));
+        let sql = format!(
+            "SELECT key_id, CAST(SUM(count) AS BIGINT) AS n FROM ({}) AS r \
+             GROUP BY key_id HAVING SUM(count) > 0 ORDER BY n DESC, key_id LIMIT ${}",
+            union.replace("{keys}", ""),
+            rank_args.len()
+        );
+        let ranked = bind_all(sqlx::query(&sql), rank_args)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut out = Vec::with_capacity(ranked.len());
+        for r in &ranked {
+            out.push(TopKey {
+                key_id: text(r, "key_id")?,
+                owner_id: None,
+                total: int(r, "n")?,
+                by_code: Vec::new(),
+            });
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        // Then their counts per code, reading only those keys' rows.
+        let first = args.len() + 1;
+        let marks: Vec<String> = (0..out.len()).map(|i| format!("${}", first + i)).collect();
+        for k in &out {
+            args.push(Arg::Text(k.key_id.clone()));
+        }
         let sql = format!(
             "SELECT key_id, MAX(owner_id) AS owner_id, code, CAST(SUM(count) AS BIGINT) AS n \
              FROM ({}) AS r GROUP BY key_id, code",
-            parts.join(" UNION ALL ")
+            union.replace("{keys}", &format!(" AND key_id IN ({})", marks.join(", ")))
         );
         let found = bind_all(sqlx::query(&sql), args)
             .fetch_all(&mut *self.tx)
             .await?;
-        let mut keys: BTreeMap<String, TopKey> = BTreeMap::new();
         for r in &found {
             let key_id = text(r, "key_id")?;
-            let owner = text(r, "owner_id")?;
             let n = int(r, "n")?;
-            if n == 0 {
+            let Some(k) = out.iter_mut().find(|k| k.key_id == key_id) else {
                 continue;
+            };
+            let owner = text(r, "owner_id")?;
+            if !owner.is_empty() {
+                k.owner_id = Some(owner);
             }
-            let e = keys.entry(key_id.clone()).or_insert_with(|| TopKey {
-                key_id,
-                owner_id: (!owner.is_empty()).then_some(owner),
-                total: 0,
-                by_code: Vec::new(),
-            });
-            e.total += n;
-            e.by_code.push((text(r, "code")?, n));
+            if n != 0 {
+                k.by_code.push((text(r, "code")?, n));
+            }
         }
-        let mut out: Vec<TopKey> = keys.into_values().collect();
-        out.sort_by(|a, b| b.total.cmp(&a.total).then(a.key_id.cmp(&b.key_id)));
-        out.truncate(limit.clamp(1, 1000) as usize);
         for k in &mut out {
             k.by_code.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         }
