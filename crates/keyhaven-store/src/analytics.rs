@@ -544,20 +544,38 @@ impl Analytics for SqlTx {
         daily_before: i64,
         batch: i64,
     ) -> StoreResult<u64> {
-        let row = match self.backend {
-            Backend::Sqlite => "rowid",
-            Backend::Postgres => "ctid",
-        };
         let mut gone = 0;
-        for (table, before) in [
-            ("analytics_hourly", hourly_before),
-            ("analytics_org_hourly", hourly_before),
-            ("analytics_daily", daily_before),
-            ("analytics_org_daily", daily_before),
+        for (table, before, pk) in [
+            (
+                "analytics_hourly",
+                hourly_before,
+                "org_id, bucket, key_id, code, tag",
+            ),
+            (
+                "analytics_org_hourly",
+                hourly_before,
+                "org_id, bucket, code, tag",
+            ),
+            (
+                "analytics_daily",
+                daily_before,
+                "org_id, bucket, key_id, code, tag",
+            ),
+            (
+                "analytics_org_daily",
+                daily_before,
+                "org_id, bucket, code, tag",
+            ),
         ] {
+            // PostgreSQL by physical row; SQLite's tables are WITHOUT ROWID, so by key.
+            let row = match self.backend {
+                Backend::Sqlite => format!("({pk})"),
+                Backend::Postgres => "ctid".to_string(),
+            };
             let sql = format!(
                 "DELETE FROM {table} WHERE {row} IN \
-                 (SELECT {row} FROM {table} WHERE bucket < $1 LIMIT $2)"
+                 (SELECT {} FROM {table} WHERE bucket < $1 LIMIT $2)",
+                if row == "ctid" { "ctid" } else { pk }
             );
             let r = sqlx::query(&sql)
                 .bind(before)

@@ -8,6 +8,8 @@
 -- verification once; a verification with tags is counted again, once per tag, in rows
 -- with that tag. The `analytics_org_*` tables hold the same counts without the key, for
 -- organization-wide queries that need not read a row per key.
+-- (SQLite: WITHOUT ROWID, so the primary key is the table's own order and a range scan
+-- reads the counts in place.)
 
 CREATE TABLE analytics_hourly (
     org_id    TEXT NOT NULL,
@@ -18,7 +20,7 @@ CREATE TABLE analytics_hourly (
     owner_id  TEXT NOT NULL,
     count     INTEGER NOT NULL,
     PRIMARY KEY (org_id, bucket, key_id, code, tag)
-);
+) WITHOUT ROWID;
 CREATE INDEX analytics_hourly_key ON analytics_hourly (key_id, bucket);
 CREATE INDEX analytics_hourly_owner ON analytics_hourly (org_id, owner_id, bucket);
 CREATE INDEX analytics_hourly_bucket ON analytics_hourly (bucket);
@@ -32,7 +34,7 @@ CREATE TABLE analytics_daily (
     owner_id  TEXT NOT NULL,
     count     INTEGER NOT NULL,
     PRIMARY KEY (org_id, bucket, key_id, code, tag)
-);
+) WITHOUT ROWID;
 CREATE INDEX analytics_daily_key ON analytics_daily (key_id, bucket);
 CREATE INDEX analytics_daily_owner ON analytics_daily (org_id, owner_id, bucket);
 CREATE INDEX analytics_daily_bucket ON analytics_daily (bucket);
@@ -44,7 +46,7 @@ CREATE TABLE analytics_org_hourly (
     tag     TEXT NOT NULL,
     count   INTEGER NOT NULL,
     PRIMARY KEY (org_id, bucket, code, tag)
-);
+) WITHOUT ROWID;
 CREATE INDEX analytics_org_hourly_bucket ON analytics_org_hourly (bucket);
 
 CREATE TABLE analytics_org_daily (
@@ -54,7 +56,7 @@ CREATE TABLE analytics_org_daily (
     tag     TEXT NOT NULL,
     count   INTEGER NOT NULL,
     PRIMARY KEY (org_id, bucket, code, tag)
-);
+) WITHOUT ROWID;
 CREATE INDEX analytics_org_daily_bucket ON analytics_org_daily (bucket);
 
 -- The old hourly valid/invalid counts move over: valid ones as VALID, refused ones as
