@@ -1052,7 +1052,22 @@ impl Service {
         tx.api_key(&caller.org_id, id)
             .await?
             .ok_or(ServiceError::NotFound("API key"))?;
-        let hours = tx.usage(id, from, to).await?;
+        // The analytics' daily rows, per code (so the chart and analytics agree, and
+        // the chart outlives the hourly retention).
+        let q = keyhaven_store::AnalyticsQuery {
+            org_id: caller.org_id.clone(),
+            since_ms: from.timestamp_millis(),
+            until_ms: to.timestamp_millis(),
+            granularity: keyhaven_store::Granularity::Day,
+            group_by: vec![keyhaven_store::Dimension::Code],
+            key_id: Some(id.to_string()),
+            owner_id: None,
+            code: None,
+            tag: None,
+            limit: 1000,
+            after: None,
+        };
+        let rows = tx.verification_counts(&q).await?.rows;
         let mut out: Vec<DailyUsage> = (0..days)
             .map(|d| DailyUsage {
                 date: (from + chrono::Duration::days(d))
@@ -1062,11 +1077,14 @@ impl Service {
                 invalid: 0,
             })
             .collect();
-        for h in hours {
-            let idx = (h.hour - from.timestamp_millis()) / 86_400_000;
+        for r in rows {
+            let idx = (r.time - from.timestamp_millis()) / 86_400_000;
             if let Some(slot) = usize::try_from(idx).ok().and_then(|i| out.get_mut(i)) {
-                slot.valid += h.valid;
-                slot.invalid += h.invalid;
+                if r.code.as_deref() == Some("VALID") {
+                    slot.valid += r.count;
+                } else {
+                    slot.invalid += r.count;
+                }
             }
         }
         Ok(out)

@@ -74,6 +74,9 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
+    /// How long hourly verification analytics are kept, e.g. 90d, 720h (daily ones are kept 2 years) [default: 90d].
+    #[arg(long, env = "KEYHAVEN_ANALYTICS_RETENTION", global = true)]
+    pub analytics_retention: Option<String>,
 }
 
 /// The TOML file's shape: the same settings, all optional, unknown keys refused.
@@ -93,6 +96,7 @@ struct FileSettings {
     bootstrap_admin_email: Option<String>,
     bootstrap_admin_password: Option<Secret>,
     redis_url: Option<String>,
+    analytics_retention: Option<String>,
 }
 
 /// Resolved settings.
@@ -131,6 +135,8 @@ pub struct Config {
     pub bootstrap_admin_password: Option<Secret>,
     /// Redis for the rate-limit counters (PostgreSQL only), if given.
     pub redis_url: Option<String>,
+    /// How long hourly analytics rows are kept.
+    pub analytics_retention: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -179,6 +185,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
         return Err(err("job interval must be greater than zero"));
     }
     Ok(d)
+}
+
+/// Parses an analytics retention: `90d`, `720h` or a bare number of days, from one
+/// hour to 730 days (the daily rows' retention).
+pub fn parse_retention(s: &str) -> Result<Duration, ConfigError> {
+    let s = s.trim();
+    let bad = || {
+        err(format!(
+            "analytics retention {s:?} is not a duration such as 90d or 720h"
+        ))
+    };
+    let (num, hours_per) = if let Some(n) = s.strip_suffix('d') {
+        (n, 24)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 1)
+    } else {
+        (s, 24)
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let hours = n.checked_mul(hours_per).ok_or_else(bad)?;
+    if hours == 0 || hours > 730 * 24 {
+        return Err(err(
+            "analytics retention must be between 1h and 730d (daily rows are kept 2 years)",
+        ));
+    }
+    Ok(Duration::from_secs(hours * 3600))
 }
 
 impl Settings {
@@ -290,7 +322,16 @@ impl Settings {
                 )));
             }
         }
+        let analytics_retention = match self
+            .analytics_retention
+            .clone()
+            .or(file.analytics_retention)
+        {
+            Some(t) => parse_retention(&t)?,
+            None => crate::analytics::DEFAULT_RETENTION,
+        };
         Ok(Config {
+            analytics_retention,
             listen,
             data_dir,
             database_url,
@@ -395,6 +436,25 @@ pub fn self_origins(config: &Config) -> Vec<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn analytics_retentions() {
+        assert_eq!(
+            parse_retention("90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
+        assert_eq!(
+            parse_retention("36h").unwrap(),
+            Duration::from_secs(36 * 3600)
+        );
+        assert_eq!(
+            parse_retention("7").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        for bad in ["0d", "731d", "", "d", "5m", "-1d", "99999999999999999999d"] {
+            assert!(parse_retention(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn durations() {

@@ -15,6 +15,7 @@
 //! work and graceful stop), [`config`], [`secrets`] and [`password`].
 
 pub mod admin;
+pub mod analytics;
 pub mod api_keys;
 pub mod audit_log;
 pub mod audit_sinks;

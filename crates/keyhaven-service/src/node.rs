@@ -5,7 +5,7 @@
 //! second), the credit notices its meter noted (every second, see
 //! [`crate::jobs::credits::notify_signals`]), the change-log follower (woken at once by PostgreSQL notifications; it also
 //! keeps the index of existing key digests), the re-check of cached keys past their
-//! maximum age (every half minute), the
+//! maximum age (every half minute), the analytics retention job (hourly), the
 //! OAuth signing-key warm-up and credential-use flusher, the jobs (expiry notices,
 //! webhook deliveries), and audit-sink delivery (every second, [`crate::jobs::audit_sinks`]). They stop when the `stopped` channel turns true; then
 //! [`Service::finish`] writes the last counts and closes the pool.
@@ -52,6 +52,11 @@ impl Service {
         )));
         tasks.push(tokio::spawn(warm_signing_key(
             self.clone(),
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::analytics::prune_loop(
+            self.clone(),
+            config.analytics_retention,
             stopped.clone(),
         )));
         tasks.push(tokio::spawn(every_second(

@@ -14,6 +14,7 @@
 //! versioned migrations (`migrations/sqlite`, `migrations/postgres`). One conformance
 //! suite (`tests/conformance.rs`) runs against both.
 
+mod analytics;
 mod api_keys;
 mod audit;
 mod audit_sinks;
@@ -39,6 +40,10 @@ mod webhooks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use analytics::{
+    Analytics, AnalyticsPage, AnalyticsQuery, AnalyticsRow, CodeFilter, Dimension, Granularity,
+    TopKey, VerificationCount, DAY_MS, HOUR_MS,
+};
 pub use api_keys::{
     pending_digest, ApiKeyFilter, ApiKeys, KeyCounts, KeyDigests, KeyMatch, PendingHash,
 };
@@ -99,6 +104,7 @@ pub trait Tx:
     + AuditSinks
     + SharedSecrets
     + Usage
+    + Analytics
     + Changes
     + Webhooks
     + Deliveries

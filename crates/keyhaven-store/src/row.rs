@@ -125,6 +125,7 @@ pub(crate) struct Where {
 }
 
 /// A bound value.
+#[derive(Clone)]
 pub(crate) enum Arg {
     Text(String),
     Int(i64),

@@ -1,9 +1,12 @@
-//! Hourly verification counts per key.
+//! Hourly verification counts per key: valid and refused, as the key pages show them.
+//! Since migration 0011 they are read from (and written to) the analytics tables
+//! ([`crate::Analytics`]), so the key pages and analytics always show the same counts.
 
 use async_trait::async_trait;
 use keyhaven_core::id::Id;
 use keyhaven_core::time::Timestamp;
 
+use crate::analytics::{Analytics, VerificationCount};
 use crate::error::StoreResult;
 use crate::row::{id, int, ms};
 use crate::sql::SqlTx;
@@ -37,28 +40,33 @@ pub trait Usage {
         from: Timestamp,
         to: Timestamp,
     ) -> StoreResult<Vec<UsageCount>>;
-    /// All verifications of an organization's keys since `since` (hour-aligned).
+    /// All verifications counted for an organization since `since` (hour-aligned): its
+    /// keys' and, when asked in its scope, those without a key (analytics totals).
     async fn calls_since(&mut self, org_id: &Id, since: Timestamp) -> StoreResult<i64>;
 }
 
 #[async_trait]
 impl Usage for SqlTx {
     async fn add_usage(&mut self, counts: &[UsageCount]) -> StoreResult<()> {
+        // Without codes: valid ones as VALID, refused ones as INVALID (the code the
+        // migrated history has too).
+        let mut rows = Vec::with_capacity(counts.len() * 2);
         for c in counts {
-            sqlx::query(
-                "INSERT INTO usage_hourly (key_id, org_id, hour, valid, invalid) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (key_id, hour) DO UPDATE SET valid = usage_hourly.valid + excluded.valid, \
-                 invalid = usage_hourly.invalid + excluded.invalid",
-            )
-            .bind(c.key_id.as_str())
-            .bind(c.org_id.as_str())
-            .bind(c.hour)
-            .bind(c.valid)
-            .bind(c.invalid)
-            .execute(&mut *self.tx)
-            .await?;
+            for (code, n) in [("VALID", c.valid), ("INVALID", c.invalid)] {
+                if n != 0 {
+                    rows.push(VerificationCount {
+                        org_id: c.org_id.clone(),
+                        hour: c.hour,
+                        key_id: Some(c.key_id.clone()),
+                        owner_id: None,
+                        code: code.to_string(),
+                        tag: None,
+                        count: n,
+                    });
+                }
+            }
         }
-        Ok(())
+        self.add_verifications(&rows).await
     }
 
     async fn touch_key(&mut self, key_id: &Id, at: Timestamp) -> StoreResult<()> {
@@ -76,18 +84,24 @@ impl Usage for SqlTx {
         from: Timestamp,
         to: Timestamp,
     ) -> StoreResult<Vec<UsageCount>> {
-        let rows = sqlx::query("SELECT * FROM usage_hourly WHERE key_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour")
-            .bind(key_id.as_str())
-            .bind(ms(&from))
-            .bind(ms(&to))
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT key_id, MAX(org_id) AS org_id, bucket, \
+             CAST(SUM(CASE WHEN code = 'VALID' THEN count ELSE 0 END) AS BIGINT) AS valid, \
+             CAST(SUM(CASE WHEN code = 'VALID' THEN 0 ELSE count END) AS BIGINT) AS invalid \
+             FROM analytics_hourly WHERE key_id = $1 AND tag = '' AND bucket >= $2 AND bucket < $3 \
+             GROUP BY key_id, bucket ORDER BY bucket",
+        )
+        .bind(key_id.as_str())
+        .bind(ms(&from))
+        .bind(ms(&to))
+        .fetch_all(&mut *self.tx)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(UsageCount {
                     key_id: id(r, "key_id")?,
                     org_id: id(r, "org_id")?,
-                    hour: int(r, "hour")?,
+                    hour: int(r, "bucket")?,
                     valid: int(r, "valid")?,
                     invalid: int(r, "invalid")?,
                 })
@@ -97,7 +111,8 @@ impl Usage for SqlTx {
 
     async fn calls_since(&mut self, org_id: &Id, since: Timestamp) -> StoreResult<i64> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(valid + invalid), 0) AS BIGINT) FROM usage_hourly WHERE org_id = $1 AND hour >= $2",
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_org_hourly \
+             WHERE org_id = $1 AND tag = '' AND bucket >= $2",
         )
         .bind(org_id.as_str())
         .bind(ms(&since))

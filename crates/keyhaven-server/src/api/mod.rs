@@ -1,5 +1,6 @@
 //! The JSON API: one module per resource, each a thin adapter from HTTP to a use case.
 
+pub mod analytics;
 pub mod api_keys;
 pub mod audit_events;
 pub mod audit_sinks;
@@ -89,6 +90,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api-keys/{id}/credits", post(api_keys::credits))
         .route("/api-keys/{id}/usage", get(api_keys::usage))
         .route("/metrics", get(api_keys::metrics))
+        .route("/analytics/verifications", get(analytics::verifications))
+        .route("/analytics/top-keys", get(analytics::top_keys))
         .route("/shared-secret", get(shared_secret::status))
         .route("/shared-secret/reveal", post(shared_secret::reveal))
         .route("/shared-secret/rotate", post(shared_secret::rotate))

@@ -45,6 +45,7 @@ impl Modify for Security {
         shared_secret::status, shared_secret::reveal, shared_secret::rotate,
         audit_events::list,
         audit_sinks::list, audit_sinks::create, audit_sinks::get, audit_sinks::update, audit_sinks::delete,
+        analytics::verifications, analytics::top_keys,
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::deliveries,
         verify::verify, verify::forward_auth, ratelimit::check,
     )

@@ -53,6 +53,12 @@ pub struct VerifyRequest<'a> {
     #[serde(default, borrow)]
     #[schema(max_items = 20)]
     pub ratelimits: Vec<LimitUseBody<'a>>,
+    /// Analytics tags, e.g. `path:/orders`: at most 10, distinct, each 1–128 bytes
+    /// without control characters. The verification is counted once more under each
+    /// (`GET …/analytics/verifications?group_by=tag`).
+    #[serde(default, borrow)]
+    #[schema(value_type = Vec<String>, max_items = 10)]
+    pub tags: Vec<Cow<'a, str>>,
 }
 
 /// `permissions` of a verification request: a list, or an expression.
@@ -402,6 +408,10 @@ async fn verify_inner(
             Some("ratelimits"),
         ));
     }
+    // No allocation without tags (an empty Vec allocates nothing).
+    let tags: Vec<&str> = body.tags.iter().map(|t| t.as_ref()).collect();
+    keyhaven_service::analytics::validate_tags(&tags)
+        .map_err(keyhaven_service::ServiceError::from)?;
     let mut uses = Vec::with_capacity(body.ratelimits.len());
     for (i, r) in body.ratelimits.iter().enumerate() {
         if !keyhaven_core::usage_control::is_limit_name(&r.name) {
@@ -431,6 +441,7 @@ async fn verify_inner(
                 cost,
                 limits: &uses,
                 meter: true,
+                tags: &tags,
             },
         )
         .await
@@ -610,9 +621,10 @@ static CODE: HeaderName = HeaderName::from_static("x-keyhaven-code");
     params(("permissions" = Option<String>, Query, description = "comma-separated permissions the key must hold"),
         ("organization_id" = Option<String>, Query, description = "the organization whose API asks: another organization's key is NOT_FOUND (or send X-Keyhaven-Organization-Id)"),
         ("X-Keyhaven-Organization-Id" = Option<String>, Header, description = "the same as the organization_id query parameter, which wins when both are given"),
-        ("X-API-Key" = Option<String>, Header, description = "the key, unless sent as Authorization: Bearer")),
+        ("X-API-Key" = Option<String>, Header, description = "the key, unless sent as Authorization: Bearer"),
+        ("X-Keyhaven-Tags" = Option<String>, Header, description = "analytics tags, comma-separated: at most 10, distinct, each 1-128 bytes without control characters")),
     responses((status = 200, description = "valid; identity in X-Keyhaven-* headers", body = VerifyResponse),
-        (status = 400, description = "a malformed organization_id or too many permissions", body = super::error::ErrorBody),
+        (status = 400, description = "a malformed organization_id, too many permissions or bad tags", body = super::error::ErrorBody),
         (status = 401, body = VerifyResponse), (status = 403, body = VerifyResponse), (status = 429, body = VerifyResponse)))]
 pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Response {
     let peer = peer_of(&req);
@@ -711,11 +723,21 @@ pub async fn forward_auth_request(
             return res;
         }
     };
+    let tags = match forward_tags(headers) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut res = e.into_response();
+            res.headers_mut()
+                .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
+            return res;
+        }
+    };
     let ip = client_ip(state, peer, headers);
     let usage = Usage {
         cost,
         limits: &[],
         meter: true,
+        tags: &tags,
     };
     let v = match state
         .service
@@ -777,6 +799,28 @@ pub async fn forward_auth_request(
         }
     }
     res
+}
+
+/// The analytics tags of a forward-auth request: `X-Keyhaven-Tags`, comma-separated
+/// (blank items skipped; the header may be repeated), checked like the JSON `tags`.
+fn forward_tags(headers: &HeaderMap) -> Result<Vec<&str>, ApiError> {
+    let mut tags = Vec::new();
+    for v in headers.get_all("x-keyhaven-tags") {
+        let v = std::str::from_utf8(v.as_bytes()).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_tag",
+                "X-Keyhaven-Tags must be UTF-8 text",
+                Some("tags"),
+            )
+        })?;
+        tags.extend(v.split(',').map(str::trim).filter(|t| !t.is_empty()));
+        if tags.len() > keyhaven_service::analytics::MAX_TAGS {
+            break;
+        }
+    }
+    keyhaven_service::analytics::validate_tags(&tags)
+        .map_err(keyhaven_service::ServiceError::from)?;
+    Ok(tags)
 }
 
 #[cfg(test)]

@@ -68,6 +68,12 @@ const NAV: &[NavItem] = &[
         needs: Some(Permission::ApiKeysView),
     },
     NavItem {
+        href: "/analytics",
+        label: "Analytics",
+        key: "analytics",
+        needs: Some(Permission::ApiKeysView),
+    },
+    NavItem {
         href: "/settings/api-access",
         label: "API Access",
         key: "access",

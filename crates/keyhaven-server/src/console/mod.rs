@@ -36,6 +36,7 @@
 //! This file is the route table and the middleware around it.
 
 mod account;
+mod analytics;
 mod api_keys;
 mod audit_log;
 mod audit_sinks;
@@ -71,6 +72,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/api-keys", get(api_keys::list))
+        .route("/analytics", get(analytics::page))
         .route(
             "/api-keys/new",
             get(api_keys::new_page).post(api_keys::create),

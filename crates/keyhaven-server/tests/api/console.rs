@@ -1938,6 +1938,7 @@ async fn role_edit_by_a_partial_manager(app: TestApp) {
 }
 both_backends!(role_edit_by_a_partial_manager);
 
+mod analytics;
 mod audit_sinks;
 mod import;
 mod safety;

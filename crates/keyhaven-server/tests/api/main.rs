@@ -7,6 +7,7 @@
 #[macro_use]
 mod support;
 
+mod analytics;
 mod api_keys;
 mod api_resources;
 mod audit_sinks;

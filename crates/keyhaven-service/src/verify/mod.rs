@@ -155,6 +155,9 @@ pub struct Usage<'a> {
     /// False to check the key alone, spending from no limit or balance (a key that
     /// authenticates a call of `/v1/ratelimit`).
     pub meter: bool,
+    /// The request's analytics tags (at most 10, validated by the caller): the
+    /// verification is counted once more under each.
+    pub tags: &'a [&'a str],
 }
 
 impl Usage<'static> {
@@ -163,12 +166,14 @@ impl Usage<'static> {
         cost: 1,
         limits: &[],
         meter: true,
+        tags: &[],
     };
     /// Nothing metered.
     pub const UNMETERED: Usage<'static> = Usage {
         cost: 0,
         limits: &[],
         meter: false,
+        tags: &[],
     };
 }
 
@@ -329,6 +334,11 @@ impl Verifier {
         // is not free on every machine; a flood of garbage costs only the parse.
         let Some(foreign) = classify(key) else {
             self.stats.by_code[Code::Malformed.index()].fetch_add(1, Ordering::Relaxed);
+            if let Some(o) = org {
+                let now = self.clock.now().timestamp_millis();
+                self.usage
+                    .record_keyless(o, Code::Malformed, usage.tags, now);
+            }
             return Ok(Verdict::code(Code::Malformed, None));
         };
         // One clock read serves the checks and the usage count.
@@ -337,9 +347,12 @@ impl Verifier {
             .decide(org, key, foreign, required, ip, usage, now)
             .await?;
         self.stats.by_code[verdict.code.index()].fetch_add(1, Ordering::Relaxed);
-        if let Some(k) = &verdict.key {
-            self.usage
-                .record(&k.key_id, &k.org_id, verdict.code == Code::Valid, now);
+        // Analytics: a key's verification in its organization; one without a key only
+        // when asked in an organization's scope (verify/usage.rs).
+        match (&verdict.key, org) {
+            (Some(k), _) => self.usage.record(k, verdict.code, usage.tags, now),
+            (None, Some(o)) => self.usage.record_keyless(o, verdict.code, usage.tags, now),
+            (None, None) => {}
         }
         Ok(verdict)
     }

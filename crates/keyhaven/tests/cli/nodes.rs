@@ -273,7 +273,7 @@ async fn changes_reach_the_other_node(env: Env) {
     assert!(stopped.status.success(), "{}", stopped.stderr);
     let counted = env
         .sql_text(&format!(
-            "SELECT CAST(COALESCE(SUM(valid), 0) AS TEXT) FROM usage_hourly WHERE key_id = '{}'",
+            "SELECT CAST(COALESCE(SUM(count), 0) AS TEXT) FROM analytics_hourly WHERE key_id = '{}' AND code = 'VALID' AND tag = ''",
             k3["id"].as_str().unwrap()
         ))
         .await;
