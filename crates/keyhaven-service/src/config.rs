@@ -20,18 +20,12 @@ pub struct Settings {
     /// TOML file with any of the settings below (keys in snake_case, e.g. `listen`).
     #[arg(long, env = "KEYHAVEN_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// Address to serve on [default: 127.0.0.1:8080].
-    #[arg(long, env = "KEYHAVEN_LISTEN", global = true)]
-    pub listen: Option<String>,
     /// Directory for the embedded database, the mail outbox and generated keys [default: ./keyhaven-data].
     #[arg(long, env = "KEYHAVEN_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// `sqlite://…` or `postgres://…` [default: sqlite://<data dir>/keyhaven.db].
     #[arg(long, env = "KEYHAVEN_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// Base URL for links in emails and the OAuth issuer [default: http://<listen>].
-    #[arg(long, env = "KEYHAVEN_PUBLIC_URL", global = true)]
-    pub public_url: Option<String>,
     /// 32-byte key, base64, that encrypts stored secrets [default: generated into the data dir].
     #[arg(
         long,
@@ -40,32 +34,6 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub master_key: Option<Secret>,
-    /// SMTP server: smtp://host[:port] (plain), add ?tls=starttls for STARTTLS, or smtps:// [default: write .eml files to <data dir>/outbox].
-    #[arg(long, env = "KEYHAVEN_SMTP_URL", global = true)]
-    pub smtp_url: Option<String>,
-    /// Sender address of notices [default: keyhaven@localhost].
-    #[arg(long, env = "KEYHAVEN_MAIL_FROM", global = true)]
-    pub mail_from: Option<String>,
-    /// How often background jobs look for due work, e.g. 60s, 5m [default: 60s].
-    #[arg(long, env = "KEYHAVEN_JOB_INTERVAL", global = true)]
-    pub job_interval: Option<String>,
-    /// Comma-separated CIDRs whose X-Forwarded-For / X-Real-IP is believed [default: none].
-    #[arg(long, env = "KEYHAVEN_TRUSTED_PROXIES", global = true)]
-    pub trusted_proxies: Option<String>,
-    /// Comma-separated CIDRs that webhooks (and any other request Keyhaven sends out) may reach besides public addresses, e.g. 10.0.0.0/8 for receivers on an internal network [default: none — loopback, private, link-local, CGNAT, unique-local and multicast addresses are refused].
-    #[arg(long, env = "KEYHAVEN_OUTBOUND_ALLOWED_CIDRS", global = true)]
-    pub outbound_allowed_cidrs: Option<String>,
-    /// Email of the first super-admin, created when the database has no organization [default: admin@localhost].
-    #[arg(long, env = "KEYHAVEN_BOOTSTRAP_ADMIN_EMAIL", global = true)]
-    pub bootstrap_admin_email: Option<String>,
-    /// Password of the first super-admin [default: random, printed once].
-    #[arg(
-        long,
-        env = "KEYHAVEN_BOOTSTRAP_ADMIN_PASSWORD",
-        global = true,
-        hide_env_values = true
-    )]
-    pub bootstrap_admin_password: Option<Secret>,
     /// Redis for the rate-limit counters of several nodes, redis://host:port/db or rediss://… (PostgreSQL only) [default: counters in the database].
     #[arg(
         long,
@@ -74,8 +42,48 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
+    /// What only `serve` reads (its own flags: `keyhaven serve --help`).
+    #[arg(skip)]
+    pub serve: ServeSettings,
+}
+
+/// The settings only `serve` reads, given after the subcommand
+/// (`keyhaven serve --listen …`) or as `KEYHAVEN_*` variables.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeSettings {
+    /// Address to serve on [default: 127.0.0.1:8080].
+    #[arg(long, env = "KEYHAVEN_LISTEN")]
+    pub listen: Option<String>,
+    /// Base URL for links in emails and the OAuth issuer [default: http://<listen>].
+    #[arg(long, env = "KEYHAVEN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// SMTP server: smtp://host[:port] (plain), add ?tls=starttls for STARTTLS, or smtps:// [default: write .eml files to <data dir>/outbox].
+    #[arg(long, env = "KEYHAVEN_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Sender address of notices [default: keyhaven@localhost].
+    #[arg(long, env = "KEYHAVEN_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// How often background jobs look for due work, e.g. 60s, 5m [default: 60s].
+    #[arg(long, env = "KEYHAVEN_JOB_INTERVAL")]
+    pub job_interval: Option<String>,
+    /// Comma-separated CIDRs whose X-Forwarded-For / X-Real-IP is believed [default: none].
+    #[arg(long, env = "KEYHAVEN_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Comma-separated CIDRs that webhooks (and any other request Keyhaven sends out) may reach besides public addresses, e.g. 10.0.0.0/8 for receivers on an internal network [default: none — loopback, private, link-local, CGNAT, unique-local and multicast addresses are refused].
+    #[arg(long, env = "KEYHAVEN_OUTBOUND_ALLOWED_CIDRS")]
+    pub outbound_allowed_cidrs: Option<String>,
+    /// Email of the first super-admin, created when the database has no organization [default: admin@localhost].
+    #[arg(long, env = "KEYHAVEN_BOOTSTRAP_ADMIN_EMAIL")]
+    pub bootstrap_admin_email: Option<String>,
+    /// Password of the first super-admin [default: random, printed once].
+    #[arg(
+        long,
+        env = "KEYHAVEN_BOOTSTRAP_ADMIN_PASSWORD",
+        hide_env_values = true
+    )]
+    pub bootstrap_admin_password: Option<Secret>,
     /// How long hourly verification analytics are kept, e.g. 90d, 720h (daily ones are kept 2 years) [default: 90d].
-    #[arg(long, env = "KEYHAVEN_ANALYTICS_RETENTION", global = true)]
+    #[arg(long, env = "KEYHAVEN_ANALYTICS_RETENTION")]
     pub analytics_retention: Option<String>,
 }
 
@@ -232,6 +240,7 @@ impl Settings {
             None => FileSettings::default(),
         };
         let listen_s = self
+            .serve
             .listen
             .clone()
             .or(file.listen)
@@ -257,7 +266,7 @@ impl Settings {
         {
             return Err(err("database URL must start with sqlite:// or postgres://"));
         }
-        let given_public_url = self.public_url.clone().or(file.public_url);
+        let given_public_url = self.serve.public_url.clone().or(file.public_url);
         let public_url_from_listen = given_public_url.is_none();
         let public_url = given_public_url
             .unwrap_or_else(|| format!("http://{listen}"))
@@ -266,7 +275,7 @@ impl Settings {
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return Err(err("public URL must start with http:// or https://"));
         }
-        let trusted = match &self.trusted_proxies {
+        let trusted = match &self.serve.trusted_proxies {
             Some(s) => s
                 .split(',')
                 .map(|p| p.trim().to_string())
@@ -286,7 +295,7 @@ impl Settings {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let outbound: Vec<String> = match &self.outbound_allowed_cidrs {
+        let outbound: Vec<String> = match &self.serve.outbound_allowed_cidrs {
             Some(s) => s.split(',').map(str::to_string).collect(),
             None => file.outbound_allowed_cidrs.unwrap_or_default(),
         };
@@ -294,6 +303,7 @@ impl Settings {
             crate::outbound::parse_cidrs(&outbound, "outbound allowed CIDR").map_err(err)?;
         let job_interval = parse_duration(
             &self
+                .serve
                 .job_interval
                 .clone()
                 .or(file.job_interval)
@@ -305,7 +315,7 @@ impl Settings {
             Some(t) => MasterKey::from_base64(t.expose())?,
             None => MasterKey::load_or_create(&data_dir)?,
         };
-        let smtp_url = self.smtp_url.clone().or(file.smtp_url);
+        let smtp_url = self.serve.smtp_url.clone().or(file.smtp_url);
         if let Some(u) = &smtp_url {
             crate::jobs::mail::Mailer::new(Some(u), data_dir.join("outbox"))
                 .map_err(|m| ConfigError(redact_userinfo(&m, u)))?;
@@ -323,6 +333,7 @@ impl Settings {
             }
         }
         let analytics_retention = match self
+            .serve
             .analytics_retention
             .clone()
             .or(file.analytics_retention)
@@ -341,6 +352,7 @@ impl Settings {
             master_key_from_data_dir,
             smtp_url,
             mail_from: self
+                .serve
                 .mail_from
                 .clone()
                 .or(file.mail_from)
@@ -349,11 +361,13 @@ impl Settings {
             trusted_proxies,
             outbound_allowed_cidrs,
             bootstrap_admin_email: self
+                .serve
                 .bootstrap_admin_email
                 .clone()
                 .or(file.bootstrap_admin_email)
                 .unwrap_or_else(|| "admin@localhost".into()),
             bootstrap_admin_password: self
+                .serve
                 .bootstrap_admin_password
                 .clone()
                 .or(file.bootstrap_admin_password),

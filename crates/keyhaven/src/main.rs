@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (REST API, verification endpoint and console).
-    Serve,
+    Serve(keyhaven_service::config::ServeSettings),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage organizations, users and bootstrap keys.
@@ -251,8 +251,10 @@ async fn org_id(state: &AppState, given: Option<String>) -> anyhow::Result<Id> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve => {
-            let config = cli.settings.resolve()?;
+        Command::Serve(serve_settings) => {
+            let mut settings = cli.settings.clone();
+            settings.serve = serve_settings;
+            let config = settings.resolve()?;
             if config.master_key_from_data_dir && !config.database_url.starts_with("sqlite:") {
                 tracing::warn!(
                     "no master key is configured: this node uses {}/master.key. Every node \

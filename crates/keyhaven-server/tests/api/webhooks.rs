@@ -902,7 +902,7 @@ async fn internal_targets_are_refused_at_create_and_update(app: TestApp) {
 both_backends!(internal_targets_are_refused_at_create_and_update);
 
 fn outbound_10_8(s: &mut keyhaven_service::config::Settings) {
-    s.outbound_allowed_cidrs = Some("10.0.0.0/8".into());
+    s.serve.outbound_allowed_cidrs = Some("10.0.0.0/8".into());
 }
 
 /// `KEYHAVEN_OUTBOUND_ALLOWED_CIDRS` opens the ranges it names, and only those.

@@ -233,16 +233,16 @@ async fn serve_on_port_zero_prints_the_real_console_address(env: Env) {
 
 async fn serve_refuses_bad_bootstrap_settings(env: Env) {
     let mut c = env.cmd();
-    c.arg("--listen")
+    c.arg("serve")
+        .arg("--listen")
         .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("serve")
         .env("KEYHAVEN_MASTER_KEY", SHARED_MASTER_KEY)
         .env("KEYHAVEN_BOOTSTRAP_ADMIN_PASSWORD", "short");
     run(c).await.fails_cleanly(&["password", "12"]);
     let mut c = env.cmd();
-    c.arg("--listen")
+    c.arg("serve")
+        .arg("--listen")
         .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("serve")
         .env("KEYHAVEN_MASTER_KEY", SHARED_MASTER_KEY)
         .env("KEYHAVEN_BOOTSTRAP_ADMIN_EMAIL", "not-an-email");
     run(c).await.fails_cleanly(&["email"]);
@@ -573,9 +573,9 @@ async fn unwritable_data_dir_is_one_clear_line(env: Env) {
     run(c).await.fails_cleanly(&[&bad_s]);
 
     let mut c = cmd_with_data_dir(&env, &bad);
-    c.arg("--listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("serve");
+    c.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()));
     run(c).await.fails_cleanly(&[&bad_s]);
 
     assert_eq!(std::fs::read(&file).unwrap(), b"just a file");
@@ -718,7 +718,7 @@ async fn invalid_listen_address_is_one_clear_line(env: Env) {
         "http://127.0.0.1:8080",
     ] {
         let mut c = env.cmd();
-        c.args(["--listen", bad, "serve"]);
+        c.args(["serve", "--listen", bad]);
         run(c).await.fails_cleanly(&["listen", bad]);
         let mut c = env.cmd();
         c.arg("serve").env("KEYHAVEN_LISTEN", bad);
@@ -730,7 +730,7 @@ async fn listen_address_in_use_is_one_clear_line_and_loses_nothing(env: Env) {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let mut c = env.cmd();
-    c.args(["--listen", &addr, "serve"])
+    c.args(["serve", "--listen", &addr])
         .env("KEYHAVEN_MASTER_KEY", SHARED_MASTER_KEY);
     run(c).await.fails_cleanly(&[&addr]);
     drop(taken);
@@ -775,9 +775,8 @@ async fn unsupported_database_url_is_one_clear_line() {
     let mut c = keyhaven(root.path());
     c.arg("--data-dir")
         .arg(&data)
-        .args(["--database-url", "mysql://x", "--listen"])
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("serve");
+        .args(["--database-url", "mysql://x", "serve", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()));
     run(c).await.fails_cleanly(&["database URL"]);
 }
 
@@ -795,9 +794,8 @@ async fn unreachable_postgres_is_one_clear_line() {
     let mut c = keyhaven(root.path());
     c.arg("--data-dir")
         .arg(&data)
-        .args(["--database-url", url, "--listen"])
+        .args(["--database-url", url, "serve", "--listen"])
         .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("serve")
         .env("KEYHAVEN_MASTER_KEY", SHARED_MASTER_KEY);
     run(c).await.fails_cleanly(&["database"]);
 }
@@ -1062,4 +1060,40 @@ async fn reset_password_lets_a_locked_out_admin_back_in(env: Env) {
     })
     .await;
     out.fails_cleanly(&["12 characters"]);
+}
+
+/// Issue 14: each command's help lists its own flags — the server's settings under
+/// `serve`, not under `admin`.
+#[tokio::test]
+async fn help_lists_each_commands_own_flags() {
+    let root = tempfile::tempdir().unwrap();
+    let mut c = keyhaven(root.path());
+    c.args(["admin", "--help"]);
+    let admin = run(c).await;
+    let text = admin.ok().to_string();
+    assert!(
+        text.contains("--database-url") && text.contains("import-keys"),
+        "{text}"
+    );
+    for serve_only in [
+        "--listen",
+        "--smtp-url",
+        "--bootstrap-admin-password",
+        "--analytics-retention",
+    ] {
+        assert!(
+            !text.contains(serve_only),
+            "{serve_only} in admin --help:\n{text}"
+        );
+    }
+    let mut c = keyhaven(root.path());
+    c.args(["serve", "--help"]);
+    let serve = run(c).await;
+    let text = serve.ok().to_string();
+    for flag in ["--listen", "--smtp-url", "--trusted-proxies", "--data-dir"] {
+        assert!(
+            text.contains(flag),
+            "{flag} missing from serve --help:\n{text}"
+        );
+    }
 }

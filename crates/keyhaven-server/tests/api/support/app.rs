@@ -182,7 +182,7 @@ impl TestApp {
 /// Settings for tests whose webhook receivers listen on this machine: loopback is an
 /// internal range, refused unless the operator allows it.
 pub fn local_receivers(s: &mut Settings) {
-    s.outbound_allowed_cidrs = Some("127.0.0.0/8,::1/128".into());
+    s.serve.outbound_allowed_cidrs = Some("127.0.0.0/8,::1/128".into());
 }
 
 pub fn rand_suffix() -> String {

@@ -257,7 +257,7 @@ impl Env {
     /// line the server prints (so `127.0.0.1:0` works too).
     pub async fn serve_on(&self, listen: &str, envs: &[(&str, &str)]) -> Server {
         let mut c = self.cmd();
-        c.arg("--listen").arg(listen).arg("serve");
+        c.arg("serve").arg("--listen").arg(listen);
         for (k, v) in envs {
             c.env(k, v);
         }
