@@ -495,7 +495,10 @@ mod tests {
         .unwrap();
         let s = Settings {
             config: Some(file.clone()),
-            mail_from: Some("flag@x".into()),
+            serve: ServeSettings {
+                mail_from: Some("flag@x".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let c = s.resolve().unwrap();
@@ -520,7 +523,10 @@ mod tests {
             ..Default::default()
         };
         let s = Settings {
-            listen: Some("nope".into()),
+            serve: ServeSettings {
+                listen: Some("nope".into()),
+                ..Default::default()
+            },
             ..base.clone()
         };
         assert!(s.resolve().is_err());
@@ -535,12 +541,18 @@ mod tests {
         };
         assert!(s.resolve().is_err());
         let s = Settings {
-            trusted_proxies: Some("10.0.0.0/8, bad".into()),
+            serve: ServeSettings {
+                trusted_proxies: Some("10.0.0.0/8, bad".into()),
+                ..Default::default()
+            },
             ..base.clone()
         };
         assert!(s.resolve().is_err());
         let s = Settings {
-            outbound_allowed_cidrs: Some("10.0.0.0/8, 300.1.1.1".into()),
+            serve: ServeSettings {
+                outbound_allowed_cidrs: Some("10.0.0.0/8, 300.1.1.1".into()),
+                ..Default::default()
+            },
             ..base.clone()
         };
         assert!(s.resolve().unwrap_err().0.contains("300.1.1.1"));
@@ -551,7 +563,10 @@ mod tests {
             "smtp://mailer:hunter2\"secret@mail example.com",
         ] {
             let s = Settings {
-                smtp_url: Some(url.into()),
+                serve: ServeSettings {
+                    smtp_url: Some(url.into()),
+                    ..Default::default()
+                },
                 ..base.clone()
             };
             let e = s.resolve().unwrap_err().0;
@@ -584,7 +599,10 @@ mod tests {
         assert_eq!(shown, ["10.0.0.0/8", "fd00::/8"]);
         let s = Settings {
             config: Some(file),
-            outbound_allowed_cidrs: Some("127.0.0.0/8, ::1".into()),
+            serve: ServeSettings {
+                outbound_allowed_cidrs: Some("127.0.0.0/8, ::1".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let shown: Vec<String> = s
