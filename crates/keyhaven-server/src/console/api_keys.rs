@@ -59,6 +59,10 @@ fn notice_text(q: &FormData) -> Option<String> {
         }
         "enabled" => Some("API key turned on. It verifies again.".into()),
         "updated" => Some("API key updated.".into()),
+        "secret_shown" => Some(
+            "The key's secret was shown once and can't be shown again. If it was lost, regenerate the key."
+                .into(),
+        ),
         "credits" => q
             .get("n")
             .parse::<i64>()
@@ -730,20 +734,62 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         ..Default::default()
     };
     match state.service.create_api_key(&c.caller, input).await {
-        Ok((key, _, secret)) => {
-            let hold = shown_hold(&state, &c, &key).await;
-            Ok(layout::ok(layout(
-                &c,
-                "API key created",
-                "keys",
-                secret_page(&c, "API key created", &key, hold, secret.expose()),
-            )))
-        }
+        // POST-redirect-GET: the secret page is a GET, so a reload can't create
+        // another key.
+        Ok((key, _, secret)) => Ok(super::flash::redirect_with(
+            &state,
+            &c,
+            &secret_path(&key.id.to_string(), "created"),
+            secret.expose(),
+        )),
         Err(e) => {
             let errors = FieldErrors::from_grant(e, RENAME, Permission::ApiKeysCreate, "roles")?;
             create_form(&state, &c, &form, &errors).await
         }
     }
+}
+
+/// The page that shows a key's new secret once, after `what` (`created` or
+/// `regenerated`).
+fn secret_path(id: &str, what: &str) -> String {
+    format!("/api-keys/{id}/{what}")
+}
+
+/// `GET /api-keys/{id}/created` and `…/regenerated`: the secret the POST before left
+/// for this page, shown once; a reload finds it gone and goes to the key's page.
+pub async fn new_secret(
+    State(state): State<AppState>,
+    c: Console,
+    Path((id, what)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> PageResult {
+    let title = match what.as_str() {
+        "created" => "API key created",
+        "regenerated" => "API key regenerated",
+        _ => return Err(ServiceError::NotFound("page").into()),
+    };
+    let key_id = errors::path_id(&id, "API key")?;
+    let page = secret_path(key_id.as_str(), &what);
+    let Some(secret) = super::flash::take(&state, &c, &headers, &page) else {
+        let mut res = layout::see_other(&format!("/api-keys/{key_id}?notice=secret_shown"));
+        super::flash::clear(&state, &mut res);
+        return Ok(res);
+    };
+    let (key, _) = state.service.get_api_key(&c.caller, &key_id).await?;
+    let hold = shown_hold(&state, &c, &key).await;
+    let mut res = layout::ok(layout(
+        &c,
+        title,
+        "keys",
+        secret_page(&c, title, &key, hold, &secret),
+    ));
+    super::flash::clear(&state, &mut res);
+    // Never kept by a cache or the back button's page store.
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
 }
 
 /// Whether the owner of a key just created or regenerated stops it; a failed lookup
@@ -1489,13 +1535,12 @@ pub async fn regenerate(
             .await
         {
             Ok((k, _, secret)) => {
-                let hold = shown_hold(&state, &c, &k).await;
-                return Ok(layout::ok(layout(
+                return Ok(super::flash::redirect_with(
+                    &state,
                     &c,
-                    "API key regenerated",
-                    "keys",
-                    secret_page(&c, "API key regenerated", &k, hold, secret.expose()),
-                )));
+                    &secret_path(&k.id.to_string(), "regenerated"),
+                    secret.expose(),
+                ));
             }
             Err(e) => errors = FieldErrors::from_service(e, RENAME)?,
         }

@@ -42,6 +42,7 @@ mod audit_log;
 mod audit_sinks;
 mod auth;
 mod errors;
+mod flash;
 mod forms;
 mod import;
 mod layout;
@@ -80,6 +81,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api-keys/delete", post(api_keys::bulk_delete))
         .route("/api-keys/import", get(import::page).post(import::submit))
         .route("/api-keys/{id}/enabled", post(api_keys::set_enabled))
+        .route("/api-keys/{id}/{what}", get(api_keys::new_secret))
         .route("/api-keys/{id}", get(api_keys::details))
         .route(
             "/api-keys/{id}/edit",

@@ -392,3 +392,69 @@ async fn keys_table_highlights_and_links(app: TestApp) {
     assert!(!r.contains("class=\"expiring\""), "{r}");
 }
 both_backends!(keys_table_highlights_and_links);
+
+/// Issue 14: the page that shows a new secret is a GET after a redirect, so a reload
+/// neither creates another key nor shows the secret again.
+async fn secret_pages_survive_a_reload(app: TestApp) {
+    let (client, csrf) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let res = client
+        .post(app.url("/api-keys/new"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "once"),
+            ("expiration", "never"),
+            ("credits", "unlimited"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let shown_at = res.url().path().to_string();
+    assert!(shown_at.ends_with("/created"), "{shown_at}");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let html = res.text().await.unwrap();
+    let pat = "id=\"new-secret\" type=\"password\" readonly data-secret=\"once\" value=\"";
+    let at = html.find(pat).expect("the secret is shown") + pat.len();
+    let secret = html[at..].split('"').next().unwrap().to_string();
+    assert_eq!(verify(&app, &secret).await["code"], "VALID");
+    // A reload: the key's page, with word that the secret was shown once.
+    let again = client.get(app.url(&shown_at)).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(!again.url().path().ends_with("/created"));
+    let html = again.text().await.unwrap();
+    assert!(!html.contains(&secret));
+    assert!(html.contains("shown once"), "{html}");
+    // Still one key of that name.
+    let keys = app
+        .state
+        .service
+        .list_api_keys(
+            &system(&app),
+            &keyhaven_store::ApiKeyFilter {
+                status: None,
+                role: None,
+                tag: None,
+                owner_id: None,
+                q: Some("once".into()),
+                external_id: None,
+                now: app.state.service.now(),
+            },
+            &keyhaven_store::Page {
+                limit: 10,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(keys.items.len(), 1);
+    // Another session can't read a secret meant for this one.
+    let (other, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let id = shown_at.split('/').nth(2).unwrap();
+    let res = other
+        .get(app.url(&format!("/api-keys/{id}/regenerated")))
+        .send()
+        .await
+        .unwrap();
+    assert!(!res.text().await.unwrap().contains("data-secret=\"once\""));
+}
+both_backends!(secret_pages_survive_a_reload);
