@@ -121,6 +121,10 @@ pub fn routes() -> Router<AppState> {
             post(service_accounts::create_credential),
         )
         .route(
+            "/settings/api-access/{id}/credentials/{cid}/created",
+            get(service_accounts::credential_created),
+        )
+        .route(
             "/settings/api-access/{id}/credentials/{cid}/delete",
             post(service_accounts::delete_credential),
         )

@@ -45,6 +45,7 @@ fn notice_text(q: &FormData) -> Option<&'static str> {
         "deleted" => Some("Service account deleted, with its API keys and credentials."),
         "updated" => Some("Service account updated."),
         "credential_updated" => Some("Credential updated."),
+        "secret_shown" => Some("The credential's client secret was shown once and can't be shown again. If it was lost, create a new credential and delete this one."),
         _ => None,
     }
 }
@@ -499,25 +500,57 @@ pub async fn create_credential(
             expires_at,
         };
         match state.service.create_credential(&c.caller, &id, input).await {
+            // POST-redirect-GET: a reload can't create a second credential.
             Ok((cred, secret)) => {
-                return detail_page(
+                return Ok(super::flash::redirect_with(
                     &state,
                     &c,
-                    &id,
-                    None,
-                    Some(Created {
-                        credential: &cred,
-                        secret: secret.expose(),
-                    }),
-                    &FormData::default(),
-                    &FieldErrors::default(),
-                )
-                .await
+                    &format!("/settings/api-access/{id}/credentials/{}/created", cred.id),
+                    secret.expose(),
+                ))
             }
             Err(e) => errors = FieldErrors::from_service(e, &[])?,
         }
     }
     detail_page(&state, &c, &id, None, None, &form, &errors).await
+}
+
+/// `GET /settings/api-access/{id}/credentials/{cid}/created`: the client secret the
+/// POST before left for this page, shown once; a reload goes to the account's page.
+pub async fn credential_created(
+    State(state): State<AppState>,
+    c: Console,
+    Path((id, cid)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> PageResult {
+    let id = errors::path_id(&id, "service account")?;
+    let cid = errors::path_id(&cid, "credential")?;
+    let page = format!("/settings/api-access/{id}/credentials/{cid}/created");
+    let Some(secret) = super::flash::take(&state, &c, &headers, &page) else {
+        let mut res = layout::see_other(&format!("/settings/api-access/{id}?notice=secret_shown"));
+        super::flash::clear(&state, &mut res);
+        return Ok(res);
+    };
+    let cred = state.service.get_credential(&c.caller, &id, &cid).await?;
+    let mut res = detail_page(
+        &state,
+        &c,
+        &id,
+        None,
+        Some(Created {
+            credential: &cred,
+            secret: &secret,
+        }),
+        &FormData::default(),
+        &FieldErrors::default(),
+    )
+    .await?;
+    super::flash::clear(&state, &mut res);
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
 }
 
 /// `POST /settings/api-access/{id}/credentials/{cid}/delete`.

@@ -458,3 +458,32 @@ async fn secret_pages_survive_a_reload(app: TestApp) {
     assert!(!res.text().await.unwrap().contains("data-secret=\"once\""));
 }
 both_backends!(secret_pages_survive_a_reload);
+
+/// Issue 14: the same for a credential's client secret.
+async fn credential_secret_survives_a_reload(app: TestApp) {
+    let sa = make_account(&app, "reload-account").await;
+    let (client, csrf) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let res = client
+        .post(app.url(&format!("/settings/api-access/{sa}/credentials")))
+        .form(&[("csrf_token", csrf.as_str()), ("name", "runner")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let shown_at = res.url().path().to_string();
+    assert!(shown_at.ends_with("/created"), "{shown_at}");
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Credential created") && html.contains("data-secret=\"once\""));
+    let again = client.get(app.url(&shown_at)).send().await.unwrap();
+    let html = again.text().await.unwrap();
+    assert!(!html.contains("data-secret=\"once\""));
+    assert!(html.contains("shown once"), "{html}");
+    let creds = app
+        .state
+        .service
+        .list_credentials(&system(&app), &Id::from_trusted(sa.clone()))
+        .await
+        .unwrap();
+    assert_eq!(creds.len(), 1, "a reload creates no second credential");
+}
+both_backends!(credential_secret_survives_a_reload);
