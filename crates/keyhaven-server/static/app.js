@@ -81,6 +81,8 @@
     if (!out) return;
     var n = selectedCount(form.dataset.bulk);
     out.textContent = n === 0 ? "" : (n === 1 ? "1 selected" : n + " selected");
+    // The bar appears once a row is selected.
+    form.classList.toggle("bulk-idle", n === 0);
   }
 
   document.addEventListener("click", function (ev) {
@@ -113,6 +115,7 @@
     if (form.dataset.confirmed === "1") return;
     var message = form.dataset.confirm;
     var label = form.dataset.confirmLabel;
+    var submitter = ev.submitter || null;
     if (form.dataset.bulk) {
       var n = selectedCount(form.dataset.bulk);
       if (n === 0) {
@@ -120,8 +123,15 @@
         confirmDialog("Select at least one API key first.", "OK", function () {});
         return;
       }
-      message = "Delete " + n + (n === 1 ? " API key" : " API keys") + " permanently? Programs using " + (n === 1 ? "it" : "them") + " will be refused immediately. This cannot be undone.";
-      label = "Delete " + n + (n === 1 ? " key" : " keys");
+      var keys = n + (n === 1 ? " API key" : " API keys");
+      var them = n === 1 ? "it" : "them";
+      if (submitter && submitter.dataset.bulkVerb === "revoke") {
+        message = "Revoke " + keys + "? Programs using " + them + " will be refused immediately. This cannot be undone.";
+        label = "Revoke " + n + (n === 1 ? " key" : " keys");
+      } else {
+        message = "Delete " + keys + " permanently? Programs using " + them + " will be refused immediately. This cannot be undone.";
+        label = "Delete " + n + (n === 1 ? " key" : " keys");
+      }
     }
     if (form.dataset.confirmSet !== undefined) {
       // "Adjust credits": only setting the balance asks first.
@@ -143,7 +153,9 @@
     ev.preventDefault();
     confirmDialog(message, label, function () {
       form.dataset.confirmed = "1";
-      form.submit();
+      // Keep the button's formaction (bulk revoke) where the browser can.
+      if (submitter && typeof form.requestSubmit === "function") form.requestSubmit(submitter);
+      else form.submit();
     });
   });
 
@@ -209,7 +221,10 @@
     document.querySelectorAll("input[data-tz-offset]").forEach(function (el) { el.value = offset; });
   }
 
-  function init() { localTimes(); syncExpiry(); syncCredits(); tzOffsets(); }
+  function init() {
+    localTimes(); syncExpiry(); syncCredits(); tzOffsets();
+    document.querySelectorAll("form[data-bulk]").forEach(updateCount);
+  }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();

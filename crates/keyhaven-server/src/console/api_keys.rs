@@ -53,6 +53,14 @@ fn notice_text(q: &FormData) -> Option<String> {
             })
         }
         "none_selected" => Some("Select at least one API key first.".into()),
+        "bulk_revoked" => {
+            let n: i64 = q.get("n").parse().unwrap_or(0);
+            Some(if n == 1 {
+                "Revoked 1 API key. It no longer verifies.".into()
+            } else {
+                format!("Revoked {n} API keys. They no longer verify.")
+            })
+        }
         "revoked" => Some("API key revoked. It no longer verifies.".into()),
         "disabled" => {
             Some("API key turned off. It answers DISABLED until you turn it on again.".into())
@@ -292,11 +300,14 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
             }
         } @else {
             @if can_manage {
-                form id="bulk-form" class="bulk" method="post" action="/api-keys/delete" data-bulk="ids" {
+                // A bar for the selected rows; app.js shows it once a row is selected
+                // (without JavaScript it is always there).
+                form id="bulk-form" class="bulk" method="post" action="/api-keys/delete" data-bulk="ids" aria-label="Selected API keys" {
                     (csrf(&c))
                     input type="hidden" name="back" value={ "/api-keys?" (forms::query_string(&base_q)) };
-                    button type="submit" class="btn btn-danger-outline" { "Delete selected" }
-                    span class="muted small" data-selected-count="" {}
+                    span class="strong small" data-selected-count="" {}
+                    button type="submit" class="btn btn-danger-outline" formaction="/api-keys/revoke" data-bulk-verb="revoke" { "Revoke selected" }
+                    button type="submit" class="btn btn-danger-outline" data-bulk-verb="delete" { "Delete selected" }
                 }
             }
             (keys_table(&c, &listing.items, true, &holds))
@@ -1597,6 +1608,35 @@ pub async fn delete(
 }
 
 /// `POST /api-keys/delete` (bulk).
+/// `POST /api-keys/revoke`: revokes the selected keys (each audited like a single
+/// revoke; already revoked ones are left as they are).
+pub async fn bulk_revoke(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
+    c.check_csrf(&form)?;
+    let back = super::auth::safe_next(form.get("back"))
+        .filter(|b| b.starts_with("/api-keys"))
+        .unwrap_or("/api-keys")
+        .to_string();
+    let sep = if back.contains('?') { '&' } else { '?' };
+    let ids = form.list("ids");
+    if ids.is_empty() {
+        return Ok(layout::see_other(&format!(
+            "{back}{sep}notice=none_selected"
+        )));
+    }
+    let mut revoked = 0;
+    for raw in ids.iter().take(100) {
+        let id = errors::path_id(raw, "API key")?;
+        let (k, _) = state.service.get_api_key(&c.caller, &id).await?;
+        if k.revoked_at.is_none() {
+            state.service.revoke_api_key(&c.caller, &id).await?;
+            revoked += 1;
+        }
+    }
+    Ok(layout::see_other(&format!(
+        "{back}{sep}notice=bulk_revoked&n={revoked}"
+    )))
+}
+
 pub async fn bulk_delete(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
     let back = super::auth::safe_next(form.get("back"))

@@ -79,6 +79,7 @@ pub fn routes() -> Router<AppState> {
             get(api_keys::new_page).post(api_keys::create),
         )
         .route("/api-keys/delete", post(api_keys::bulk_delete))
+        .route("/api-keys/revoke", post(api_keys::bulk_revoke))
         .route("/api-keys/import", get(import::page).post(import::submit))
         .route("/api-keys/{id}/enabled", post(api_keys::set_enabled))
         .route("/api-keys/{id}/{what}", get(api_keys::new_secret))

@@ -487,3 +487,77 @@ async fn credential_secret_survives_a_reload(app: TestApp) {
     assert_eq!(creds.len(), 1, "a reload creates no second credential");
 }
 both_backends!(credential_secret_survives_a_reload);
+
+/// Issue 14: bulk actions are a bar that appears once rows are selected, with Revoke
+/// beside Delete, each confirmed with the number of keys.
+async fn bulk_bar_revokes_the_selected_keys(app: TestApp) {
+    let Some(b) = browser(&app, "bulk-revoke").await else {
+        return;
+    };
+    let sa = make_account(&app, "bulk-owner").await;
+    let key = |name: &str| CreateApiKey {
+        name: name.into(),
+        owner: Some(OwnerRef {
+            kind: PrincipalKind::ServiceAccount,
+            id: sa.clone(),
+        }),
+        ..Default::default()
+    };
+    let (a, a_secret) = make_key_secret(&app, key("batch-a")).await;
+    let (c2, c_secret) = make_key_secret(&app, key("batch-c")).await;
+    let (_, keep_secret) = make_key_secret(&app, key("batch-keep")).await;
+    b.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.go("/api-keys").await;
+    let bar = b.wait_css("#bulk-form").await;
+    assert!(
+        !bar.is_displayed().await.unwrap(),
+        "no bar before a selection"
+    );
+    for id in [&a, &c2] {
+        b.wait_css(&format!("tr[data-id='{id}'] input.row-select"))
+            .await
+            .click()
+            .await
+            .unwrap();
+    }
+    assert!(bar.is_displayed().await.unwrap());
+    let count = b
+        .wait_css("#bulk-form [data-selected-count]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count, "2 selected");
+    b.client.set_window_size(390, 844).await.unwrap();
+    // No horizontal scroll at phone width (the bar wraps; table cells scroll inside
+    // their box, hidden labels included).
+    let widths = b
+        .client
+        .execute(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (scroll, client) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+    assert!(
+        scroll <= client,
+        "the page scrolls sideways: {scroll} > {client}"
+    );
+    b.shot_named(&format!(
+        "bulk-bar-phone-{}",
+        format!("{:?}", app.db.store.backend()).to_lowercase()
+    ))
+    .await;
+    b.client.set_window_size(1366, 900).await.unwrap();
+    b.button("Revoke selected").await.click().await.unwrap();
+    let msg = b.confirm().await;
+    assert!(msg.contains("Revoke 2 API keys"), "{msg}");
+    b.wait_xpath("//*[normalize-space()='Revoked 2 API keys. They no longer verify.']")
+        .await;
+    assert_eq!(verify(&app, &a_secret).await["code"], "REVOKED");
+    assert_eq!(verify(&app, &c_secret).await["code"], "REVOKED");
+    assert_eq!(verify(&app, &keep_secret).await["code"], "VALID");
+    b.screenshot().await;
+}
+both_backends!(bulk_bar_revokes_the_selected_keys);
