@@ -221,8 +221,19 @@
     document.querySelectorAll("input[data-tz-offset]").forEach(function (el) { el.value = offset; });
   }
 
+  // A notice (?notice=…) is shown once: drop it from the address, so a reload or a
+  // bookmark doesn't show it again.
+  function dropNotice() {
+    if (!window.history || !history.replaceState || !window.URL) return;
+    var url = new URL(window.location.href);
+    if (!url.searchParams.has("notice")) return;
+    url.searchParams.delete("notice");
+    url.searchParams.delete("n");
+    history.replaceState(null, "", url.pathname + (url.search ? url.search : "") + url.hash);
+  }
+
   function init() {
-    localTimes(); syncExpiry(); syncCredits(); tzOffsets();
+    localTimes(); syncExpiry(); syncCredits(); tzOffsets(); dropNotice();
     document.querySelectorAll("form[data-bulk]").forEach(updateCount);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -1040,10 +1040,8 @@ async fn details_page(
                     }
                     dt { "Description" } dd { @if k.description.is_empty() { span class="muted" { "—" } } @else { (k.description) } }
                     dt { "Key ID" } dd {
-                        div class="secret-row id-row" {
-                            input id="key-id" type="text" readonly value=(k.id) aria-label="Key ID" class="mono";
-                            button type="button" class="btn" data-copy="key-id" { "Copy" }
-                        }
+                        code id="key-id" { (k.id) } " "
+                        button type="button" class="btn btn-small" data-copy="key-id" aria-label="Copy the key ID" { "Copy" }
                     }
                     dt { "Masked key" } dd { code { (k.masked_key) } }
                     @if !k.enabled { dt { "Turned off" } dd { "Answers DISABLED until turned on again (not revoked)." } }

@@ -175,9 +175,7 @@ async fn networks_and_metadata_on_the_key_forms(app: TestApp) {
         html.contains("203.0.113.7/32") && html.contains("&quot;plan&quot;"),
         "{html}"
     );
-    assert!(html.contains(&format!(
-        "id=\"key-id\" type=\"text\" readonly value=\"{id}\""
-    )));
+    assert!(html.contains(&format!("<code id=\"key-id\">{id}</code>")));
     assert!(html.contains("data-copy=\"key-id\""));
 
     // The edit form starts from them; a bad object and a bad network come back at

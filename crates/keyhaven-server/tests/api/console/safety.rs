@@ -555,6 +555,12 @@ async fn bulk_bar_revokes_the_selected_keys(app: TestApp) {
     assert!(msg.contains("Revoke 2 API keys"), "{msg}");
     b.wait_xpath("//*[normalize-space()='Revoked 2 API keys. They no longer verify.']")
         .await;
+    // The notice is shown once: the address drops it, so a reload doesn't repeat it.
+    let path = b.path().await;
+    assert!(!path.contains("notice"), "{path}");
+    b.client.refresh().await.unwrap();
+    b.wait_css("#keys-table").await;
+    assert!(!b.body_text().await.contains("Revoked 2 API keys"));
     assert_eq!(verify(&app, &a_secret).await["code"], "REVOKED");
     assert_eq!(verify(&app, &c_secret).await["code"], "REVOKED");
     assert_eq!(verify(&app, &keep_secret).await["code"], "VALID");
