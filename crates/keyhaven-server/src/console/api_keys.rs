@@ -242,6 +242,9 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
     };
     let can_create = c.can(Permission::ApiKeysCreate);
     let can_manage = c.can(Permission::ApiKeysManage);
+    // An organization without a single key yet sees how to start, not empty figures.
+    let first_run = metrics.total_keys == 0 && !filtered && !q.has("cursor");
+    let app_org = c.caller.org_id.to_string();
     let secret_link = c.can(Permission::SharedSecretView) || c.can(Permission::SharedSecretManage);
     let body = html! {
         (header("API Keys", Some("Keys that programs present to call your APIs."), html! {
@@ -250,6 +253,9 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
             @if can_create { a class="btn btn-primary" href="/api-keys/new" { "Create API key" } }
         }))
         @if let Some(n) = notice_text(&q) { (widgets::notice(&n)) }
+        @if first_run {
+            (getting_started(can_create, &state.config.public_url, &app_org))
+        } @else {
         div class="metrics" {
             div class="metric" { div class="metric-label" { "Total keys" } div class="metric-value" id="metric-total" { (metrics.total_keys) } }
             div class="metric" { div class="metric-label" { "Active keys" } div class="metric-value" id="metric-active" { (metrics.active_keys) } }
@@ -290,7 +296,9 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
                 @if filtered { a class="btn btn-link" href="/api-keys" { "Clear filters" } }
             }
         }
-        @if listing.items.is_empty() {
+        }
+        @if first_run {
+        } @else if listing.items.is_empty() {
             @if filtered {
                 (widgets::empty("No API keys match these filters", "Try another status, role, tag or search.", html! { a class="btn" href="/api-keys" { "Clear filters" } }))
             } @else {
@@ -322,6 +330,30 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
         }
     };
     Ok(layout::ok(layout(&c, "API Keys", "keys", body)))
+}
+
+/// The first steps of an organization without keys.
+fn getting_started(can_create: bool, public_url: &str, org_id: &str) -> Markup {
+    html! {
+        div class="card getting-started" id="getting-started" {
+            h2 { "Get started" }
+            ol class="steps" {
+                li {
+                    strong { "Create a key" } " for the first program that calls your API: give it the scopes it needs and, if you like, a rate limit or a credit balance."
+                    @if can_create { div { a class="btn btn-primary" href="/api-keys/new" { "Create API key" } } }
+                }
+                li {
+                    strong { "Verify it from your API." } " On each request, send the key Keyhaven received to the verification endpoint; the answer says whether to let the call through:"
+                    pre class="snippet" { (verify_snippet(public_url, org_id)) }
+                    " Behind nginx or Traefik, use forward auth (GET /v1/auth) instead."
+                }
+                li {
+                    strong { "Read more" } " in the repository's docs: verification.md (codes, forward auth), usage-control.md (limits and credits), import.md (bringing keys from another system); the full API is at "
+                    a href="/v1/openapi.json" { "/v1/openapi.json" } "."
+                }
+            }
+        }
+    }
 }
 
 /// Expiration choices: a preset number of days, a custom date, or never.
@@ -664,10 +696,14 @@ async fn create_form(
                     textarea id="f-description" name="description" rows="2" { (form.get("description")) }
                 }))
                 (field("Tags", "tags", errors, Some("Separate tags with commas, e.g. billing, production."), forms::text_input("tags", &form.list("tags").join(", "), "text", false)))
+                (field("Scopes", "scopes", errors, Some("What the key may do in your API, separated by commas, e.g. orders:read, billing:write. Your API asks for them when it verifies the key."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
                 @if !roles.is_empty() {
-                    (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
+                    details class="management-access" open[!form.list("roles").is_empty()] {
+                        summary { "Management access to Keyhaven (optional)" }
+                        p class="hint warn" { "Roles let the key manage Keyhaven itself — users, keys, settings — like a signed-in person. Give them only to automation that administers Keyhaven; a key your programs use to call your API needs scopes, not roles." }
+                        (checklist("Roles", "roles", errors, Some("Only roles whose permissions you hold yourself are offered."), &roles, &form.list("roles")))
+                    }
                 }
-                (field("Scopes", "scopes", errors, Some("Application scopes, separated by commas, e.g. read, billing:write."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
                 (field("External ID", "external_id", errors, Some(HINT_EXTERNAL_ID), forms::text_input("external_id", form.get("external_id"), "text", false)))
                 (field("Owner", "owner", errors, Some("A personal key acts with your permissions; a service account's key outlives your account."), html! {
                     select id="f-owner" name="owner" {
@@ -792,7 +828,7 @@ pub async fn new_secret(
         &c,
         title,
         "keys",
-        secret_page(&c, title, &key, hold, &secret),
+        secret_page(&c, title, &key, hold, &secret, &state.config.public_url),
     ));
     super::flash::clear(&state, &mut res);
     // Never kept by a cache or the back button's page store.
@@ -815,19 +851,45 @@ async fn shown_hold(state: &AppState, c: &Console, k: &ApiKey) -> Option<OwnerHo
     }
 }
 
+/// A ready-to-paste check of a key against this server: the key itself is left as a
+/// variable, so the snippet can be copied (or shown) without the secret.
+fn verify_snippet(public_url: &str, org_id: &str) -> String {
+    format!(
+        "curl -s {}/v1/keys/verify \\\n  -H 'Content-Type: application/json' \\\n  -d \"{{\\\"key\\\": \\\"$KEYHAVEN_KEY\\\", \\\"organization_id\\\": \\\"{org_id}\\\"}}\"",
+        public_url.trim_end_matches('/')
+    )
+}
+
 fn secret_page(
     c: &Console,
     title: &str,
     key: &ApiKey,
     hold: Option<OwnerHold>,
     secret: &str,
+    public_url: &str,
 ) -> Markup {
+    let snippet = verify_snippet(public_url, key.org_id.as_str());
     html! {
         (header(title, None, html! {}))
         div class="banner banner-success secret-banner" role="status" {
             h2 { (title) }
             p { strong { "Copy this key now." } " It will not be shown again: Keyhaven keeps only a digest of it. If you lose it, regenerate the key." }
             (widgets::secret_box("API key", "new-secret", secret))
+            div class="field" {
+                label for="new-key-id" { "Key ID" }
+                div class="secret-row" {
+                    input id="new-key-id" type="text" readonly value=(key.id) class="mono";
+                    button type="button" class="btn" data-copy="new-key-id" { "Copy" }
+                }
+            }
+            div class="field" {
+                label for="verify-snippet" { "Check it from your API" }
+                pre class="snippet" id="verify-snippet" { (snippet) }
+                div class="secret-row" {
+                    span class="hint" { "Put the key in KEYHAVEN_KEY first (export KEYHAVEN_KEY=…)." }
+                    button type="button" class="btn" data-copy="verify-snippet" { "Copy" }
+                }
+            }
         }
         div class="card" {
             dl class="props" {

@@ -417,6 +417,18 @@ async fn secret_pages_survive_a_reload(app: TestApp) {
     let at = html.find(pat).expect("the secret is shown") + pat.len();
     let secret = html[at..].split('"').next().unwrap().to_string();
     assert_eq!(verify(&app, &secret).await["code"], "VALID");
+    // With its id to copy and a ready-to-paste check that leaves the secret out.
+    assert!(html.contains("id=\"new-key-id\""), "{html}");
+    let snippet_at = html.find("id=\"verify-snippet\">").expect("a snippet");
+    let snippet = &html[snippet_at..html[snippet_at..].find("</pre>").unwrap() + snippet_at];
+    assert!(
+        snippet.contains("/v1/keys/verify") && snippet.contains("$KEYHAVEN_KEY"),
+        "{snippet}"
+    );
+    assert!(
+        snippet.contains(&app.org_id) && !snippet.contains(&secret),
+        "{snippet}"
+    );
     // A reload: the key's page, with word that the secret was shown once.
     let again = client.get(app.url(&shown_at)).send().await.unwrap();
     assert_eq!(again.status(), 200);
@@ -567,3 +579,30 @@ async fn bulk_bar_revokes_the_selected_keys(app: TestApp) {
     b.screenshot().await;
 }
 both_backends!(bulk_bar_revokes_the_selected_keys);
+
+/// Issue 14: an organization without keys sees how to start (with a verification
+/// snippet), not four zero figures and a filter bar; its first key brings them back.
+async fn an_empty_organization_gets_started(app: TestApp) {
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let html = page(&client, &app, "/api-keys").await;
+    assert!(html.contains("id=\"getting-started\""), "{html}");
+    assert!(html.contains("/v1/keys/verify") && html.contains(&app.org_id));
+    assert!(!html.contains("id=\"metric-total\"") && !html.contains("Apply filters"));
+    let sa = make_account(&app, "first-owner").await;
+    make_key_secret(
+        &app,
+        CreateApiKey {
+            name: "first".into(),
+            owner: Some(OwnerRef {
+                kind: PrincipalKind::ServiceAccount,
+                id: sa,
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let html = page(&client, &app, "/api-keys").await;
+    assert!(!html.contains("id=\"getting-started\""));
+    assert!(html.contains("id=\"metric-total\""));
+}
+both_backends!(an_empty_organization_gets_started);
