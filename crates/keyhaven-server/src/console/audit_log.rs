@@ -1,5 +1,4 @@
-//! API Activity: the audit log with its filters (actor, action, outcome, days), the
-//! second tab of API Access.
+//! The audit log with its filters (actor, action, outcome, days), its own menu entry.
 
 use chrono::NaiveDate;
 use keyhaven_core::audit::Outcome;
@@ -175,8 +174,7 @@ pub async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
     .iter()
     .any(|v| !v.is_empty());
     let body = html! {
-        (header("API Access", Some("Who did what, newest first."), html! {}))
-        (layout::api_access_tabs(&c, "activity"))
+        (header("Audit log", Some("Who did what in this organization, newest first: every change, sign-in and refused request, in a hash chain."), html! {}))
         form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter activity" {
             input type="hidden" name="tab" value="activity";
             (forms::tz_field())
@@ -247,5 +245,5 @@ pub async fn activity(state: AppState, c: Console, q: FormData) -> PageResult {
         }
         (sinks)
     };
-    Ok(layout::ok(layout(&c, "API Activity", "access", body)))
+    Ok(layout::ok(layout(&c, "Audit log", "audit", body)))
 }

@@ -1,5 +1,5 @@
 //! Audit streaming in the console: the sinks of the organization (kind, target, lag,
-//! last error) on the API Activity tab, a page to add one and a button to remove one.
+//! last error) on the audit log page, a page to add one and a button to remove one.
 //! Shown only with audit.manage.
 
 use axum::extract::{Path, State};
@@ -86,7 +86,7 @@ fn new_page(c: &Console, form: &FormData, errors: &FieldErrors) -> PageResult {
     };
     let transport = form.get("transport");
     let body = html! {
-        nav class="crumbs" aria-label="Breadcrumb" { a href=(ACTIVITY) { "API Activity" } " / " span { "Add audit sink" } }
+        nav class="crumbs" aria-label="Breadcrumb" { a href=(ACTIVITY) { "Audit log" } " / " span { "Add audit sink" } }
         (header("Add audit sink", Some("Every audit entry is delivered at least once, in chain order, with its prev_hash and hash."), html! {}))
         div class="card" {
             (form_error(errors))
@@ -135,7 +135,7 @@ fn new_page(c: &Console, form: &FormData, errors: &FieldErrors) -> PageResult {
             }
         }
     };
-    forms::form_page(errors, layout(c, "Add audit sink", "access", body))
+    forms::form_page(errors, layout(c, "Add audit sink", "audit", body))
 }
 
 /// `GET /settings/audit-sinks/new`.

@@ -1,6 +1,6 @@
 //! The page frame: the HTML answers (`page`, `ok`, `see_other`), the head, the shell
 //! with the navigation for a signed-in user, the bare frame for signed-out visitors, the
-//! tabs of API Access, and page headings.
+//! and page headings.
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -75,9 +75,15 @@ const NAV: &[NavItem] = &[
     },
     NavItem {
         href: "/settings/api-access",
-        label: "API Access",
+        label: "Service accounts",
         key: "access",
         needs: Some(Permission::ServiceAccountsView),
+    },
+    NavItem {
+        href: "/settings/api-access?tab=activity",
+        label: "Audit log",
+        key: "audit",
+        needs: Some(Permission::AuditView),
     },
     NavItem {
         href: "/users",
@@ -113,11 +119,6 @@ const NAV: &[NavItem] = &[
 
 /// The page shell with navigation for a signed-in user.
 pub fn layout(c: &Console, title: &str, active: &str, content: Markup) -> Markup {
-    let access_href = if c.caller.has(Permission::ServiceAccountsView) {
-        "/settings/api-access"
-    } else {
-        "/settings/api-access?tab=activity"
-    };
     let secret_visible =
         c.caller.has(Permission::SharedSecretView) || c.caller.has(Permission::SharedSecretManage);
     html! {
@@ -132,14 +133,12 @@ pub fn layout(c: &Console, title: &str, active: &str, content: Markup) -> Markup
                         ul {
                             @for item in NAV {
                                 @let allowed = match item.needs {
-                                    Some(_) if item.key == "access" => c.caller.has(Permission::ServiceAccountsView) || c.caller.has(Permission::AuditView),
                                     Some(p) => c.caller.has(p),
                                     None => item.key != "secret" || secret_visible,
                                 };
-                                @let href = if item.key == "access" { access_href } else { item.href };
                                 @if allowed {
                                     li {
-                                        a href=(href) aria-current=[(item.key == active).then_some("page")] {
+                                        a href=(item.href) aria-current=[(item.key == active).then_some("page")] {
                                             (item.label)
                                         }
                                     }
@@ -159,20 +158,6 @@ pub fn layout(c: &Console, title: &str, active: &str, content: Markup) -> Markup
                     }
                 }
                 (confirm_dialog())
-            }
-        }
-    }
-}
-
-/// The tabs of API Access: service accounts and API Activity.
-pub fn api_access_tabs(c: &Console, active: &str) -> Markup {
-    html! {
-        nav class="tabs" aria-label="API Access sections" {
-            @if c.can(Permission::ServiceAccountsView) {
-                a href="/settings/api-access" aria-current=[(active == "accounts").then_some("page")] { "Service Accounts" }
-            }
-            @if c.can(Permission::AuditView) {
-                a href="/settings/api-access?tab=activity" aria-current=[(active == "activity").then_some("page")] { "API Activity" }
             }
         }
     }

@@ -12,11 +12,11 @@
 //!   service account page.
 //! - `service_accounts`: the API Access section's service accounts and their
 //!   credentials.
-//! - `audit_log`: API Activity, the audit log with its filters.
+//! - `audit_log`: the audit log with its filters (its own menu entry).
 //! - `users`: users (create, edit, reset password, delete).
 //! - `roles`: roles and their permissions.
 //! - `webhooks`: webhook endpoints and their recent deliveries.
-//! - `audit_sinks`: audit streaming on the API Activity tab (audit.manage).
+//! - `audit_sinks`: audit streaming on the audit log page (audit.manage).
 //! - `shared_secret`: the API shared secret (status, reveal, rotate).
 //! - `account`: the signed-in user's own profile and password.
 //! - `login`: sign-in and sign-out; `auth`: the session extractor (`Console`),

@@ -1,4 +1,4 @@
-//! API Access: service accounts and their credentials (the API Activity tab is in
+//! Service accounts and their credentials (the audit log, on its own menu entry, is in
 //! `audit_log`).
 
 use axum::extract::{Path, State};
@@ -97,10 +97,9 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         _ => None,
     };
     let body = html! {
-        (header("API Access", Some("Service accounts are identities for programs; their keys and credentials outlive any person's account."), html! {
+        (header("Service accounts", Some("Service accounts are identities for programs; their keys and credentials outlive any person's account."), html! {
             @if manage { a class="btn btn-primary" href="/settings/api-access/new" { "Create Service Account" } }
         }))
-        (layout::api_access_tabs(&c, "accounts"))
         @if let Some(n) = notice_text(&q) { (widgets::notice(n)) }
         form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter service accounts" {
             div class="field" {
@@ -144,7 +143,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         }
         (widgets::pager("/settings/api-access", &base, q.has("cursor"), next_href.as_deref()))
     };
-    Ok(layout::ok(layout(&c, "API Access", "access", body)))
+    Ok(layout::ok(layout(&c, "Service accounts", "access", body)))
 }
 
 fn transition_buttons(c: &Console, sa: &ServiceAccount) -> Markup {
@@ -188,7 +187,7 @@ async fn new_form(
 ) -> PageResult {
     let roles = forms::role_choices(state, c, &[]).await?;
     let body = html! {
-        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " span { "New service account" } }
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "Service accounts" } " / " span { "New service account" } }
         (header("Create Service Account", None, html! {}))
         div class="card" {
             (form_error(errors))
@@ -335,7 +334,7 @@ async fn detail_page(
     let holds: HashMap<String, OwnerHold> =
         hold.map(|h| (sa.id.to_string(), h)).into_iter().collect();
     let body = html! {
-        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " span { (sa.name) } }
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "Service accounts" } " / " span { (sa.name) } }
         (header(&sa.name, None, html! {
             @if manage {
                 @if live { a class="btn btn-small" href={ "/settings/api-access/" (sa.id) "/edit" } { "Edit" } }
@@ -581,7 +580,7 @@ async fn edit_form(
 ) -> PageResult {
     let roles = forms::role_choices(state, c, &sa.roles).await?;
     let body = html! {
-        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " a href={ "/settings/api-access/" (sa.id) } { (sa.name) } " / " span { "Edit" } }
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "Service accounts" } " / " a href={ "/settings/api-access/" (sa.id) } { (sa.name) } " / " span { "Edit" } }
         (header("Edit service account", None, html! {}))
         div class="card" {
             (form_error(errors))
@@ -693,7 +692,7 @@ fn credential_form(
 ) -> PageResult {
     let action = format!("/settings/api-access/{}/credentials/{}/edit", sa.id, cr.id);
     let body = html! {
-        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "API Access" } " / " a href={ "/settings/api-access/" (sa.id) } { (sa.name) } " / " span { "Edit credential" } }
+        nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/api-access" { "Service accounts" } " / " a href={ "/settings/api-access/" (sa.id) } { (sa.name) } " / " span { "Edit credential" } }
         (header("Edit credential", Some(&cr.client_id), html! {}))
         div class="card" {
             (form_error(errors))

@@ -1456,13 +1456,15 @@ async fn read_only_sees_no_controls(app: TestApp) {
     for word in ["Edit", "Regenerate", "Revoke", "Delete"] {
         assert!(!text.contains(word), "{word} shown to a read-only user");
     }
-    // Roles: no Create role. API Access: no API Activity tab.
+    // Roles: no Create role. Service accounts: no Create; the audit log (read-only holds
+    // audit.view) is its own menu entry.
     b.go("/roles").await;
     b.wait_css("#roles-table").await;
     assert!(!b.body_text().await.contains("Create role"));
     b.go("/settings/api-access").await;
-    b.wait_css("nav.tabs").await;
-    assert!(!b.body_text().await.contains("API Activity"));
+    b.wait_xpath("//h1[normalize-space()='Service accounts']")
+        .await;
+    assert!(!b.body_text().await.contains("Create Service Account"));
     // /users: a 403 page that keeps the navigation.
     b.go("/users").await;
     b.wait_xpath("//h1[normalize-space()=\"You don't have access to this page\"]")
@@ -1651,7 +1653,8 @@ async fn lists_page_and_search(app: TestApp) {
 both_backends!(lists_page_and_search);
 
 async fn audit_only_and_manage_only(app: TestApp) {
-    // Only audit.view: API Access leads to the activity, without a Service Accounts tab.
+    // Only audit.view: the menu's "Audit log" leads to the activity; no "Service accounts"
+    // entry (issue 14: the audit log has its own entry, the other is named for what it is).
     make_role(&app, "auditor", &["audit.view"]).await;
     make_user(&app, "audit@example.com", &["auditor"]).await;
     let (client, _) = console_client(&app, "audit@example.com", "user password 1234").await;
@@ -1665,7 +1668,22 @@ async fn audit_only_and_manage_only(app: TestApp) {
         .unwrap();
     assert!(html.contains("href=\"/settings/api-access?tab=activity\""));
     assert!(html.contains("id=\"activity-table\""));
-    assert!(!html.contains(">Service Accounts<"));
+    assert!(html.contains("<h1>Audit log</h1>"), "{html}");
+    assert!(!html.contains(">Service accounts<") && !html.contains("API Access"));
+    let (admin, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let html = admin
+        .get(app.url("/settings/api-access"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(">Service accounts<") && html.contains(">Audit log<"),
+        "{html}"
+    );
+    assert!(html.contains("<h1>Service accounts</h1>"), "{html}");
     // Only shared_secret.manage: no false "no secret yet", and the button says Rotate.
     app.state
         .service

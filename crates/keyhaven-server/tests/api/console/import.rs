@@ -60,7 +60,13 @@ async fn import_screen_checks_then_imports(app: TestApp) {
     b.client.set_window_size(1366, 900).await.unwrap();
 
     b.button("Import keys").await.click().await.unwrap();
-    let summary = b.wait_css("#import-summary").await.text().await.unwrap();
+    // The check page has a summary too: wait for the import's own.
+    let summary = b
+        .wait_xpath("//*[@id='import-summary'][contains(., 'Imported')]")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(summary.contains("Imported 1 key"), "{summary}");
     assert_eq!(verify(&app, GOOD).await["code"], "VALID");
     b.shot_named(&format!("import-done-{backend}")).await;
