@@ -245,10 +245,8 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
     // An organization without a single key yet sees how to start, not empty figures.
     let first_run = metrics.total_keys == 0 && !filtered && !q.has("cursor");
     let app_org = c.caller.org_id.to_string();
-    let secret_link = c.can(Permission::SharedSecretView) || c.can(Permission::SharedSecretManage);
     let body = html! {
         (header("API Keys", Some("Keys that programs present to call your APIs."), html! {
-            @if secret_link { a class="btn" href="/settings/shared-secret" { "API shared secret" } }
             @if can_create { a class="btn" href="/api-keys/import" { "Import keys" } }
             @if can_create { a class="btn btn-primary" href="/api-keys/new" { "Create API key" } }
         }))

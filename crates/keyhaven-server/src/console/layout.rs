@@ -99,7 +99,7 @@ const NAV: &[NavItem] = &[
     },
     NavItem {
         href: "/settings/shared-secret",
-        label: "Shared secret",
+        label: "Signing secret",
         key: "secret",
         needs: None,
     },
@@ -134,7 +134,9 @@ pub fn layout(c: &Console, title: &str, active: &str, content: Markup) -> Markup
                             @for item in NAV {
                                 @let allowed = match item.needs {
                                     Some(p) => c.caller.has(p),
-                                    None => item.key != "secret" || secret_visible,
+                                    // The signing secret lives on the Webhooks page; its own
+                                    // entry only for those who see it without seeing webhooks.
+                                    None => item.key != "secret" || (secret_visible && !c.caller.has(Permission::WebhooksView)),
                                 };
                                 @if allowed {
                                     li {

@@ -19,7 +19,10 @@ fn secret_page(
     let can_view = c.can(Permission::SharedSecretView);
     let can_manage = c.can(Permission::SharedSecretManage);
     html! {
-        (header("API shared secret", Some("Keyhaven signs outgoing webhooks with this secret (Standard Webhooks). Receivers verify the signature with it."), html! {}))
+        @if c.can(Permission::WebhooksView) {
+            nav class="crumbs" aria-label="Breadcrumb" { a href="/settings/webhooks" { "Webhooks" } " / " span { "Signing secret" } }
+        }
+        (header("Webhook signing secret", Some("Keyhaven signs outgoing webhooks (and HTTP audit sinks) with this secret (Standard Webhooks). Receivers verify the signature with it."), html! {}))
         @if let Some((title, secret)) = shown {
             div class="banner banner-success secret-banner" role="status" {
                 h2 { (title) }
@@ -85,8 +88,8 @@ pub async fn shared_secret(State(state): State<AppState>, c: Console) -> PageRes
     let status = status_for(&state, &c).await?;
     Ok(layout::ok(layout(
         &c,
-        "API shared secret",
-        "secret",
+        "Webhook signing secret",
+        nav_key(&c),
         secret_page(&c, status.as_ref(), None),
     )))
 }
@@ -102,8 +105,8 @@ pub async fn reveal_secret(
     let status = status_for(&state, &c).await?;
     Ok(layout::ok(layout(
         &c,
-        "API shared secret",
-        "secret",
+        "Webhook signing secret",
+        nav_key(&c),
         secret_page(&c, status.as_ref(), Some(("Shared secret", &secret))),
     )))
 }
@@ -119,8 +122,18 @@ pub async fn rotate_secret(
     let status = status_for(&state, &c).await?;
     Ok(layout::ok(layout(
         &c,
-        "API shared secret",
-        "secret",
+        "Webhook signing secret",
+        nav_key(&c),
         secret_page(&c, status.as_ref(), Some(("New shared secret", &secret))),
     )))
+}
+
+/// The menu entry the page belongs to: Webhooks, or its own for those who can't see
+/// webhooks.
+fn nav_key(c: &Console) -> &'static str {
+    if c.can(Permission::WebhooksView) {
+        "webhooks"
+    } else {
+        "secret"
+    }
 }

@@ -55,7 +55,11 @@ async fn webhooks_page(
     }
     let manage = c.can(Permission::WebhooksManage);
     let body = html! {
-        (header("Webhooks", Some("Keyhaven posts signed events to these endpoints when keys and service accounts change."), html! {}))
+        (header("Webhooks", Some("Keyhaven posts signed events to these endpoints when keys and service accounts change."), html! {
+            @if c.can(Permission::SharedSecretView) || c.can(Permission::SharedSecretManage) {
+                a class="btn" href="/settings/shared-secret" { "Signing secret" }
+            }
+        }))
         @if let Some(n) = notice { (widgets::notice(n)) }
         @if endpoints.is_empty() {
             (widgets::empty("No webhook endpoints", "Add an endpoint to hear about new, rotated, revoked and expiring keys.", html! {}))

@@ -606,3 +606,33 @@ async fn an_empty_organization_gets_started(app: TestApp) {
     assert!(html.contains("id=\"metric-total\""));
 }
 both_backends!(an_empty_organization_gets_started);
+
+/// Issue 14: the shared secret is shown as what it is — the webhooks' signing secret,
+/// reached from the Webhooks page — not as a top-level entry and a button on API Keys.
+async fn the_signing_secret_lives_with_the_webhooks(app: TestApp) {
+    let (client, _) = console_client(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let keys = page(&client, &app, "/api-keys").await;
+    assert!(!keys.contains("API shared secret"));
+    assert!(
+        !keys.contains(">Signing secret<"),
+        "no menu entry for who sees webhooks"
+    );
+    let hooks = page(&client, &app, "/settings/webhooks").await;
+    assert!(
+        hooks.contains("href=\"/settings/shared-secret\""),
+        "{hooks}"
+    );
+    let secret = page(&client, &app, "/settings/shared-secret").await;
+    assert!(
+        secret.contains("<h1>Webhook signing secret</h1>"),
+        "{secret}"
+    );
+    assert!(secret.contains("href=\"/settings/webhooks\""));
+    // Someone who manages the secret but can't see webhooks keeps a way there.
+    super::make_role(&app, "rotator", &["shared_secret.manage"]).await;
+    make_user(&app, "rotator@example.com", &["rotator"]).await;
+    let (client, _) = console_client(&app, "rotator@example.com", "user password 1234").await;
+    let secret = page(&client, &app, "/settings/shared-secret").await;
+    assert!(secret.contains(">Signing secret<"), "{secret}");
+}
+both_backends!(the_signing_secret_lives_with_the_webhooks);
