@@ -203,6 +203,15 @@
     if (ev.target.name === "credits" || ev.target.name === "credits.refill.interval") syncCredits();
   });
 
+  // Filter dropdowns apply as soon as they change (the Apply button stays for text
+  // fields and for browsers without JavaScript).
+  document.addEventListener("change", function (ev) {
+    var el = ev.target;
+    if (el.tagName === "SELECT" && el.form && el.form.classList.contains("filters")) {
+      el.form.requestSubmit ? el.form.requestSubmit() : el.form.submit();
+    }
+  });
+
   // A file input with data-fill puts the chosen file's text into that box (the import
   // screen: the lines are checked on the server before anything is written).
   document.addEventListener("change", function (ev) {
