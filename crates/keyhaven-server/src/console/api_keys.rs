@@ -904,8 +904,18 @@ fn secret_page(
     }
 }
 
+/// `2026-11-13` as the console writes days elsewhere (`Nov 13`).
+fn short_day(date: &str) -> String {
+    NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .map(|d| d.format("%b %-d").to_string())
+        .unwrap_or_else(|_| date.to_string())
+}
+
 fn usage_chart(days: &[DailyUsage]) -> Markup {
-    let width = 720.0_f64;
+    let full_width = 720.0_f64;
+    // Room on the left for the y-axis labels.
+    let left = 40.0_f64;
+    let width = full_width - left;
     let height = 180.0_f64;
     let top = 10.0;
     let bottom = 24.0;
@@ -929,21 +939,37 @@ fn usage_chart(days: &[DailyUsage]) -> Markup {
         };
     }
     let mut svg = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Verifications per day over the last {} days: {total_valid} valid, {total_invalid} invalid\">",
+        "<svg class=\"chart\" viewBox=\"0 0 {full_width} {height}\" role=\"img\" aria-label=\"Verifications per day over the last {} days: {total_valid} valid, {total_invalid} refused\">",
         days.len()
     );
+    // The y-axis: 0, half the peak and the peak, with grid lines.
+    for (value, frac) in [
+        (0_i64, 0.0_f64),
+        ((max / 2.0).round() as i64, 0.5),
+        (max as i64, 1.0),
+    ] {
+        let y = top + plot - frac * plot;
+        svg.push_str(&format!(
+            "<line class=\"grid\" x1=\"{left}\" y1=\"{y:.1}\" x2=\"{full_width}\" y2=\"{y:.1}\" stroke=\"#eaecf0\"/>\
+             <text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{value}</text>",
+            left - 6.0,
+            y + 4.0
+        ));
+    }
     svg.push_str(&format!(
-        "<line class=\"axis\" x1=\"0\" y1=\"{y}\" x2=\"{width}\" y2=\"{y}\" stroke=\"#d0d5dd\"/>",
+        "<line class=\"axis\" x1=\"{left}\" y1=\"{y}\" x2=\"{full_width}\" y2=\"{y}\" stroke=\"#98a2b3\"/>\
+         <line class=\"axis\" x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{y}\" stroke=\"#98a2b3\"/>",
         y = top + plot
     ));
     for (i, d) in days.iter().enumerate() {
-        let x = i as f64 * slot + 2.0;
+        let x = left + i as f64 * slot + 2.0;
         let hv = d.valid as f64 / max * plot;
         let hi = d.invalid as f64 / max * plot;
         let yv = top + plot - hv;
         let yi = yv - hi;
         let label =
-            maud::html! { (d.date) ": " (d.valid) " valid, " (d.invalid) " invalid" }.into_string();
+            maud::html! { (short_day(&d.date)) ": " (d.valid) " valid, " (d.invalid) " refused" }
+                .into_string();
         svg.push_str(&format!(
             "<g class=\"day\" data-date=\"{}\"><title>{label}</title>",
             d.date
@@ -980,7 +1006,7 @@ fn usage_chart(days: &[DailyUsage]) -> Markup {
             svg.push_str(&format!(
                 "<text class=\"tick\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
                 height - 6.0,
-                d.date.get(5..).unwrap_or(&d.date)
+                short_day(&d.date)
             ));
         }
     }
@@ -990,8 +1016,8 @@ fn usage_chart(days: &[DailyUsage]) -> Markup {
             (widgets::raw(svg))
             figcaption class="legend" {
                 span class="swatch swatch-valid" {} " Valid (" (total_valid) ")"
-                span class="swatch swatch-invalid" {} " Invalid (" (total_invalid) ")"
-                span class="muted" { " · peak " (max as i64) " per day" }
+                span class="swatch swatch-invalid" {} " Refused (" (total_invalid) ")"
+                span class="muted" { " · peak " (max as i64) " per day · " a href="/analytics" { "by code in Analytics" } }
             }
         }
     }
