@@ -316,6 +316,17 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
                     button type="submit" class="btn btn-danger-outline" data-bulk-verb="delete" { "Delete selected" }
                 }
             }
+            p class="muted small result-count" id="result-count" role="status" {
+                @let shown = listing.items.len();
+                @if filtered {
+                    (shown) @if shown == 1 { " matching key" } @else { " matching keys" }
+                    @if listing.has_more { " on this page; more on the next" }
+                } @else if listing.has_more || q.has("cursor") {
+                    (shown) " on this page, of " (metrics.total_keys) " keys"
+                } @else {
+                    (shown) @if shown == 1 { " key" } @else { " keys" }
+                }
+            }
             (keys_table(&c, &listing.items, true, &holds))
             nav class="pager" aria-label="Pagination" {
                 @if q.has("cursor") {

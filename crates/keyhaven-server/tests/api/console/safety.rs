@@ -390,6 +390,14 @@ async fn keys_table_highlights_and_links(app: TestApp) {
     );
     let r = row(&html, &later_id);
     assert!(!r.contains("class=\"expiring\""), "{r}");
+    // How many are listed.
+    assert!(html.contains("id=\"result-count\""), "{html}");
+    assert!(
+        html.contains(">2 keys<") || html.contains("2 keys"),
+        "{html}"
+    );
+    let html = page(&client, &app, "/api-keys?tag=billing").await;
+    assert!(html.contains("1 matching key"), "{html}");
 }
 both_backends!(keys_table_highlights_and_links);
 
