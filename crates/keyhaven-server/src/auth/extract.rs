@@ -94,6 +94,18 @@ pub fn session_cookie(
     value: &str,
     max_age: Option<i64>,
 ) -> Option<axum::http::HeaderValue> {
+    set_cookie(state, SESSION_COOKIE, value, "Lax", max_age)
+}
+
+/// A `Set-Cookie` value for an HttpOnly cookie on `/`, `Secure` when the public URL is
+/// https; without `max_age` it lasts the browser session.
+pub fn set_cookie(
+    state: &crate::app::AppState,
+    name: &str,
+    value: &str,
+    same_site: &str,
+    max_age: Option<i64>,
+) -> Option<axum::http::HeaderValue> {
     let secure = if state.config.public_url.starts_with("https://") {
         "; Secure"
     } else {
@@ -103,15 +115,19 @@ pub fn session_cookie(
         .map(|s| format!("; Max-Age={s}"))
         .unwrap_or_default();
     axum::http::HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{max_age}{secure}"
+        "{name}={value}; Path=/; HttpOnly; SameSite={same_site}{max_age}{secure}"
     ))
     .ok()
 }
 
 /// The value of one cookie.
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+    cookie_in(&parts.headers, name)
+}
+
+/// The value of cookie `name` in request headers.
+pub fn cookie_in<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -660,6 +660,36 @@ fn credit_pairs(c: Option<&Credits>) -> Vec<(String, String)> {
     out
 }
 
+/// The service accounts a new key may belong to (none without service_accounts.view):
+/// the owner choices of the create and import forms.
+pub(super) async fn owner_accounts(
+    state: &AppState,
+    c: &Console,
+) -> Result<Vec<ServiceAccount>, errors::PageError> {
+    if !c.can(Permission::ServiceAccountsView) {
+        return Ok(Vec::new());
+    }
+    Ok(state
+        .service
+        .list_service_accounts(
+            &c.caller,
+            &ServiceAccountFilter {
+                statuses: vec![
+                    ServiceAccountStatus::Active,
+                    ServiceAccountStatus::Suspended,
+                ],
+                q: None,
+                external_id: None,
+            },
+            &Page {
+                limit: 100,
+                cursor: None,
+            },
+        )
+        .await?
+        .items)
+}
+
 async fn create_form(
     state: &AppState,
     c: &Console,
@@ -667,29 +697,7 @@ async fn create_form(
     errors: &FieldErrors,
 ) -> PageResult {
     let roles = forms::role_choices(state, c, &[]).await?;
-    let accounts = if c.can(Permission::ServiceAccountsView) {
-        state
-            .service
-            .list_service_accounts(
-                &c.caller,
-                &ServiceAccountFilter {
-                    statuses: vec![
-                        ServiceAccountStatus::Active,
-                        ServiceAccountStatus::Suspended,
-                    ],
-                    q: None,
-                    external_id: None,
-                },
-                &Page {
-                    limit: 100,
-                    cursor: None,
-                },
-            )
-            .await?
-            .items
-    } else {
-        Vec::new()
-    };
+    let accounts = owner_accounts(state, c).await?;
     let owner = form.get("owner");
     let body = html! {
         (header("Create API key", Some("The key is shown once, right after you create it."), html! {
@@ -1703,20 +1711,24 @@ pub async fn delete(
 }
 
 /// `POST /api-keys/delete` (bulk).
+/// Where a bulk action returns: the list it came from (only an API keys list), ready
+/// for one more query parameter.
+fn bulk_back(form: &FormData) -> String {
+    let back = super::auth::safe_next(form.get("back"))
+        .filter(|b| b.starts_with("/api-keys"))
+        .unwrap_or("/api-keys");
+    let sep = if back.contains('?') { '&' } else { '?' };
+    format!("{back}{sep}")
+}
+
 /// `POST /api-keys/revoke`: revokes the selected keys (each audited like a single
 /// revoke; already revoked ones are left as they are).
 pub async fn bulk_revoke(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
-    let back = super::auth::safe_next(form.get("back"))
-        .filter(|b| b.starts_with("/api-keys"))
-        .unwrap_or("/api-keys")
-        .to_string();
-    let sep = if back.contains('?') { '&' } else { '?' };
+    let back = bulk_back(&form);
     let ids = form.list("ids");
     if ids.is_empty() {
-        return Ok(layout::see_other(&format!(
-            "{back}{sep}notice=none_selected"
-        )));
+        return Ok(layout::see_other(&format!("{back}notice=none_selected")));
     }
     let mut revoked = 0;
     for raw in ids.iter().take(100) {
@@ -1728,26 +1740,20 @@ pub async fn bulk_revoke(State(state): State<AppState>, c: Console, form: FormDa
         }
     }
     Ok(layout::see_other(&format!(
-        "{back}{sep}notice=bulk_revoked&n={revoked}"
+        "{back}notice=bulk_revoked&n={revoked}"
     )))
 }
 
 pub async fn bulk_delete(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
-    let back = super::auth::safe_next(form.get("back"))
-        .filter(|b| b.starts_with("/api-keys"))
-        .unwrap_or("/api-keys")
-        .to_string();
-    let sep = if back.contains('?') { '&' } else { '?' };
+    let back = bulk_back(&form);
     let ids = form.list("ids");
     if ids.is_empty() {
-        return Ok(layout::see_other(&format!(
-            "{back}{sep}notice=none_selected"
-        )));
+        return Ok(layout::see_other(&format!("{back}notice=none_selected")));
     }
     let out = state.service.batch_delete_api_keys(&c.caller, &ids).await?;
     Ok(layout::see_other(&format!(
-        "{back}{sep}notice=bulk_deleted&n={}",
+        "{back}notice=bulk_deleted&n={}",
         out.deleted.len()
     )))
 }

@@ -21,15 +21,7 @@ fn context(c: &Console, page: &str) -> String {
 }
 
 fn cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
-    let secure = if state.config.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-    ))
-    .ok()
+    crate::auth::extract::set_cookie(state, COOKIE, value, "Strict", Some(max_age))
 }
 
 /// A redirect to `page` carrying `secret` for it (a plain redirect, should encryption
@@ -55,18 +47,8 @@ pub fn redirect_with(state: &AppState, c: &Console, page: &str, secret: &str) ->
 
 /// The secret waiting for `page` in this session, if any (and not expired).
 pub fn take(state: &AppState, c: &Console, headers: &HeaderMap, page: &str) -> Option<String> {
-    let sealed = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())?;
-    let plain = state
-        .config
-        .master_key
-        .decrypt(&sealed, &context(c, page))?;
+    let sealed = crate::auth::extract::cookie_in(headers, COOKIE)?;
+    let plain = state.config.master_key.decrypt(sealed, &context(c, page))?;
     let text = String::from_utf8(plain).ok()?;
     let (expires, secret) = text.split_once('\n')?;
     let expires: i64 = expires.parse().ok()?;

@@ -6,10 +6,8 @@
 use axum::extract::State;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::PrincipalKind;
-use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_service::api_keys::OwnerRef;
 use keyhaven_service::import::{ImportItem, MAX_ITEMS};
-use keyhaven_store::{Page, ServiceAccountFilter};
 use maud::{html, Markup};
 
 use super::auth::Console;
@@ -37,28 +35,8 @@ async fn accounts(
     state: &AppState,
     c: &Console,
 ) -> Result<Vec<(String, String)>, super::errors::PageError> {
-    if !c.can(Permission::ServiceAccountsView) {
-        return Ok(Vec::new());
-    }
-    let l = state
-        .service
-        .list_service_accounts(
-            &c.caller,
-            &ServiceAccountFilter {
-                statuses: vec![
-                    ServiceAccountStatus::Active,
-                    ServiceAccountStatus::Suspended,
-                ],
-                q: None,
-                external_id: None,
-            },
-            &Page {
-                limit: 100,
-                cursor: None,
-            },
-        )
-        .await?;
-    Ok(l.items
+    Ok(super::api_keys::owner_accounts(state, c)
+        .await?
         .into_iter()
         .map(|sa| (sa.id.to_string(), sa.name))
         .collect())

@@ -803,23 +803,6 @@ async fn unreachable_postgres_is_one_clear_line() {
 // ---------------------------------------------------------------------------------------
 // Passwords off the command line, the default key owner, the master-key warning
 
-/// Runs `keyhaven <args>` with `input` on standard input.
-async fn run_with_stdin(env: &Env, args: &[&str], input: &str) -> Out {
-    use tokio::io::AsyncWriteExt;
-    let mut c = env.cmd();
-    c.args(args).stdin(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("spawn keyhaven");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    Out {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 async fn passwords_from_environment_or_stdin(env: Env) {
     let server = env.serve(&[]).await;
     let mut c = env.cmd();
@@ -837,20 +820,20 @@ async fn passwords_from_environment_or_stdin(env: Env) {
     sign_in_ok(&server.base, "env@example.com", GOOD_PASSWORD).await;
 
     let piped = "a password that was piped in";
-    let out = run_with_stdin(
-        &env,
-        &[
-            "admin",
-            "create-org",
-            "--name",
-            "From stdin",
-            "--admin-email",
-            "stdin@example.com",
-            "--password-stdin",
-        ],
-        &format!("{piped}\n"),
-    )
-    .await;
+    let out = env
+        .run_with_stdin(
+            &[
+                "admin",
+                "create-org",
+                "--name",
+                "From stdin",
+                "--admin-email",
+                "stdin@example.com",
+                "--password-stdin",
+            ],
+            &format!("{piped}\n"),
+        )
+        .await;
     assert!(id_re().is_match(out.ok()), "{}", out.stdout);
     sign_in_ok(&server.base, "stdin@example.com", piped).await;
 
@@ -868,22 +851,22 @@ async fn passwords_from_environment_or_stdin(env: Env) {
     .env("KEYHAVEN_USER_PASSWORD", GOOD_PASSWORD);
     run(c).await.ok();
     sign_in_ok(&server.base, "user-env@example.com", GOOD_PASSWORD).await;
-    let out = run_with_stdin(
-        &env,
-        &[
-            "admin",
-            "create-user",
-            "--org",
-            &org,
-            "--email",
-            "user-stdin@example.com",
-            "--role",
-            "read-only",
-            "--password-stdin",
-        ],
-        &format!("{piped}\r\n"),
-    )
-    .await;
+    let out = env
+        .run_with_stdin(
+            &[
+                "admin",
+                "create-user",
+                "--org",
+                &org,
+                "--email",
+                "user-stdin@example.com",
+                "--role",
+                "read-only",
+                "--password-stdin",
+            ],
+            &format!("{piped}\r\n"),
+        )
+        .await;
     out.ok();
     sign_in_ok(&server.base, "user-stdin@example.com", piped).await;
 
@@ -908,8 +891,7 @@ async fn passwords_from_environment_or_stdin(env: Env) {
     ])
     .await
     .fails_cleanly(&["password", "KEYHAVEN_USER_PASSWORD"]);
-    run_with_stdin(
-        &env,
+    env.run_with_stdin(
         &[
             "admin",
             "create-user",

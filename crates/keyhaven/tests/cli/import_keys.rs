@@ -2,7 +2,7 @@
 //! standard input, a dry run that writes nothing, a summary, and exit 1 naming every
 //! failed line — then the imported keys verify on a running server.
 
-use crate::support::{client, Env, Out};
+use crate::support::{client, Env};
 use serde_json::{json, Value};
 
 on_both_backends!(import_keys_from_a_file_and_from_standard_input);
@@ -45,22 +45,6 @@ async fn verify_soon(base: &str, key: &str) -> Value {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     v
-}
-
-async fn stdin_run(env: &Env, args: &[&str], input: &str) -> Out {
-    use tokio::io::AsyncWriteExt;
-    let mut c = env.cmd();
-    c.args(args).stdin(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("spawn keyhaven");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    Out {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 async fn import_keys_from_a_file_and_from_standard_input(env: Env) {
@@ -116,7 +100,9 @@ async fn import_keys_from_a_file_and_from_standard_input(env: Env) {
 
     // Standard input, all good: exit 0.
     let input = json!({"name": "from-stdin", "key": "legacy_GGGGggggHHHHhhhhIIIIiiii"}).to_string();
-    let out = stdin_run(&env, &["admin", "import-keys", "-"], &input).await;
+    let out = env
+        .run_with_stdin(&["admin", "import-keys", "-"], &input)
+        .await;
     assert!(out.status.success(), "{}", out.stderr);
     assert!(
         out.stdout.contains("imported 1 key; 0 lines failed"),

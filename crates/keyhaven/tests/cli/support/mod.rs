@@ -246,6 +246,26 @@ impl Env {
         run(c).await
     }
 
+    /// Runs `keyhaven <args>` with `input` on standard input.
+    pub async fn run_with_stdin(&self, args: &[&str], input: &str) -> Out {
+        use tokio::io::AsyncWriteExt;
+        let mut c = self.cmd();
+        c.args(args).stdin(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("spawn keyhaven");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .expect("write stdin");
+        drop(stdin);
+        let out = child.wait_with_output().await.expect("wait");
+        Out {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Starts `keyhaven serve` on a free port with extra environment variables and
     /// waits until it answers `/healthz` and has printed its listening line.
     pub async fn serve(&self, envs: &[(&str, &str)]) -> Server {
