@@ -819,8 +819,7 @@ pub async fn import(
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhoamiBody {
-    /// The key string.
-    #[schema(max_length = 4096)]
+    /// The key string (anything that is not a key is 404).
     pub key: String,
 }
 
