@@ -221,27 +221,26 @@ pub fn validate_scopes(input: &[String]) -> Result<Vec<String>, DomainError> {
 }
 
 /// Parses `allowed_cidrs`; a bare address is taken as a single-host network.
-pub fn parse_cidrs(input: &[String]) -> Result<Vec<IpNet>, DomainError> {
+pub fn parse_cidrs(input: &[String], param: &str) -> Result<Vec<IpNet>, DomainError> {
     if input.len() > MAX_CIDRS {
         return Err(DomainError::invalid(
             "too_many_cidrs",
-            "allowed_cidrs",
-            format!("allowed_cidrs may hold at most {MAX_CIDRS} entries"),
+            param,
+            format!("{param} may hold at most {MAX_CIDRS} entries"),
         ));
     }
     input
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let s = s.trim();
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
                 .map(|n| n.trunc())
                 .map_err(|_| {
                     DomainError::invalid(
                         "invalid_cidr",
-                        format!("allowed_cidrs[{i}]"),
-                        format!("allowed_cidrs[{i}] must be an IP network such as 10.0.0.0/8"),
+                        format!("{param}[{i}]"),
+                        format!("{param}[{i}] must be an IP network such as 10.0.0.0/8"),
                     )
                 })
         })
@@ -395,10 +394,10 @@ mod tests {
 
     #[test]
     fn cidrs_metadata_grace() {
-        let c = parse_cidrs(&["10.1.2.3/8".into(), "::1".into()]).unwrap();
+        let c = parse_cidrs(&["10.1.2.3/8".into(), "::1".into()], "allowed_cidrs").unwrap();
         assert_eq!(c[0].to_string(), "10.0.0.0/8");
         assert_eq!(c[1].to_string(), "::1/128");
-        assert!(parse_cidrs(&["nope".into()]).is_err());
+        assert!(parse_cidrs(&["nope".into()], "allowed_cidrs").is_err());
         assert!(validate_metadata(&serde_json::json!([1])).is_err());
         assert!(validate_metadata(&serde_json::json!({"a": "x".repeat(5000)})).is_err());
         assert!(validate_grace(604_801).is_err());

@@ -26,6 +26,7 @@ pub mod time;
 pub mod usage_control;
 pub mod user;
 pub mod validate;
+pub mod value;
 pub mod webhook_event;
 
 pub use error::{DomainError, DomainResult};

@@ -5,43 +5,48 @@ use crate::error::DomainError;
 /// Longest description accepted on any resource.
 pub const MAX_DESCRIPTION: usize = 1000;
 
-/// Whether `c` is invisible or reorders text: a Unicode format character (bidi
+/// The characters (inclusive ranges of code points) that are invisible or reorder
+/// text: a Unicode format character (bidi
 /// embeddings, overrides, isolates and marks such as U+202E; zero-width space, joiners,
 /// word joiner, BOM; invisible operators; tag characters…) or a character that renders
 /// as nothing (Hangul fillers, combining grapheme joiner). Such characters make a name
 /// look like another one.
+pub const INVISIBLE: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+];
+
+/// Whether `c` is one of [`INVISIBLE`].
 pub fn is_invisible(c: char) -> bool {
-    matches!(
-        c as u32,
-        0x00AD
-            | 0x034F
-            | 0x0600..=0x0605
-            | 0x061C
-            | 0x06DD
-            | 0x070F
-            | 0x0890..=0x0891
-            | 0x08E2
-            | 0x115F..=0x1160
-            | 0x17B4..=0x17B5
-            | 0x180B..=0x180F
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x206F
-            | 0x3164
-            | 0xFE00..=0xFE0F
-            | 0xFEFF
-            | 0xFFA0
-            | 0xFFF9..=0xFFFB
-            | 0x110BD
-            | 0x110CD
-            | 0x13430..=0x1343F
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0000..=0xE0FFF
-    )
+    let c = c as u32;
+    INVISIBLE.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
 
-/// A required single-line name of 1..=`max` characters, trimmed of surrounding spaces.
+/// A required single-line name: at most `max` characters as sent, something besides
+/// spaces, trimmed of surrounding spaces.
 pub fn name(input: &str, param: &str, max: usize) -> Result<String, DomainError> {
     let v = input.trim();
     if v.is_empty() {
@@ -51,7 +56,8 @@ pub fn name(input: &str, param: &str, max: usize) -> Result<String, DomainError>
             format!("{param} must not be empty"),
         ));
     }
-    if v.chars().count() > max {
+    // Counted before trimming, as the contract's maxLength counts what is sent.
+    if input.chars().count() > max {
         return Err(DomainError::invalid(
             "name_too_long",
             param,
@@ -101,32 +107,7 @@ pub fn description(input: &str, param: &str) -> Result<String, DomainError> {
 
 /// Tags: at most 20, each 1–64 characters, without duplicates (duplicates are dropped).
 pub fn tags(input: &[String], param: &str) -> Result<Vec<String>, DomainError> {
-    if input.len() > 20 {
-        return Err(DomainError::invalid(
-            "too_many_tags",
-            param,
-            format!("{param} may hold at most 20 tags"),
-        ));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(input.len());
-    for (i, t) in input.iter().enumerate() {
-        let p = format!("{param}[{i}]");
-        let t = t.trim();
-        if t.is_empty()
-            || t.chars().count() > 64
-            || t.chars().any(|c| c.is_control() || is_invisible(c))
-        {
-            return Err(DomainError::invalid(
-                "invalid_tag",
-                p.clone(),
-                format!("{p} must be 1-64 printable characters (no invisible or text-direction characters)"),
-            ));
-        }
-        if !out.iter().any(|o| o == t) {
-            out.push(t.to_string());
-        }
-    }
-    Ok(out)
+    crate::value::Tags::parse(input, param).map(crate::value::Tags::into_strings)
 }
 
 /// Longest email address accepted (RFC 5321's path limit).
@@ -142,7 +123,9 @@ pub fn email(input: &str, param: &str) -> Result<String, DomainError> {
             format!("{param} must be an email address such as name@example.com"),
         )
     };
-    if v.is_empty() || v.len() > MAX_EMAIL || v.chars().any(|c| c.is_whitespace() || c.is_control())
+    if v.is_empty()
+        || v.chars().count() > MAX_EMAIL
+        || v.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(bad());
     }

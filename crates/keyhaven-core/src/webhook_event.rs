@@ -55,6 +55,25 @@ impl WebhookEvent {
         WebhookEvent::ServiceAccountDeleted,
     ];
 
+    /// The name of every value, in the order of [`Self::ALL`].
+    pub const NAMES: &'static [&'static str] = &[
+        "api_key.created",
+        "api_key.updated",
+        "api_key.regenerated",
+        "api_key.revoked",
+        "api_key.deleted",
+        "api_key.expiring",
+        "api_key.expired",
+        "api_key.credits_low",
+        "api_key.credits_exhausted",
+        "service_account.created",
+        "service_account.updated",
+        "service_account.suspended",
+        "service_account.reactivated",
+        "service_account.archived",
+        "service_account.deleted",
+    ];
+
     /// The name as stored and shown in deliveries (`type`).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -187,7 +187,10 @@ impl Service {
         let ratelimits = usage_control::merge_default(input.ratelimit, input.ratelimits);
         usage_control::validate_limits(&ratelimits, "ratelimits")?;
         let credits = resolve_credits(input.credits, input.remaining)?;
-        let allowed_cidrs = api_key::parse_cidrs(input.allowed_cidrs.as_deref().unwrap_or(&[]))?;
+        let allowed_cidrs = api_key::parse_cidrs(
+            input.allowed_cidrs.as_deref().unwrap_or(&[]),
+            "allowed_cidrs",
+        )?;
         let metadata = input.metadata.unwrap_or_else(|| json!({}));
         api_key::validate_metadata(&metadata)?;
 
@@ -587,7 +590,7 @@ impl Service {
         let cidrs = input
             .allowed_cidrs
             .as_deref()
-            .map(api_key::parse_cidrs)
+            .map(|c| api_key::parse_cidrs(c, "allowed_cidrs"))
             .transpose()?;
         let metadata = input.metadata.map(|m| m.unwrap_or_else(|| json!({})));
         if let Some(m) = &metadata {

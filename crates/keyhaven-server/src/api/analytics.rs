@@ -182,7 +182,7 @@ pub async fn verifications(
         }
     };
     let mut group_by = Vec::new();
-    for v in q.all("group_by") {
+    for v in q.all("group_by")? {
         for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
             let dim = match d {
                 "key" => Dimension::Key,

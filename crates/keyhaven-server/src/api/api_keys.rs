@@ -44,11 +44,11 @@ pub async fn list(
             .get("status")?
             .map(|v| KeyStatus::parse(v, "status"))
             .transpose()?,
-        role: q.text("role")?,
-        tag: q.text("tag")?,
-        owner_id: q.text("owner_id")?,
+        role: q.parsed("role", keyhaven_core::value::RoleName::parse)?,
+        tag: q.parsed("tag", keyhaven_core::value::Tag::parse)?,
+        owner_id: q.parsed("owner_id", keyhaven_core::id::Id::parse)?,
         q: q.text("q")?,
-        external_id: q.text("external_id")?,
+        external_id: q.parsed("external_id", keyhaven_core::value::ExternalId::parse)?,
         now,
     };
     let l = s
@@ -133,7 +133,7 @@ pub async fn regenerate(
 #[schema(as = AdjustCredits)]
 pub struct AdjustCreditsBody {
     /// `set`, `increment` or `decrement`.
-    #[schema(value_type = String, example = "increment")]
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::usage_control::CreditOp>)]
     pub op: keyhaven_core::usage_control::CreditOp,
     /// 0..=1,000,000,000,000.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
@@ -201,7 +201,21 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 pub struct BatchDelete {
     /// 1 to 100 key ids.
+    #[schema(schema_with = batch_ids)]
     pub ids: Vec<String>,
+}
+
+/// 1 to 100 ids.
+fn batch_ids() -> utoipa::openapi::schema::Schema {
+    use keyhaven_core::value::{Described, IdShape, Shape};
+    crate::api::schema::of_shape(
+        &Shape::List {
+            max_items: 100,
+            min_items: 1,
+            item: Box::new(IdShape::shape()),
+        },
+        false,
+    )
 }
 
 /// Deletes up to 100 keys [api_keys.manage].
@@ -214,6 +228,11 @@ pub async fn batch_delete(
     PathParams(_org): PathParams<String>,
     Json(body): Json<BatchDelete>,
 ) -> Result<axum::Json<BatchDeletedView>, ApiError> {
+    // Every entry is an id: anything else is a mistake in the request, not a key that
+    // does not exist.
+    for (i, id) in body.ids.iter().enumerate() {
+        keyhaven_core::id::Id::parse(id, &format!("ids[{i}]"))?;
+    }
     Ok(axum::Json(
         s.service
             .batch_delete_api_keys(&auth.caller, &body.ids)
@@ -273,14 +292,23 @@ pub async fn metrics(
 /// `{type, id}` naming a key's owner.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(as = OwnerRef)]
+#[schema(as = OwnerInput)]
 pub struct OwnerRefBody {
     /// `service_account` (or `user`, for one's own personal key).
     #[serde(rename = "type")]
-    #[schema(value_type = String, example = "service_account")]
+    #[schema(schema_with = owner_kinds)]
     pub kind: keyhaven_core::principal::PrincipalKind,
     /// The owner's id.
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::IdShape>)]
     pub id: String,
+}
+
+/// The kinds of principal that may own a key.
+fn owner_kinds() -> utoipa::openapi::schema::Schema {
+    crate::api::schema::of_shape(
+        &keyhaven_core::value::Shape::OneOf(&["service_account", "user"]),
+        false,
+    )
 }
 
 impl From<OwnerRefBody> for OwnerRef {
@@ -298,18 +326,23 @@ impl From<OwnerRefBody> for OwnerRef {
 #[schema(as = CreateApiKey)]
 pub struct CreateApiKeyBody {
     /// Required, 1–100 characters, unique in the organization.
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::KeyName>)]
     pub name: String,
     /// Free text.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Description>)]
     pub description: Option<String>,
     /// ≤ 20 tags.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Tags>)]
     pub tags: Option<Vec<String>>,
     /// Role names.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::RoleNames>)]
     pub roles: Option<Vec<String>>,
     /// Extra permissions.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Scopes>)]
     pub scopes: Option<Vec<String>>,
     /// A service account; default: the caller (personal) or the calling key's owner.
     #[serde(default)]
@@ -320,6 +353,7 @@ pub struct CreateApiKeyBody {
     pub expires_at: Option<keyhaven_core::time::Timestamp>,
     /// Or expiry in days from now.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<i64>,
     /// The limit named `default` (kept from before named limits).
     #[serde(default)]
@@ -338,6 +372,7 @@ pub struct CreateApiKeyBody {
     pub credits: Option<super::views::CreditsView>,
     /// Client networks allowed.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Networks>)]
     pub allowed_cidrs: Option<Vec<String>>,
     /// A JSON object ≤ 4 KiB.
     #[serde(default)]
@@ -345,7 +380,7 @@ pub struct CreateApiKeyBody {
     pub metadata: Option<serde_json::Value>,
     /// The id of the customer or system in the caller's world (1–255 characters).
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::ExternalId>)]
     pub external_id: Option<String>,
     /// False to create the key turned off (default true).
     #[serde(default)]
@@ -382,8 +417,10 @@ impl From<CreateApiKeyBody> for CreateApiKey {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitInput {
     /// 1..=1,000,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub limit: i64,
     /// 1000..=2,592,000,000 (30 days).
+    #[schema(minimum = 1000, maximum = 2_592_000_000_i64)]
     pub duration_ms: i64,
 }
 
@@ -394,18 +431,23 @@ pub struct RateLimitInput {
 pub struct UpdateApiKeyBody {
     /// New name.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::KeyName>)]
     pub name: Option<String>,
     /// New description.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Description>)]
     pub description: Option<String>,
     /// New tags (replaces the list).
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Tags>)]
     pub tags: Option<Vec<String>>,
     /// New roles (replaces the list).
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::RoleNames>)]
     pub roles: Option<Vec<String>>,
     /// New scopes (replaces the list).
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Scopes>)]
     pub scopes: Option<Vec<String>>,
     /// New `default` limit, or `null` to remove it.
     #[serde(default, deserialize_with = "super::patch::double_option")]
@@ -425,6 +467,7 @@ pub struct UpdateApiKeyBody {
     pub credits: Option<Option<super::views::CreditsView>>,
     /// New allowed networks (replaces the list).
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Networks>)]
     pub allowed_cidrs: Option<Vec<String>>,
     /// New metadata object; `null` clears it (to `{}`).
     #[serde(default, deserialize_with = "super::patch::double_option")]
@@ -432,7 +475,7 @@ pub struct UpdateApiKeyBody {
     pub metadata: Option<Option<serde_json::Value>>,
     /// New `external_id`, or `null` to clear it.
     #[serde(default, deserialize_with = "super::patch::double_option")]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::ExternalId>)]
     pub external_id: Option<Option<String>>,
     /// `false` turns the key off without revoking it (verification answers
     /// `DISABLED`); `true` turns it back on.
@@ -473,6 +516,7 @@ pub struct RegenerateApiKeyBody {
     pub expires_at: Option<Option<String>>,
     /// Seconds the old secret keeps verifying (0–604800).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604_800)]
     pub grace_period_seconds: Option<i64>,
 }
 
@@ -690,7 +734,7 @@ pub fn import_item(v: serde_json::Value) -> Result<keyhaven_service::import::Imp
         None | Some(serde_json::Value::Null) => None,
         Some(h) => {
             let bytes = serde_json::to_vec(&h).map_err(|_| ApiError::internal())?;
-            let h: ImportHashBody = super::error::parse_json(&bytes).map_err(|mut e| {
+            let h: ImportHashBody = super::error::parse_json_owned(&bytes).map_err(|mut e| {
                 e.info.param = Some(match e.info.param.take() {
                     Some(p) => format!("hash.{p}"),
                     None => "hash".to_string(),
@@ -731,7 +775,7 @@ pub fn import_item(v: serde_json::Value) -> Result<keyhaven_service::import::Imp
     };
     let rest =
         serde_json::to_vec(&serde_json::Value::Object(m)).map_err(|_| ApiError::internal())?;
-    let body: CreateApiKeyBody = super::error::parse_json(&rest)?;
+    let body: CreateApiKeyBody = super::error::parse_json_owned(&rest)?;
     Ok(keyhaven_service::import::ImportItem {
         key: body.into(),
         plain,

@@ -252,7 +252,7 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
-        parse_json(&bytes).map(Json)
+        parse_json_owned(&bytes).map(Json)
     }
 }
 
@@ -303,6 +303,45 @@ where
                 }
             })?;
         Ok(JsonBytes(bytes))
+    }
+}
+
+/// The body with every number that is a whole number written as a float (`462.0`,
+/// `1e3`) rewritten as an integer — JSON Schema counts them as integers — or `None` when
+/// there is none (or the body is not JSON). Only a body that failed to parse is looked
+/// at again this way.
+pub fn integral_floats(bytes: &[u8]) -> Option<Vec<u8>> {
+    fn walk(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) if n.is_f64() => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    *v = serde_json::Value::from(f as i64);
+                    true
+                }
+                _ => false,
+            },
+            serde_json::Value::Array(a) => a.iter_mut().fold(false, |c, v| walk(v) || c),
+            serde_json::Value::Object(o) => o.values_mut().fold(false, |c, v| walk(v) || c),
+            _ => false,
+        }
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if walk(&mut v) {
+        serde_json::to_vec(&v).ok()
+    } else {
+        None
+    }
+}
+
+/// [`parse_json`] for a type that owns its data, reading whole numbers written as
+/// floats as integers.
+pub fn parse_json_owned<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match parse_json(bytes) {
+        Ok(v) => Ok(v),
+        Err(e) => match integral_floats(bytes) {
+            Some(n) => parse_json(&n),
+            None => Err(e),
+        },
     }
 }
 

@@ -13,6 +13,7 @@ pub mod params;
 pub mod patch;
 pub mod ratelimit;
 pub mod roles;
+pub mod schema;
 pub mod service_accounts;
 pub mod session;
 pub mod shared_secret;

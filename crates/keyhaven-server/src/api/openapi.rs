@@ -56,5 +56,7 @@ pub struct ApiDoc;
 pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::oauth::OAuthDoc::openapi());
+    super::schema::constrain_parameters(&mut doc);
+    super::schema::close_request_bodies(&mut doc);
     axum::Json(doc)
 }

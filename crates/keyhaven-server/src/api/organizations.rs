@@ -47,9 +47,11 @@ pub async fn update(
 pub struct UpdateOrganizationBody {
     /// New name.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::OrganizationName>)]
     pub name: Option<String>,
     /// New key prefix for keys created from now on.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::KeyPrefix>)]
     pub key_prefix: Option<String>,
 }
 

@@ -42,7 +42,8 @@ impl QueryParams {
         Ok(())
     }
 
-    /// The single value of `name`; repeated → 400; empty → treated as absent.
+    /// The single value of `name`; repeated or empty → 400 (an empty value is not
+    /// a value: `?status=` is refused, not read as "no filter").
     pub fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
         let mut found = self.0.iter().filter(|(k, _)| k == name);
         let first = found.next();
@@ -53,15 +54,24 @@ impl QueryParams {
                 Some(name),
             ));
         }
-        Ok(first.map(|(_, v)| v.as_str()).filter(|v| !v.is_empty()))
+        match first {
+            Some((_, v)) if v.is_empty() => Err(empty(name)),
+            other => Ok(other.map(|(_, v)| v.as_str())),
+        }
     }
 
-    /// Every value of a repeatable parameter.
-    pub fn all(&self, name: &str) -> Vec<&str> {
+    /// Every value of a repeatable parameter; an empty one → 400.
+    pub fn all(&self, name: &str) -> Result<Vec<&str>, ApiError> {
         self.0
             .iter()
             .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| {
+                if v.is_empty() {
+                    Err(empty(name))
+                } else {
+                    Ok(v.as_str())
+                }
+            })
             .collect()
     }
 
@@ -125,6 +135,20 @@ impl QueryParams {
         }
     }
 
+    /// The value of `name` parsed into its typed value (`RoleName::parse`,
+    /// `Id::parse`…), as a string for the store's filters.
+    pub fn parsed<T: Into<String>>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str, &str) -> Result<T, keyhaven_core::DomainError>,
+    ) -> Result<Option<String>, ApiError> {
+        Ok(self
+            .get(name)?
+            .map(|v| parse(v, name))
+            .transpose()?
+            .map(Into::into))
+    }
+
     /// A bounded free-text parameter (≤ 200 characters, no control characters).
     pub fn text(&self, name: &str) -> Result<Option<String>, ApiError> {
         match self.get(name)? {
@@ -144,7 +168,7 @@ impl QueryParams {
     /// Whether `expand[]=permissions` was asked for.
     pub fn expand_permissions(&self) -> Result<bool, ApiError> {
         let mut want = false;
-        for v in self.all("expand[]").into_iter().chain(self.all("expand")) {
+        for v in self.all("expand[]")?.into_iter().chain(self.all("expand")?) {
             if v == "permissions" {
                 want = true;
             } else {
@@ -160,6 +184,16 @@ impl QueryParams {
 }
 
 /// The opaque cursor for a listing's next page.
+/// The error for a parameter given without a value.
+fn empty(name: &str) -> ApiError {
+    ApiError::bad_request(
+        "empty_parameter",
+        format!("{name} must not be empty; leave the parameter out instead"),
+        Some(name),
+    )
+}
+
+/// Encodes a page cursor.
 pub fn encode_cursor(id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
 }

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::error::{parse_json, ApiError};
+use super::error::ApiError;
 use crate::app::AppState;
 use crate::auth::extract::Auth;
 use keyhaven_core::permission::Permission;
@@ -110,7 +110,7 @@ async fn check_inner(
         None => Some(Auth::authenticate(&mut parts, state).await?.caller),
     };
     let bytes = super::verify::json_body(Request::from_parts(parts, body), MAX_BODY).await?;
-    let b: RatelimitBody = parse_json(&bytes)?;
+    let b: RatelimitBody = super::error::parse_json_owned(&bytes)?;
     let check = RatelimitCheck {
         namespace: b.namespace,
         identifier: b.identifier,

@@ -108,16 +108,20 @@ pub async fn delete(
 #[schema(as = CreateRole)]
 pub struct CreateRoleBody {
     /// Unique name, `^[a-z0-9][a-z0-9_.-]{0,63}$`.
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::RoleName>)]
     pub name: String,
     /// What it is for.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Description>)]
     pub description: Option<String>,
     /// Management permissions and application scopes.
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::RolePermissions>)]
     pub permissions: Vec<String>,
     /// Regular expression key and service account names must match, searched for as
     /// written: it matches anywhere in the name unless `^` / `$` anchor it
     /// (`^ci-` = starts with `ci-`).
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::key_name_pattern_field)]
     pub key_name_pattern: Option<String>,
 }
 
@@ -139,14 +143,16 @@ impl From<CreateRoleBody> for CreateRole {
 pub struct UpdateRoleBody {
     /// New description.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Description>)]
     pub description: Option<String>,
     /// New permissions (replaces the list).
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::RolePermissions>)]
     pub permissions: Option<Vec<String>>,
     /// New pattern (searched for as written; `^` / `$` anchor it); `null` (or `""`)
     /// removes it. Changing it needs every management permission the role grants.
     #[serde(default, deserialize_with = "super::patch::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::api::schema::key_name_pattern_field)]
     pub key_name_pattern: Option<Option<String>>,
 }
 

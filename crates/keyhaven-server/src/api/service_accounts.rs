@@ -85,7 +85,7 @@ pub async fn list(
     let filter = ServiceAccountFilter {
         statuses,
         q: q.text("q")?,
-        external_id: q.text("external_id")?,
+        external_id: q.parsed("external_id", keyhaven_core::value::ExternalId::parse)?,
     };
     let l = s
         .service
@@ -340,9 +340,11 @@ pub async fn delete_credential(
 #[schema(as = CreateCredential)]
 pub struct CreateCredentialBody {
     /// 1–100 characters.
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::CredentialName>)]
     pub name: String,
     /// What it is for.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Description>)]
     pub description: Option<String>,
     /// Expiry (future); none = never.
     #[serde(default, with = "keyhaven_core::time::serde_rfc3339::option")]
@@ -367,9 +369,11 @@ impl From<CreateCredentialBody> for CreateCredential {
 pub struct UpdateCredentialBody {
     /// New name.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::CredentialName>)]
     pub name: Option<String>,
     /// New description.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Description>)]
     pub description: Option<String>,
 }
 
@@ -388,12 +392,15 @@ impl From<UpdateCredentialBody> for UpdateCredential {
 #[schema(as = CreateServiceAccount)]
 pub struct CreateServiceAccountBody {
     /// 1–100 characters.
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::ServiceAccountName>)]
     pub name: String,
     /// What it is for.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Description>)]
     pub description: Option<String>,
     /// Role names.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::RoleNames>)]
     pub roles: Option<Vec<String>>,
     /// Up to 10 rate limits shared by all of its keys.
     #[serde(default)]
@@ -401,7 +408,7 @@ pub struct CreateServiceAccountBody {
     pub ratelimits: Option<Vec<super::views::NamedLimitView>>,
     /// The id of the customer or system in the caller's world (1–255 characters).
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::ExternalId>)]
     pub external_id: Option<String>,
 }
 
@@ -426,12 +433,15 @@ impl From<CreateServiceAccountBody> for CreateServiceAccount {
 pub struct UpdateServiceAccountBody {
     /// New name.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::ServiceAccountName>)]
     pub name: Option<String>,
     /// New description.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Description>)]
     pub description: Option<String>,
     /// New role names (replaces the list).
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::RoleNames>)]
     pub roles: Option<Vec<String>>,
     /// New shared rate limits (replaces the list), or `null` for none.
     #[serde(default, deserialize_with = "super::patch::double_option")]
@@ -439,7 +449,7 @@ pub struct UpdateServiceAccountBody {
     pub ratelimits: Option<Option<Vec<super::views::NamedLimitView>>>,
     /// New `external_id`, or `null` to clear it.
     #[serde(default, deserialize_with = "super::patch::double_option")]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::ExternalId>)]
     pub external_id: Option<Option<String>>,
 }
 

@@ -30,7 +30,7 @@ pub async fn list(
             .get("status")?
             .map(|v| UserStatus::parse(v, "status"))
             .transpose()?,
-        role: q.text("role")?,
+        role: q.parsed("role", keyhaven_core::value::RoleName::parse)?,
         q: q.text("q")?,
     };
     let page = q.page()?;
@@ -105,6 +105,7 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 pub struct ResetPassword {
     /// The new password (≥ 12 characters).
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::NewPasswordShape>)]
     pub password: String,
 }
 
@@ -130,13 +131,16 @@ pub async fn reset_password(
 #[schema(as = CreateUser)]
 pub struct CreateUserBody {
     /// Unique email.
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::Email>)]
     pub email: String,
     /// Name shown in the console.
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::DisplayName>)]
     pub display_name: String,
     /// Initial password (≥ 12 characters).
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::NewPasswordShape>)]
     pub password: keyhaven_core::key_format::Secret,
     /// Role names (required; may be empty).
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::RoleNames>)]
     pub roles: Vec<String>,
 }
 
@@ -158,13 +162,15 @@ impl From<CreateUserBody> for CreateUser {
 pub struct UpdateUserBody {
     /// New display name.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::DisplayName>)]
     pub display_name: Option<String>,
     /// New role names (replaces the list).
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::RoleNames>)]
     pub roles: Option<Vec<String>>,
     /// `active` or `inactive`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::user::UserStatus>)]
     pub status: Option<keyhaven_core::user::UserStatus>,
 }
 

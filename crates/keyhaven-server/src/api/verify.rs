@@ -376,7 +376,16 @@ async fn verify_inner(
 ) -> Result<Response, ApiError> {
     let client = client_ip(state, peer, req.headers());
     let bytes = json_body(req, MAX_VERIFY_BODY).await?;
-    let body: VerifyRequest<'_> = parse_json(&bytes)?;
+    // Whole numbers written as floats (`"cost": 2.0`) are read as integers; only a body
+    // that fails to parse is looked at again.
+    let normalized;
+    let body: VerifyRequest<'_> = match parse_json(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            normalized = super::error::integral_floats(&bytes).ok_or(e)?;
+            parse_json(&normalized)?
+        }
+    };
     let ip = match body.ip.as_deref() {
         Some(s) => Some(s.trim().parse::<IpAddr>().map_err(|_| {
             ApiError::bad_request(
@@ -654,10 +663,27 @@ pub async fn forward_auth_request(
     let mut cost_text: Option<String> = None;
     let mut org: Option<String> = headers
         .get("x-keyhaven-organization-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .map(|v| v.to_str().unwrap_or("\u{0}").to_string());
+    // A malformed header is refused even when the query parameter (which wins) is given.
+    if let Err(e) = organization_param(org.as_deref(), "X-Keyhaven-Organization-Id") {
+        let mut res = e.into_response();
+        res.headers_mut()
+            .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
+        return res;
+    }
     if let Some(q) = uri.query() {
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            if v.is_empty() && matches!(&*k, "organization_id" | "cost" | "permissions") {
+                let mut res = ApiError::bad_request(
+                    "empty_parameter",
+                    format!("{k} must not be empty; leave the parameter out instead"),
+                    Some(&k),
+                )
+                .into_response();
+                res.headers_mut()
+                    .insert(CODE.clone(), HeaderValue::from_static("BAD_REQUEST"));
+                return res;
+            }
             if k == "organization_id" {
                 org = Some(v.into_owned());
             } else if k == "cost" {

@@ -323,7 +323,7 @@ impl From<&keyhaven_core::usage_control::NamedLimit> for NamedLimitView {
 #[schema(as = CreditRefill)]
 pub struct RefillView {
     /// `daily` or `monthly`.
-    #[schema(value_type = String, example = "monthly")]
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::usage_control::RefillInterval>)]
     pub interval: keyhaven_core::usage_control::RefillInterval,
     /// The balance after a refill.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]

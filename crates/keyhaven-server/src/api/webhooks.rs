@@ -180,11 +180,14 @@ pub async fn deliveries(
 #[schema(as = CreateWebhook)]
 pub struct CreateWebhookBody {
     /// An http(s) URL that is not Keyhaven itself.
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::WebhookUrlShape>)]
     pub url: String,
     /// Event types to receive.
+    #[schema(schema_with = crate::api::schema::value::<keyhaven_core::value::WebhookEventList>)]
     pub events: Vec<String>,
     /// Free text.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Description>)]
     pub description: Option<String>,
     /// Default true.
     #[serde(default)]
@@ -209,12 +212,15 @@ impl From<CreateWebhookBody> for CreateWebhook {
 pub struct UpdateWebhookBody {
     /// New URL.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::WebhookUrlShape>)]
     pub url: Option<String>,
     /// New event types (replaces the list).
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::WebhookEventList>)]
     pub events: Option<Vec<String>>,
     /// New description.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::nullable::<keyhaven_core::value::Description>)]
     pub description: Option<String>,
     /// Turn deliveries on or off.
     #[serde(default)]

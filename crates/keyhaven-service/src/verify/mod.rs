@@ -82,7 +82,7 @@ impl Code {
     ];
 
     /// The code as the API writes it.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Code::Valid => "VALID",
             Code::Malformed => "MALFORMED",
