@@ -320,8 +320,9 @@ pub fn integral_floats(bytes: &[u8]) -> Option<Vec<u8>> {
                 }
                 _ => false,
             },
-            serde_json::Value::Array(a) => a.iter_mut().fold(false, |c, v| walk(v) || c),
-            serde_json::Value::Object(o) => o.values_mut().fold(false, |c, v| walk(v) || c),
+            // Every element is walked (no short circuit).
+            serde_json::Value::Array(a) => a.iter_mut().map(walk).filter(|&c| c).count() > 0,
+            serde_json::Value::Object(o) => o.values_mut().map(walk).filter(|&c| c).count() > 0,
             _ => false,
         }
     }

@@ -15,6 +15,7 @@ mod authorization;
 mod authz_hardening;
 mod bodies;
 mod console;
+mod contract;
 mod control_chars;
 mod import;
 mod notices;
