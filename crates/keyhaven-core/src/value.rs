@@ -600,6 +600,261 @@ impl Described for WebhookUrlShape {
     }
 }
 
+/// The mistakes found while parsing several fields, so that a form can show them all
+/// at once (an API answer names the first).
+#[derive(Debug, Default)]
+pub struct Errors(Vec<DomainError>);
+
+impl Errors {
+    /// The value, or `None` with its error recorded.
+    pub fn take<T>(&mut self, r: Result<T, DomainError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(e);
+                None
+            }
+        }
+    }
+
+    /// Every error recorded, in the order of the fields.
+    pub fn into_vec(self) -> Vec<DomainError> {
+        self.0
+    }
+}
+
+/// A key's or service account's rate limits: at most
+/// [`crate::usage_control::MAX_LIMITS`], valid windows, distinct names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits(Vec<crate::usage_control::NamedLimit>);
+
+impl Limits {
+    /// Parses the old single `ratelimit` (the limit named `default`, checked under
+    /// that name) and the named `ratelimits` into one list.
+    pub fn parse(
+        default: Option<crate::api_key::RateLimit>,
+        named: Option<Vec<crate::usage_control::NamedLimit>>,
+    ) -> Result<Self, DomainError> {
+        use crate::usage_control as uc;
+        if let Some(rl) = &default {
+            uc::validate_window(rl.limit, rl.duration_ms, "ratelimit")?;
+        }
+        let merged = uc::merge_default(default, named);
+        uc::validate_limits(&merged, "ratelimits")?;
+        Ok(Self(merged))
+    }
+
+    /// The limits.
+    pub fn items(&self) -> &[crate::usage_control::NamedLimit] {
+        &self.0
+    }
+
+    /// The limits, owned.
+    pub fn into_inner(self) -> Vec<crate::usage_control::NamedLimit> {
+        self.0
+    }
+}
+
+/// A change to a key's limits: a new `default` limit (or its removal) and a new list
+/// of named limits (or none), each checked on its own; [`LimitsPatch::apply`] checks
+/// the result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitsPatch {
+    default: Option<Option<crate::api_key::RateLimit>>,
+    named: Option<Option<Vec<crate::usage_control::NamedLimit>>>,
+}
+
+impl LimitsPatch {
+    /// Parses the two fields of a patch.
+    pub fn parse(
+        default: Option<Option<crate::api_key::RateLimit>>,
+        named: Option<Option<Vec<crate::usage_control::NamedLimit>>>,
+    ) -> Result<Self, DomainError> {
+        use crate::usage_control as uc;
+        if let Some(Some(rl)) = &default {
+            uc::validate_window(rl.limit, rl.duration_ms, "ratelimit")?;
+        }
+        if let Some(Some(l)) = &named {
+            uc::validate_limits(l, "ratelimits")?;
+        }
+        Ok(Self { default, named })
+    }
+
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.default.is_none() && self.named.is_none()
+    }
+
+    /// The limits after the patch, from `current`.
+    pub fn apply(
+        self,
+        current: &[crate::usage_control::NamedLimit],
+    ) -> Result<Limits, DomainError> {
+        use crate::usage_control as uc;
+        let mut limits = match self.named {
+            Some(l) => l.unwrap_or_default(),
+            None => current.to_vec(),
+        };
+        match self.default {
+            Some(Some(rl)) => limits = uc::merge_default(Some(rl), Some(limits)),
+            Some(None) => limits.retain(|l| l.name != uc::DEFAULT_LIMIT),
+            None => {}
+        }
+        uc::validate_limits(&limits, "ratelimits")?;
+        Ok(Limits(limits))
+    }
+}
+
+/// A credit balance with its refill and low threshold, every number in range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreditSettings(crate::usage_control::Credits);
+
+impl CreditSettings {
+    /// Parses a credits object.
+    pub fn parse(c: crate::usage_control::Credits) -> Result<Self, DomainError> {
+        crate::usage_control::validate_credits(&c).map(|()| Self(c))
+    }
+
+    /// Parses the `credits` object and the old `remaining` field, which name the same
+    /// balance and must agree when both are given.
+    pub fn resolve(
+        credits: Option<crate::usage_control::Credits>,
+        remaining: Option<i64>,
+    ) -> Result<Option<Self>, DomainError> {
+        if let (Some(c), Some(n)) = (credits, remaining) {
+            if c.remaining != n {
+                return Err(DomainError::invalid(
+                    "invalid_credits",
+                    "remaining",
+                    "remaining and credits.remaining are the same balance: give one, or the same number",
+                ));
+            }
+        }
+        if let Some(n) = remaining {
+            crate::usage_control::validate_balance(n, "remaining")?;
+        }
+        credits
+            .or(remaining.map(|remaining| crate::usage_control::Credits {
+                remaining,
+                refill: None,
+                low_threshold: None,
+            }))
+            .map(Self::parse)
+            .transpose()
+    }
+
+    /// The credits.
+    pub fn get(self) -> crate::usage_control::Credits {
+        self.0
+    }
+}
+
+/// A balance: 0 to [`crate::usage_control::MAX_CREDITS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Balance(i64);
+
+impl Balance {
+    /// Parses a balance; `param` names the field.
+    pub fn parse(n: i64, param: &str) -> Result<Self, DomainError> {
+        crate::usage_control::validate_balance(n, param).map(|()| Self(n))
+    }
+
+    /// The number.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// A key's metadata: a JSON object of at most 4 KiB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metadata(serde_json::Value);
+
+impl Metadata {
+    /// Parses metadata; nothing is the empty object.
+    pub fn parse(v: Option<serde_json::Value>) -> Result<Self, DomainError> {
+        let v = v.unwrap_or_else(|| serde_json::json!({}));
+        crate::api_key::validate_metadata(&v).map(|()| Self(v))
+    }
+
+    /// The object.
+    pub fn into_inner(self) -> serde_json::Value {
+        self.0
+    }
+}
+
+impl Default for Metadata {
+    fn default() -> Self {
+        Self(serde_json::json!({}))
+    }
+}
+
+/// When a new key expires: never, at an instant, or some days after it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Expiry {
+    /// It never expires.
+    #[default]
+    Never,
+    /// At this instant.
+    At(crate::time::Timestamp),
+    /// This many days (1–3650) after creation.
+    InDays(i64),
+}
+
+impl Expiry {
+    /// Parses `expires_at` and `expires_in_days` (at most one).
+    pub fn parse(
+        at: Option<crate::time::Timestamp>,
+        days: Option<i64>,
+    ) -> Result<Self, DomainError> {
+        match (at, days) {
+            (Some(_), Some(_)) => Err(DomainError::invalid(
+                "conflicting_expiry",
+                "expires_in_days",
+                "give either expires_at or expires_in_days, not both",
+            )),
+            (Some(at), None) => Ok(Expiry::At(at)),
+            (None, Some(d)) if (1..=3650).contains(&d) => Ok(Expiry::InDays(d)),
+            (None, Some(_)) => Err(DomainError::invalid(
+                "invalid_expires_in_days",
+                "expires_in_days",
+                "expires_in_days must be between 1 and 3650",
+            )),
+            (None, None) => Ok(Expiry::Never),
+        }
+    }
+
+    /// The expiry instant for a key made at `now`; an instant that is not in the
+    /// future is refused unless `past_allowed` (an imported key may arrive expired).
+    pub fn resolve(
+        self,
+        now: crate::time::Timestamp,
+        past_allowed: bool,
+    ) -> Result<Option<crate::time::Timestamp>, DomainError> {
+        match self {
+            Expiry::Never => Ok(None),
+            Expiry::At(at) if past_allowed => Ok(Some(at)),
+            Expiry::At(at) => crate::api_key::validate_future(at, now, "expires_at").map(Some),
+            Expiry::InDays(d) => Ok(Some(now + chrono::Duration::days(d))),
+        }
+    }
+}
+
+/// How long a replaced secret keeps verifying: 0 to 7 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GracePeriod(chrono::Duration);
+
+impl GracePeriod {
+    /// Parses a number of seconds.
+    pub fn parse(seconds: i64) -> Result<Self, DomainError> {
+        crate::api_key::validate_grace(seconds).map(Self)
+    }
+
+    /// The period.
+    pub fn get(self) -> chrono::Duration {
+        self.0
+    }
+}
+
 /// The shape of a resource id.
 pub struct IdShape;
 

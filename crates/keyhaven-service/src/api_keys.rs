@@ -11,8 +11,12 @@ use keyhaven_core::role;
 use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_core::time::{self, Timestamp};
 use keyhaven_core::usage_control::{self, CreditOp, Credits, NamedLimit};
+use keyhaven_core::value::{
+    Balance, CreditSettings, Description, Errors, Expiry, ExternalId, GracePeriod, KeyName,
+    Limits, LimitsPatch, Metadata, Networks, RoleNames, Scopes, Tags,
+};
 use keyhaven_core::webhook_event::WebhookEvent;
-use keyhaven_core::{validate, DomainError};
+use keyhaven_core::DomainError;
 use serde_json::json;
 
 use crate::{duplicate_as_conflict, Caller, Service, ServiceError, ServiceResult};
@@ -26,7 +30,8 @@ pub struct OwnerRef {
     pub id: String,
 }
 
-/// Input of `POST /api-keys`.
+/// What `POST /api-keys` (or the console's form, or an import item) carries, as
+/// sent: a draft that [`NewApiKey`] parses.
 #[derive(Debug, Clone, Default)]
 pub struct CreateApiKey {
     /// Required, 1–100 characters, unique in the organization.
@@ -63,31 +68,6 @@ pub struct CreateApiKey {
     pub enabled: Option<bool>,
 }
 
-/// The credits given by `credits` and the old `remaining` field, which must agree.
-fn resolve_credits(
-    credits: Option<Credits>,
-    remaining: Option<i64>,
-) -> Result<Option<Credits>, DomainError> {
-    if let (Some(c), Some(n)) = (credits, remaining) {
-        if c.remaining != n {
-            return Err(DomainError::invalid(
-                "invalid_credits",
-                "remaining",
-                "remaining and credits.remaining are the same balance: give one, or the same number",
-            ));
-        }
-    }
-    let c = credits.or(remaining.map(|remaining| Credits {
-        remaining,
-        refill: None,
-        low_threshold: None,
-    }));
-    if let Some(c) = &c {
-        usage_control::validate_credits(c)?;
-    }
-    Ok(c)
-}
-
 /// The audit target for a key.
 pub fn key_principal(k: &ApiKey) -> Principal {
     Principal {
@@ -103,8 +83,9 @@ impl Service {
     pub async fn create_api_key(
         &self,
         caller: &Caller,
-        input: CreateApiKey,
+        input: impl TryInto<NewApiKey, Error: Into<ServiceError>>,
     ) -> ServiceResult<(ApiKey, Vec<String>, Secret)> {
+        let input: NewApiKey = input.try_into().map_err(Into::into)?;
         self.authorize(caller, Permission::ApiKeysCreate, Action::ApiKeyCreate)
             .await?;
         let now = self.now();
@@ -154,46 +135,22 @@ impl Service {
         Ok((key, permissions, secret))
     }
 
-    /// Validates a create body and checks what the caller may grant, in a new
-    /// transaction: the key record without its secret (`digest` and `masked_key` are
-    /// empty), and the transaction to insert it in. An imported key (`imported`) may
-    /// carry an expiry in the past (it arrives expired).
+    /// Checks what the caller may grant for a new key, in a new transaction: the key
+    /// record without its secret (`digest` and `masked_key` are empty), and the
+    /// transaction to insert it in. An imported key (`imported`) may carry an expiry in
+    /// the past (it arrives expired).
     pub(crate) async fn new_key_record(
         &self,
         caller: &Caller,
-        input: CreateApiKey,
+        input: NewApiKey,
         now: Timestamp,
         action: Action,
         imported: bool,
     ) -> ServiceResult<(Box<dyn keyhaven_store::Tx>, ApiKey)> {
-        let name = api_key::validate_name(&input.name)?;
-        let description =
-            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
-        let tags = validate::tags(input.tags.as_deref().unwrap_or(&[]), "tags")?;
-        let roles = validate::distinct_list(input.roles.as_deref().unwrap_or(&[]), "roles", 20)?;
-        let scopes = api_key::validate_scopes(input.scopes.as_deref().unwrap_or(&[]))?;
-        let expires_at = match (imported, input.expires_at, input.expires_in_days) {
-            (true, Some(at), None) => Some(at),
-            _ => api_key::resolve_expiry(input.expires_at, input.expires_in_days, now)?,
-        };
-        let external_id = input
-            .external_id
-            .as_deref()
-            .map(|e| api_key::validate_external_id(e, "external_id"))
-            .transpose()?;
-        if let Some(rl) = &input.ratelimit {
-            usage_control::validate_window(rl.limit, rl.duration_ms, "ratelimit")?;
-        }
-        let ratelimits = usage_control::merge_default(input.ratelimit, input.ratelimits);
-        usage_control::validate_limits(&ratelimits, "ratelimits")?;
-        let credits = resolve_credits(input.credits, input.remaining)?;
-        let allowed_cidrs = api_key::parse_cidrs(
-            input.allowed_cidrs.as_deref().unwrap_or(&[]),
-            "allowed_cidrs",
-        )?;
-        let metadata = input.metadata.unwrap_or_else(|| json!({}));
-        api_key::validate_metadata(&metadata)?;
-
+        let expires_at = input.expiry.resolve(now, imported)?;
+        let name = input.name.into_inner();
+        let roles = input.roles.into_strings();
+        let scopes = input.scopes.into_strings();
         let tx = self.store.begin().await?;
         let (mut tx, key_roles) = self
             .grant_or_deny(tx, caller, action, crate::GrantChange::new(&roles, &scopes))
@@ -210,8 +167,8 @@ impl Service {
             id: self.new_id(),
             org_id: caller.org_id.clone(),
             name,
-            description,
-            tags,
+            description: input.description.into_inner(),
+            tags: input.tags.into_strings(),
             owner,
             roles,
             scopes,
@@ -223,15 +180,15 @@ impl Service {
             updated_at: now,
             last_used_at: None,
             revoked_at: None,
-            ratelimits,
-            credits,
+            ratelimits: input.ratelimits.into_inner(),
+            credits: input.credits.map(CreditSettings::get),
             credits_epoch: 0,
-            allowed_cidrs,
-            metadata,
+            allowed_cidrs: input.allowed_cidrs.into_inner(),
+            metadata: input.metadata.into_inner(),
             previous_digest: None,
             previous_valid_until: None,
-            external_id,
-            enabled: input.enabled.unwrap_or(true),
+            external_id: input.external_id.map(ExternalId::into_inner),
+            enabled: input.enabled,
             imported_at: imported.then_some(now),
         };
         Ok((tx, key))
@@ -241,11 +198,11 @@ impl Service {
         &self,
         tx: &mut dyn keyhaven_store::Tx,
         caller: &Caller,
-        owner: Option<&OwnerRef>,
+        owner: Option<&Owner>,
     ) -> ServiceResult<Principal> {
         match owner {
             Some(o) if o.kind == PrincipalKind::ServiceAccount => {
-                let id = Id::parse(&o.id, "owner.id")?;
+                let id = o.id.clone();
                 let sa = tx
                     .service_account(&caller.org_id, &id)
                     .await?
@@ -270,7 +227,7 @@ impl Service {
                 })
             }
             Some(o) if o.kind == PrincipalKind::User => {
-                let id = Id::parse(&o.id, "owner.id")?;
+                let id = o.id.clone();
                 let allowed = caller.user_id().as_ref() == Some(&id)
                     || caller.principal.kind == PrincipalKind::System;
                 let user = tx.user(&caller.org_id, &id).await?;
@@ -358,6 +315,315 @@ pub struct RegenerateApiKey {
     pub expires_at: Option<Option<Timestamp>>,
     /// Seconds the old secret keeps verifying (0–604800).
     pub grace_period_seconds: Option<i64>,
+}
+
+/// The owner a new key names: a service account, or the caller's own user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// `service_account` or `user`.
+    pub kind: PrincipalKind,
+    /// The owner's id.
+    pub id: Id,
+}
+
+/// A new key, every field parsed: what `create_api_key` and the import take.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// The name.
+    pub name: KeyName,
+    /// The description (may be empty).
+    pub description: Description,
+    /// Its tags.
+    pub tags: Tags,
+    /// Role names.
+    pub roles: RoleNames,
+    /// Extra permissions.
+    pub scopes: Scopes,
+    /// A service account; default: the caller (personal) or the calling key's owner.
+    pub owner: Option<Owner>,
+    /// When it expires.
+    pub expiry: Expiry,
+    /// Its rate limits.
+    pub ratelimits: Limits,
+    /// Its credits; none is unlimited.
+    pub credits: Option<CreditSettings>,
+    /// Client networks allowed (none: any).
+    pub allowed_cidrs: Networks,
+    /// Its metadata object.
+    pub metadata: Metadata,
+    /// The id of the customer or system in the caller's world.
+    pub external_id: Option<ExternalId>,
+    /// False to create the key turned off.
+    pub enabled: bool,
+}
+
+/// The first of a list of parse errors (an API answer names one).
+pub fn first_error(errors: Vec<DomainError>) -> DomainError {
+    errors.into_iter().next().unwrap_or_else(|| {
+        DomainError::invalid("invalid_request", "body", "the request is not valid")
+    })
+}
+
+impl NewApiKey {
+    /// Parses a draft field by field; every mistake is returned, in the order of the
+    /// fields (the console shows them all at once).
+    pub fn parse_all(d: CreateApiKey) -> Result<Self, Vec<DomainError>> {
+        let mut e = Errors::default();
+        let name = e.take(KeyName::parse(&d.name, "name"));
+        let description = e.take(Description::parse(
+            d.description.as_deref().unwrap_or(""),
+            "description",
+        ));
+        let tags = e.take(Tags::parse(d.tags.as_deref().unwrap_or(&[]), "tags"));
+        let roles = e.take(RoleNames::parse(d.roles.as_deref().unwrap_or(&[]), "roles"));
+        let scopes = e.take(Scopes::parse(d.scopes.as_deref().unwrap_or(&[]), "scopes"));
+        let expiry = e.take(Expiry::parse(d.expires_at, d.expires_in_days));
+        let external_id = e.take(
+            d.external_id
+                .as_deref()
+                .map(|x| ExternalId::parse(x, "external_id"))
+                .transpose(),
+        );
+        let ratelimits = e.take(Limits::parse(d.ratelimit, d.ratelimits));
+        let credits = e.take(CreditSettings::resolve(d.credits, d.remaining));
+        let allowed_cidrs = e.take(Networks::parse(
+            d.allowed_cidrs.as_deref().unwrap_or(&[]),
+            "allowed_cidrs",
+        ));
+        let metadata = e.take(Metadata::parse(d.metadata));
+        let owner = e.take(
+            d.owner
+                .map(|o| {
+                    Id::parse(&o.id, "owner.id").map(|id| Owner { kind: o.kind, id })
+                })
+                .transpose(),
+        );
+        match (
+            name,
+            description,
+            tags,
+            roles,
+            scopes,
+            expiry,
+            external_id,
+            ratelimits,
+            credits,
+            allowed_cidrs,
+            metadata,
+            owner,
+        ) {
+            (
+                Some(name),
+                Some(description),
+                Some(tags),
+                Some(roles),
+                Some(scopes),
+                Some(expiry),
+                Some(external_id),
+                Some(ratelimits),
+                Some(credits),
+                Some(allowed_cidrs),
+                Some(metadata),
+                Some(owner),
+            ) => Ok(Self {
+                name,
+                description,
+                tags,
+                roles,
+                scopes,
+                owner,
+                expiry,
+                ratelimits,
+                credits,
+                allowed_cidrs,
+                metadata,
+                external_id,
+                enabled: d.enabled.unwrap_or(true),
+            }),
+            _ => Err(e.into_vec()),
+        }
+    }
+}
+
+impl TryFrom<CreateApiKey> for NewApiKey {
+    type Error = DomainError;
+
+    fn try_from(d: CreateApiKey) -> Result<Self, DomainError> {
+        Self::parse_all(d).map_err(first_error)
+    }
+}
+
+/// A change to a key's credits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CreditsPatch {
+    /// They stay.
+    #[default]
+    Keep,
+    /// They become these (none: unlimited).
+    Replace(Option<CreditSettings>),
+    /// The balance is set; the refill and threshold stay.
+    Balance(Balance),
+}
+
+impl CreditsPatch {
+    /// Parses a patch's `credits` and old `remaining` fields (`null` clears).
+    pub fn parse(
+        credits: Option<Option<Credits>>,
+        remaining: Option<Option<i64>>,
+    ) -> Result<Self, DomainError> {
+        Ok(match (credits, remaining) {
+            (Some(c), Some(r)) => CreditsPatch::Replace(CreditSettings::resolve(c, r)?),
+            (Some(c), None) => CreditsPatch::Replace(c.map(CreditSettings::parse).transpose()?),
+            (None, Some(Some(n))) => CreditsPatch::Balance(Balance::parse(n, "remaining")?),
+            (None, Some(None)) => CreditsPatch::Replace(None),
+            (None, None) => CreditsPatch::Keep,
+        })
+    }
+}
+
+/// A change to a key, every field parsed: absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct ApiKeyPatch {
+    /// New name.
+    pub name: Option<KeyName>,
+    /// New description.
+    pub description: Option<Description>,
+    /// New tags.
+    pub tags: Option<Tags>,
+    /// New roles.
+    pub roles: Option<RoleNames>,
+    /// New scopes.
+    pub scopes: Option<Scopes>,
+    /// New limits.
+    pub limits: LimitsPatch,
+    /// New credits.
+    pub credits: CreditsPatch,
+    /// New allowed networks.
+    pub allowed_cidrs: Option<Networks>,
+    /// New metadata.
+    pub metadata: Option<Metadata>,
+    /// New `external_id`, or `None` inside to clear it.
+    pub external_id: Option<Option<ExternalId>>,
+    /// Turned off or on.
+    pub enabled: Option<bool>,
+}
+
+impl ApiKeyPatch {
+    /// Parses a draft field by field; every mistake is returned, in field order.
+    pub fn parse_all(d: UpdateApiKey) -> Result<Self, Vec<DomainError>> {
+        let mut e = Errors::default();
+        let name = e.take(d.name.as_deref().map(|n| KeyName::parse(n, "name")).transpose());
+        let description = e.take(
+            d.description
+                .as_deref()
+                .map(|x| Description::parse(x, "description"))
+                .transpose(),
+        );
+        let external_id = e.take(
+            d.external_id
+                .map(|x| {
+                    x.as_deref()
+                        .map(|x| ExternalId::parse(x, "external_id"))
+                        .transpose()
+                })
+                .transpose(),
+        );
+        let tags = e.take(d.tags.as_deref().map(|t| Tags::parse(t, "tags")).transpose());
+        let roles = e.take(
+            d.roles
+                .as_deref()
+                .map(|r| RoleNames::parse(r, "roles"))
+                .transpose(),
+        );
+        let scopes = e.take(
+            d.scopes
+                .as_deref()
+                .map(|s| Scopes::parse(s, "scopes"))
+                .transpose(),
+        );
+        let limits = e.take(LimitsPatch::parse(d.ratelimit, d.ratelimits));
+        let credits = e.take(CreditsPatch::parse(d.credits, d.remaining));
+        let allowed_cidrs = e.take(
+            d.allowed_cidrs
+                .as_deref()
+                .map(|c| Networks::parse(c, "allowed_cidrs"))
+                .transpose(),
+        );
+        let metadata = e.take(d.metadata.map(Metadata::parse).transpose());
+        match (
+            name,
+            description,
+            external_id,
+            tags,
+            roles,
+            scopes,
+            limits,
+            credits,
+            allowed_cidrs,
+            metadata,
+        ) {
+            (
+                Some(name),
+                Some(description),
+                Some(external_id),
+                Some(tags),
+                Some(roles),
+                Some(scopes),
+                Some(limits),
+                Some(credits),
+                Some(allowed_cidrs),
+                Some(metadata),
+            ) => Ok(Self {
+                name,
+                description,
+                tags,
+                roles,
+                scopes,
+                limits,
+                credits,
+                allowed_cidrs,
+                metadata,
+                external_id,
+                enabled: d.enabled,
+            }),
+            _ => Err(e.into_vec()),
+        }
+    }
+}
+
+impl TryFrom<UpdateApiKey> for ApiKeyPatch {
+    type Error = DomainError;
+
+    fn try_from(d: UpdateApiKey) -> Result<Self, DomainError> {
+        Self::parse_all(d).map_err(first_error)
+    }
+}
+
+/// A regeneration, parsed: the new expiry (`None`: never) and the grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Regenerate {
+    /// The new expiry instant, or `None` for a key that never expires.
+    pub expires_at: Option<Timestamp>,
+    /// How long the old secret keeps verifying.
+    pub grace: GracePeriod,
+}
+
+impl TryFrom<RegenerateApiKey> for Regenerate {
+    type Error = DomainError;
+
+    fn try_from(d: RegenerateApiKey) -> Result<Self, DomainError> {
+        let Some(expires_at) = d.expires_at else {
+            return Err(DomainError::invalid(
+                "parameter_missing",
+                "expires_at",
+                "expires_at is required (null for a key that never expires)",
+            ));
+        };
+        Ok(Regenerate {
+            expires_at,
+            grace: GracePeriod::parse(d.grace_period_seconds.unwrap_or(0))?,
+        })
+    }
 }
 
 /// The dashboard numbers.
@@ -537,65 +803,14 @@ impl Service {
         &self,
         caller: &Caller,
         id: &Id,
-        input: UpdateApiKey,
+        input: impl TryInto<ApiKeyPatch, Error: Into<ServiceError>>,
     ) -> ServiceResult<(ApiKey, Vec<String>)> {
+        let input: ApiKeyPatch = input.try_into().map_err(Into::into)?;
         self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyUpdate)
             .await?;
-        let name = input
-            .name
-            .as_deref()
-            .map(api_key::validate_name)
-            .transpose()?;
-        let description = input
-            .description
-            .as_deref()
-            .map(|d| validate::description(d, "description"))
-            .transpose()?;
-        let external_id = input
-            .external_id
-            .as_ref()
-            .map(|e| {
-                e.as_deref()
-                    .map(|e| api_key::validate_external_id(e, "external_id"))
-                    .transpose()
-            })
-            .transpose()?;
-        let tags = input
-            .tags
-            .as_deref()
-            .map(|t| validate::tags(t, "tags"))
-            .transpose()?;
-        let roles = input
-            .roles
-            .as_deref()
-            .map(|r| validate::distinct_list(r, "roles", 20))
-            .transpose()?;
-        let scopes = input
-            .scopes
-            .as_deref()
-            .map(api_key::validate_scopes)
-            .transpose()?;
-        if let Some(Some(rl)) = &input.ratelimit {
-            usage_control::validate_window(rl.limit, rl.duration_ms, "ratelimit")?;
-        }
-        if let Some(Some(l)) = &input.ratelimits {
-            usage_control::validate_limits(l, "ratelimits")?;
-        }
-        if let Some(Some(n)) = input.remaining {
-            usage_control::validate_balance(n, "remaining")?;
-        }
-        if let Some(Some(c)) = &input.credits {
-            usage_control::validate_credits(c)?;
-        }
-        let cidrs = input
-            .allowed_cidrs
-            .as_deref()
-            .map(|c| api_key::parse_cidrs(c, "allowed_cidrs"))
-            .transpose()?;
-        let metadata = input.metadata.map(|m| m.unwrap_or_else(|| json!({})));
-        if let Some(m) = &metadata {
-            api_key::validate_metadata(m)?;
-        }
+        let name = input.name.map(KeyName::into_inner);
+        let roles = input.roles.map(RoleNames::into_strings);
+        let scopes = input.scopes.map(Scopes::into_strings);
         let mut tx = self.store.begin().await?;
         let mut k = tx
             .api_key(&caller.org_id, id)
@@ -633,11 +848,11 @@ impl Service {
         let mut ch = crate::changes::Changes::default();
         ch.field("name", &k.name, &new_name);
         k.name = new_name;
-        if let Some(d) = description {
+        if let Some(d) = input.description.map(Description::into_inner) {
             ch.field("description", &k.description, &d);
             k.description = d;
         }
-        if let Some(t) = tags {
+        if let Some(t) = input.tags.map(Tags::into_strings) {
             ch.field("tags", &k.tags, &t);
             k.tags = t;
         }
@@ -645,31 +860,23 @@ impl Service {
         k.roles = new_roles;
         ch.field("scopes", &k.scopes, &new_scopes);
         k.scopes = new_scopes;
-        let mut limits = match input.ratelimits {
-            Some(l) => l.unwrap_or_default(),
-            None => k.ratelimits.clone(),
-        };
-        match input.ratelimit {
-            Some(Some(rl)) => limits = usage_control::merge_default(Some(rl), Some(limits)),
-            Some(None) => limits.retain(|l| l.name != usage_control::DEFAULT_LIMIT),
-            None => {}
-        }
-        usage_control::validate_limits(&limits, "ratelimits")?;
+        let limits = input.limits.apply(&k.ratelimits)?.into_inner();
         ch.field("ratelimits", &k.ratelimits, &limits);
         k.ratelimits = limits;
-        let credits = match (input.credits, input.remaining) {
-            (Some(c), Some(r)) => resolve_credits(c, r)?,
-            (Some(c), None) => c,
-            (None, Some(Some(n))) => Some(Credits {
-                remaining: n,
-                ..k.credits.unwrap_or(Credits {
+        let credits = match input.credits {
+            CreditsPatch::Keep => k.credits,
+            CreditsPatch::Replace(c) => c.map(CreditSettings::get),
+            CreditsPatch::Balance(n) => {
+                let n = n.get();
+                Some(Credits {
                     remaining: n,
-                    refill: None,
-                    low_threshold: None,
+                    ..k.credits.unwrap_or(Credits {
+                        remaining: n,
+                        refill: None,
+                        low_threshold: None,
+                    })
                 })
-            }),
-            (None, Some(None)) => None,
-            (None, None) => k.credits,
+            }
         };
         let old_balance = k.credits.map(|c| c.remaining);
         let new_balance = credits.map(|c| c.remaining);
@@ -681,17 +888,17 @@ impl Service {
             // The balance is replaced: credits nodes leased before are void.
             k.credits_epoch += 1;
         }
-        if let Some(c) = cidrs {
+        if let Some(c) = input.allowed_cidrs.map(Networks::into_inner) {
             let old: Vec<String> = k.allowed_cidrs.iter().map(|c| c.to_string()).collect();
             let new: Vec<String> = c.iter().map(|c| c.to_string()).collect();
             ch.field("allowed_cidrs", &old, &new);
             k.allowed_cidrs = c;
         }
-        if let Some(m) = metadata {
+        if let Some(m) = input.metadata.map(Metadata::into_inner) {
             ch.field("metadata", &k.metadata, &m);
             k.metadata = m;
         }
-        if let Some(e) = external_id {
+        if let Some(e) = input.external_id.map(|e| e.map(ExternalId::into_inner)) {
             ch.field("external_id", &k.external_id, &e);
             k.external_id = e;
         }
@@ -750,24 +957,17 @@ impl Service {
         &self,
         caller: &Caller,
         id: &Id,
-        input: RegenerateApiKey,
+        input: impl TryInto<Regenerate, Error: Into<ServiceError>>,
     ) -> ServiceResult<(ApiKey, Vec<String>, Secret)> {
+        let input: Regenerate = input.try_into().map_err(Into::into)?;
         self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyRegenerate)
             .await?;
         let now = self.now();
         let expires_at = match input.expires_at {
-            None => {
-                return Err(DomainError::invalid(
-                    "parameter_missing",
-                    "expires_at",
-                    "expires_at is required (null for a key that never expires)",
-                )
-                .into())
-            }
-            Some(None) => None,
-            Some(Some(t)) => Some(api_key::validate_future(t, now, "expires_at")?),
+            None => None,
+            Some(t) => Expiry::At(t).resolve(now, false)?,
         };
-        let grace = api_key::validate_grace(input.grace_period_seconds.unwrap_or(0))?;
+        let grace = input.grace.get();
         let mut tx = self.store.begin().await?;
         let mut k = tx
             .api_key(&caller.org_id, id)

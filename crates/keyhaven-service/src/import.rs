@@ -177,8 +177,10 @@ impl Service {
             (None, Some((_, v, l))) => format!("{}:{}:{v}", l.kind(), l.value()),
             (None, None) => String::new(),
         };
+        // Each item arrives as a draft: its mistakes are reported for that item.
+        let new = crate::api_keys::NewApiKey::try_from(item.key)?;
         let (mut tx, mut key) = self
-            .new_key_record(caller, item.key, now, Action::ApiKeyImport, true)
+            .new_key_record(caller, new, now, Action::ApiKeyImport, true)
             .await?;
         if !names.insert(key.name.clone()) && dry_run {
             return Err(DomainError::conflict(

@@ -82,6 +82,13 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// A typed command passed as itself converts without error.
+impl From<std::convert::Infallible> for ServiceError {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
+}
+
 /// What a successful mutation records: its audit entry and, when subscribers care,
 /// its webhook event (see [`Service::commit_mutation`]).
 pub(crate) struct Success {

@@ -11,7 +11,8 @@ use super::views::{ApiKeyView, ListView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
 use keyhaven_service::api_keys::{
-    BatchDeleted, CreateApiKey, DailyUsage, Metrics, OwnerRef, RegenerateApiKey, UpdateApiKey,
+    ApiKeyPatch, BatchDeleted, CreateApiKey, DailyUsage, Metrics, NewApiKey, OwnerRef, Regenerate,
+    RegenerateApiKey, UpdateApiKey,
 };
 
 /// Lists keys [api_keys.view]; filters combine with AND.
@@ -69,7 +70,8 @@ pub async fn create(
     PathParams(_org): PathParams<String>,
     Json(body): Json<CreateApiKeyBody>,
 ) -> Result<(StatusCode, axum::Json<ApiKeyView>), ApiError> {
-    let (k, perms, secret) = s.service.create_api_key(&auth.caller, body.into()).await?;
+    let input = NewApiKey::try_from(CreateApiKey::from(body))?;
+    let (k, perms, secret) = s.service.create_api_key(&auth.caller, input).await?;
     let mut v = ApiKeyView::new(&k, s.service.now(), perms);
     v.key = Some(secret.expose().to_string());
     Ok((StatusCode::CREATED, axum::Json(v)))
@@ -103,7 +105,11 @@ pub async fn update(
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
     let (k, p) = s
         .service
-        .update_api_key(&auth.caller, &path_id(&id, "API key")?, body.into())
+        .update_api_key(
+            &auth.caller,
+            &path_id(&id, "API key")?,
+            ApiKeyPatch::try_from(UpdateApiKey::from(body))?,
+        )
         .await?;
     Ok(axum::Json(ApiKeyView::new(&k, s.service.now(), p)))
 }
@@ -120,7 +126,11 @@ pub async fn regenerate(
 ) -> Result<axum::Json<ApiKeyView>, ApiError> {
     let (k, p, secret) = s
         .service
-        .regenerate_api_key(&auth.caller, &path_id(&id, "API key")?, body.try_into()?)
+        .regenerate_api_key(
+            &auth.caller,
+            &path_id(&id, "API key")?,
+            Regenerate::try_from(RegenerateApiKey::try_from(body)?)?,
+        )
         .await?;
     let mut v = ApiKeyView::new(&k, s.service.now(), p);
     v.key = Some(secret.expose().to_string());

@@ -3,14 +3,14 @@
 
 use axum::extract::{Path, State};
 use chrono::{Duration, NaiveDate};
-use keyhaven_core::api_key::{self, ApiKey, KeyStatus};
+use keyhaven_core::api_key::{ApiKey, KeyStatus};
+use keyhaven_core::DomainError;
 use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::PrincipalKind;
 use keyhaven_core::service_account::{ServiceAccount, ServiceAccountStatus};
 use keyhaven_core::time::Timestamp;
 use keyhaven_core::usage_control::{self, CreditOp, Credits, Refill, RefillInterval, MAX_CREDITS};
-use keyhaven_core::validate;
 use keyhaven_store::{ApiKeyFilter, Page, ServiceAccountFilter};
 use maud::{html, Markup};
 
@@ -23,6 +23,7 @@ use super::layout::{self, header, layout};
 use super::widgets::{self, chips, key_badge, number, relative, LimitScope};
 use crate::app::AppState;
 use keyhaven_service::api_keys::{
+    ApiKeyPatch, NewApiKey,
     CreateApiKey, DailyUsage, OwnerHold, OwnerRef, RegenerateApiKey, UpdateApiKey,
 };
 use keyhaven_service::ServiceError;
@@ -611,26 +612,27 @@ fn read_credits(form: &FormData, errors: &mut FieldErrors) -> Option<Credits> {
     if errors.len() > before {
         return None;
     }
-    let c = Credits {
+    // The numbers are read above; their rules are the core's (`NewApiKey::parse_all`).
+    Some(Credits {
         remaining: remaining?,
         refill,
         low_threshold,
-    };
-    // Checked field by field above; the whole object is the core's rule.
-    errors.check(usage_control::validate_credits(&c), &[])?;
-    Some(c)
+    })
 }
 
-/// The core's checks of the fields the use case checks first, so that their mistakes
-/// show together with those of the limits and credits (the use case stops at the first).
-fn precheck(form: &FormData, errors: &mut FieldErrors) {
-    errors.check(api_key::validate_name(form.get("name")), RENAME);
-    errors.check(
-        validate::description(form.get("description"), "description"),
-        RENAME,
-    );
-    errors.check(validate::tags(&form.list("tags"), "tags"), RENAME);
-    errors.check(api_key::validate_scopes(&form.list("scopes")), RENAME);
+/// Records every parse error of a command on the form; `Some(command)` when there was
+/// none and the form's own reading found nothing either.
+fn parsed<T>(r: Result<T, Vec<DomainError>>, errors: &mut FieldErrors) -> Option<T> {
+    match r {
+        Ok(v) if errors.is_empty() => Some(v),
+        Ok(_) => None,
+        Err(list) => {
+            for e in list {
+                errors.check::<()>(Err(e), RENAME);
+            }
+            None
+        }
+    }
 }
 
 /// The form fields showing a key's credits.
@@ -765,20 +767,16 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         return create_form(&state, &c, &form, &FieldErrors::default()).await;
     }
     let mut errors = FieldErrors::default();
-    precheck(&form, &mut errors);
     let expiry = read_expiry(&form, c.now, &mut errors);
     let ratelimits = forms::read_limits(&form, "A key", &mut errors);
     let credits = read_credits(&form, &mut errors);
     let metadata = read_metadata(&form, &mut errors);
-    let (Some(expiry), true) = (expiry, errors.is_empty()) else {
-        return create_form(&state, &c, &form, &errors).await;
-    };
     let (expires_at, expires_in_days) = match expiry {
-        None => (None, None),
-        Some(Ok(t)) => (Some(t), None),
-        Some(Err(d)) => (None, Some(d)),
+        Some(Some(Ok(t))) => (Some(t), None),
+        Some(Some(Err(d))) => (None, Some(d)),
+        _ => (None, None),
     };
-    let input = CreateApiKey {
+    let draft = CreateApiKey {
         name: form.get("name").to_string(),
         description: Some(form.get("description").to_string()),
         tags: Some(form.list("tags")),
@@ -796,6 +794,9 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         allowed_cidrs: Some(form.list("allowed_cidrs")),
         metadata,
         ..Default::default()
+    };
+    let Some(input) = parsed(NewApiKey::parse_all(draft), &mut errors) else {
+        return create_form(&state, &c, &form, &errors).await;
     };
     match state.service.create_api_key(&c.caller, input).await {
         // POST-redirect-GET: the secret page is a GET, so a reload can't create
@@ -1471,13 +1472,9 @@ pub async fn edit(
         return edit_form(&state, &c, &k, &form, &FieldErrors::default()).await;
     }
     let mut errors = FieldErrors::default();
-    precheck(&form, &mut errors);
     let ratelimits = forms::read_limits(&form, "A key", &mut errors);
     let mut credits = read_credits(&form, &mut errors);
     let metadata = read_metadata(&form, &mut errors);
-    if !errors.is_empty() {
-        return edit_form(&state, &c, &k, &form, &errors).await;
-    }
     // A balance left as it was shown is not a "set": the key keeps the balance it has
     // now (calls may have spent some since the page was opened).
     if let (Some(new), Some(old)) = (credits.as_mut(), k.credits) {
@@ -1504,6 +1501,9 @@ pub async fn edit(
             .then(|| form.list("allowed_cidrs")),
         metadata: form.has("metadata").then_some(metadata),
         ..Default::default()
+    };
+    let Some(input) = parsed(ApiKeyPatch::parse_all(input), &mut errors) else {
+        return edit_form(&state, &c, &k, &form, &errors).await;
     };
     match state.service.update_api_key(&c.caller, &id, input).await {
         Ok(_) => Ok(layout::see_other(&format!("/api-keys/{id}?notice=updated"))),
