@@ -864,6 +864,24 @@ impl Described for IdShape {
     }
 }
 
+/// A new password: 12–1024 characters, held as a [`crate::key_format::Secret`] (its
+/// `Debug` does not show it).
+#[derive(Debug, Clone)]
+pub struct NewPassword(crate::key_format::Secret);
+
+impl NewPassword {
+    /// Parses a new password; `param` names the field.
+    pub fn parse(input: &str, param: &str) -> Result<Self, DomainError> {
+        validate::new_password(input, param)
+            .map(|()| Self(crate::key_format::Secret::new(input.to_string())))
+    }
+
+    /// The password, for hashing.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
 /// The shape of a new password: 12–1024 characters.
 pub struct NewPasswordShape;
 

@@ -12,8 +12,8 @@ use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_core::time::{self, Timestamp};
 use keyhaven_core::usage_control::{self, CreditOp, Credits, NamedLimit};
 use keyhaven_core::value::{
-    Balance, CreditSettings, Description, Errors, Expiry, ExternalId, GracePeriod, KeyName,
-    Limits, LimitsPatch, Metadata, Networks, RoleNames, Scopes, Tags,
+    Balance, CreditSettings, Description, Errors, Expiry, ExternalId, GracePeriod, KeyName, Limits,
+    LimitsPatch, Metadata, Networks, RoleNames, Scopes, Tags,
 };
 use keyhaven_core::webhook_event::WebhookEvent;
 use keyhaven_core::DomainError;
@@ -85,9 +85,10 @@ impl Service {
         caller: &Caller,
         input: impl TryInto<NewApiKey, Error: Into<ServiceError>>,
     ) -> ServiceResult<(ApiKey, Vec<String>, Secret)> {
-        let input: NewApiKey = input.try_into().map_err(Into::into)?;
         self.authorize(caller, Permission::ApiKeysCreate, Action::ApiKeyCreate)
             .await?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: NewApiKey = input.try_into().map_err(Into::into)?;
         let now = self.now();
         let (mut tx, mut key) = self
             .new_key_record(caller, input, now, Action::ApiKeyCreate, false)
@@ -393,9 +394,7 @@ impl NewApiKey {
         let metadata = e.take(Metadata::parse(d.metadata));
         let owner = e.take(
             d.owner
-                .map(|o| {
-                    Id::parse(&o.id, "owner.id").map(|id| Owner { kind: o.kind, id })
-                })
+                .map(|o| Id::parse(&o.id, "owner.id").map(|id| Owner { kind: o.kind, id }))
                 .transpose(),
         );
         match (
@@ -512,7 +511,12 @@ impl ApiKeyPatch {
     /// Parses a draft field by field; every mistake is returned, in field order.
     pub fn parse_all(d: UpdateApiKey) -> Result<Self, Vec<DomainError>> {
         let mut e = Errors::default();
-        let name = e.take(d.name.as_deref().map(|n| KeyName::parse(n, "name")).transpose());
+        let name = e.take(
+            d.name
+                .as_deref()
+                .map(|n| KeyName::parse(n, "name"))
+                .transpose(),
+        );
         let description = e.take(
             d.description
                 .as_deref()
@@ -528,7 +532,12 @@ impl ApiKeyPatch {
                 })
                 .transpose(),
         );
-        let tags = e.take(d.tags.as_deref().map(|t| Tags::parse(t, "tags")).transpose());
+        let tags = e.take(
+            d.tags
+                .as_deref()
+                .map(|t| Tags::parse(t, "tags"))
+                .transpose(),
+        );
         let roles = e.take(
             d.roles
                 .as_deref()
@@ -805,9 +814,10 @@ impl Service {
         id: &Id,
         input: impl TryInto<ApiKeyPatch, Error: Into<ServiceError>>,
     ) -> ServiceResult<(ApiKey, Vec<String>)> {
-        let input: ApiKeyPatch = input.try_into().map_err(Into::into)?;
         self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyUpdate)
             .await?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: ApiKeyPatch = input.try_into().map_err(Into::into)?;
         let name = input.name.map(KeyName::into_inner);
         let roles = input.roles.map(RoleNames::into_strings);
         let scopes = input.scopes.map(Scopes::into_strings);
@@ -959,9 +969,10 @@ impl Service {
         id: &Id,
         input: impl TryInto<Regenerate, Error: Into<ServiceError>>,
     ) -> ServiceResult<(ApiKey, Vec<String>, Secret)> {
-        let input: Regenerate = input.try_into().map_err(Into::into)?;
         self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyRegenerate)
             .await?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: Regenerate = input.try_into().map_err(Into::into)?;
         let now = self.now();
         let expires_at = match input.expires_at {
             None => None,

@@ -4,13 +4,14 @@ use keyhaven_core::audit::Action;
 use keyhaven_core::permission::{self, Permission};
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role::{self, Role};
+use keyhaven_core::value::{Description, Errors, KeyNamePattern, RoleName, RolePermissions};
 use keyhaven_core::{validate, DomainError};
 use serde_json::json;
 
 use crate::changes::Changes;
 use crate::{duplicate_as_conflict, Caller, Service, ServiceError, ServiceResult};
 
-/// Input of `POST /roles`.
+/// What `POST /roles` carries, as sent: a draft [`NewRole`] parses.
 #[derive(Debug, Clone)]
 pub struct CreateRole {
     /// Unique name, `^[a-z0-9][a-z0-9_.-]{0,63}$`.
@@ -23,7 +24,7 @@ pub struct CreateRole {
     pub key_name_pattern: Option<String>,
 }
 
-/// Input of `PATCH /roles/{name}`.
+/// What `PATCH /roles/{name}` carries, as sent: a draft [`RolePatch`] parses.
 #[derive(Debug, Clone, Default)]
 pub struct UpdateRole {
     /// New description.
@@ -34,6 +35,111 @@ pub struct UpdateRole {
     pub key_name_pattern: Option<Option<String>>,
 }
 
+/// A new custom role, every field parsed.
+#[derive(Debug, Clone)]
+pub struct NewRole {
+    /// Its name.
+    pub name: RoleName,
+    /// What it is for.
+    pub description: Description,
+    /// Management permissions and application scopes.
+    pub permissions: RolePermissions,
+    /// The pattern key and service account names must match, if any.
+    pub key_name_pattern: Option<KeyNamePattern>,
+}
+
+/// A `key_name_pattern` field: `""` is the same as none.
+fn pattern_field(p: Option<&str>) -> Result<Option<KeyNamePattern>, DomainError> {
+    match p {
+        None | Some("") => Ok(None),
+        Some(p) => KeyNamePattern::parse(p, "key_name_pattern").map(Some),
+    }
+}
+
+impl NewRole {
+    /// Parses a draft; every mistake is returned, in field order.
+    pub fn parse_all(d: CreateRole) -> Result<Self, Vec<DomainError>> {
+        let mut e = Errors::default();
+        let name = e.take(RoleName::parse(&d.name, "name"));
+        let description = e.take(Description::parse(
+            d.description.as_deref().unwrap_or(""),
+            "description",
+        ));
+        let key_name_pattern = e.take(pattern_field(d.key_name_pattern.as_deref()));
+        let permissions = e.take(RolePermissions::parse(&d.permissions, "permissions"));
+        match (name, description, key_name_pattern, permissions) {
+            (Some(name), Some(description), Some(key_name_pattern), Some(permissions)) => {
+                Ok(Self {
+                    name,
+                    description,
+                    permissions,
+                    key_name_pattern,
+                })
+            }
+            _ => Err(e.into_vec()),
+        }
+    }
+}
+
+impl TryFrom<CreateRole> for NewRole {
+    type Error = DomainError;
+
+    fn try_from(d: CreateRole) -> Result<Self, DomainError> {
+        Self::parse_all(d).map_err(crate::api_keys::first_error)
+    }
+}
+
+/// A change to a custom role, every field parsed: absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct RolePatch {
+    /// New description.
+    pub description: Option<Description>,
+    /// New permissions.
+    pub permissions: Option<RolePermissions>,
+    /// New pattern, or `None` inside to remove it.
+    pub key_name_pattern: Option<Option<KeyNamePattern>>,
+}
+
+impl RolePatch {
+    /// Parses a draft; every mistake is returned, in field order.
+    pub fn parse_all(d: UpdateRole) -> Result<Self, Vec<DomainError>> {
+        let mut e = Errors::default();
+        let description = e.take(
+            d.description
+                .as_deref()
+                .map(|x| Description::parse(x, "description"))
+                .transpose(),
+        );
+        let permissions = e.take(
+            d.permissions
+                .as_deref()
+                .map(|p| RolePermissions::parse(p, "permissions"))
+                .transpose(),
+        );
+        let key_name_pattern = e.take(
+            d.key_name_pattern
+                .map(|p| pattern_field(p.as_deref()))
+                .transpose(),
+        );
+        match (description, permissions, key_name_pattern) {
+            (Some(description), Some(permissions), Some(key_name_pattern)) => Ok(Self {
+                description,
+                permissions,
+                key_name_pattern,
+            }),
+            _ => Err(e.into_vec()),
+        }
+    }
+}
+
+impl TryFrom<UpdateRole> for RolePatch {
+    type Error = DomainError;
+
+    fn try_from(d: UpdateRole) -> Result<Self, DomainError> {
+        Self::parse_all(d).map_err(crate::api_keys::first_error)
+    }
+}
+
 fn role_principal(r: &Role) -> Principal {
     Principal {
         kind: PrincipalKind::Role,
@@ -42,9 +148,9 @@ fn role_principal(r: &Role) -> Principal {
     }
 }
 
-fn check_permissions(caller: &Caller, perms: &[String]) -> ServiceResult<Vec<String>> {
-    let perms = validate::distinct_list(perms, "permissions", 200)?;
-    role::validate_permissions(&perms, "permissions")?;
+/// The no-escalation rule for a role's permissions.
+fn check_permissions(caller: &Caller, perms: RolePermissions) -> ServiceResult<Vec<String>> {
+    let perms = perms.into_strings();
     permission::check_no_escalation(&caller.permissions, &perms)?;
     Ok(perms)
 }
@@ -86,34 +192,33 @@ impl Service {
     }
 
     /// Creates a custom role.
-    pub async fn create_role(&self, caller: &Caller, input: CreateRole) -> ServiceResult<Role> {
+    pub async fn create_role(
+        &self,
+        caller: &Caller,
+        input: impl TryInto<NewRole, Error: Into<ServiceError>>,
+    ) -> ServiceResult<Role> {
         self.authorize(caller, Permission::RolesManage, Action::RoleCreate)
             .await?;
-        role::validate_name(&input.name, "name")?;
-        let description =
-            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
-        let pattern = match input.key_name_pattern.as_deref() {
-            None | Some("") => None,
-            Some(p) => {
-                role::validate_pattern(p, "key_name_pattern")?;
-                Some(p.to_string())
-            }
-        };
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: NewRole = input.try_into().map_err(Into::into)?;
+        let description = input.description.into_inner();
+        let pattern = input.key_name_pattern.map(KeyNamePattern::into_inner);
         let permissions = self
             .or_deny(
                 caller,
                 Action::RoleCreate,
-                check_permissions(caller, &input.permissions),
+                check_permissions(caller, input.permissions),
             )
             .await?;
-        if role::is_built_in(&input.name) {
+        let input_name = input.name.into_inner();
+        if role::is_built_in(&input_name) {
             return Err(
                 DomainError::conflict("name_taken", "a built-in role has this name").into(),
             );
         }
         let now = self.now();
         let r = Role {
-            name: input.name,
+            name: input_name,
             description,
             permissions,
             key_name_pattern: pattern,
@@ -145,31 +250,22 @@ impl Service {
         &self,
         caller: &Caller,
         name: &str,
-        input: UpdateRole,
+        input: impl TryInto<RolePatch, Error: Into<ServiceError>>,
     ) -> ServiceResult<Role> {
         self.authorize(caller, Permission::RolesManage, Action::RoleUpdate)
             .await?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: RolePatch = input.try_into().map_err(Into::into)?;
         validate::no_control_chars(name, "name")?;
-        let description = input
-            .description
-            .as_deref()
-            .map(|d| validate::description(d, "description"))
-            .transpose()?;
+        let description = input.description.map(Description::into_inner);
         let checked = input
             .permissions
-            .as_deref()
             .map(|p| check_permissions(caller, p))
             .transpose();
         let permissions = self.or_deny(caller, Action::RoleUpdate, checked).await?;
-        let pattern = match input.key_name_pattern {
-            None => None,
-            Some(None) => Some(None),
-            Some(Some(p)) if p.is_empty() => Some(None),
-            Some(Some(p)) => {
-                role::validate_pattern(&p, "key_name_pattern")?;
-                Some(Some(p))
-            }
-        };
+        let pattern = input
+            .key_name_pattern
+            .map(|p| p.map(KeyNamePattern::into_inner));
         let mut tx = self.store.begin().await?;
         let mut r = tx
             .role(&caller.org_id, name)

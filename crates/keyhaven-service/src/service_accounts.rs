@@ -6,15 +6,19 @@ use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role;
 use keyhaven_core::service_account::{self, ServiceAccount, ServiceAccountStatus, Transition};
-use keyhaven_core::validate;
+use keyhaven_core::value::{
+    Description, Errors, ExternalId, Limits, RoleNames, ServiceAccountName,
+};
 use keyhaven_core::webhook_event::WebhookEvent;
+use keyhaven_core::DomainError;
 use keyhaven_store::{Listing, Page, ServiceAccountFilter};
 use serde_json::json;
 
 use crate::changes::Changes;
 use crate::{Caller, Service, ServiceError, ServiceResult};
 
-/// Input of `POST /service-accounts`.
+/// What `POST /service-accounts` carries, as sent: a draft [`NewServiceAccount`]
+/// parses.
 #[derive(Debug, Clone)]
 pub struct CreateServiceAccount {
     /// 1–100 characters.
@@ -29,7 +33,8 @@ pub struct CreateServiceAccount {
     pub external_id: Option<String>,
 }
 
-/// Input of `PATCH /service-accounts/{id}`.
+/// What `PATCH /service-accounts/{id}` carries, as sent: a draft
+/// [`ServiceAccountPatch`] parses.
 #[derive(Debug, Clone, Default)]
 pub struct UpdateServiceAccount {
     /// New name.
@@ -42,6 +47,135 @@ pub struct UpdateServiceAccount {
     pub ratelimits: Option<Option<Vec<keyhaven_core::usage_control::NamedLimit>>>,
     /// New `external_id`, or `null` to clear it.
     pub external_id: Option<Option<String>>,
+}
+
+/// A new service account, every field parsed.
+#[derive(Debug, Clone)]
+pub struct NewServiceAccount {
+    /// Its name.
+    pub name: ServiceAccountName,
+    /// What it is for.
+    pub description: Description,
+    /// Role names.
+    pub roles: RoleNames,
+    /// Rate limits shared by all of its keys.
+    pub ratelimits: Limits,
+    /// The id of the customer or system in the caller's world.
+    pub external_id: Option<ExternalId>,
+}
+
+impl NewServiceAccount {
+    /// Parses a draft; every mistake is returned, in field order.
+    pub fn parse_all(d: CreateServiceAccount) -> Result<Self, Vec<DomainError>> {
+        let mut e = Errors::default();
+        let name = e.take(ServiceAccountName::parse(&d.name, "name"));
+        let description = e.take(Description::parse(
+            d.description.as_deref().unwrap_or(""),
+            "description",
+        ));
+        let roles = e.take(RoleNames::parse(d.roles.as_deref().unwrap_or(&[]), "roles"));
+        let ratelimits = e.take(Limits::parse(None, d.ratelimits));
+        let external_id = e.take(
+            d.external_id
+                .as_deref()
+                .map(|x| ExternalId::parse(x, "external_id"))
+                .transpose(),
+        );
+        match (name, description, roles, ratelimits, external_id) {
+            (Some(name), Some(description), Some(roles), Some(ratelimits), Some(external_id)) => {
+                Ok(Self {
+                    name,
+                    description,
+                    roles,
+                    ratelimits,
+                    external_id,
+                })
+            }
+            _ => Err(e.into_vec()),
+        }
+    }
+}
+
+impl TryFrom<CreateServiceAccount> for NewServiceAccount {
+    type Error = DomainError;
+
+    fn try_from(d: CreateServiceAccount) -> Result<Self, DomainError> {
+        Self::parse_all(d).map_err(crate::api_keys::first_error)
+    }
+}
+
+/// A change to a service account, every field parsed: absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceAccountPatch {
+    /// New name.
+    pub name: Option<ServiceAccountName>,
+    /// New description.
+    pub description: Option<Description>,
+    /// New roles.
+    pub roles: Option<RoleNames>,
+    /// New shared limits (an empty list for none).
+    pub ratelimits: Option<Limits>,
+    /// New `external_id`, or `None` inside to clear it.
+    pub external_id: Option<Option<ExternalId>>,
+}
+
+impl ServiceAccountPatch {
+    /// Parses a draft; every mistake is returned, in field order.
+    pub fn parse_all(d: UpdateServiceAccount) -> Result<Self, Vec<DomainError>> {
+        let mut e = Errors::default();
+        let name = e.take(
+            d.name
+                .as_deref()
+                .map(|n| ServiceAccountName::parse(n, "name"))
+                .transpose(),
+        );
+        let description = e.take(
+            d.description
+                .as_deref()
+                .map(|x| Description::parse(x, "description"))
+                .transpose(),
+        );
+        let roles = e.take(
+            d.roles
+                .as_deref()
+                .map(|r| RoleNames::parse(r, "roles"))
+                .transpose(),
+        );
+        let ratelimits = e.take(
+            d.ratelimits
+                .map(|l| Limits::parse(None, Some(l.unwrap_or_default())))
+                .transpose(),
+        );
+        let external_id = e.take(
+            d.external_id
+                .map(|x| {
+                    x.as_deref()
+                        .map(|x| ExternalId::parse(x, "external_id"))
+                        .transpose()
+                })
+                .transpose(),
+        );
+        match (name, description, roles, ratelimits, external_id) {
+            (Some(name), Some(description), Some(roles), Some(ratelimits), Some(external_id)) => {
+                Ok(Self {
+                    name,
+                    description,
+                    roles,
+                    ratelimits,
+                    external_id,
+                })
+            }
+            _ => Err(e.into_vec()),
+        }
+    }
+}
+
+impl TryFrom<UpdateServiceAccount> for ServiceAccountPatch {
+    type Error = DomainError;
+
+    fn try_from(d: UpdateServiceAccount) -> Result<Self, DomainError> {
+        Self::parse_all(d).map_err(crate::api_keys::first_error)
+    }
 }
 
 /// The audit target for a service account.
@@ -58,7 +192,7 @@ impl Service {
     pub async fn create_service_account(
         &self,
         caller: &Caller,
-        input: CreateServiceAccount,
+        input: impl TryInto<NewServiceAccount, Error: Into<ServiceError>>,
     ) -> ServiceResult<ServiceAccount> {
         self.authorize(
             caller,
@@ -66,17 +200,13 @@ impl Service {
             Action::ServiceAccountCreate,
         )
         .await?;
-        let name = validate::name(&input.name, "name", 100)?;
-        let description =
-            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
-        let roles = validate::distinct_list(input.roles.as_deref().unwrap_or(&[]), "roles", 20)?;
-        let ratelimits = input.ratelimits.unwrap_or_default();
-        keyhaven_core::usage_control::validate_limits(&ratelimits, "ratelimits")?;
-        let external_id = input
-            .external_id
-            .as_deref()
-            .map(|e| keyhaven_core::api_key::validate_external_id(e, "external_id"))
-            .transpose()?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: NewServiceAccount = input.try_into().map_err(Into::into)?;
+        let name = input.name.into_inner();
+        let description = input.description.into_inner();
+        let roles = input.roles.into_strings();
+        let ratelimits = input.ratelimits.into_inner();
+        let external_id = input.external_id.map(ExternalId::into_inner);
         let tx = self.store.begin().await?;
         let (mut tx, found) = self
             .grant_or_deny(
@@ -163,7 +293,7 @@ impl Service {
         &self,
         caller: &Caller,
         id: &Id,
-        input: UpdateServiceAccount,
+        input: impl TryInto<ServiceAccountPatch, Error: Into<ServiceError>>,
     ) -> ServiceResult<ServiceAccount> {
         self.authorize(
             caller,
@@ -171,21 +301,11 @@ impl Service {
             Action::ServiceAccountUpdate,
         )
         .await?;
-        let name = input
-            .name
-            .as_deref()
-            .map(|n| validate::name(n, "name", 100))
-            .transpose()?;
-        let description = input
-            .description
-            .as_deref()
-            .map(|d| validate::description(d, "description"))
-            .transpose()?;
-        let roles = input
-            .roles
-            .as_deref()
-            .map(|r| validate::distinct_list(r, "roles", 20))
-            .transpose()?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: ServiceAccountPatch = input.try_into().map_err(Into::into)?;
+        let name = input.name.map(ServiceAccountName::into_inner);
+        let description = input.description.map(Description::into_inner);
+        let roles = input.roles.map(RoleNames::into_strings);
         let mut tx = self.store.begin().await?;
         let mut sa = tx
             .service_account(&caller.org_id, id)
@@ -226,17 +346,11 @@ impl Service {
         }
         changes.field("roles", &sa.roles, &new_roles);
         sa.roles = new_roles;
-        if let Some(l) = input.ratelimits {
-            let l = l.unwrap_or_default();
-            keyhaven_core::usage_control::validate_limits(&l, "ratelimits")?;
+        if let Some(l) = input.ratelimits.map(Limits::into_inner) {
             changes.field("ratelimits", &sa.ratelimits, &l);
             sa.ratelimits = l;
         }
-        if let Some(e) = input.external_id {
-            let e = e
-                .as_deref()
-                .map(|e| keyhaven_core::api_key::validate_external_id(e, "external_id"))
-                .transpose()?;
+        if let Some(e) = input.external_id.map(|e| e.map(ExternalId::into_inner)) {
             changes.field("external_id", &sa.external_id, &e);
             sa.external_id = e;
         }

@@ -4,13 +4,15 @@ use keyhaven_core::audit::Action;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::user::{self, User, UserStatus};
 use keyhaven_core::validate;
+use keyhaven_core::value::{DisplayName, Email, Errors, NewPassword, RoleNames};
+use keyhaven_core::DomainError;
 use serde_json::json;
 
 use crate::password;
 use crate::sessions::user_principal;
 use crate::{duplicate_as_conflict, Caller, Service, ServiceResult};
 
-/// Input of `POST /users`.
+/// What `POST /users` carries, as sent: a draft [`NewUser`] parses.
 #[derive(Debug, Clone)]
 pub struct CreateUser {
     /// Unique email.
@@ -23,15 +25,107 @@ pub struct CreateUser {
     pub roles: Vec<String>,
 }
 
+/// A new user, every field parsed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Unique email.
+    pub email: Email,
+    /// Name shown in the console.
+    pub display_name: DisplayName,
+    /// Initial password.
+    pub password: NewPassword,
+    /// Role names.
+    pub roles: RoleNames,
+}
+
+impl NewUser {
+    /// Parses a draft; every mistake is returned, in field order.
+    pub fn parse_all(d: CreateUser) -> Result<Self, Vec<DomainError>> {
+        let mut e = Errors::default();
+        let email = e.take(Email::parse(&d.email, "email"));
+        let display_name = e.take(DisplayName::parse(&d.display_name, "display_name"));
+        let password = e.take(NewPassword::parse(d.password.expose(), "password"));
+        let roles = e.take(RoleNames::parse(&d.roles, "roles"));
+        match (email, display_name, password, roles) {
+            (Some(email), Some(display_name), Some(password), Some(roles)) => Ok(Self {
+                email,
+                display_name,
+                password,
+                roles,
+            }),
+            _ => Err(e.into_vec()),
+        }
+    }
+}
+
+impl TryFrom<CreateUser> for NewUser {
+    type Error = DomainError;
+
+    fn try_from(d: CreateUser) -> Result<Self, DomainError> {
+        Self::parse_all(d).map_err(crate::api_keys::first_error)
+    }
+}
+
+/// A change to a user, every field parsed: absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    /// New display name.
+    pub display_name: Option<DisplayName>,
+    /// New roles.
+    pub roles: Option<RoleNames>,
+    /// New status.
+    pub status: Option<UserStatus>,
+}
+
+impl UserPatch {
+    /// Parses a draft; every mistake is returned, in field order.
+    pub fn parse_all(d: UpdateUser) -> Result<Self, Vec<DomainError>> {
+        let mut e = Errors::default();
+        let display_name = e.take(
+            d.display_name
+                .as_deref()
+                .map(|n| DisplayName::parse(n, "display_name"))
+                .transpose(),
+        );
+        let roles = e.take(
+            d.roles
+                .as_deref()
+                .map(|r| RoleNames::parse(r, "roles"))
+                .transpose(),
+        );
+        match (display_name, roles) {
+            (Some(display_name), Some(roles)) => Ok(Self {
+                display_name,
+                roles,
+                status: d.status,
+            }),
+            _ => Err(e.into_vec()),
+        }
+    }
+}
+
+impl TryFrom<UpdateUser> for UserPatch {
+    type Error = DomainError;
+
+    fn try_from(d: UpdateUser) -> Result<Self, DomainError> {
+        Self::parse_all(d).map_err(crate::api_keys::first_error)
+    }
+}
+
 impl Service {
     /// Creates a portal user in the caller's organization.
-    pub async fn create_user(&self, caller: &Caller, input: CreateUser) -> ServiceResult<User> {
+    pub async fn create_user(
+        &self,
+        caller: &Caller,
+        input: impl TryInto<NewUser, Error: Into<crate::ServiceError>>,
+    ) -> ServiceResult<User> {
         self.authorize(caller, Permission::UsersCreate, Action::UserCreate)
             .await?;
-        let email = validate::email(&input.email, "email")?;
-        let display_name = user::validate_display_name(&input.display_name)?;
-        validate::new_password(input.password.expose(), "password")?;
-        let roles = validate::distinct_list(&input.roles, "roles", 20)?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: NewUser = input.try_into().map_err(Into::into)?;
+        let email = input.email.into_inner();
+        let display_name = input.display_name.into_inner();
+        let roles = input.roles.into_strings();
         let tx = self.store.read().await?;
         self.grant_or_deny(
             tx,
@@ -74,7 +168,7 @@ impl Service {
     }
 }
 
-/// Input of `PATCH /users/{id}`.
+/// What `PATCH /users/{id}` carries, as sent: a draft [`UserPatch`] parses.
 #[derive(Debug, Clone, Default)]
 pub struct UpdateUser {
     /// New display name.
@@ -182,20 +276,14 @@ impl Service {
         &self,
         caller: &Caller,
         id: &keyhaven_core::Id,
-        input: UpdateUser,
+        input: impl TryInto<UserPatch, Error: Into<crate::ServiceError>>,
     ) -> ServiceResult<User> {
         self.authorize(caller, Permission::UsersUpdate, Action::UserUpdate)
             .await?;
-        let display_name = input
-            .display_name
-            .as_deref()
-            .map(user::validate_display_name)
-            .transpose()?;
-        let roles = input
-            .roles
-            .as_deref()
-            .map(|r| validate::distinct_list(r, "roles", 20))
-            .transpose()?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: UserPatch = input.try_into().map_err(Into::into)?;
+        let display_name = input.display_name.map(DisplayName::into_inner);
+        let roles = input.roles.map(RoleNames::into_strings);
         let mut tx = self.store.begin().await?;
         let mut u = tx
             .user(&caller.org_id, id)

@@ -11,8 +11,7 @@ use super::views::{ApiKeyView, ListView};
 use crate::app::AppState;
 use crate::auth::extract::Auth;
 use keyhaven_service::api_keys::{
-    ApiKeyPatch, BatchDeleted, CreateApiKey, DailyUsage, Metrics, NewApiKey, OwnerRef, Regenerate,
-    RegenerateApiKey, UpdateApiKey,
+    BatchDeleted, CreateApiKey, DailyUsage, Metrics, OwnerRef, RegenerateApiKey, UpdateApiKey,
 };
 
 /// Lists keys [api_keys.view]; filters combine with AND.
@@ -70,7 +69,7 @@ pub async fn create(
     PathParams(_org): PathParams<String>,
     Json(body): Json<CreateApiKeyBody>,
 ) -> Result<(StatusCode, axum::Json<ApiKeyView>), ApiError> {
-    let input = NewApiKey::try_from(CreateApiKey::from(body))?;
+    let input = CreateApiKey::from(body);
     let (k, perms, secret) = s.service.create_api_key(&auth.caller, input).await?;
     let mut v = ApiKeyView::new(&k, s.service.now(), perms);
     v.key = Some(secret.expose().to_string());
@@ -108,7 +107,7 @@ pub async fn update(
         .update_api_key(
             &auth.caller,
             &path_id(&id, "API key")?,
-            ApiKeyPatch::try_from(UpdateApiKey::from(body))?,
+            UpdateApiKey::from(body),
         )
         .await?;
     Ok(axum::Json(ApiKeyView::new(&k, s.service.now(), p)))
@@ -129,7 +128,7 @@ pub async fn regenerate(
         .regenerate_api_key(
             &auth.caller,
             &path_id(&id, "API key")?,
-            Regenerate::try_from(RegenerateApiKey::try_from(body)?)?,
+            RegenerateApiKey::try_from(body)?,
         )
         .await?;
     let mut v = ApiKeyView::new(&k, s.service.now(), p);

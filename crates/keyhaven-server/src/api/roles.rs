@@ -55,7 +55,8 @@ pub async fn create(
     PathParams(_org): PathParams<String>,
     Json(body): Json<CreateRoleBody>,
 ) -> Result<(StatusCode, axum::Json<RoleView>), ApiError> {
-    let r = s.service.create_role(&auth.caller, body.into()).await?;
+    let input = CreateRole::from(body);
+    let r = s.service.create_role(&auth.caller, input).await?;
     Ok((StatusCode::CREATED, axum::Json((&r).into())))
 }
 
@@ -84,7 +85,7 @@ pub async fn update(
 ) -> Result<axum::Json<RoleView>, ApiError> {
     let r = s
         .service
-        .update_role(&auth.caller, &name, body.into())
+        .update_role(&auth.caller, &name, UpdateRole::from(body))
         .await?;
     Ok(axum::Json((&r).into()))
 }

@@ -108,7 +108,7 @@ pub async fn create(
 ) -> Result<(StatusCode, axum::Json<ServiceAccountView>), ApiError> {
     let sa = s
         .service
-        .create_service_account(&auth.caller, body.into())
+        .create_service_account(&auth.caller, CreateServiceAccount::from(body))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -147,7 +147,11 @@ pub async fn update(
 ) -> Result<axum::Json<ServiceAccountView>, ApiError> {
     let sa = s
         .service
-        .update_service_account(&auth.caller, &path_id(&id, "service account")?, body.into())
+        .update_service_account(
+            &auth.caller,
+            &path_id(&id, "service account")?,
+            UpdateServiceAccount::from(body),
+        )
         .await?;
     Ok(axum::Json(view(&sa, &auth.caller, false)))
 }

@@ -48,7 +48,8 @@ pub async fn create(
     PathParams(_org): PathParams<String>,
     Json(body): Json<CreateUserBody>,
 ) -> Result<(StatusCode, axum::Json<UserView>), ApiError> {
-    let u = s.service.create_user(&auth.caller, body.into()).await?;
+    let input = CreateUser::from(body);
+    let u = s.service.create_user(&auth.caller, input).await?;
     Ok((StatusCode::CREATED, axum::Json((&u).into())))
 }
 
@@ -80,7 +81,7 @@ pub async fn update(
 ) -> Result<axum::Json<UserView>, ApiError> {
     let u = s
         .service
-        .update_user(&auth.caller, &path_id(&id, "user")?, body.into())
+        .update_user(&auth.caller, &path_id(&id, "user")?, UpdateUser::from(body))
         .await?;
     Ok(axum::Json((&u).into()))
 }

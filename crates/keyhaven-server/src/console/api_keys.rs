@@ -4,7 +4,6 @@
 use axum::extract::{Path, State};
 use chrono::{Duration, NaiveDate};
 use keyhaven_core::api_key::{ApiKey, KeyStatus};
-use keyhaven_core::DomainError;
 use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::PrincipalKind;
@@ -23,8 +22,8 @@ use super::layout::{self, header, layout};
 use super::widgets::{self, chips, key_badge, number, relative, LimitScope};
 use crate::app::AppState;
 use keyhaven_service::api_keys::{
-    ApiKeyPatch, NewApiKey,
-    CreateApiKey, DailyUsage, OwnerHold, OwnerRef, RegenerateApiKey, UpdateApiKey,
+    ApiKeyPatch, CreateApiKey, DailyUsage, NewApiKey, OwnerHold, OwnerRef, RegenerateApiKey,
+    UpdateApiKey,
 };
 use keyhaven_service::ServiceError;
 use std::collections::HashMap;
@@ -620,21 +619,6 @@ fn read_credits(form: &FormData, errors: &mut FieldErrors) -> Option<Credits> {
     })
 }
 
-/// Records every parse error of a command on the form; `Some(command)` when there was
-/// none and the form's own reading found nothing either.
-fn parsed<T>(r: Result<T, Vec<DomainError>>, errors: &mut FieldErrors) -> Option<T> {
-    match r {
-        Ok(v) if errors.is_empty() => Some(v),
-        Ok(_) => None,
-        Err(list) => {
-            for e in list {
-                errors.check::<()>(Err(e), RENAME);
-            }
-            None
-        }
-    }
-}
-
 /// The form fields showing a key's credits.
 fn credit_pairs(c: Option<&Credits>) -> Vec<(String, String)> {
     let Some(c) = c else {
@@ -795,7 +779,7 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         metadata,
         ..Default::default()
     };
-    let Some(input) = parsed(NewApiKey::parse_all(draft), &mut errors) else {
+    let Some(input) = errors.parsed(NewApiKey::parse_all(draft), RENAME) else {
         return create_form(&state, &c, &form, &errors).await;
     };
     match state.service.create_api_key(&c.caller, input).await {
@@ -1502,7 +1486,7 @@ pub async fn edit(
         metadata: form.has("metadata").then_some(metadata),
         ..Default::default()
     };
-    let Some(input) = parsed(ApiKeyPatch::parse_all(input), &mut errors) else {
+    let Some(input) = errors.parsed(ApiKeyPatch::parse_all(input), RENAME) else {
         return edit_form(&state, &c, &k, &form, &errors).await;
     };
     match state.service.update_api_key(&c.caller, &id, input).await {

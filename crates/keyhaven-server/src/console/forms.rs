@@ -134,6 +134,25 @@ impl FieldErrors {
         }
     }
 
+    /// Records every parse error of a typed command (its `parse_all`) on the form;
+    /// the command when there was none, neither there nor in what the form read before.
+    pub fn parsed<T>(
+        &mut self,
+        r: Result<T, Vec<DomainError>>,
+        rename: &[(&str, &str)],
+    ) -> Option<T> {
+        match r {
+            Ok(v) if self.is_empty() => Some(v),
+            Ok(_) => None,
+            Err(list) => {
+                for e in list {
+                    self.check::<()>(Err(e), rename);
+                }
+                None
+            }
+        }
+    }
+
     /// Maps a service refusal onto the form (`param` → field); anything that is not
     /// about the form's values comes back as the error page to show instead.
     pub fn from_service(e: ServiceError, rename: &[(&str, &str)]) -> Result<Self, PageError> {

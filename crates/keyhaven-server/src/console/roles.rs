@@ -14,7 +14,7 @@ use super::layout::{self, header, layout};
 use super::users::notice_text;
 use super::widgets::{self, chips};
 use crate::app::AppState;
-use keyhaven_service::roles::{CreateRole, UpdateRole};
+use keyhaven_service::roles::{CreateRole, NewRole, RolePatch, UpdateRole};
 
 /// `GET /roles`.
 pub async fn roles(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
@@ -169,11 +169,23 @@ pub async fn edit_role(
     // Permissions go to the service only when the set changed, so that someone who may
     // not grant every permission of the role can still edit its description or pattern.
     let permissions = form_permissions(&form);
-    let input = UpdateRole {
+    let draft = UpdateRole {
         description: Some(form.get("description").to_string()),
         permissions: forms::roles_changed(&permissions, &current.permissions)
             .then_some(permissions),
         key_name_pattern: Some(Some(form.get("key_name_pattern").trim().to_string())),
+    };
+    let mut errors = FieldErrors::default();
+    let Some(input) = errors.parsed(RolePatch::parse_all(draft), &[]) else {
+        return Ok(layout::page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            layout(
+                &c,
+                "Edit role",
+                "roles",
+                role_form(&c, Some(&current.name), &form, &errors),
+            ),
+        ));
     };
     match state.service.update_role(&c.caller, &name, input).await {
         Ok(_) => Ok(layout::see_other("/roles?notice=role_updated")),
@@ -206,23 +218,15 @@ pub async fn new_role_page(c: Console) -> PageResult {
 /// `POST /roles/new`.
 pub async fn create_role(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
-    // Every field's mistake at once (the use case stops at the first).
+    // Every field's mistake at once.
     let mut errors = FieldErrors::default();
-    errors.check(
-        keyhaven_core::role::validate_name(form.get("name").trim(), "name"),
-        &[],
-    );
-    errors.check(
-        keyhaven_core::validate::description(form.get("description"), "description"),
-        &[],
-    );
-    if let Some(p) = form.opt("key_name_pattern") {
-        errors.check(
-            keyhaven_core::role::validate_pattern(&p, "key_name_pattern"),
-            &[],
-        );
-    }
-    if !errors.is_empty() {
+    let draft = CreateRole {
+        name: form.get("name").trim().to_string(),
+        description: Some(form.get("description").to_string()),
+        permissions: form_permissions(&form),
+        key_name_pattern: form.opt("key_name_pattern"),
+    };
+    let Some(input) = errors.parsed(NewRole::parse_all(draft), &[]) else {
         return Ok(layout::page(
             StatusCode::UNPROCESSABLE_ENTITY,
             layout(
@@ -232,12 +236,6 @@ pub async fn create_role(State(state): State<AppState>, c: Console, form: FormDa
                 role_form(&c, None, &form, &errors),
             ),
         ));
-    }
-    let input = CreateRole {
-        name: form.get("name").trim().to_string(),
-        description: Some(form.get("description").to_string()),
-        permissions: form_permissions(&form),
-        key_name_pattern: form.opt("key_name_pattern"),
     };
     match state.service.create_role(&c.caller, input).await {
         Ok(_) => Ok(layout::see_other("/roles?notice=role_created")),

@@ -17,24 +17,17 @@ use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormDa
 use super::layout::{self, header, layout};
 use super::widgets::{self, badge, chips, key_badge, relative, LimitScope};
 use crate::app::AppState;
-use keyhaven_core::validate;
 use keyhaven_service::api_keys::OwnerHold;
 use keyhaven_service::credentials::{CreateCredential, UpdateCredential};
-use keyhaven_service::service_accounts::{CreateServiceAccount, UpdateServiceAccount};
+use keyhaven_service::service_accounts::{
+    CreateServiceAccount, NewServiceAccount, ServiceAccountPatch, UpdateServiceAccount,
+};
 use std::collections::HashMap;
 
 const HINT_SHARED_LIMITS: &str = "Shared by every key of this account: one allowance per limit for the whole account, so five keys do not get five times the calls.";
 
 /// The core's checks of the fields the use case checks first, so that their mistakes
 /// show together with those of the limits (the use case stops at the first).
-fn precheck(form: &FormData, errors: &mut FieldErrors) {
-    errors.check(validate::name(form.get("name"), "name", 100), &[]);
-    errors.check(
-        validate::description(form.get("description"), "description"),
-        &[],
-    );
-}
-
 fn notice_text(q: &FormData) -> Option<&'static str> {
     match q.get("notice") {
         "created" => Some("Service account created."),
@@ -226,17 +219,16 @@ pub async fn create(State(state): State<AppState>, c: Console, form: FormData) -
         return new_form(&state, &c, &form, &FieldErrors::default()).await;
     }
     let mut errors = FieldErrors::default();
-    precheck(&form, &mut errors);
     let ratelimits = forms::read_limits(&form, "A service account", &mut errors);
-    if !errors.is_empty() {
-        return new_form(&state, &c, &form, &errors).await;
-    }
-    let input = CreateServiceAccount {
+    let draft = CreateServiceAccount {
         name: form.get("name").to_string(),
         description: Some(form.get("description").to_string()),
         roles: Some(form.list("roles")),
         ratelimits: Some(ratelimits),
         external_id: None,
+    };
+    let Some(input) = errors.parsed(NewServiceAccount::parse_all(draft), &[]) else {
+        return new_form(&state, &c, &form, &errors).await;
     };
     match state.service.create_service_account(&c.caller, input).await {
         Ok(sa) => Ok(layout::see_other(&format!(
@@ -639,11 +631,7 @@ pub async fn edit(
         return edit_form(&state, &c, &sa, &form, &FieldErrors::default()).await;
     }
     let mut errors = FieldErrors::default();
-    precheck(&form, &mut errors);
     let ratelimits = forms::read_limits(&form, "A service account", &mut errors);
-    if !errors.is_empty() {
-        return edit_form(&state, &c, &sa, &form, &errors).await;
-    }
     let roles = form.list("roles");
     let input = UpdateServiceAccount {
         name: Some(form.get("name").to_string()),
@@ -653,6 +641,9 @@ pub async fn edit(
         // A post without the limits section leaves the limits as they are.
         ratelimits: forms::limits_sent(&form).then_some(Some(ratelimits)),
         external_id: None,
+    };
+    let Some(input) = errors.parsed(ServiceAccountPatch::parse_all(input), &[]) else {
+        return edit_form(&state, &c, &sa, &form, &errors).await;
     };
     match state
         .service

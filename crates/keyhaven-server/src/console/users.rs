@@ -13,7 +13,7 @@ use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormDa
 use super::layout::{self, header, layout};
 use super::widgets::{self, badge, chips, relative};
 use crate::app::AppState;
-use keyhaven_service::users::{CreateUser, UpdateUser};
+use keyhaven_service::users::{CreateUser, NewUser, UpdateUser, UserPatch};
 
 /// The banner for `?notice=` on the Users and the Roles page.
 pub fn notice_text(q: &FormData) -> Option<&'static str> {
@@ -168,28 +168,16 @@ pub async fn new_user_page(State(state): State<AppState>, c: Console) -> PageRes
 /// `POST /users/new`.
 pub async fn create_user(State(state): State<AppState>, c: Console, form: FormData) -> PageResult {
     c.check_csrf(&form)?;
-    // Every field's mistake at once (the use case stops at the first).
+    // Every field's mistake at once.
     let mut errors = FieldErrors::default();
-    errors.check(
-        keyhaven_core::validate::email(form.get("email").trim(), "email"),
-        &[],
-    );
-    errors.check(
-        keyhaven_core::user::validate_display_name(form.get("display_name")),
-        &[],
-    );
-    errors.check(
-        keyhaven_core::validate::new_password(form.get("password"), "password"),
-        &[],
-    );
-    if !errors.is_empty() {
-        return user_form(&state, &c, &form, &errors).await;
-    }
-    let input = CreateUser {
+    let draft = CreateUser {
         email: form.get("email").trim().to_string(),
         display_name: form.get("display_name").to_string(),
         password: form.get("password").into(),
         roles: form.list("roles"),
+    };
+    let Some(input) = errors.parsed(NewUser::parse_all(draft), &[]) else {
+        return user_form(&state, &c, &form, &errors).await;
     };
     match state.service.create_user(&c.caller, input).await {
         Ok(_) => Ok(layout::see_other("/users?notice=created")),
@@ -281,11 +269,14 @@ pub async fn edit_user(
         // the form are not a grant). Changing someone who holds a management permission
         // the editor lacks is refused by the service whatever the form holds.
         let roles = form.list("roles");
-        let input = UpdateUser {
+        let draft = UpdateUser {
             display_name: Some(form.get("display_name").to_string()),
             roles: (form.has("roles_present") && forms::roles_changed(&roles, &u.roles))
                 .then_some(roles),
             status,
+        };
+        let Some(input) = errors.parsed(UserPatch::parse_all(draft), &[]) else {
+            return edit_form(&state, &c, &u, &form, &errors).await;
         };
         match state.service.update_user(&c.caller, &id, input).await {
             Ok(_) => return Ok(layout::see_other("/users?notice=updated")),
