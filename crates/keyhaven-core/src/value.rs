@@ -573,8 +573,40 @@ impl Described for crate::webhook_event::WebhookEvent {
     }
 }
 
-/// The events a webhook endpoint receives: 1 to all of them, each an event name.
-pub struct WebhookEventList;
+/// The events a webhook endpoint receives: 1 to all of them, each an event name, none
+/// twice (a repeat is dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEventList(Vec<String>);
+
+impl WebhookEventList {
+    /// Parses the list; errors name `events`.
+    pub fn parse(events: &[String]) -> Result<Self, DomainError> {
+        use crate::webhook_event::WebhookEvent;
+        if events.is_empty() {
+            return Err(DomainError::invalid(
+                "events_required",
+                "events",
+                "events must name at least one event type",
+            ));
+        }
+        let events = validate::distinct_list(events, "events", WebhookEvent::ALL.len())?;
+        for (i, e) in events.iter().enumerate() {
+            if WebhookEvent::parse(e).is_none() {
+                return Err(DomainError::invalid(
+                    "unknown_event",
+                    format!("events[{i}]"),
+                    format!("{e:?} is not an event type; see the API documentation for the list"),
+                ));
+            }
+        }
+        Ok(Self(events))
+    }
+
+    /// The event names.
+    pub fn into_strings(self) -> Vec<String> {
+        self.0
+    }
+}
 
 impl Described for WebhookEventList {
     fn shape() -> Shape {

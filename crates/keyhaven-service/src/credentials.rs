@@ -1,6 +1,5 @@
 //! Client credentials of service accounts.
 
-use keyhaven_core::api_key;
 use keyhaven_core::audit::Action;
 use keyhaven_core::credential::{self, Credential};
 use keyhaven_core::id::Id;
@@ -9,7 +8,8 @@ use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_core::time::{self, Timestamp};
-use keyhaven_core::{validate, DomainError};
+use keyhaven_core::value::{CredentialName, Description, Errors, Expiry};
+use keyhaven_core::DomainError;
 use serde_json::json;
 
 use crate::changes::Changes;
@@ -33,6 +33,73 @@ pub struct UpdateCredential {
     pub name: Option<String>,
     /// New description.
     pub description: Option<String>,
+}
+
+/// A new credential, every field parsed.
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    /// Its name.
+    pub name: CredentialName,
+    /// What it is for.
+    pub description: Description,
+    /// When it expires, if ever (in the future).
+    pub expires_at: Option<Timestamp>,
+}
+
+impl NewCredential {
+    /// Parses a draft; every mistake is returned, in field order.
+    pub fn parse_all(d: CreateCredential) -> Result<Self, Vec<DomainError>> {
+        let mut e = Errors::default();
+        let name = e.take(CredentialName::parse(&d.name, "name"));
+        let description = e.take(Description::parse(
+            d.description.as_deref().unwrap_or(""),
+            "description",
+        ));
+        match (name, description) {
+            (Some(name), Some(description)) => Ok(Self {
+                name,
+                description,
+                expires_at: d.expires_at,
+            }),
+            _ => Err(e.into_vec()),
+        }
+    }
+}
+
+impl TryFrom<CreateCredential> for NewCredential {
+    type Error = DomainError;
+
+    fn try_from(d: CreateCredential) -> Result<Self, DomainError> {
+        Self::parse_all(d).map_err(crate::api_keys::first_error)
+    }
+}
+
+/// A change to a credential, every field parsed: absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialPatch {
+    /// New name.
+    pub name: Option<CredentialName>,
+    /// New description.
+    pub description: Option<Description>,
+}
+
+impl TryFrom<UpdateCredential> for CredentialPatch {
+    type Error = DomainError;
+
+    fn try_from(d: UpdateCredential) -> Result<Self, DomainError> {
+        Ok(Self {
+            name: d
+                .name
+                .as_deref()
+                .map(|n| CredentialName::parse(n, "name"))
+                .transpose()?,
+            description: d
+                .description
+                .as_deref()
+                .map(|x| Description::parse(x, "description"))
+                .transpose()?,
+        })
+    }
 }
 
 fn cred_principal(c: &Credential) -> Principal {
@@ -60,7 +127,7 @@ impl Service {
         &self,
         caller: &Caller,
         sa_id: &Id,
-        input: CreateCredential,
+        input: impl TryInto<NewCredential, Error: Into<ServiceError>>,
     ) -> ServiceResult<(Credential, Secret)> {
         self.authorize(
             caller,
@@ -68,14 +135,15 @@ impl Service {
             Action::CredentialCreate,
         )
         .await?;
-        let name = validate::name(&input.name, "name", 100)?;
-        let description =
-            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: NewCredential = input.try_into().map_err(Into::into)?;
+        let name = input.name.into_inner();
+        let description = input.description.into_inner();
         let now = self.now();
-        let expires_at = input
-            .expires_at
-            .map(|t| api_key::validate_future(t, now, "expires_at"))
-            .transpose()?;
+        let expires_at = match input.expires_at {
+            Some(t) => Expiry::At(t).resolve(now, false)?,
+            None => None,
+        };
         let mut tx = self.store.begin().await?;
         let sa = self.service_account_for(tx.as_mut(), caller, sa_id).await?;
         if sa.status == ServiceAccountStatus::Archived {
@@ -183,7 +251,7 @@ impl Service {
         caller: &Caller,
         sa_id: &Id,
         id: &Id,
-        input: UpdateCredential,
+        input: impl TryInto<CredentialPatch, Error: Into<ServiceError>>,
     ) -> ServiceResult<Credential> {
         self.authorize(
             caller,
@@ -191,16 +259,9 @@ impl Service {
             Action::CredentialUpdate,
         )
         .await?;
-        let name = input
-            .name
-            .as_deref()
-            .map(|n| validate::name(n, "name", 100))
-            .transpose()?;
-        let description = input
-            .description
-            .as_deref()
-            .map(|d| validate::description(d, "description"))
-            .transpose()?;
+        let input: CredentialPatch = input.try_into().map_err(Into::into)?;
+        let name = input.name.map(CredentialName::into_inner);
+        let description = input.description.map(Description::into_inner);
         let mut tx = self.store.begin().await?;
         let mut c = tx
             .credential(&caller.org_id, sa_id, id)

@@ -185,6 +185,34 @@ pub struct UpdateOrganization {
     pub key_prefix: Option<String>,
 }
 
+/// A change to the organization, every field parsed.
+#[derive(Debug, Clone, Default)]
+pub struct OrganizationPatch {
+    /// New name.
+    pub name: Option<keyhaven_core::value::OrganizationName>,
+    /// New key prefix.
+    pub key_prefix: Option<keyhaven_core::value::KeyPrefix>,
+}
+
+impl TryFrom<UpdateOrganization> for OrganizationPatch {
+    type Error = keyhaven_core::DomainError;
+
+    fn try_from(d: UpdateOrganization) -> Result<Self, keyhaven_core::DomainError> {
+        Ok(Self {
+            name: d
+                .name
+                .as_deref()
+                .map(|n| keyhaven_core::value::OrganizationName::parse(n, "name"))
+                .transpose()?,
+            key_prefix: d
+                .key_prefix
+                .as_deref()
+                .map(|p| keyhaven_core::value::KeyPrefix::parse(p, "key_prefix"))
+                .transpose()?,
+        })
+    }
+}
+
 impl Service {
     /// The caller's organization.
     pub async fn get_organization(&self, caller: &Caller) -> ServiceResult<Organization> {
@@ -204,7 +232,7 @@ impl Service {
     pub async fn update_organization(
         &self,
         caller: &Caller,
-        input: UpdateOrganization,
+        input: impl TryInto<OrganizationPatch, Error: Into<crate::ServiceError>>,
     ) -> ServiceResult<Organization> {
         self.authorize(
             caller,
@@ -212,14 +240,11 @@ impl Service {
             Action::OrganizationUpdate,
         )
         .await?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: OrganizationPatch = input.try_into().map_err(Into::into)?;
         let name = input
             .name
-            .as_deref()
-            .map(organization::validate_name)
-            .transpose()?;
-        if let Some(p) = &input.key_prefix {
-            organization::validate_key_prefix(p)?;
-        }
+            .map(keyhaven_core::value::OrganizationName::into_inner);
         let mut tx = self.store.begin().await?;
         let mut org = tx
             .organization(&caller.org_id)
@@ -230,7 +255,10 @@ impl Service {
             changes.field("name", &org.name, &n);
             org.name = n;
         }
-        if let Some(p) = input.key_prefix {
+        if let Some(p) = input
+            .key_prefix
+            .map(keyhaven_core::value::KeyPrefix::into_inner)
+        {
             changes.field("key_prefix", &org.key_prefix, &p);
             org.key_prefix = p;
         }

@@ -5,8 +5,9 @@ use keyhaven_core::audit::Outcome;
 use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
+use keyhaven_core::value::{Description, WebhookEventList};
 use keyhaven_core::webhook_event::WebhookEvent;
-use keyhaven_core::{validate, DomainError};
+use keyhaven_core::DomainError;
 use keyhaven_store::{Delivery, DeliveryStatus, Listing, Page, Tx, WebhookEndpoint};
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -40,6 +41,67 @@ pub struct UpdateWebhook {
     pub enabled: Option<bool>,
 }
 
+/// A new webhook endpoint, its fields parsed; its URL is checked against the outbound
+/// policy by the use case (that needs this server's settings and DNS).
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    /// The receiver, as sent.
+    pub url: String,
+    /// The events it receives.
+    pub events: WebhookEventList,
+    /// What it is for.
+    pub description: Description,
+    /// Whether deliveries are on.
+    pub enabled: bool,
+}
+
+impl TryFrom<CreateWebhook> for NewWebhook {
+    type Error = DomainError;
+
+    fn try_from(d: CreateWebhook) -> Result<Self, DomainError> {
+        Ok(Self {
+            events: WebhookEventList::parse(&d.events)?,
+            description: Description::parse(d.description.as_deref().unwrap_or(""), "description")?,
+            url: d.url,
+            enabled: d.enabled.unwrap_or(true),
+        })
+    }
+}
+
+/// A change to a webhook endpoint, its fields parsed: absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    /// New receiver, as sent (checked by the use case).
+    pub url: Option<String>,
+    /// New events.
+    pub events: Option<WebhookEventList>,
+    /// New description.
+    pub description: Option<Description>,
+    /// Deliveries on or off.
+    pub enabled: Option<bool>,
+}
+
+impl TryFrom<UpdateWebhook> for WebhookPatch {
+    type Error = DomainError;
+
+    fn try_from(d: UpdateWebhook) -> Result<Self, DomainError> {
+        Ok(Self {
+            events: d
+                .events
+                .as_deref()
+                .map(WebhookEventList::parse)
+                .transpose()?,
+            description: d
+                .description
+                .as_deref()
+                .map(|x| Description::parse(x, "description"))
+                .transpose()?,
+            url: d.url,
+            enabled: d.enabled,
+        })
+    }
+}
+
 fn target(w: &WebhookEndpoint) -> Principal {
     Principal {
         kind: PrincipalKind::System,
@@ -57,27 +119,6 @@ fn internal_url() -> DomainError {
         "url must not point at a loopback, private, link-local or other internal address \
          (an operator can allow internal ranges with KEYHAVEN_OUTBOUND_ALLOWED_CIDRS)",
     )
-}
-
-fn validate_events(events: &[String]) -> Result<Vec<String>, DomainError> {
-    if events.is_empty() {
-        return Err(DomainError::invalid(
-            "events_required",
-            "events",
-            "events must name at least one event type",
-        ));
-    }
-    let events = validate::distinct_list(events, "events", WebhookEvent::ALL.len())?;
-    for (i, e) in events.iter().enumerate() {
-        if WebhookEvent::parse(e).is_none() {
-            return Err(DomainError::invalid(
-                "unknown_event",
-                format!("events[{i}]"),
-                format!("{e:?} is not an event type; see the API documentation for the list"),
-            ));
-        }
-    }
-    Ok(events)
 }
 
 /// The address as IPv4 when it is an IPv4-mapped (or -compatible loopback) IPv6 one.
@@ -236,14 +277,15 @@ impl Service {
     pub async fn create_webhook(
         &self,
         caller: &Caller,
-        input: CreateWebhook,
+        input: impl TryInto<NewWebhook, Error: Into<ServiceError>>,
     ) -> ServiceResult<WebhookEndpoint> {
         self.authorize(caller, Permission::WebhooksManage, Action::WebhookCreate)
             .await?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: NewWebhook = input.try_into().map_err(Into::into)?;
         let url = self.check_webhook_url(&input.url).await?;
-        let events = validate_events(&input.events)?;
-        let description =
-            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
+        let events = input.events.into_strings();
+        let description = input.description.into_inner();
         let now = self.now();
         let w = WebhookEndpoint {
             id: self.new_id(),
@@ -251,7 +293,7 @@ impl Service {
             url,
             events,
             description,
-            enabled: input.enabled.unwrap_or(true),
+            enabled: input.enabled,
             created_at: now,
             updated_at: now,
         };
@@ -338,20 +380,17 @@ impl Service {
         &self,
         caller: &Caller,
         id: &Id,
-        input: UpdateWebhook,
+        input: impl TryInto<WebhookPatch, Error: Into<ServiceError>>,
     ) -> ServiceResult<WebhookEndpoint> {
         self.authorize(caller, Permission::WebhooksManage, Action::WebhookUpdate)
             .await?;
+        let input: WebhookPatch = input.try_into().map_err(Into::into)?;
         let url = match input.url.as_deref() {
             Some(u) => Some(self.check_webhook_url(u).await?),
             None => None,
         };
-        let events = input.events.as_deref().map(validate_events).transpose()?;
-        let description = input
-            .description
-            .as_deref()
-            .map(|d| validate::description(d, "description"))
-            .transpose()?;
+        let events = input.events.map(WebhookEventList::into_strings);
+        let description = input.description.map(Description::into_inner);
         let mut tx = self.store.begin().await?;
         let mut w = tx
             .webhook(&caller.org_id, id)

@@ -35,7 +35,7 @@ pub async fn update(
 ) -> Result<axum::Json<OrganizationView>, ApiError> {
     let o = s
         .service
-        .update_organization(&auth.caller, body.into())
+        .update_organization(&auth.caller, UpdateOrganization::from(body))
         .await?;
     Ok(axum::Json((&o).into()))
 }

@@ -267,7 +267,11 @@ pub async fn create_credential(
 ) -> Result<(StatusCode, axum::Json<CredentialView>), ApiError> {
     let (c, secret) = s
         .service
-        .create_credential(&auth.caller, &path_id(&id, "service account")?, body.into())
+        .create_credential(
+            &auth.caller,
+            &path_id(&id, "service account")?,
+            CreateCredential::from(body),
+        )
         .await?;
     let mut v = CredentialView::from(&c);
     v.client_secret = Some(secret.expose().to_string());
@@ -313,7 +317,7 @@ pub async fn update_credential(
             &auth.caller,
             &path_id(&id, "service account")?,
             &path_id(&cred, "credential")?,
-            body.into(),
+            UpdateCredential::from(body),
         )
         .await?;
     Ok(axum::Json(CredentialView::from(&c)))

@@ -102,7 +102,10 @@ pub async fn create(
     PathParams(_org): PathParams<String>,
     Json(body): Json<CreateWebhookBody>,
 ) -> Result<(StatusCode, axum::Json<WebhookView>), ApiError> {
-    let w = s.service.create_webhook(&auth.caller, body.into()).await?;
+    let w = s
+        .service
+        .create_webhook(&auth.caller, CreateWebhook::from(body))
+        .await?;
     Ok((StatusCode::CREATED, axum::Json((&w).into())))
 }
 
@@ -134,7 +137,11 @@ pub async fn update(
 ) -> Result<axum::Json<WebhookView>, ApiError> {
     let w = s
         .service
-        .update_webhook(&auth.caller, &path_id(&id, "webhook")?, body.into())
+        .update_webhook(
+            &auth.caller,
+            &path_id(&id, "webhook")?,
+            UpdateWebhook::from(body),
+        )
         .await?;
     Ok(axum::Json((&w).into()))
 }
