@@ -16,6 +16,7 @@ use keyhaven_core::id::Id;
 use keyhaven_store::{Store, VerificationCount};
 
 use super::cache::{CachedKey, Owner};
+use super::recent::{RecentLog, RECENT_PER_KEY};
 use super::Code;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -70,6 +71,8 @@ pub struct UsageCounter {
     /// Verifications not counted in a tag or organization row because
     /// [`MAX_EXTRA_ROWS`] were already waiting.
     pub dropped: AtomicU64,
+    /// The last verifications of each key, written with the counts.
+    pub recent: RecentLog,
 }
 
 fn code_of(i: usize) -> Code {
@@ -213,11 +216,13 @@ impl UsageCounter {
         (rows, touched)
     }
 
-    /// Writes the counts to the store in one transaction. On failure the counts are
+    /// Writes the counts, and the recent verifications of each key, to the store in
+    /// one transaction. On failure the counts are
     /// put back, so nothing is lost; they go out with the next flush.
     pub async fn flush(&self, store: &Arc<dyn Store>) -> Result<usize, keyhaven_store::StoreError> {
         let (mut rows, touched) = self.drain();
-        if rows.is_empty() {
+        let recent = self.recent.drain();
+        if rows.is_empty() && recent.is_empty() {
             self.mark_flushed();
             return Ok(0);
         }
@@ -245,6 +250,10 @@ impl UsageCounter {
                 .collect();
             let keep: Vec<VerificationCount> = keep.into_iter().cloned().collect();
             tx.add_verifications(&keep).await?;
+            if !recent.is_empty() {
+                tx.add_recent_verifications(&recent, RECENT_PER_KEY as i64)
+                    .await?;
+            }
             for (id, ms) in &touched {
                 tx.touch_key(id, keyhaven_core::time::from_millis(*ms))
                     .await?;
@@ -261,6 +270,7 @@ impl UsageCounter {
                 for r in rows.drain(..) {
                     self.put_back(r);
                 }
+                self.recent.put_back(recent);
                 for (id, ms) in &touched {
                     let idb = super::cache::id_bytes(id.as_str());
                     if let Some(c) = self.counts.iter().find(|e| e.key().0 == idb) {
@@ -313,5 +323,6 @@ impl UsageCounter {
     pub fn is_empty(&self) -> bool {
         self.counts.iter().all(|e| e.total() == 0)
             && self.extra.iter().all(|e| e.n.load(Ordering::Relaxed) == 0)
+            && self.recent.is_empty()
     }
 }
