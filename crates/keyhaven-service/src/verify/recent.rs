@@ -62,6 +62,18 @@ impl RecentLog {
         tags: &[&str],
         now_ms: i64,
     ) {
+        self.record_for(key.key_id, &key.org_id, code, ip, tags, now_ms);
+    }
+
+    fn record_for(
+        &self,
+        key_id: [u8; 26],
+        org: &Arc<str>,
+        code: Code,
+        ip: Option<IpAddr>,
+        tags: &[&str],
+        now_ms: i64,
+    ) {
         let entry = Entry {
             at_ms: now_ms,
             code,
@@ -75,7 +87,7 @@ impl RecentLog {
             }
             r.entries.push_back(e);
         };
-        if let Some(m) = self.keys.get(&key.key_id) {
+        if let Some(m) = self.keys.get(&key_id) {
             push(&m, entry);
             return;
         }
@@ -83,9 +95,9 @@ impl RecentLog {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let m = self.keys.entry(key.key_id).or_insert_with(|| {
+        let m = self.keys.entry(key_id).or_insert_with(|| {
             Mutex::new(Ring {
-                org: key.org_id.clone(),
+                org: org.clone(),
                 entries: VecDeque::with_capacity(4),
             })
         });
@@ -149,5 +161,61 @@ impl RecentLog {
     /// Whether nothing waits to be flushed.
     pub fn is_empty(&self) -> bool {
         self.keys.iter().all(|e| lock(e.value()).entries.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: usize) -> [u8; 26] {
+        id_bytes(&format!("01kkey{n:020}"))
+    }
+
+    #[test]
+    fn keeps_the_newest_per_key_and_puts_back_after_a_failed_flush() {
+        let log = RecentLog::default();
+        let org: Arc<str> = Arc::from("01korg00000000000000000001");
+        let ip: IpAddr = "203.0.113.7".parse().expect("ip");
+        for i in 0..30 {
+            log.record_for(key(1), &org, Code::Valid, Some(ip), &["path:/a"], i);
+        }
+        log.record_for(key(2), &org, Code::RateLimited, None, &[], 5);
+        assert!(!log.is_empty());
+        let rows = log.drain();
+        assert!(log.is_empty());
+        let of_1 = |rows: &[RecentVerification]| -> Vec<RecentVerification> {
+            rows.iter()
+                .filter(|r| r.key_id.as_str().ends_with('1'))
+                .cloned()
+                .collect()
+        };
+        let k1 = of_1(&rows);
+        assert_eq!(k1.len(), RECENT_PER_KEY);
+        assert_eq!(k1[0].at.timestamp_millis(), 30 - RECENT_PER_KEY as i64);
+        assert_eq!(k1[0].ip.as_deref(), Some("203.0.113.7"));
+        assert_eq!(k1[0].tags, vec!["path:/a".to_string()]);
+        assert_eq!(rows.len(), RECENT_PER_KEY + 1);
+
+        // A verification after the drain; then the failed flush's rows come back
+        // before it, and the key still keeps only its newest.
+        log.record_for(key(1), &org, Code::Expired, None, &[], 100);
+        log.put_back(rows);
+        let again = log.drain();
+        let k1 = of_1(&again);
+        assert_eq!(k1.len(), RECENT_PER_KEY);
+        assert_eq!(k1.last().map(|r| r.code.as_str()), Some("EXPIRED"));
+        assert!(again.iter().any(|r| r.code == "RATE_LIMITED"));
+    }
+
+    #[test]
+    fn stops_taking_new_keys_at_the_bound() {
+        let log = RecentLog::default();
+        let org: Arc<str> = Arc::from("01korg00000000000000000001");
+        for n in 0..MAX_RECENT_KEYS + 3 {
+            log.record_for(key(n), &org, Code::Valid, None, &[], 1);
+        }
+        assert_eq!(log.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(log.drain().len(), MAX_RECENT_KEYS);
     }
 }
