@@ -283,6 +283,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
             div class="metric" { div class="metric-label" { "API calls today" } div class="metric-value" id="metric-calls" { (metrics.api_calls_today) } }
         }
         form class="filters" method="get" action="/api-keys" role="search" aria-label="Filter API keys" {
+            (sorting.hidden_fields())
             div class="field" {
                 label for="filter-q" { "Search" }
                 input id="filter-q" type="search" name="q" value=(text) placeholder="Name or description";

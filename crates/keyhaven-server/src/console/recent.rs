@@ -21,20 +21,20 @@ pub fn recent_card(rows: &[RecentVerification]) -> Markup {
                     (keyhaven_service::verify::recent::RECENT_PER_KEY) " kept."
                 }
             } @else {
-                div class="table-wrap" {
+                div class="table-wrap recent-wrap" {
                     table class="table recent-table" {
                         caption class="sr-caption" { "The newest verifications of this key, newest first" }
                         thead { tr { th scope="col" { "Time" } th scope="col" { "Result" } th scope="col" { "Client IP" } th scope="col" { "Tags" } } }
                         tbody {
                             @for r in rows {
                                 tr data-code=(r.code) {
-                                    td class="nowrap" { (widgets::time(&r.at)) }
-                                    td class="nowrap" title=(r.code) {
+                                    td class="nowrap" data-label="Time" { (widgets::time(&r.at)) }
+                                    td class="nowrap" data-label="Result" title=(r.code) {
                                         (widgets::raw(format!("<svg class=\"swatch-svg\" width=\"10\" height=\"10\" aria-hidden=\"true\"><rect width=\"10\" height=\"10\" rx=\"2\" fill=\"{}\"/></svg>", code_colour(&r.code))))
                                         " " (code_label(&r.code))
                                     }
-                                    td { @match &r.ip { Some(ip) => code class="ip" { (ip) }, None => span class="muted" { "—" } } }
-                                    td {
+                                    td data-label="Client IP" { @match &r.ip { Some(ip) => code class="ip" { (ip) }, None => span class="muted" { "—" } } }
+                                    td data-label="Tags" {
                                         @if r.tags.is_empty() { span class="muted" { "—" } }
                                         @for t in &r.tags { span class="chip chip-tag" { (t) } " " }
                                     }

@@ -107,6 +107,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         }))
         @if let Some(n) = notice_text(&q) { (widgets::notice(n)) }
         form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter service accounts" {
+            (sorting.hidden_fields())
             div class="field" {
                 label for="filter-q" { "Search" }
                 input id="filter-q" type="search" name="q" value=(q.get("q"));

@@ -51,6 +51,15 @@ impl Sorting {
         }
     }
 
+    /// Hidden fields that keep the sort when a filter form is sent.
+    pub fn hidden_fields(&self) -> Markup {
+        html! {
+            @for (k, v) in self.pairs() {
+                input type="hidden" name=(k) value=(v);
+            }
+        }
+    }
+
     /// The header cell of the column named `name`: a link that sorts by it (the other
     /// way round when it already sorts the list), back to the first page of `path`
     /// with the filters `base`. A column this list does not sort by is a plain header.

@@ -74,6 +74,7 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
         }))
         @if let Some(n) = notice_text(&q) { (widgets::notice(n)) }
         form class="filters" method="get" action="/users" role="search" aria-label="Search users" {
+            (sorting.hidden_fields())
             div class="field" {
                 label for="filter-q" { "Search" }
                 input id="filter-q" type="search" name="q" value=(text) placeholder="Email or display name";
