@@ -342,8 +342,8 @@ async fn recent_verifications_on_the_key_page(app: TestApp) {
     assert!(card.contains("2026-11-22 12:00 UTC"));
 
     // Another organization: its admin cannot reach the key, nor its verifications.
-    let (other_org, _) = app.other_org_key("Globex", &["super-admin"]).await;
-    let other = Caller::system(Id::from_trusted(other_org), "test");
+    let (other_org, other_key) = app.other_org_key("Globex", &["super-admin"]).await;
+    let other = Caller::system(Id::from_trusted(other_org.clone()), "test");
     match app.state.service.recent_verifications(&other, &key).await {
         Err(ServiceError::NotFound(_)) => {}
         other => panic!("another organization's key: {other:?}"),
@@ -353,6 +353,46 @@ async fn recent_verifications_on_the_key_page(app: TestApp) {
     let (status, html) = page(&app, &other_client, &format!("/api-keys/{id}")).await;
     assert_eq!(status, 404);
     assert!(!html.contains("203.0.113.5"));
+    // The REST API: the same rows, a limit, and tenancy.
+    let admin = app.admin_key(&["read-only"]).await;
+    let api = |key: String, org: String, query: &'static str| {
+        let url = app.url(&format!(
+            "/v1/organizations/{org}/api-keys/{id}/verifications{query}"
+        ));
+        async move {
+            let res = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, v) = api(admin.clone(), app.org_id.clone(), "").await;
+    assert_eq!(status, 200, "{v}");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    assert_eq!(data[0]["code"], "VALID");
+    assert_eq!(data[0]["ip"], "203.0.113.5");
+    assert_eq!(data[0]["tags"], json!(["via:nginx"]));
+    assert_eq!(data[1]["ip"], "2001:db8::7");
+    assert_eq!(data[2]["at"], "2026-11-22T12:00:00Z");
+    assert_eq!(data[2]["tags"], json!(["path:/orders", "region:eu"]));
+    let (status, v) = api(admin.clone(), app.org_id.clone(), "?limit=1").await;
+    assert_eq!((status, v["data"].as_array().unwrap().len()), (200, 1));
+    for bad in ["?limit=0", "?limit=21", "?limit=x", "?cursor=abc"] {
+        let (status, v) = api(admin.clone(), app.org_id.clone(), bad).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+    }
+    let (status, v) = api(other_key.clone(), other_org.clone(), "").await;
+    assert_eq!(status, 404, "another organization's key: {v}");
+    assert_eq!(v["error"]["type"], "not_found");
+    let nobody = app.admin_key(&[]).await;
+    let (status, _) = api(nobody, app.org_id.clone(), "").await;
+    assert_eq!(status, 403);
+
     // A reader of keys sees them too; the same service call the page makes.
     let rows = app
         .state
