@@ -35,12 +35,10 @@ pub struct RecentVerification {
 /// Storage of recent verifications and of the scopes in use.
 #[async_trait]
 pub trait RecentVerifications {
-    /// Adds `rows`, then deletes all but the newest `keep` rows of every key among them.
-    async fn add_recent_verifications(
-        &mut self,
-        rows: &[RecentVerification],
-        keep: i64,
-    ) -> StoreResult<()>;
+    /// Adds `rows`.
+    async fn add_recent_verifications(&mut self, rows: &[RecentVerification]) -> StoreResult<()>;
+    /// Deletes all but the newest `keep` rows of each of `keys`.
+    async fn trim_recent_verifications(&mut self, keys: &[Id], keep: i64) -> StoreResult<()>;
     /// The newest `limit` verifications of a key of `org_id`, newest first (none for a
     /// key of another organization).
     async fn recent_verifications(
@@ -74,11 +72,7 @@ fn from_row(r: &AnyRow) -> StoreResult<RecentVerification> {
 
 #[async_trait]
 impl RecentVerifications for SqlTx {
-    async fn add_recent_verifications(
-        &mut self,
-        rows: &[RecentVerification],
-        keep: i64,
-    ) -> StoreResult<()> {
+    async fn add_recent_verifications(&mut self, rows: &[RecentVerification]) -> StoreResult<()> {
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut sql = String::from(
                 "INSERT INTO recent_verifications (org_id, key_id, at, code, ip, tags) VALUES ",
@@ -109,7 +103,11 @@ impl RecentVerifications for SqlTx {
                 .execute(&mut *self.tx)
                 .await?;
         }
-        let keys: BTreeSet<&str> = rows.iter().map(|r| r.key_id.as_str()).collect();
+        Ok(())
+    }
+
+    async fn trim_recent_verifications(&mut self, keys: &[Id], keep: i64) -> StoreResult<()> {
+        let keys: BTreeSet<&str> = keys.iter().map(Id::as_str).collect();
         let keys: Vec<&str> = keys.into_iter().collect();
         for chunk in keys.chunks(KEYS_PER_TRIM) {
             let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();

@@ -495,7 +495,10 @@ async fn recent_verifications_keep_the_newest_per_key(store: Arc<dyn Store>) {
         )])
         .collect();
     let mut tx = store.begin().await.expect("begin");
-    tx.add_recent_verifications(&first, 4).await.expect("add");
+    tx.add_recent_verifications(&first).await.expect("add");
+    tx.trim_recent_verifications(&[k1.clone(), k2.clone()], 4)
+        .await
+        .expect("trim");
     tx.commit().await.expect("commit");
     let second: Vec<_> = [
         verification(
@@ -512,7 +515,11 @@ async fn recent_verifications_keep_the_newest_per_key(store: Arc<dyn Store>) {
     .chain((0..5).map(|_| verification(&org.id, &k1, T0 + 100, "EXPIRED", None, &[])))
     .collect();
     let mut tx = store.begin().await.expect("begin");
-    tx.add_recent_verifications(&second, 4).await.expect("add");
+    tx.add_recent_verifications(&second).await.expect("add");
+    // Trimming is per key named: k3's one row and keys without rows are left alone.
+    tx.trim_recent_verifications(&[k1.clone(), k3.clone(), g.id()], 4)
+        .await
+        .expect("trim");
     tx.commit().await.expect("commit");
 
     let mut tx = store.read().await.expect("read");
@@ -568,7 +575,10 @@ async fn recent_verifications_keep_the_newest_per_key(store: Arc<dyn Store>) {
     ]
     .into();
     let mut tx = store.begin().await.expect("begin");
-    tx.add_recent_verifications(&third, 20).await.expect("add");
+    tx.add_recent_verifications(&third).await.expect("add");
+    tx.trim_recent_verifications(&[k2.clone()], 20)
+        .await
+        .expect("trim");
     tx.commit().await.expect("commit");
     let mut tx = store.read().await.expect("read");
     let got = tx

@@ -104,14 +104,21 @@ impl RecentLog {
         push(&m, entry);
     }
 
-    /// Takes everything kept so far, oldest first per key.
+    /// Takes everything kept so far, oldest first per key. A key's ring stays (with its
+    /// room) while the key is verified between flushes, and goes once a flush finds it
+    /// empty, so idle keys do not hold places under [`MAX_RECENT_KEYS`].
     pub fn drain(&self) -> Vec<RecentVerification> {
         let mut out = Vec::new();
+        let mut idle = Vec::new();
         for e in self.keys.iter() {
-            let key_id = Id::from_trusted(String::from_utf8_lossy(e.key()).into_owned());
             let mut r = lock(e.value());
+            if r.entries.is_empty() {
+                idle.push(*e.key());
+                continue;
+            }
+            let key_id = Id::from_trusted(String::from_utf8_lossy(e.key()).into_owned());
             let org_id = Id::from_trusted(r.org.to_string());
-            for x in std::mem::take(&mut r.entries) {
+            for x in r.entries.drain(..) {
                 out.push(RecentVerification {
                     org_id: org_id.clone(),
                     key_id: key_id.clone(),
@@ -122,7 +129,9 @@ impl RecentLog {
                 });
             }
         }
-        self.keys.retain(|_, m| !lock(m).entries.is_empty());
+        for k in idle {
+            self.keys.remove_if(&k, |_, m| lock(m).entries.is_empty());
+        }
         out
     }
 
@@ -217,5 +226,11 @@ mod tests {
         }
         assert_eq!(log.dropped.load(Ordering::Relaxed), 3);
         assert_eq!(log.drain().len(), MAX_RECENT_KEYS);
+        // Still full until a flush finds the rings idle; then new keys fit again.
+        log.record_for(key(MAX_RECENT_KEYS + 5), &org, Code::Valid, None, &[], 2);
+        assert_eq!(log.dropped.load(Ordering::Relaxed), 4);
+        assert!(log.drain().is_empty());
+        log.record_for(key(MAX_RECENT_KEYS + 5), &org, Code::Valid, None, &[], 3);
+        assert_eq!(log.drain().len(), 1);
     }
 }

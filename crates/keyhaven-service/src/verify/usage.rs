@@ -251,8 +251,7 @@ impl UsageCounter {
             let keep: Vec<VerificationCount> = keep.into_iter().cloned().collect();
             tx.add_verifications(&keep).await?;
             if !recent.is_empty() {
-                tx.add_recent_verifications(&recent, RECENT_PER_KEY as i64)
-                    .await?;
+                tx.add_recent_verifications(&recent).await?;
             }
             for (id, ms) in &touched {
                 tx.touch_key(id, keyhaven_core::time::from_millis(*ms))
@@ -264,6 +263,9 @@ impl UsageCounter {
         match result {
             Ok(()) => {
                 self.mark_flushed();
+                if !recent.is_empty() {
+                    trim_recent(store, &recent).await;
+                }
                 Ok(rows.len())
             }
             Err(e) => {
@@ -324,5 +326,25 @@ impl UsageCounter {
         self.counts.iter().all(|e| e.total() == 0)
             && self.extra.iter().all(|e| e.n.load(Ordering::Relaxed) == 0)
             && self.recent.is_empty()
+    }
+}
+
+/// Trims each key just written to its newest [`RECENT_PER_KEY`] rows, in a transaction
+/// of its own after the flush's: a failure (two nodes trimming one key at once may
+/// deadlock on PostgreSQL) costs nothing but a few extra rows until that key's next
+/// flush, which readers never see past their limit, and never the counts.
+async fn trim_recent(store: &Arc<dyn Store>, rows: &[keyhaven_store::RecentVerification]) {
+    let mut keys: Vec<Id> = rows.iter().map(|r| r.key_id.clone()).collect();
+    keys.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    keys.dedup();
+    let result = async {
+        let mut tx = store.begin().await?;
+        tx.trim_recent_verifications(&keys, RECENT_PER_KEY as i64)
+            .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot trim the recent verifications; trying with the next flush");
     }
 }
