@@ -642,6 +642,59 @@ async fn sort_recent_and_suggestions_in_the_browser(app: TestApp) {
     )
     .await;
 
+    // The users and service accounts lists sort the same way.
+    make_account(&app, "billing-sync").await;
+    make_account(&app, "Audit-export").await;
+    make_user(&app, "zoe@example.com", &["read-only"]).await;
+    b.client
+        .set_window_size(DESKTOP.0, DESKTOP.1)
+        .await
+        .unwrap();
+    b.go("/users").await;
+    b.wait_css("th a.sort-link[data-sort='email']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_css("th[aria-sort='ascending'] a[data-sort='email']")
+        .await;
+    let first = b
+        .wait_css("#users-table tbody tr:first-child td")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(first.starts_with("admin@example.com"), "{first}");
+    shot(
+        &b,
+        &format!("sorted-users-desktop-{backend}"),
+        DESKTOP,
+        "#users-table",
+    )
+    .await;
+    b.go("/settings/api-access").await;
+    b.wait_css("th a.sort-link[data-sort='name']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_css("th[aria-sort='ascending'] a[data-sort='name']")
+        .await;
+    let first = b
+        .wait_css("#accounts-table tbody tr:first-child a.strong")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(first, "Audit-export");
+    shot(
+        &b,
+        &format!("sorted-accounts-desktop-{backend}"),
+        DESKTOP,
+        "#accounts-table",
+    )
+    .await;
+
     // The key page's recent verifications.
     b.client
         .set_window_size(DESKTOP.0, DESKTOP.1)
