@@ -248,7 +248,8 @@ impl Service {
 
     /// Deletes analytics rows past their retention — hourly ones and the keys' recent
     /// verifications older than `retention`, daily ones older than two years — in
-    /// batches of [`PRUNE_BATCH`] rows per table, one transaction each, until none is left. Returns how many went.
+    /// batches of [`PRUNE_BATCH`] rows per table, one transaction each, until none is left.
+    /// Returns how many count rows went (the recent verifications are not counted).
     pub async fn prune_analytics(&self, retention: Duration) -> ServiceResult<u64> {
         let now = self.now().timestamp_millis();
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
@@ -259,12 +260,13 @@ impl Service {
             let mut tx = self.store.begin().await?;
             let gone = tx
                 .prune_analytics(hourly_before, daily_before, PRUNE_BATCH)
-                .await?
-                + tx.prune_recent_verifications(hourly_before, PRUNE_BATCH)
-                    .await?;
+                .await?;
+            let recent = tx
+                .prune_recent_verifications(hourly_before, PRUNE_BATCH)
+                .await?;
             tx.commit().await?;
             total += gone;
-            if gone == 0 {
+            if gone == 0 && recent == 0 {
                 break;
             }
             tokio::task::yield_now().await;

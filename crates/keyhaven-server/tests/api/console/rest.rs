@@ -402,7 +402,25 @@ async fn recent_verifications_on_the_key_page(app: TestApp) {
         .unwrap();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[2].ip.as_deref(), Some("198.51.100.23"));
+
+    // They follow the analytics retention.
+    let service = &app.state.service;
+    let five_days = std::time::Duration::from_secs(5 * 86_400);
+    service.prune_analytics(five_days).await.unwrap();
+    let kept = service
+        .recent_verifications(&system(&app), &key)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 3);
+    app.clock.advance(chrono::Duration::days(6));
+    service.prune_analytics(five_days).await.unwrap();
+    let kept = service
+        .recent_verifications(&system(&app), &key)
+        .await
+        .unwrap();
+    assert!(kept.is_empty(), "{kept:?}");
 }
+
 /// The test client connects from loopback, here a trusted proxy.
 fn trust_loopback(s: &mut keyhaven_service::config::Settings) {
     s.serve.trusted_proxies = Some("127.0.0.1/32".into());
