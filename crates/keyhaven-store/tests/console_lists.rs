@@ -576,7 +576,7 @@ async fn recent_verifications_keep_the_newest_per_key(store: Arc<dyn Store>) {
     .into();
     let mut tx = store.begin().await.expect("begin");
     tx.add_recent_verifications(&third).await.expect("add");
-    tx.trim_recent_verifications(&[k2.clone()], 20)
+    tx.trim_recent_verifications(std::slice::from_ref(&k2), 20)
         .await
         .expect("trim");
     tx.commit().await.expect("commit");
