@@ -392,6 +392,22 @@ async fn recent_verifications_on_the_key_page(app: TestApp) {
     let nobody = app.admin_key(&[]).await;
     let (status, _) = api(nobody, app.org_id.clone(), "").await;
     assert_eq!(status, 403);
+    // Documented like the others.
+    let doc: serde_json::Value = app
+        .http
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = &doc["paths"]["/v1/organizations/{org}/api-keys/{id}/verifications"]["get"];
+    assert!(op["responses"]["200"].is_object(), "{op}");
+    let schema = &doc["components"]["schemas"]["RecentVerificationView"]["properties"];
+    for field in ["at", "code", "ip", "tags"] {
+        assert!(schema[field].is_object(), "{field}: {schema}");
+    }
 
     // A reader of keys sees them too; the same service call the page makes.
     let rows = app
