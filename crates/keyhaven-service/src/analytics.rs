@@ -246,9 +246,10 @@ impl Service {
         Ok((out, since, until))
     }
 
-    /// Deletes analytics rows past their retention — hourly ones older than
-    /// `retention`, daily ones older than two years — in batches of [`PRUNE_BATCH`]
-    /// rows per table, one transaction each, until none is left. Returns how many went.
+    /// Deletes analytics rows past their retention — hourly ones and the keys' recent
+    /// verifications older than `retention`, daily ones older than two years — in
+    /// batches of [`PRUNE_BATCH`] rows per table, one transaction each, until none is left.
+    /// Returns how many count rows went (the recent verifications are not counted).
     pub async fn prune_analytics(&self, retention: Duration) -> ServiceResult<u64> {
         let now = self.now().timestamp_millis();
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
@@ -260,9 +261,12 @@ impl Service {
             let gone = tx
                 .prune_analytics(hourly_before, daily_before, PRUNE_BATCH)
                 .await?;
+            let recent = tx
+                .prune_recent_verifications(hourly_before, PRUNE_BATCH)
+                .await?;
             tx.commit().await?;
             total += gone;
-            if gone == 0 {
+            if gone == 0 && recent == 0 {
                 break;
             }
             tokio::task::yield_now().await;

@@ -795,7 +795,7 @@ impl Service {
 
     /// Shows the balance as counted now where the counter engine knows it better than
     /// the database (spending written behind on SQLite).
-    fn live_credits(&self, k: &mut ApiKey) {
+    pub(crate) fn live_credits(&self, k: &mut ApiKey) {
         if let Some(c) = &mut k.credits {
             if let Some(n) = self
                 .verifier

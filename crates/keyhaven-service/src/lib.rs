@@ -24,6 +24,7 @@ pub mod config;
 pub mod credentials;
 pub mod import;
 pub mod jobs;
+pub mod lists;
 pub mod meter;
 pub mod node;
 pub mod oauth;

@@ -14,6 +14,7 @@ use crate::row::{
     bind_all, id, int, json, json_element_pattern, json_element_start_pattern, like_pattern,
     listing, ms, opt_int, opt_ms, opt_text, opt_time, text, time, to_json, Arg, Where,
 };
+use crate::sort::{self, Column, Sort, SortDir, SortKey, Value};
 use crate::sql::SqlTx;
 use crate::{Listing, Page};
 
@@ -115,6 +116,16 @@ pub trait ApiKeys {
         &mut self,
         org_id: &Id,
         filter: &ApiKeyFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<ApiKey>>;
+    /// A page of keys in the order `sort` asks (`None`: newest first, as
+    /// [`ApiKeys::list_api_keys`]); the cursor is the one the previous page returned
+    /// with the same sort.
+    async fn list_api_keys_sorted(
+        &mut self,
+        org_id: &Id,
+        filter: &ApiKeyFilter,
+        sort: Option<Sort>,
         page: &Page,
     ) -> StoreResult<Listing<ApiKey>>;
     /// Saves every mutable field of a key.
@@ -255,6 +266,67 @@ fn cidrs_json(k: &ApiKey) -> String {
     )
 }
 
+/// The `WHERE` clauses of a keys listing.
+fn key_where(org_id: &Id, f: &ApiKeyFilter) -> Where {
+    let mut w = Where::new();
+    w.push("k.org_id = ?", Arg::Text(org_id.to_string()));
+    let now = ms(&f.now);
+    match f.status {
+        Some(KeyStatus::Revoked) => w.clauses.push("k.revoked_at IS NOT NULL".into()),
+        Some(KeyStatus::Expired) => {
+            w.push("k.revoked_at IS NULL AND k.expires_at <= ?", Arg::Int(now))
+        }
+        Some(KeyStatus::Active) => w.push(
+            "k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?)",
+            Arg::Int(now),
+        ),
+        None => {}
+    }
+    if let Some(r) = &f.role {
+        w.push(
+            "k.roles LIKE ? ESCAPE '\\'",
+            Arg::Text(json_element_pattern(r)),
+        );
+    }
+    if let Some(t) = &f.tag {
+        w.push(
+            "(',' || substr(k.tags, 2)) LIKE ? ESCAPE '\\'",
+            Arg::Text(json_element_start_pattern(t)),
+        );
+    }
+    if let Some(o) = &f.owner_id {
+        w.push("k.owner_id = ?", Arg::Text(o.clone()));
+    }
+    if let Some(e) = &f.external_id {
+        w.push("k.external_id = ?", Arg::Text(e.clone()));
+    }
+    if let Some(q) = &f.q {
+        w.push(
+            "(lower(k.name) LIKE ? ESCAPE '\\' OR lower(k.description) LIKE ? ESCAPE '\\')",
+            Arg::Text(like_pattern(q)),
+        );
+    }
+    w
+}
+
+/// The column a keys listing sorts by, and each key's value in it.
+fn key_column(key: SortKey) -> (Column, fn(&ApiKey) -> Value) {
+    match key {
+        SortKey::Created => (Column::Int("k.created_at", 0), |k| {
+            Value::Int(ms(&k.created_at))
+        }),
+        SortKey::Name | SortKey::Email => {
+            (Column::Lower("k.name"), |k| Value::Text(k.name.clone()))
+        }
+        SortKey::LastUsed => (Column::Int("k.last_used_at", -1), |k| {
+            Value::Int(opt_ms(&k.last_used_at).unwrap_or(-1))
+        }),
+        SortKey::Expires => (Column::Int("k.expires_at", i64::MAX), |k| {
+            Value::Int(opt_ms(&k.expires_at).unwrap_or(i64::MAX))
+        }),
+    }
+}
+
 #[async_trait]
 impl ApiKeys for SqlTx {
     async fn insert_api_key(&mut self, k: &ApiKey) -> StoreResult<()> {
@@ -363,50 +435,28 @@ impl ApiKeys for SqlTx {
         f: &ApiKeyFilter,
         page: &Page,
     ) -> StoreResult<Listing<ApiKey>> {
-        let mut w = Where::new();
-        w.push("k.org_id = ?", Arg::Text(org_id.to_string()));
-        let now = ms(&f.now);
-        match f.status {
-            Some(KeyStatus::Revoked) => w.clauses.push("k.revoked_at IS NOT NULL".into()),
-            Some(KeyStatus::Expired) => {
-                w.push("k.revoked_at IS NULL AND k.expires_at <= ?", Arg::Int(now))
-            }
-            Some(KeyStatus::Active) => w.push(
-                "k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?)",
-                Arg::Int(now),
-            ),
-            None => {}
-        }
-        if let Some(r) = &f.role {
-            w.push(
-                "k.roles LIKE ? ESCAPE '\\'",
-                Arg::Text(json_element_pattern(r)),
-            );
-        }
-        if let Some(t) = &f.tag {
-            w.push(
-                "(',' || substr(k.tags, 2)) LIKE ? ESCAPE '\\'",
-                Arg::Text(json_element_start_pattern(t)),
-            );
-        }
-        if let Some(o) = &f.owner_id {
-            w.push("k.owner_id = ?", Arg::Text(o.clone()));
-        }
-        if let Some(e) = &f.external_id {
-            w.push("k.external_id = ?", Arg::Text(e.clone()));
-        }
-        if let Some(q) = &f.q {
-            w.push(
-                "(lower(k.name) LIKE ? ESCAPE '\\' OR lower(k.description) LIKE ? ESCAPE '\\')",
-                Arg::Text(like_pattern(q)),
-            );
-        }
-        let (sql, args) = w.finish(page, "k.id");
+        self.list_api_keys_sorted(org_id, f, None, page).await
+    }
+
+    async fn list_api_keys_sorted(
+        &mut self,
+        org_id: &Id,
+        f: &ApiKeyFilter,
+        sort: Option<Sort>,
+        page: &Page,
+    ) -> StoreResult<Listing<ApiKey>> {
+        let w = key_where(org_id, f);
+        let column = sort.map(|s| key_column(s.key));
+        let dir = sort.map_or(SortDir::Desc, |s| s.dir);
+        let (sql, args) = w.finish_sorted(page, "k.id", column.map(|(c, _)| c), dir);
         let rows = bind_all(sqlx::query(&format!("{SELECT} WHERE {sql}")), args)
             .fetch_all(&mut *self.tx)
             .await?;
         let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-        Ok(listing(items, page, |k| k.id.to_string()))
+        Ok(listing(items, page, |k| match column {
+            None => k.id.to_string(),
+            Some((_, value)) => sort::cursor(k.id.as_str(), &value(k)),
+        }))
     }
 
     async fn update_api_key(&mut self, k: &ApiKey) -> StoreResult<()> {

@@ -27,11 +27,13 @@ mod error;
 mod notices;
 mod oauth;
 mod organizations;
+mod recent;
 mod roles;
 mod row;
 mod service_accounts;
 mod sessions;
 mod shared_secrets;
+mod sort;
 mod sql;
 mod usage;
 mod users;
@@ -58,10 +60,12 @@ pub use error::{StoreError, StoreResult};
 pub use notices::{ExpiringKey, Notice, NoticeStatus, NoticeThreshold, Notices};
 pub use oauth::{OAuth, SigningKeyRecord};
 pub use organizations::Organizations;
+pub use recent::{RecentVerification, RecentVerifications};
 pub use roles::Roles;
 pub use service_accounts::{ServiceAccountFilter, ServiceAccounts};
 pub use sessions::{Session, Sessions};
 pub use shared_secrets::{SharedSecretRecord, SharedSecrets};
+pub use sort::{Sort, SortDir, SortKey};
 pub use sql::{connect, SqlStore};
 pub use usage::{Usage, UsageCount};
 pub use users::{UserFilter, Users};
@@ -105,6 +109,7 @@ pub trait Tx:
     + SharedSecrets
     + Usage
     + Analytics
+    + RecentVerifications
     + Changes
     + Webhooks
     + Deliveries

@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::error::{StoreError, StoreResult};
+use crate::sort::{Column, SortDir};
 use crate::{Listing, Page};
 
 pub(crate) fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
@@ -129,6 +130,7 @@ pub(crate) struct Where {
 pub(crate) enum Arg {
     Text(String),
     Int(i64),
+    OptText(Option<String>),
 }
 
 impl Where {
@@ -163,6 +165,63 @@ impl Where {
     }
 }
 
+impl Where {
+    /// Adds a clause with two arguments: `?1` and `?2` in it become their placeholders.
+    pub(crate) fn push2(&mut self, clause: &str, a: Arg, b: Arg) {
+        self.args.push(a);
+        let n1 = self.args.len();
+        self.args.push(b);
+        let n2 = self.args.len();
+        self.clauses.push(
+            clause
+                .replace("?1", &format!("${n1}"))
+                .replace("?2", &format!("${n2}")),
+        );
+    }
+
+    /// Like [`Where::finish`], in the order `sort` asks: by `id_col` alone when no
+    /// column is given (the cursor is an id), else by the column and then `id_col`
+    /// (the cursor is [`crate::sort::cursor`]'s).
+    pub(crate) fn finish_sorted(
+        mut self,
+        page: &Page,
+        id_col: &str,
+        column: Option<Column>,
+        dir: SortDir,
+    ) -> (String, Vec<Arg>) {
+        let (op, word) = match dir {
+            SortDir::Asc => (">", "ASC"),
+            SortDir::Desc => ("<", "DESC"),
+        };
+        let order = match column {
+            None => {
+                if let Some(c) = &page.cursor {
+                    self.push(&format!("{id_col} {op} ?"), Arg::Text(c.clone()));
+                }
+                format!("{id_col} {word}")
+            }
+            Some(col) => {
+                if let Some(c) = &page.cursor {
+                    match crate::sort::after(col, id_col, dir, c) {
+                        Some((clause, a, b)) => self.push2(&clause, a, b),
+                        None => self.clauses.push("1 = 0".into()),
+                    }
+                }
+                format!("{} {word}, {id_col} {word}", crate::sort::expr(col))
+            }
+        };
+        let limit = page.limit.clamp(1, 1000) + 1;
+        let w = if self.clauses.is_empty() {
+            "1 = 1".to_string()
+        } else {
+            self.clauses.join(" AND ")
+        };
+        self.args.push(Arg::Int(limit));
+        let n = self.args.len();
+        (format!("{w} ORDER BY {order} LIMIT ${n}"), self.args)
+    }
+}
+
 pub(crate) fn bind_all<'q>(
     mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     args: Vec<Arg>,
@@ -171,6 +230,7 @@ pub(crate) fn bind_all<'q>(
         q = match a {
             Arg::Text(s) => q.bind(s),
             Arg::Int(i) => q.bind(i),
+            Arg::OptText(s) => q.bind(s),
         };
     }
     q

@@ -9,6 +9,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::row::{
     bind_all, id, json, like_pattern, listing, ms, opt_text, text, time, to_json, Arg, Where,
 };
+use crate::sort::{self, Column, Sort, SortDir, SortKey, Value};
 use crate::sql::SqlTx;
 use crate::{Listing, Page};
 
@@ -41,6 +42,15 @@ pub trait ServiceAccounts {
         filter: &ServiceAccountFilter,
         page: &Page,
     ) -> StoreResult<Listing<ServiceAccount>>;
+    /// A page of service accounts in the order `sort` asks (`None`: newest first, as
+    /// [`ServiceAccounts::list_service_accounts`]): by creation or name.
+    async fn list_service_accounts_sorted(
+        &mut self,
+        org_id: &Id,
+        filter: &ServiceAccountFilter,
+        sort: Option<Sort>,
+        page: &Page,
+    ) -> StoreResult<Listing<ServiceAccount>>;
     /// Saves name, description, roles, status, rate limits and updated_at.
     async fn update_service_account(&mut self, sa: &ServiceAccount) -> StoreResult<()>;
     /// Removes a service account with its keys and credentials; false when there was none.
@@ -65,6 +75,42 @@ fn from_row(r: &AnyRow) -> StoreResult<ServiceAccount> {
         created_at: time(r, "created_at")?,
         updated_at: time(r, "updated_at")?,
     })
+}
+
+/// The `WHERE` clauses of a service account listing.
+fn account_where(org_id: &Id, f: &ServiceAccountFilter) -> Where {
+    let mut w = Where::new();
+    w.push("org_id = ?", Arg::Text(org_id.to_string()));
+    if !f.statuses.is_empty() {
+        let parts: Vec<String> = f
+            .statuses
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        w.clauses.push(format!("status IN ({})", parts.join(", ")));
+    }
+    if let Some(q) = &f.q {
+        w.push(
+            "(lower(name) LIKE ? ESCAPE '\\' OR lower(description) LIKE ? ESCAPE '\\')",
+            Arg::Text(like_pattern(q)),
+        );
+    }
+    if let Some(e) = &f.external_id {
+        w.push("external_id = ?", Arg::Text(e.clone()));
+    }
+    w
+}
+
+/// The column a service accounts listing sorts by, and each account's value in it.
+fn account_column(key: SortKey) -> (Column, fn(&ServiceAccount) -> Value) {
+    match key {
+        SortKey::Name | SortKey::Email => (Column::Lower("name"), |a| Value::Text(a.name.clone())),
+        SortKey::Created | SortKey::LastUsed | SortKey::Expires => {
+            (Column::Int("created_at", 0), |a| {
+                Value::Int(ms(&a.created_at))
+            })
+        }
+    }
 }
 
 #[async_trait]
@@ -109,26 +155,21 @@ impl ServiceAccounts for SqlTx {
         f: &ServiceAccountFilter,
         page: &Page,
     ) -> StoreResult<Listing<ServiceAccount>> {
-        let mut w = Where::new();
-        w.push("org_id = ?", Arg::Text(org_id.to_string()));
-        if !f.statuses.is_empty() {
-            let parts: Vec<String> = f
-                .statuses
-                .iter()
-                .map(|s| format!("'{}'", s.as_str()))
-                .collect();
-            w.clauses.push(format!("status IN ({})", parts.join(", ")));
-        }
-        if let Some(q) = &f.q {
-            w.push(
-                "(lower(name) LIKE ? ESCAPE '\\' OR lower(description) LIKE ? ESCAPE '\\')",
-                Arg::Text(like_pattern(q)),
-            );
-        }
-        if let Some(e) = &f.external_id {
-            w.push("external_id = ?", Arg::Text(e.clone()));
-        }
-        let (sql, args) = w.finish(page, "id");
+        self.list_service_accounts_sorted(org_id, f, None, page)
+            .await
+    }
+
+    async fn list_service_accounts_sorted(
+        &mut self,
+        org_id: &Id,
+        f: &ServiceAccountFilter,
+        sort: Option<Sort>,
+        page: &Page,
+    ) -> StoreResult<Listing<ServiceAccount>> {
+        let w = account_where(org_id, f);
+        let column = sort.map(|s| account_column(s.key));
+        let dir = sort.map_or(SortDir::Desc, |s| s.dir);
+        let (sql, args) = w.finish_sorted(page, "id", column.map(|(c, _)| c), dir);
         let rows = bind_all(
             sqlx::query(&format!("SELECT * FROM service_accounts WHERE {sql}")),
             args,
@@ -136,7 +177,10 @@ impl ServiceAccounts for SqlTx {
         .fetch_all(&mut *self.tx)
         .await?;
         let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-        Ok(listing(items, page, |s| s.id.to_string()))
+        Ok(listing(items, page, |x| match column {
+            None => x.id.to_string(),
+            Some((_, value)) => sort::cursor(x.id.as_str(), &value(x)),
+        }))
     }
 
     async fn update_service_account(&mut self, sa: &ServiceAccount) -> StoreResult<()> {

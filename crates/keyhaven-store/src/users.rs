@@ -11,6 +11,7 @@ use crate::row::{
     bind_all, id, json, json_element_pattern, like_pattern, listing, ms, opt_ms, opt_time, text,
     time, to_json, Arg, Where,
 };
+use crate::sort::{self, Column, Sort, SortDir, SortKey, Value};
 use crate::sql::SqlTx;
 use crate::{Listing, Page};
 
@@ -41,6 +42,15 @@ pub trait Users {
         &mut self,
         org_id: &Id,
         filter: &UserFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<User>>;
+    /// A page of users in the order `sort` asks (`None`: newest first, as
+    /// [`Users::list_users`]): by creation, display name, email or last sign-in.
+    async fn list_users_sorted(
+        &mut self,
+        org_id: &Id,
+        filter: &UserFilter,
+        sort: Option<Sort>,
         page: &Page,
     ) -> StoreResult<Listing<User>>;
     /// Saves display name, roles, status, password hash and updated_at.
@@ -81,6 +91,44 @@ fn from_row(r: &AnyRow) -> StoreResult<User> {
         created_at: time(r, "created_at")?,
         updated_at: time(r, "updated_at")?,
     })
+}
+
+/// The `WHERE` clauses of a users listing.
+fn user_where(org_id: &Id, f: &UserFilter) -> Where {
+    let mut w = Where::new();
+    w.push("org_id = ?", Arg::Text(org_id.to_string()));
+    if let Some(s) = f.status {
+        w.push("status = ?", Arg::Text(s.as_str().into()));
+    }
+    if let Some(r) = &f.role {
+        w.push(
+            "roles LIKE ? ESCAPE '\\'",
+            Arg::Text(json_element_pattern(r)),
+        );
+    }
+    if let Some(q) = &f.q {
+        w.push(
+            "(lower(email) LIKE ? ESCAPE '\\' OR lower(display_name) LIKE ? ESCAPE '\\')",
+            Arg::Text(like_pattern(q)),
+        );
+    }
+    w
+}
+
+/// The column a users listing sorts by, and each user's value in it.
+fn user_column(key: SortKey) -> (Column, fn(&User) -> Value) {
+    match key {
+        SortKey::Name => (Column::Lower("display_name"), |u| {
+            Value::Text(u.display_name.clone())
+        }),
+        SortKey::Email => (Column::Text("email"), |u| Value::Text(u.email.clone())),
+        SortKey::LastUsed => (Column::Int("last_login_at", -1), |u| {
+            Value::Int(opt_ms(&u.last_login_at).unwrap_or(-1))
+        }),
+        SortKey::Created | SortKey::Expires => (Column::Int("created_at", 0), |u| {
+            Value::Int(ms(&u.created_at))
+        }),
+    }
 }
 
 #[async_trait]
@@ -136,24 +184,20 @@ impl Users for SqlTx {
         f: &UserFilter,
         page: &Page,
     ) -> StoreResult<Listing<User>> {
-        let mut w = Where::new();
-        w.push("org_id = ?", Arg::Text(org_id.to_string()));
-        if let Some(s) = f.status {
-            w.push("status = ?", Arg::Text(s.as_str().into()));
-        }
-        if let Some(r) = &f.role {
-            w.push(
-                "roles LIKE ? ESCAPE '\\'",
-                Arg::Text(json_element_pattern(r)),
-            );
-        }
-        if let Some(q) = &f.q {
-            w.push(
-                "(lower(email) LIKE ? ESCAPE '\\' OR lower(display_name) LIKE ? ESCAPE '\\')",
-                Arg::Text(like_pattern(q)),
-            );
-        }
-        let (sql, args) = w.finish(page, "id");
+        self.list_users_sorted(org_id, f, None, page).await
+    }
+
+    async fn list_users_sorted(
+        &mut self,
+        org_id: &Id,
+        f: &UserFilter,
+        sort: Option<Sort>,
+        page: &Page,
+    ) -> StoreResult<Listing<User>> {
+        let w = user_where(org_id, f);
+        let column = sort.map(|s| user_column(s.key));
+        let dir = sort.map_or(SortDir::Desc, |s| s.dir);
+        let (sql, args) = w.finish_sorted(page, "id", column.map(|(c, _)| c), dir);
         let rows = bind_all(
             sqlx::query(&format!("SELECT * FROM users WHERE {sql}")),
             args,
@@ -161,7 +205,10 @@ impl Users for SqlTx {
         .fetch_all(&mut *self.tx)
         .await?;
         let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-        Ok(listing(items, page, |u| u.id.to_string()))
+        Ok(listing(items, page, |x| match column {
+            None => x.id.to_string(),
+            Some((_, value)) => sort::cursor(x.id.as_str(), &value(x)),
+        }))
     }
 
     async fn update_user(&mut self, u: &User) -> StoreResult<()> {

@@ -12,6 +12,7 @@ pub mod organizations;
 pub mod params;
 pub mod patch;
 pub mod ratelimit;
+pub mod recent;
 pub mod roles;
 pub mod schema;
 pub mod service_accounts;
@@ -90,6 +91,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api-keys/{id}/revoke", post(api_keys::revoke))
         .route("/api-keys/{id}/credits", post(api_keys::credits))
         .route("/api-keys/{id}/usage", get(api_keys::usage))
+        .route("/api-keys/{id}/verifications", get(recent::verifications))
         .route("/metrics", get(api_keys::metrics))
         .route("/analytics/verifications", get(analytics::verifications))
         .route("/analytics/top-keys", get(analytics::top_keys))

@@ -41,7 +41,7 @@ impl Modify for Security {
         service_accounts::list_credentials, service_accounts::create_credential, service_accounts::get_credential,
         service_accounts::update_credential, service_accounts::delete_credential,
         api_keys::list, api_keys::create, api_keys::get, api_keys::update, api_keys::delete,
-        api_keys::regenerate, api_keys::revoke, api_keys::credits, api_keys::batch_delete, api_keys::import, api_keys::whoami, api_keys::usage, api_keys::metrics,
+        api_keys::regenerate, api_keys::revoke, api_keys::credits, api_keys::batch_delete, api_keys::import, api_keys::whoami, api_keys::usage, recent::verifications, api_keys::metrics,
         shared_secret::status, shared_secret::reveal, shared_secret::rotate,
         audit_events::list,
         audit_sinks::list, audit_sinks::create, audit_sinks::get, audit_sinks::update, audit_sinks::delete,

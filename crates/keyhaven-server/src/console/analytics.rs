@@ -44,7 +44,7 @@ const CODES: &[(&str, &str, &str)] = &[
     ("INVALID", "Refused (before codes)", "#d92d20"),
 ];
 
-fn code_label(code: &str) -> &str {
+pub(super) fn code_label(code: &str) -> &str {
     CODES
         .iter()
         .find(|(c, _, _)| *c == code)
@@ -52,7 +52,7 @@ fn code_label(code: &str) -> &str {
         .unwrap_or(code)
 }
 
-fn code_colour(code: &str) -> &'static str {
+pub(super) fn code_colour(code: &str) -> &'static str {
     CODES
         .iter()
         .find(|(c, _, _)| *c == code)

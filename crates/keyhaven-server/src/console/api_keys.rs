@@ -19,6 +19,7 @@ use super::forms::{
     self, checklist, csrf, field, form_error, parse_whole, FieldErrors, FormData, Query,
 };
 use super::layout::{self, header, layout};
+use super::sorting::{Sorting, KEY_COLUMNS};
 use super::widgets::{self, chips, key_badge, number, relative, LimitScope};
 use crate::app::AppState;
 use keyhaven_service::api_keys::{
@@ -89,7 +90,23 @@ pub fn keys_table(
     bulk: bool,
     holds: &HashMap<String, OwnerHold>,
 ) -> Markup {
+    keys_table_sorted(c, keys, bulk, holds, None)
+}
+
+/// [`keys_table`] whose Name, Last used and Expires headers sort the list at
+/// `/api-keys` (`sorted`: the sort asked for and the filters to keep).
+fn keys_table_sorted(
+    c: &Console,
+    keys: &[(ApiKey, Vec<String>)],
+    bulk: bool,
+    holds: &HashMap<String, OwnerHold>,
+    sorted: Option<(&Sorting, &[(&str, &str)])>,
+) -> Markup {
     let manage = c.can(Permission::ApiKeysManage);
+    let th = |label: &str, name: &str| match sorted {
+        Some((s, base)) => s.header(label, name, "/api-keys", base),
+        None => html! { th { (label) } },
+    };
     html! {
         div class="table-wrap" {
             table class="table" id="keys-table" {
@@ -100,13 +117,13 @@ pub fn keys_table(
                                 input type="checkbox" id="select-all" aria-label="Select all API keys on this page" data-select-all="ids";
                             }
                         }
-                        th { "Name" }
+                        (th("Name", "name"))
                         th { "Key" }
                         th { "Roles / Scopes" }
                         th { "Tags" }
                         th { "Owner" }
-                        th { "Last used" }
-                        th { "Expires" }
+                        (th("Last used", "last_used"))
+                        (th("Expires", "expires"))
                         th { "Status" }
                         th class="col-actions" { span class="sr-only" { "Actions" } }
                     }
@@ -207,10 +224,12 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
         now: c.now,
         external_id: None,
     };
+    let sorting = Sorting::from_query(&q, KEY_COLUMNS);
     let listing = svc
-        .list_api_keys(
+        .list_api_keys_sorted(
             &c.caller,
             &filter,
+            sorting.sort(),
             &Page {
                 limit: PAGE_SIZE,
                 cursor: q.opt("cursor"),
@@ -226,15 +245,18 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
         Vec::new()
     };
     let filtered = !(status.is_empty() && role.is_empty() && tag.is_empty() && text.is_empty());
-    let base_q = [
+    let filter_q = [
         ("status", status.as_str()),
         ("role", role.as_str()),
         ("tag", tag.as_str()),
         ("q", text.as_str()),
     ];
+    // The filters and the sort: what the pager and the bulk actions keep.
+    let mut base_q = filter_q.to_vec();
+    base_q.extend(sorting.pairs());
     let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
         (true, Some(cur)) => {
-            let mut next_q = base_q.to_vec();
+            let mut next_q = base_q.clone();
             next_q.push(("cursor", cur));
             Some(format!("/api-keys?{}", forms::query_string(&next_q)))
         }
@@ -261,6 +283,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
             div class="metric" { div class="metric-label" { "API calls today" } div class="metric-value" id="metric-calls" { (metrics.api_calls_today) } }
         }
         form class="filters" method="get" action="/api-keys" role="search" aria-label="Filter API keys" {
+            (sorting.hidden_fields())
             div class="field" {
                 label for="filter-q" { "Search" }
                 input id="filter-q" type="search" name="q" value=(text) placeholder="Name or description";
@@ -327,7 +350,7 @@ pub async fn list(State(state): State<AppState>, c: Console, Query(q): Query) ->
                     (shown) @if shown == 1 { " key" } @else { " keys" }
                 }
             }
-            (keys_table(&c, &listing.items, true, &holds))
+            (keys_table_sorted(&c, &listing.items, true, &holds, Some((&sorting, &filter_q))))
             nav class="pager" aria-label="Pagination" {
                 @if q.has("cursor") {
                     a class="btn" href={ "/api-keys?" (forms::query_string(&base_q)) } { "First page" }
@@ -685,6 +708,7 @@ async fn create_form(
     let roles = forms::role_choices(state, c, &[]).await?;
     let accounts = owner_accounts(state, c).await?;
     let owner = form.get("owner");
+    let suggested = super::scopes::suggestions(state, c, &form.list("scopes")).await;
     let body = html! {
         (header("Create API key", Some("The key is shown once, right after you create it."), html! {
             a class="btn btn-link" href="/api-keys" { "Cancel" }
@@ -699,7 +723,7 @@ async fn create_form(
                     textarea id="f-description" name="description" rows="2" { (form.get("description")) }
                 }))
                 (field("Tags", "tags", errors, Some("Separate tags with commas, e.g. billing, production."), forms::text_input("tags", &form.list("tags").join(", "), "text", false)))
-                (field("Scopes", "scopes", errors, Some("What the key may do in your API, separated by commas, e.g. orders:read, billing:write. Your API asks for them when it verifies the key."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
+                (super::scopes::scopes_field(form, errors, "What the key may do in your API, separated by commas, e.g. orders:read, billing:write. Your API asks for them when it verifies the key.", &suggested))
                 @if !roles.is_empty() {
                     details class="management-access" open[!form.list("roles").is_empty()] {
                         summary { "Management access to Keyhaven (optional)" }
@@ -1077,6 +1101,7 @@ async fn details_page(
 ) -> PageResult {
     let (k, perms) = state.service.get_api_key(&c.caller, id).await?;
     let usage = state.service.api_key_usage(&c.caller, id, 30).await?;
+    let recent = state.service.recent_verifications(&c.caller, id).await?;
     let account = owner_account(state, c, &k).await?;
     let hold = state
         .service
@@ -1163,6 +1188,7 @@ async fn details_page(
             (key_limits_card(c, &k, account.as_ref(), manage && live))
             (credits_card(c, &k, manage && live, &adjust))
         }
+        (super::recent::recent_card(&recent))
     };
     forms::form_page(&adjust.errors, layout(c, &k.name, "keys", body))
 }
@@ -1366,6 +1392,7 @@ async fn edit_form(
     errors: &FieldErrors,
 ) -> PageResult {
     let roles = forms::role_choices(state, c, &k.roles).await?;
+    let suggested = super::scopes::suggestions(state, c, &form.list("scopes")).await;
     let body = html! {
         nav class="crumbs" aria-label="Breadcrumb" { a href="/api-keys" { "API Keys" } " / " a href={ "/api-keys/" (k.id) } { (k.name) } " / " span { "Edit" } }
         (header("Edit API key", None, html! {}))
@@ -1383,7 +1410,7 @@ async fn edit_form(
                     input type="hidden" name="roles_present" value="1";
                     (checklist("Roles", "roles", errors, None, &roles, &form.list("roles")))
                 }
-                (field("Scopes", "scopes", errors, Some("Separate scopes with commas."), forms::text_input("scopes", &form.list("scopes").join(", "), "text", false)))
+                (super::scopes::scopes_field(form, errors, "Separate scopes with commas.", &suggested))
                 (field("External ID", "external_id", errors, Some(HINT_EXTERNAL_ID), forms::text_input("external_id", form.get("external_id"), "text", false)))
                 (access_fields(form, errors))
                 p class="hint" { "To change when the key expires, regenerate it: the expiry goes with a secret." }

@@ -15,6 +15,7 @@ use super::auth::Console;
 use super::errors::{self, PageResult};
 use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormData, Query};
 use super::layout::{self, header, layout};
+use super::sorting::{Sorting, ACCOUNT_COLUMNS};
 use super::widgets::{self, badge, chips, key_badge, relative, LimitScope};
 use crate::app::AppState;
 use keyhaven_service::api_keys::OwnerHold;
@@ -59,15 +60,17 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
             ServiceAccountStatus::Suspended,
         ],
     };
+    let sorting = Sorting::from_query(&q, ACCOUNT_COLUMNS);
     let listing = state
         .service
-        .list_service_accounts(
+        .list_service_accounts_sorted(
             &c.caller,
             &ServiceAccountFilter {
                 statuses,
                 q: q.opt("q"),
                 external_id: None,
             },
+            sorting.sort(),
             &Page {
                 limit: 50,
                 cursor: q.opt("cursor"),
@@ -80,10 +83,12 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         .service_account_key_counts(&c.caller, &ids)
         .await?;
     let manage = c.can(Permission::ServiceAccountsManage);
-    let base = [("q", q.get("q")), ("status", show.as_str())];
+    let filter_q = [("q", q.get("q")), ("status", show.as_str())];
+    let mut base = filter_q.to_vec();
+    base.extend(sorting.pairs());
     let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
         (true, Some(cur)) => {
-            let mut n = base.to_vec();
+            let mut n = base.clone();
             n.push(("cursor", cur));
             Some(format!("/settings/api-access?{}", forms::query_string(&n)))
         }
@@ -95,6 +100,7 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         }))
         @if let Some(n) = notice_text(&q) { (widgets::notice(n)) }
         form class="filters" method="get" action="/settings/api-access" role="search" aria-label="Filter service accounts" {
+            (sorting.hidden_fields())
             div class="field" {
                 label for="filter-q" { "Search" }
                 input id="filter-q" type="search" name="q" value=(q.get("q"));
@@ -117,7 +123,12 @@ pub async fn index(State(state): State<AppState>, c: Console, Query(q): Query) -
         } @else {
             div class="table-wrap" {
                 table class="table" id="accounts-table" {
-                    thead { tr { th { "Name" } th { "Description" } th { "Status" } th { "Keys" } th { "Created" } th class="col-actions" { span class="sr-only" { "Actions" } } } }
+                    thead { tr {
+                        (sorting.header("Name", "name", "/settings/api-access", &filter_q))
+                        th { "Description" } th { "Status" } th { "Keys" }
+                        (sorting.header("Created", "created", "/settings/api-access", &filter_q))
+                        th class="col-actions" { span class="sr-only" { "Actions" } }
+                    } }
                     tbody {
                         @for sa in &listing.items {
                             @let n = counts.iter().find(|(i, _)| *i == sa.id).map(|(_, n)| *n).unwrap_or(0);

@@ -11,6 +11,7 @@ use super::auth::Console;
 use super::errors::{self, PageResult};
 use super::forms::{self, checklist, csrf, field, form_error, FieldErrors, FormData, Query};
 use super::layout::{self, header, layout};
+use super::sorting::{Sorting, USER_COLUMNS};
 use super::widgets::{self, badge, chips, relative};
 use crate::app::AppState;
 use keyhaven_service::users::{CreateUser, NewUser, UpdateUser, UserPatch};
@@ -34,15 +35,17 @@ pub fn notice_text(q: &FormData) -> Option<&'static str> {
 /// `GET /users`.
 pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -> PageResult {
     c.require(Permission::UsersView)?;
+    let sorting = Sorting::from_query(&q, USER_COLUMNS);
     let listing = state
         .service
-        .list_users(
+        .list_users_sorted(
             &c.caller,
             &UserFilter {
                 status: None,
                 role: None,
                 q: q.opt("q"),
             },
+            sorting.sort(),
             &Page {
                 limit: 50,
                 cursor: q.opt("cursor"),
@@ -50,12 +53,15 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
         )
         .await?;
     let text = q.get("q");
-    let base = [("q", text)];
+    let filter_q = [("q", text)];
+    let mut base = filter_q.to_vec();
+    base.extend(sorting.pairs());
     let next_href = match (listing.has_more, listing.next_cursor.as_deref()) {
-        (true, Some(cur)) => Some(format!(
-            "/users?{}",
-            forms::query_string(&[("q", text), ("cursor", cur)])
-        )),
+        (true, Some(cur)) => {
+            let mut n = base.clone();
+            n.push(("cursor", cur));
+            Some(format!("/users?{}", forms::query_string(&n)))
+        }
         _ => None,
     };
     let me = c.caller.user_id();
@@ -68,6 +74,7 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
         }))
         @if let Some(n) = notice_text(&q) { (widgets::notice(n)) }
         form class="filters" method="get" action="/users" role="search" aria-label="Search users" {
+            (sorting.hidden_fields())
             div class="field" {
                 label for="filter-q" { "Search" }
                 input id="filter-q" type="search" name="q" value=(text) placeholder="Email or display name";
@@ -82,7 +89,13 @@ pub async fn users(State(state): State<AppState>, c: Console, Query(q): Query) -
         } @else {
             div class="table-wrap" {
                 table class="table" id="users-table" {
-                    thead { tr { th { "Email" } th { "Display name" } th { "Roles" } th { "Status" } th { "Last login" } th class="col-actions" { span class="sr-only" { "Actions" } } } }
+                    thead { tr {
+                        (sorting.header("Email", "email", "/users", &filter_q))
+                        (sorting.header("Display name", "name", "/users", &filter_q))
+                        th { "Roles" } th { "Status" }
+                        (sorting.header("Last login", "last_login", "/users", &filter_q))
+                        th class="col-actions" { span class="sr-only" { "Actions" } }
+                    } }
                     tbody {
                         @for u in &listing.items {
                             @let own = me.as_ref() == Some(&u.id);

@@ -1959,5 +1959,6 @@ both_backends!(role_edit_by_a_partial_manager);
 mod analytics;
 mod audit_sinks;
 mod import;
+mod rest;
 mod safety;
 mod usage;

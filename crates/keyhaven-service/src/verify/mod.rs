@@ -21,6 +21,7 @@
 pub mod cache;
 pub mod changes;
 pub mod index;
+pub mod recent;
 pub mod usage;
 
 use std::collections::HashSet;
@@ -350,7 +351,12 @@ impl Verifier {
         // Analytics: a key's verification in its organization; one without a key only
         // when asked in an organization's scope (verify/usage.rs).
         match (&verdict.key, org) {
-            (Some(k), _) => self.usage.record(k, verdict.code, usage.tags, now),
+            (Some(k), _) => {
+                self.usage.record(k, verdict.code, usage.tags, now);
+                self.usage
+                    .recent
+                    .record(k, verdict.code, ip, usage.tags, now);
+            }
             (None, Some(o)) => self.usage.record_keyless(o, verdict.code, usage.tags, now),
             (None, None) => {}
         }

@@ -16,6 +16,7 @@ use keyhaven_core::id::Id;
 use keyhaven_store::{Store, VerificationCount};
 
 use super::cache::{CachedKey, Owner};
+use super::recent::{RecentLog, RECENT_PER_KEY};
 use super::Code;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -70,6 +71,8 @@ pub struct UsageCounter {
     /// Verifications not counted in a tag or organization row because
     /// [`MAX_EXTRA_ROWS`] were already waiting.
     pub dropped: AtomicU64,
+    /// The last verifications of each key, written with the counts.
+    pub recent: RecentLog,
 }
 
 fn code_of(i: usize) -> Code {
@@ -213,11 +216,13 @@ impl UsageCounter {
         (rows, touched)
     }
 
-    /// Writes the counts to the store in one transaction. On failure the counts are
+    /// Writes the counts, and the recent verifications of each key, to the store in
+    /// one transaction. On failure the counts are
     /// put back, so nothing is lost; they go out with the next flush.
     pub async fn flush(&self, store: &Arc<dyn Store>) -> Result<usize, keyhaven_store::StoreError> {
         let (mut rows, touched) = self.drain();
-        if rows.is_empty() {
+        let recent = self.recent.drain();
+        if rows.is_empty() && recent.is_empty() {
             self.mark_flushed();
             return Ok(0);
         }
@@ -245,6 +250,9 @@ impl UsageCounter {
                 .collect();
             let keep: Vec<VerificationCount> = keep.into_iter().cloned().collect();
             tx.add_verifications(&keep).await?;
+            if !recent.is_empty() {
+                tx.add_recent_verifications(&recent).await?;
+            }
             for (id, ms) in &touched {
                 tx.touch_key(id, keyhaven_core::time::from_millis(*ms))
                     .await?;
@@ -255,12 +263,16 @@ impl UsageCounter {
         match result {
             Ok(()) => {
                 self.mark_flushed();
+                if !recent.is_empty() {
+                    trim_recent(store, &recent).await;
+                }
                 Ok(rows.len())
             }
             Err(e) => {
                 for r in rows.drain(..) {
                     self.put_back(r);
                 }
+                self.recent.put_back(recent);
                 for (id, ms) in &touched {
                     let idb = super::cache::id_bytes(id.as_str());
                     if let Some(c) = self.counts.iter().find(|e| e.key().0 == idb) {
@@ -313,5 +325,26 @@ impl UsageCounter {
     pub fn is_empty(&self) -> bool {
         self.counts.iter().all(|e| e.total() == 0)
             && self.extra.iter().all(|e| e.n.load(Ordering::Relaxed) == 0)
+            && self.recent.is_empty()
+    }
+}
+
+/// Trims each key just written to its newest [`RECENT_PER_KEY`] rows, in a transaction
+/// of its own after the flush's: a failure (two nodes trimming one key at once may
+/// deadlock on PostgreSQL) costs nothing but a few extra rows until that key's next
+/// flush, which readers never see past their limit, and never the counts.
+async fn trim_recent(store: &Arc<dyn Store>, rows: &[keyhaven_store::RecentVerification]) {
+    let mut keys: Vec<Id> = rows.iter().map(|r| r.key_id.clone()).collect();
+    keys.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    keys.dedup();
+    let result = async {
+        let mut tx = store.begin().await?;
+        tx.trim_recent_verifications(&keys, RECENT_PER_KEY as i64)
+            .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot trim the recent verifications; trying with the next flush");
     }
 }
