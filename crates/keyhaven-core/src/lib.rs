@@ -4,8 +4,9 @@
 //! (the current time is always passed in) and no global randomness (an RNG is passed
 //! in). That keeps every rule of the product — the key format, the permission catalog
 //! and the no-escalation rule, the lifecycles of users, service accounts, keys and
-//! credentials, the audit hash chain and the validation of every API field — testable
-//! in microseconds, and lets the storage and HTTP layers stay thin.
+//! credentials, the audit hash chain and the typed values every API field is parsed
+//! into ([`value`]) — testable in microseconds, and lets the storage and HTTP layers
+//! stay thin.
 
 pub mod api_key;
 pub mod audit;

@@ -1043,6 +1043,78 @@ mod tests {
     }
 
     #[test]
+    fn expiry_is_one_of_two_fields_and_in_the_future() {
+        use chrono::TimeZone;
+        let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let past = now - chrono::Duration::days(1);
+        assert!(Expiry::parse(Some(now), Some(3)).is_err());
+        assert!(Expiry::parse(None, Some(0)).is_err());
+        assert!(Expiry::parse(None, Some(3651)).is_err());
+        assert_eq!(
+            Expiry::parse(None, Some(2))
+                .unwrap()
+                .resolve(now, false)
+                .unwrap(),
+            Some(now + chrono::Duration::days(2))
+        );
+        assert!(Expiry::At(past).resolve(now, false).is_err());
+        assert_eq!(Expiry::At(past).resolve(now, true).unwrap(), Some(past));
+        assert_eq!(Expiry::Never.resolve(now, false).unwrap(), None);
+    }
+
+    #[test]
+    fn limits_merge_the_default_and_a_patch_is_checked_against_the_result() {
+        use crate::api_key::RateLimit;
+        use crate::usage_control::NamedLimit;
+        let named = |n: &str| NamedLimit {
+            name: n.into(),
+            limit: 10,
+            duration_ms: 1000,
+            auto_apply: true,
+        };
+        let rl = RateLimit {
+            limit: 5,
+            duration_ms: 60_000,
+        };
+        let l = Limits::parse(Some(rl), Some(vec![named("default"), named("burst")])).unwrap();
+        let names: Vec<&str> = l.items().iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["default", "burst"]);
+        assert_eq!(l.items()[0].limit, 5);
+        assert!(Limits::parse(None, Some(vec![named("a"), named("a")])).is_err());
+        let patch = LimitsPatch::parse(Some(None), None).unwrap();
+        let after = patch.apply(l.items()).unwrap();
+        assert_eq!(after.items().len(), 1);
+        assert!(LimitsPatch::parse(
+            Some(Some(RateLimit {
+                limit: 0,
+                duration_ms: 1000
+            })),
+            None
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn errors_are_collected_in_order() {
+        let mut e = Errors::default();
+        assert_eq!(
+            e.take(KeyName::parse("ok", "name")).map(String::from),
+            Some("ok".into())
+        );
+        assert!(e.take(KeyName::parse("", "a")).is_none());
+        assert!(e.take(Tag::parse("", "b")).is_none());
+        let params: Vec<Option<String>> = e
+            .into_vec()
+            .into_iter()
+            .map(|e| match e {
+                DomainError::Invalid { param, .. } => param,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(params, [Some("a".to_string()), Some("b".to_string())]);
+    }
+
+    #[test]
     fn lists_drop_repeats_and_count() {
         let t = Tags::parse(&["a".into(), " a ".into(), "b".into()], "tags").unwrap();
         assert_eq!(t.to_strings(), ["a", "b"]);

@@ -1321,3 +1321,151 @@ impl Service {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(errors: &[DomainError]) -> Vec<String> {
+        errors
+            .iter()
+            .map(|e| match e {
+                DomainError::Invalid { param, .. } => param.clone().unwrap_or_default(),
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_draft_is_parsed_with_every_mistake_in_field_order() {
+        let errors = NewApiKey::parse_all(CreateApiKey {
+            name: "   ".into(),
+            tags: Some(vec!["ok".into(), "".into()]),
+            scopes: Some(vec!["Bad Scope".into()]),
+            expires_in_days: Some(0),
+            allowed_cidrs: Some(vec!["10.0.0.0/33".into()]),
+            metadata: Some(serde_json::json!([1])),
+            owner: Some(OwnerRef {
+                kind: PrincipalKind::ServiceAccount,
+                id: "nope".into(),
+            }),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            params(&errors),
+            [
+                "name",
+                "tags[1]",
+                "scopes[0]",
+                "expires_in_days",
+                "allowed_cidrs[0]",
+                "metadata",
+                "owner.id"
+            ]
+        );
+        // The API names the first.
+        let first = NewApiKey::try_from(CreateApiKey {
+            name: "".into(),
+            scopes: Some(vec!["Bad".into()]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(
+            first,
+            DomainError::Invalid {
+                code: "name_required",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_valid_draft_gets_the_defaults() {
+        let k = NewApiKey::try_from(CreateApiKey {
+            name: "  ci deploy ".into(),
+            tags: Some(vec!["a".into(), "a".into()]),
+            remaining: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(k.name.as_str(), "ci deploy");
+        assert_eq!(k.tags.to_strings(), ["a"]);
+        assert_eq!(k.expiry, Expiry::Never);
+        assert!(k.enabled);
+        assert_eq!(k.credits.map(|c| c.get().remaining), Some(5));
+        assert_eq!(k.metadata.into_inner(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn credits_and_remaining_must_agree() {
+        let c = |remaining| Credits {
+            remaining,
+            refill: None,
+            low_threshold: None,
+        };
+        assert!(NewApiKey::try_from(CreateApiKey {
+            name: "k".into(),
+            remaining: Some(5),
+            credits: Some(c(6)),
+            ..Default::default()
+        })
+        .is_err());
+        assert_eq!(
+            CreditsPatch::parse(Some(Some(c(5))), Some(Some(5))).unwrap(),
+            CreditsPatch::Replace(Some(CreditSettings::parse(c(5)).unwrap()))
+        );
+        assert_eq!(
+            CreditsPatch::parse(None, Some(None)).unwrap(),
+            CreditsPatch::Replace(None)
+        );
+        assert!(matches!(
+            CreditsPatch::parse(None, Some(Some(7))).unwrap(),
+            CreditsPatch::Balance(b) if b.get() == 7
+        ));
+        assert!(CreditsPatch::parse(None, Some(Some(-1))).is_err());
+        assert_eq!(CreditsPatch::parse(None, None).unwrap(), CreditsPatch::Keep);
+    }
+
+    #[test]
+    fn a_patch_parses_only_what_it_changes() {
+        let p = ApiKeyPatch::try_from(UpdateApiKey {
+            external_id: Some(None),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(p.name.is_none() && p.limits.is_empty());
+        assert_eq!(p.external_id, Some(None));
+        let errors = ApiKeyPatch::parse_all(UpdateApiKey {
+            name: Some("".into()),
+            external_id: Some(Some("".into())),
+            ratelimit: Some(Some(RateLimit {
+                limit: 0,
+                duration_ms: 1000,
+            })),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(params(&errors), ["name", "external_id", "ratelimit.limit"]);
+    }
+
+    #[test]
+    fn regeneration_needs_an_expiry_and_a_grace_in_range() {
+        assert!(Regenerate::try_from(RegenerateApiKey {
+            expires_at: None,
+            grace_period_seconds: None,
+        })
+        .is_err());
+        assert!(Regenerate::try_from(RegenerateApiKey {
+            expires_at: Some(None),
+            grace_period_seconds: Some(604_801),
+        })
+        .is_err());
+        let r = Regenerate::try_from(RegenerateApiKey {
+            expires_at: Some(None),
+            grace_period_seconds: Some(3600),
+        })
+        .unwrap();
+        assert_eq!(r.grace.get().num_seconds(), 3600);
+    }
+}

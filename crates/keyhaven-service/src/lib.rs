@@ -1,9 +1,18 @@
 //! Keyhaven's use cases: one method of [`Service`] per action, the only place that
 //! combines permission checks, domain rules, storage and audit. The REST API, the
 //! console and the CLI all call these, so the three can never disagree about a rule.
-//! This crate knows nothing of HTTP (no axum, utoipa, maud or tower): its inputs are
-//! plain structs (`CreateApiKey`, `UpdateUser`, …) that the edges build from JSON
-//! bodies, forms and flags.
+//! This crate knows nothing of HTTP (no axum, utoipa, maud or tower).
+//!
+//! Parse, don't validate: a use case works on typed commands (`NewApiKey`,
+//! `ApiKeyPatch`, `Regenerate`, `NewServiceAccount`, `NewUser`, `NewRole`, …) whose
+//! fields are the typed values of [`keyhaven_core::value`] (`KeyName`, `Tags`,
+//! `RoleNames`, `Email`, `Limits`, `Expiry`…), which can only hold what is valid. The
+//! edges fill in a draft as sent (`CreateApiKey`, `UpdateUser`, …: the JSON body, the
+//! form, the flags) and each command has one parser for it (`parse_all`, which reports
+//! every mistake for a form, and `TryFrom`, which reports the first for an answer). A use
+//! case takes anything that converts into its command and converts it right after the
+//! permission check, so a caller who may not act is refused before their input is
+//! judged; the console parses first itself, to show every mistake at once.
 //!
 //! Every mutation runs in one store transaction together with its audit entry, its
 //! webhook events and its change-log rows, ending in `Service::commit_mutation`.

@@ -14,7 +14,7 @@ use super::layout::{self, header, layout};
 use super::widgets::{self, badge, chips};
 use crate::app::AppState;
 use keyhaven_core::webhook_event::WebhookEvent;
-use keyhaven_service::webhooks::{CreateWebhook, UpdateWebhook};
+use keyhaven_service::webhooks::{CreateWebhook, NewWebhook, UpdateWebhook, WebhookPatch};
 use keyhaven_store::WebhookEndpoint;
 
 async fn webhooks_page(
@@ -158,11 +158,19 @@ pub async fn create_webhook(
     form: FormData,
 ) -> PageResult {
     c.check_csrf(&form)?;
-    let input = CreateWebhook {
+    let draft = CreateWebhook {
         url: form.get("url").trim().to_string(),
         events: form.list("events"),
         description: form.opt("description"),
         enabled: Some(form.has("enabled")),
+    };
+    // Every mistake at once: the address (against this server's outbound policy) and
+    // the parsed fields — for someone who may change webhooks.
+    c.require(Permission::WebhooksManage)?;
+    let mut errors = FieldErrors::default();
+    errors.check(state.service.check_webhook_url(&draft.url).await, &[]);
+    let Some(input) = errors.parsed(NewWebhook::try_from(draft).map_err(|e| vec![e]), &[]) else {
+        return webhooks_page(&state, &c, None, &form, &errors).await;
     };
     match state.service.create_webhook(&c.caller, input).await {
         Ok(_) => Ok(layout::see_other("/settings/webhooks?notice=created")),
@@ -226,11 +234,24 @@ pub async fn edit_webhook(
 ) -> PageResult {
     c.check_csrf(&form)?;
     let id = errors::path_id(&id, "webhook")?;
-    let input = UpdateWebhook {
+    let draft = UpdateWebhook {
         url: Some(form.get("url").trim().to_string()),
         events: Some(form.list("events")),
         description: Some(form.get("description").to_string()),
         enabled: Some(form.has("enabled")),
+    };
+    c.require(Permission::WebhooksManage)?;
+    let mut errors = FieldErrors::default();
+    errors.check(
+        state
+            .service
+            .check_webhook_url(draft.url.as_deref().unwrap_or_default())
+            .await,
+        &[],
+    );
+    let Some(input) = errors.parsed(WebhookPatch::try_from(draft).map_err(|e| vec![e]), &[]) else {
+        let w = state.service.get_webhook(&c.caller, &id).await?;
+        return webhook_edit_form(&c, &w, &form, &errors);
     };
     match state.service.update_webhook(&c.caller, &id, input).await {
         Ok(_) => Ok(layout::see_other("/settings/webhooks?notice=updated")),
