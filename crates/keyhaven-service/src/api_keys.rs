@@ -10,7 +10,7 @@ use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role;
 use keyhaven_core::service_account::ServiceAccountStatus;
 use keyhaven_core::time::{self, Timestamp};
-use keyhaven_core::usage_control::{self, CreditOp, Credits, NamedLimit};
+use keyhaven_core::usage_control::{CreditOp, Credits, NamedLimit};
 use keyhaven_core::value::{
     Balance, CreditSettings, Description, Errors, Expiry, ExternalId, GracePeriod, KeyName, Limits,
     LimitsPatch, Metadata, Networks, RoleNames, Scopes, Tags,
@@ -1062,7 +1062,7 @@ impl Service {
     ) -> ServiceResult<i64> {
         self.authorize(caller, Permission::ApiKeysManage, Action::ApiKeyCredits)
             .await?;
-        usage_control::validate_balance(value, "value")?;
+        let value = Balance::parse(value, "value")?.get();
         // What was spent and is written behind goes to the database first, so the
         // audited balance "before" is the one counted.
         self.verifier

@@ -9,7 +9,8 @@ use keyhaven_core::audit_sink::{self, SinkTarget, Start, Transport};
 use keyhaven_core::id::Id;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::principal::{Principal, PrincipalKind};
-use keyhaven_core::{validate, DomainError};
+use keyhaven_core::value::Description;
+use keyhaven_core::DomainError;
 use keyhaven_store::{AuditSink, Listing, Page};
 use serde_json::json;
 
@@ -37,7 +38,7 @@ pub struct SinkFields {
     pub max_files: Option<i64>,
 }
 
-/// Input of `POST /audit-sinks`.
+/// What `POST /audit-sinks` carries, as sent: a draft [`NewAuditSink`] parses.
 #[derive(Debug, Clone, Default)]
 pub struct CreateAuditSink {
     /// `http`, `syslog` or `file`.
@@ -52,7 +53,8 @@ pub struct CreateAuditSink {
     pub start: Option<String>,
 }
 
-/// Input of `PATCH /audit-sinks/{id}` (the kind cannot change).
+/// What `PATCH /audit-sinks/{id}` carries, as sent (the kind cannot change): a draft
+/// [`AuditSinkPatch`] parses.
 #[derive(Debug, Clone, Default)]
 pub struct UpdateAuditSink {
     /// The kind's settings to change.
@@ -61,6 +63,183 @@ pub struct UpdateAuditSink {
     pub description: Option<String>,
     /// Turn delivery on or off.
     pub enabled: Option<bool>,
+}
+
+/// A sink's settings, parsed for its kind; the outbound policy (which needs this
+/// server's settings and DNS) is checked by the use case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// Batches POSTed to `url` (as sent).
+    Http {
+        /// The receiver.
+        url: String,
+    },
+    /// RFC 5424 messages to `host:port`.
+    Syslog {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// TCP or UDP.
+        transport: Transport,
+    },
+    /// JSON lines under the organization's audit directory.
+    File {
+        /// Relative path.
+        path: String,
+        /// Rotate at this size.
+        max_bytes: i64,
+        /// Rotated files kept.
+        max_files: i64,
+    },
+}
+
+impl SinkSpec {
+    /// Parses the fields of a sink of `kind`, refusing those of another kind.
+    pub fn parse(kind: &str, f: &SinkFields) -> Result<Self, DomainError> {
+        if !matches!(kind, "http" | "syslog" | "file") {
+            return Err(bad_kind());
+        }
+        only(kind, f)?;
+        Ok(match kind {
+            "http" => SinkSpec::Http {
+                url: f.url.clone().ok_or_else(|| required("url", kind))?,
+            },
+            "syslog" => SinkSpec::Syslog {
+                host: audit_sink::validate_host(
+                    f.host.as_deref().ok_or_else(|| required("host", kind))?,
+                )?,
+                port: audit_sink::validate_port(f.port.unwrap_or(514))?,
+                transport: transport(f.transport.as_deref().unwrap_or("tcp"))?,
+            },
+            _ => SinkSpec::File {
+                path: audit_sink::validate_file_path(
+                    f.path.as_deref().ok_or_else(|| required("path", kind))?,
+                )?,
+                max_bytes: audit_sink::validate_max_bytes(
+                    f.max_bytes.unwrap_or(audit_sink::DEFAULT_MAX_BYTES),
+                )?,
+                max_files: audit_sink::validate_max_files(
+                    f.max_files.unwrap_or(audit_sink::DEFAULT_MAX_FILES),
+                )?,
+            },
+        })
+    }
+}
+
+/// Changes to a sink's settings, each parsed; which apply depends on the sink's kind
+/// (checked against the sink by the use case).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkChanges {
+    /// New receiver (`http`).
+    pub url: Option<String>,
+    /// New host (`syslog`).
+    pub host: Option<String>,
+    /// New port (`syslog`).
+    pub port: Option<u16>,
+    /// New transport (`syslog`).
+    pub transport: Option<Transport>,
+    /// New path (`file`).
+    pub path: Option<String>,
+    /// New rotation size (`file`).
+    pub max_bytes: Option<i64>,
+    /// New number of rotated files (`file`).
+    pub max_files: Option<i64>,
+}
+
+impl SinkChanges {
+    /// Parses each given field.
+    pub fn parse(f: &SinkFields) -> Result<Self, DomainError> {
+        Ok(Self {
+            url: f.url.clone(),
+            host: f
+                .host
+                .as_deref()
+                .map(audit_sink::validate_host)
+                .transpose()?,
+            port: f.port.map(audit_sink::validate_port).transpose()?,
+            transport: f.transport.as_deref().map(transport).transpose()?,
+            path: f
+                .path
+                .as_deref()
+                .map(audit_sink::validate_file_path)
+                .transpose()?,
+            max_bytes: f
+                .max_bytes
+                .map(audit_sink::validate_max_bytes)
+                .transpose()?,
+            max_files: f
+                .max_files
+                .map(audit_sink::validate_max_files)
+                .transpose()?,
+        })
+    }
+
+    /// The fields as given, to check them against a kind.
+    fn given(&self) -> SinkFields {
+        SinkFields {
+            url: self.url.clone(),
+            host: self.host.clone(),
+            port: self.port.map(i64::from),
+            transport: self.transport.map(|t| t.as_str().to_string()),
+            path: self.path.clone(),
+            max_bytes: self.max_bytes,
+            max_files: self.max_files,
+        }
+    }
+}
+
+/// A new sink, parsed.
+#[derive(Debug, Clone)]
+pub struct NewAuditSink {
+    /// Its kind and settings.
+    pub spec: SinkSpec,
+    /// Free text.
+    pub description: Description,
+    /// Whether delivery is on.
+    pub enabled: bool,
+    /// Where in the chain it starts.
+    pub start: Start,
+}
+
+impl TryFrom<CreateAuditSink> for NewAuditSink {
+    type Error = DomainError;
+
+    fn try_from(d: CreateAuditSink) -> Result<Self, DomainError> {
+        Ok(Self {
+            spec: SinkSpec::parse(d.kind.trim(), &d.fields)?,
+            start: Start::parse(d.start.as_deref().unwrap_or("beginning"))?,
+            description: Description::parse(d.description.as_deref().unwrap_or(""), "description")?,
+            enabled: d.enabled.unwrap_or(true),
+        })
+    }
+}
+
+/// A change to a sink, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSinkPatch {
+    /// Its settings to change.
+    pub changes: SinkChanges,
+    /// New description.
+    pub description: Option<Description>,
+    /// Delivery on or off.
+    pub enabled: Option<bool>,
+}
+
+impl TryFrom<UpdateAuditSink> for AuditSinkPatch {
+    type Error = DomainError;
+
+    fn try_from(d: UpdateAuditSink) -> Result<Self, DomainError> {
+        Ok(Self {
+            changes: SinkChanges::parse(&d.fields)?,
+            description: d
+                .description
+                .as_deref()
+                .map(|x| Description::parse(x, "description"))
+                .transpose()?,
+            enabled: d.enabled,
+        })
+    }
 }
 
 /// A sink with how far behind it is.
@@ -165,25 +344,17 @@ impl Service {
         Ok(())
     }
 
-    /// The target a create asks for.
-    async fn new_target(&self, kind: &str, f: &SinkFields) -> ServiceResult<SinkTarget> {
-        if !matches!(kind, "http" | "syslog" | "file") {
-            return Err(bad_kind().into());
-        }
-        only(kind, f)?;
-        Ok(match kind {
-            "http" => {
-                let url = f.url.as_deref().ok_or_else(|| required("url", kind))?;
-                SinkTarget::Http {
-                    url: self.check_webhook_url(url).await?,
-                }
-            }
-            "syslog" => {
-                let host = audit_sink::validate_host(
-                    f.host.as_deref().ok_or_else(|| required("host", kind))?,
-                )?;
-                let port = audit_sink::validate_port(f.port.unwrap_or(514))?;
-                let transport = transport(f.transport.as_deref().unwrap_or("tcp"))?;
+    /// The target a create asks for, its address checked against the outbound policy.
+    async fn new_target(&self, spec: SinkSpec) -> ServiceResult<SinkTarget> {
+        Ok(match spec {
+            SinkSpec::Http { url } => SinkTarget::Http {
+                url: self.check_webhook_url(&url).await?,
+            },
+            SinkSpec::Syslog {
+                host,
+                port,
+                transport,
+            } => {
                 self.check_syslog_host(&host, port).await?;
                 SinkTarget::Syslog {
                     host,
@@ -191,27 +362,24 @@ impl Service {
                     transport,
                 }
             }
-            "file" => SinkTarget::File {
-                path: audit_sink::validate_file_path(
-                    f.path.as_deref().ok_or_else(|| required("path", kind))?,
-                )?,
-                max_bytes: audit_sink::validate_max_bytes(
-                    f.max_bytes.unwrap_or(audit_sink::DEFAULT_MAX_BYTES),
-                )?,
-                max_files: audit_sink::validate_max_files(
-                    f.max_files.unwrap_or(audit_sink::DEFAULT_MAX_FILES),
-                )?,
+            SinkSpec::File {
+                path,
+                max_bytes,
+                max_files,
+            } => SinkTarget::File {
+                path,
+                max_bytes,
+                max_files,
             },
-            _ => return Err(bad_kind().into()),
         })
     }
 
-    /// `old` with the changes `f` asks for.
-    async fn changed_target(&self, old: &SinkTarget, f: &SinkFields) -> ServiceResult<SinkTarget> {
-        only(old.kind(), f)?;
+    /// `old` with the changes `c` asks for (fields of another kind are refused).
+    async fn changed_target(&self, old: &SinkTarget, c: SinkChanges) -> ServiceResult<SinkTarget> {
+        only(old.kind(), &c.given())?;
         Ok(match old.clone() {
             SinkTarget::Http { url } => SinkTarget::Http {
-                url: match f.url.as_deref() {
+                url: match c.url.as_deref() {
                     Some(u) => self.check_webhook_url(u).await?,
                     None => url,
                 },
@@ -221,25 +389,16 @@ impl Service {
                 port,
                 transport: tr,
             } => {
-                let host = match f.host.as_deref() {
-                    Some(h) => audit_sink::validate_host(h)?,
-                    None => host,
-                };
-                let port = match f.port {
-                    Some(p) => audit_sink::validate_port(p)?,
-                    None => port,
-                };
-                let tr = match f.transport.as_deref() {
-                    Some(t) => transport(t)?,
-                    None => tr,
-                };
-                if f.host.is_some() || f.port.is_some() {
+                let moved = c.host.is_some() || c.port.is_some();
+                let host = c.host.unwrap_or(host);
+                let port = c.port.unwrap_or(port);
+                if moved {
                     self.check_syslog_host(&host, port).await?;
                 }
                 SinkTarget::Syslog {
                     host,
                     port,
-                    transport: tr,
+                    transport: c.transport.unwrap_or(tr),
                 }
             }
             SinkTarget::File {
@@ -247,18 +406,9 @@ impl Service {
                 max_bytes,
                 max_files,
             } => SinkTarget::File {
-                path: match f.path.as_deref() {
-                    Some(p) => audit_sink::validate_file_path(p)?,
-                    None => path,
-                },
-                max_bytes: match f.max_bytes {
-                    Some(v) => audit_sink::validate_max_bytes(v)?,
-                    None => max_bytes,
-                },
-                max_files: match f.max_files {
-                    Some(v) => audit_sink::validate_max_files(v)?,
-                    None => max_files,
-                },
+                path: c.path.unwrap_or(path),
+                max_bytes: c.max_bytes.unwrap_or(max_bytes),
+                max_files: c.max_files.unwrap_or(max_files),
             },
         })
     }
@@ -284,15 +434,15 @@ impl Service {
     pub async fn create_audit_sink(
         &self,
         caller: &Caller,
-        input: CreateAuditSink,
+        input: impl TryInto<NewAuditSink, Error: Into<ServiceError>>,
     ) -> ServiceResult<AuditSinkStatus> {
         self.authorize(caller, Permission::AuditManage, Action::AuditSinkCreate)
             .await?;
-        let kind = input.kind.trim().to_string();
-        let target = self.new_target(&kind, &input.fields).await?;
-        let start = Start::parse(input.start.as_deref().unwrap_or("beginning"))?;
-        let description =
-            validate::description(input.description.as_deref().unwrap_or(""), "description")?;
+        // Authorized first: a caller who may not act learns nothing about the input.
+        let input: NewAuditSink = input.try_into().map_err(Into::into)?;
+        let start = input.start;
+        let description = input.description.into_inner();
+        let target = self.new_target(input.spec).await?;
         let now = self.now();
         let mut tx = self.store.begin().await?;
         let (cursor_seq, cursor_hash) = match start {
@@ -307,7 +457,7 @@ impl Service {
             org_id: caller.org_id.clone(),
             target,
             description,
-            enabled: input.enabled.unwrap_or(true),
+            enabled: input.enabled,
             cursor_seq,
             cursor_hash,
             last_delivered_at: None,
@@ -383,22 +533,19 @@ impl Service {
         &self,
         caller: &Caller,
         id: &Id,
-        input: UpdateAuditSink,
+        input: impl TryInto<AuditSinkPatch, Error: Into<ServiceError>>,
     ) -> ServiceResult<AuditSinkStatus> {
         self.authorize(caller, Permission::AuditManage, Action::AuditSinkUpdate)
             .await?;
-        let description = input
-            .description
-            .as_deref()
-            .map(|d| validate::description(d, "description"))
-            .transpose()?;
+        let input: AuditSinkPatch = input.try_into().map_err(Into::into)?;
+        let description = input.description.map(Description::into_inner);
         let old = {
             let mut tx = self.store.read().await?;
             tx.audit_sink(&caller.org_id, id)
                 .await?
                 .ok_or(ServiceError::NotFound("audit sink"))?
         };
-        let target = self.changed_target(&old.target, &input.fields).await?;
+        let target = self.changed_target(&old.target, input.changes).await?;
         let mut tx = self.store.begin().await?;
         let mut s = tx
             .audit_sink(&caller.org_id, id)

@@ -3,11 +3,10 @@
 
 use keyhaven_core::audit::Action;
 use keyhaven_core::audit::Outcome;
-use keyhaven_core::organization::{self, Organization, DEFAULT_KEY_PREFIX};
+use keyhaven_core::organization::{Organization, DEFAULT_KEY_PREFIX};
 use keyhaven_core::principal::{Principal, PrincipalKind};
 use keyhaven_core::role::SUPER_ADMIN;
 use keyhaven_core::user::{User, UserStatus};
-use keyhaven_core::validate;
 use serde_json::json;
 
 use crate::password;
@@ -64,9 +63,9 @@ impl Service {
         admin_email: &str,
         admin_password: &str,
     ) -> ServiceResult<(Organization, User)> {
-        let name = organization::validate_name(name)?;
-        let email = validate::email(admin_email, "admin_email")?;
-        validate::new_password(admin_password, "admin_password")?;
+        let name = keyhaven_core::value::OrganizationName::parse(name, "name")?.into_inner();
+        let email = keyhaven_core::value::Email::parse(admin_email, "admin_email")?.into_inner();
+        keyhaven_core::value::NewPassword::parse(admin_password, "admin_password")?;
         let hash = password::hash(admin_password).await?;
         let now = self.now();
         let org = Organization {

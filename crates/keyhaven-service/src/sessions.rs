@@ -389,7 +389,8 @@ impl Service {
                 "users_only",
                 "only portal users have a password",
             ))?;
-        validate::new_password(new, "new_password")?;
+        let new = keyhaven_core::value::NewPassword::parse(new, "new_password")?;
+        let new = new.expose();
         let user = {
             let mut tx = self.store.read().await?;
             tx.user(&caller.org_id, &user_id)

@@ -3,7 +3,6 @@
 use keyhaven_core::audit::Action;
 use keyhaven_core::permission::Permission;
 use keyhaven_core::user::{self, User, UserStatus};
-use keyhaven_core::validate;
 use keyhaven_core::value::{DisplayName, Email, Errors, NewPassword, RoleNames};
 use keyhaven_core::DomainError;
 use serde_json::json;
@@ -415,7 +414,8 @@ impl Service {
             self.check_holds_user(tx, caller, &u, Action::UserResetPassword)
                 .await?;
         }
-        validate::new_password(new, "password")?;
+        let new = NewPassword::parse(new, "password")?;
+        let new = new.expose();
         let hash = password::hash(new).await?;
         let mut tx = self.store.begin().await?;
         let mut u = tx
@@ -470,7 +470,7 @@ impl Service {
                 "users_only",
                 "only portal users have a profile",
             ))?;
-        let display_name = user::validate_display_name(display_name)?;
+        let display_name = DisplayName::parse(display_name, "display_name")?.into_inner();
         let mut tx = self.store.begin().await?;
         let mut u = tx
             .user(&caller.org_id, &id)

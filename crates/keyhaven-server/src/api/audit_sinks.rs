@@ -153,7 +153,7 @@ pub async fn create(
 ) -> Result<(StatusCode, axum::Json<AuditSinkView>), ApiError> {
     let st = s
         .service
-        .create_audit_sink(&auth.caller, body.into())
+        .create_audit_sink(&auth.caller, CreateAuditSink::from(body))
         .await?;
     Ok((StatusCode::CREATED, axum::Json((&st).into())))
 }
@@ -186,7 +186,11 @@ pub async fn update(
 ) -> Result<axum::Json<AuditSinkView>, ApiError> {
     let st = s
         .service
-        .update_audit_sink(&auth.caller, &path_id(&id, "audit sink")?, body.into())
+        .update_audit_sink(
+            &auth.caller,
+            &path_id(&id, "audit sink")?,
+            UpdateAuditSink::from(body),
+        )
         .await?;
     Ok(axum::Json((&st).into()))
 }
