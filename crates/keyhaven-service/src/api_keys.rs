@@ -358,13 +358,6 @@ pub struct NewApiKey {
     pub enabled: bool,
 }
 
-/// The first of a list of parse errors (an API answer names one).
-pub fn first_error(errors: Vec<DomainError>) -> DomainError {
-    errors.into_iter().next().unwrap_or_else(|| {
-        DomainError::invalid("invalid_request", "body", "the request is not valid")
-    })
-}
-
 impl NewApiKey {
     /// Parses a draft field by field; every mistake is returned, in the order of the
     /// fields (the console shows them all at once).
@@ -444,13 +437,7 @@ impl NewApiKey {
     }
 }
 
-impl TryFrom<CreateApiKey> for NewApiKey {
-    type Error = DomainError;
-
-    fn try_from(d: CreateApiKey) -> Result<Self, DomainError> {
-        Self::parse_all(d).map_err(first_error)
-    }
-}
+parsed_from!(CreateApiKey => NewApiKey);
 
 /// A change to a key's credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -600,13 +587,7 @@ impl ApiKeyPatch {
     }
 }
 
-impl TryFrom<UpdateApiKey> for ApiKeyPatch {
-    type Error = DomainError;
-
-    fn try_from(d: UpdateApiKey) -> Result<Self, DomainError> {
-        Self::parse_all(d).map_err(first_error)
-    }
-}
+parsed_from!(UpdateApiKey => ApiKeyPatch);
 
 /// A regeneration, parsed: the new expiry (`None`: never) and the grace period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

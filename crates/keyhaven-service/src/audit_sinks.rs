@@ -65,66 +65,37 @@ pub struct UpdateAuditSink {
     pub enabled: Option<bool>,
 }
 
-/// A sink's settings, parsed for its kind; the outbound policy (which needs this
-/// server's settings and DNS) is checked by the use case.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkSpec {
-    /// Batches POSTed to `url` (as sent).
-    Http {
-        /// The receiver.
-        url: String,
-    },
-    /// RFC 5424 messages to `host:port`.
-    Syslog {
-        /// Host name or address.
-        host: String,
-        /// Port.
-        port: u16,
-        /// TCP or UDP.
-        transport: Transport,
-    },
-    /// JSON lines under the organization's audit directory.
-    File {
-        /// Relative path.
-        path: String,
-        /// Rotate at this size.
-        max_bytes: i64,
-        /// Rotated files kept.
-        max_files: i64,
-    },
-}
-
-impl SinkSpec {
-    /// Parses the fields of a sink of `kind`, refusing those of another kind.
-    pub fn parse(kind: &str, f: &SinkFields) -> Result<Self, DomainError> {
-        if !matches!(kind, "http" | "syslog" | "file") {
-            return Err(bad_kind());
-        }
-        only(kind, f)?;
-        Ok(match kind {
-            "http" => SinkSpec::Http {
-                url: f.url.clone().ok_or_else(|| required("url", kind))?,
-            },
-            "syslog" => SinkSpec::Syslog {
-                host: audit_sink::validate_host(
-                    f.host.as_deref().ok_or_else(|| required("host", kind))?,
-                )?,
-                port: audit_sink::validate_port(f.port.unwrap_or(514))?,
-                transport: transport(f.transport.as_deref().unwrap_or("tcp"))?,
-            },
-            _ => SinkSpec::File {
-                path: audit_sink::validate_file_path(
-                    f.path.as_deref().ok_or_else(|| required("path", kind))?,
-                )?,
-                max_bytes: audit_sink::validate_max_bytes(
-                    f.max_bytes.unwrap_or(audit_sink::DEFAULT_MAX_BYTES),
-                )?,
-                max_files: audit_sink::validate_max_files(
-                    f.max_files.unwrap_or(audit_sink::DEFAULT_MAX_FILES),
-                )?,
-            },
-        })
+/// A sink's settings parsed for its kind (`kind` and the fields of [`SinkFields`]):
+/// the target a create asks for, before the use case checks its address against the
+/// outbound policy (which needs this server's settings and DNS).
+fn parse_target(kind: &str, f: &SinkFields) -> Result<SinkTarget, DomainError> {
+    if !matches!(kind, "http" | "syslog" | "file") {
+        return Err(bad_kind());
     }
+    only(kind, f)?;
+    Ok(match kind {
+        "http" => SinkTarget::Http {
+            url: f.url.clone().ok_or_else(|| required("url", kind))?,
+        },
+        "syslog" => SinkTarget::Syslog {
+            host: audit_sink::validate_host(
+                f.host.as_deref().ok_or_else(|| required("host", kind))?,
+            )?,
+            port: audit_sink::validate_port(f.port.unwrap_or(514))?,
+            transport: transport(f.transport.as_deref().unwrap_or("tcp"))?,
+        },
+        _ => SinkTarget::File {
+            path: audit_sink::validate_file_path(
+                f.path.as_deref().ok_or_else(|| required("path", kind))?,
+            )?,
+            max_bytes: audit_sink::validate_max_bytes(
+                f.max_bytes.unwrap_or(audit_sink::DEFAULT_MAX_BYTES),
+            )?,
+            max_files: audit_sink::validate_max_files(
+                f.max_files.unwrap_or(audit_sink::DEFAULT_MAX_FILES),
+            )?,
+        },
+    })
 }
 
 /// Changes to a sink's settings, each parsed; which apply depends on the sink's kind
@@ -192,8 +163,8 @@ impl SinkChanges {
 /// A new sink, parsed.
 #[derive(Debug, Clone)]
 pub struct NewAuditSink {
-    /// Its kind and settings.
-    pub spec: SinkSpec,
+    /// Its kind and settings (the address not checked yet).
+    pub target: SinkTarget,
     /// Free text.
     pub description: Description,
     /// Whether delivery is on.
@@ -207,7 +178,7 @@ impl TryFrom<CreateAuditSink> for NewAuditSink {
 
     fn try_from(d: CreateAuditSink) -> Result<Self, DomainError> {
         Ok(Self {
-            spec: SinkSpec::parse(d.kind.trim(), &d.fields)?,
+            target: parse_target(d.kind.trim(), &d.fields)?,
             start: Start::parse(d.start.as_deref().unwrap_or("beginning"))?,
             description: Description::parse(d.description.as_deref().unwrap_or(""), "description")?,
             enabled: d.enabled.unwrap_or(true),
@@ -345,32 +316,16 @@ impl Service {
     }
 
     /// The target a create asks for, its address checked against the outbound policy.
-    async fn new_target(&self, spec: SinkSpec) -> ServiceResult<SinkTarget> {
-        Ok(match spec {
-            SinkSpec::Http { url } => SinkTarget::Http {
+    async fn new_target(&self, target: SinkTarget) -> ServiceResult<SinkTarget> {
+        Ok(match target {
+            SinkTarget::Http { url } => SinkTarget::Http {
                 url: self.check_webhook_url(&url).await?,
             },
-            SinkSpec::Syslog {
-                host,
-                port,
-                transport,
-            } => {
-                self.check_syslog_host(&host, port).await?;
-                SinkTarget::Syslog {
-                    host,
-                    port,
-                    transport,
-                }
+            SinkTarget::Syslog { ref host, port, .. } => {
+                self.check_syslog_host(host, port).await?;
+                target
             }
-            SinkSpec::File {
-                path,
-                max_bytes,
-                max_files,
-            } => SinkTarget::File {
-                path,
-                max_bytes,
-                max_files,
-            },
+            file @ SinkTarget::File { .. } => file,
         })
     }
 
@@ -442,7 +397,7 @@ impl Service {
         let input: NewAuditSink = input.try_into().map_err(Into::into)?;
         let start = input.start;
         let description = input.description.into_inner();
-        let target = self.new_target(input.spec).await?;
+        let target = self.new_target(input.target).await?;
         let now = self.now();
         let mut tx = self.store.begin().await?;
         let (cursor_seq, cursor_hash) = match start {

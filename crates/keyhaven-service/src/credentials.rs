@@ -66,13 +66,7 @@ impl NewCredential {
     }
 }
 
-impl TryFrom<CreateCredential> for NewCredential {
-    type Error = DomainError;
-
-    fn try_from(d: CreateCredential) -> Result<Self, DomainError> {
-        Self::parse_all(d).map_err(crate::api_keys::first_error)
-    }
-}
+parsed_from!(CreateCredential => NewCredential);
 
 /// A change to a credential, every field parsed: absent fields stay.
 #[derive(Debug, Clone, Default)]

@@ -23,6 +23,20 @@
 //! webhook deliveries, mail), [`oauth`] (access tokens), [`node`] (a node's background
 //! work and graceful stop), [`config`], [`secrets`] and [`password`].
 
+/// `TryFrom<draft>` for a typed command through its `parse_all`, naming the first
+/// mistake.
+macro_rules! parsed_from {
+    ($draft:ty => $cmd:ty) => {
+        impl TryFrom<$draft> for $cmd {
+            type Error = keyhaven_core::DomainError;
+
+            fn try_from(d: $draft) -> Result<Self, keyhaven_core::DomainError> {
+                Self::parse_all(d).map_err(crate::first_error)
+            }
+        }
+    };
+}
+
 pub mod admin;
 pub mod analytics;
 pub mod api_keys;
@@ -90,6 +104,13 @@ pub enum ServiceError {
     /// Something that should not happen.
     #[error("{0}")]
     Internal(String),
+}
+
+/// The first of a list of parse errors (an API answer names one).
+pub fn first_error(errors: Vec<DomainError>) -> DomainError {
+    errors.into_iter().next().unwrap_or_else(|| {
+        DomainError::invalid("invalid_request", "body", "the request is not valid")
+    })
 }
 
 /// A typed command passed as itself converts without error.

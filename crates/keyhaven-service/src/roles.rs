@@ -81,13 +81,7 @@ impl NewRole {
     }
 }
 
-impl TryFrom<CreateRole> for NewRole {
-    type Error = DomainError;
-
-    fn try_from(d: CreateRole) -> Result<Self, DomainError> {
-        Self::parse_all(d).map_err(crate::api_keys::first_error)
-    }
-}
+parsed_from!(CreateRole => NewRole);
 
 /// A change to a custom role, every field parsed: absent fields stay.
 #[derive(Debug, Clone, Default)]
@@ -132,13 +126,7 @@ impl RolePatch {
     }
 }
 
-impl TryFrom<UpdateRole> for RolePatch {
-    type Error = DomainError;
-
-    fn try_from(d: UpdateRole) -> Result<Self, DomainError> {
-        Self::parse_all(d).map_err(crate::api_keys::first_error)
-    }
-}
+parsed_from!(UpdateRole => RolePatch);
 
 fn role_principal(r: &Role) -> Principal {
     Principal {

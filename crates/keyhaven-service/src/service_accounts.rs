@@ -96,13 +96,7 @@ impl NewServiceAccount {
     }
 }
 
-impl TryFrom<CreateServiceAccount> for NewServiceAccount {
-    type Error = DomainError;
-
-    fn try_from(d: CreateServiceAccount) -> Result<Self, DomainError> {
-        Self::parse_all(d).map_err(crate::api_keys::first_error)
-    }
-}
+parsed_from!(CreateServiceAccount => NewServiceAccount);
 
 /// A change to a service account, every field parsed: absent fields stay.
 #[derive(Debug, Clone, Default)]
@@ -170,13 +164,7 @@ impl ServiceAccountPatch {
     }
 }
 
-impl TryFrom<UpdateServiceAccount> for ServiceAccountPatch {
-    type Error = DomainError;
-
-    fn try_from(d: UpdateServiceAccount) -> Result<Self, DomainError> {
-        Self::parse_all(d).map_err(crate::api_keys::first_error)
-    }
-}
+parsed_from!(UpdateServiceAccount => ServiceAccountPatch);
 
 /// The audit target for a service account.
 pub fn sa_principal(s: &ServiceAccount) -> Principal {

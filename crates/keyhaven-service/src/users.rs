@@ -57,13 +57,7 @@ impl NewUser {
     }
 }
 
-impl TryFrom<CreateUser> for NewUser {
-    type Error = DomainError;
-
-    fn try_from(d: CreateUser) -> Result<Self, DomainError> {
-        Self::parse_all(d).map_err(crate::api_keys::first_error)
-    }
-}
+parsed_from!(CreateUser => NewUser);
 
 /// A change to a user, every field parsed: absent fields stay.
 #[derive(Debug, Clone, Default)]
@@ -103,13 +97,7 @@ impl UserPatch {
     }
 }
 
-impl TryFrom<UpdateUser> for UserPatch {
-    type Error = DomainError;
-
-    fn try_from(d: UpdateUser) -> Result<Self, DomainError> {
-        Self::parse_all(d).map_err(crate::api_keys::first_error)
-    }
-}
+parsed_from!(UpdateUser => UserPatch);
 
 impl Service {
     /// Creates a portal user in the caller's organization.
