@@ -160,39 +160,6 @@ pub fn validate_external_id(v: &str, param: &str) -> Result<String, DomainError>
     Ok(v.to_string())
 }
 
-/// Validates a key name.
-pub fn validate_name(name: &str) -> Result<String, DomainError> {
-    crate::validate::name(name, "name", MAX_NAME)
-}
-
-/// Works out the expiry from `expires_at` or `expires_in_days` (at most one), refusing
-/// past dates. Neither given → never expires.
-pub fn resolve_expiry(
-    expires_at: Option<Timestamp>,
-    expires_in_days: Option<i64>,
-    now: Timestamp,
-) -> Result<Option<Timestamp>, DomainError> {
-    match (expires_at, expires_in_days) {
-        (Some(_), Some(_)) => Err(DomainError::invalid(
-            "conflicting_expiry",
-            "expires_in_days",
-            "give either expires_at or expires_in_days, not both",
-        )),
-        (Some(at), None) => validate_future(at, now, "expires_at").map(Some),
-        (None, Some(days)) => {
-            if !(1..=3650).contains(&days) {
-                return Err(DomainError::invalid(
-                    "invalid_expires_in_days",
-                    "expires_in_days",
-                    "expires_in_days must be between 1 and 3650",
-                ));
-            }
-            Ok(Some(now + Duration::days(days)))
-        }
-        (None, None) => Ok(None),
-    }
-}
-
 /// Refuses an instant that is not in the future.
 pub fn validate_future(
     at: Timestamp,
@@ -208,16 +175,6 @@ pub fn validate_future(
     } else {
         Ok(at)
     }
-}
-
-/// Validates a key's scopes: at most 100, no duplicates (dropped), each a valid
-/// permission string.
-pub fn validate_scopes(input: &[String]) -> Result<Vec<String>, DomainError> {
-    let scopes = crate::validate::distinct_list(input, "scopes", 100)?;
-    for (i, s) in scopes.iter().enumerate() {
-        crate::permission::validate_scope(s, &format!("scopes[{i}]"))?;
-    }
-    Ok(scopes)
 }
 
 /// Parses `allowed_cidrs`; a bare address is taken as a single-host network.
@@ -381,7 +338,9 @@ mod tests {
 
     #[test]
     fn expiry_rules() {
+        use crate::value::Expiry;
         let n = now();
+        let resolve_expiry = |at, days, now| Expiry::parse(at, days)?.resolve(now, false);
         assert_eq!(resolve_expiry(None, None, n), Ok(None));
         assert_eq!(
             resolve_expiry(None, Some(30), n),

@@ -22,11 +22,6 @@ pub struct Organization {
     pub updated_at: Timestamp,
 }
 
-/// Validates an organization name.
-pub fn validate_name(name: &str) -> Result<String, DomainError> {
-    crate::validate::name(name, "name", 100)
-}
-
 /// Validates a key prefix: `^[a-z][a-z0-9]{1,15}$`.
 pub fn validate_key_prefix(prefix: &str) -> Result<(), DomainError> {
     let b = prefix.as_bytes();

@@ -3,7 +3,7 @@
 use regex::Regex;
 
 use crate::error::DomainError;
-use crate::permission::{self, Permission, PermissionSet};
+use crate::permission::{Permission, PermissionSet};
 use crate::time::Timestamp;
 
 /// Name of the built-in role holding every management permission.
@@ -156,22 +156,6 @@ pub fn check_name_patterns(roles: &[Role], name: &str) -> Result<(), DomainError
                 ));
             }
         }
-    }
-    Ok(())
-}
-
-/// Validates a role's permission list: each entry a valid permission string, no
-/// duplicates, at most 200.
-pub fn validate_permissions(perms: &[String], param: &str) -> Result<(), DomainError> {
-    if perms.len() > 200 {
-        return Err(DomainError::invalid(
-            "too_many_permissions",
-            param,
-            format!("{param} may hold at most 200 entries"),
-        ));
-    }
-    for (i, p) in perms.iter().enumerate() {
-        permission::validate_scope(p, &format!("{param}[{i}]"))?;
     }
     Ok(())
 }

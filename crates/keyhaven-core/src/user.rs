@@ -64,11 +64,6 @@ pub struct User {
     pub updated_at: Timestamp,
 }
 
-/// Validates a display name (1–100 characters).
-pub fn validate_display_name(input: &str) -> Result<String, DomainError> {
-    crate::validate::name(input, "display_name", 100)
-}
-
 /// Refuses a change that would leave the organization without an active super-admin.
 /// `remaining` is the number of active super-admins the change would leave.
 pub fn check_keeps_super_admin(remaining: usize) -> Result<(), DomainError> {

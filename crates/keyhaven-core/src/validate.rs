@@ -105,11 +105,6 @@ pub fn description(input: &str, param: &str) -> Result<String, DomainError> {
     Ok(input.trim().to_string())
 }
 
-/// Tags: at most 20, each 1–64 characters, without duplicates (duplicates are dropped).
-pub fn tags(input: &[String], param: &str) -> Result<Vec<String>, DomainError> {
-    crate::value::Tags::parse(input, param).map(crate::value::Tags::into_strings)
-}
-
 /// Longest email address accepted (RFC 5321's path limit).
 pub const MAX_EMAIL: usize = 254;
 
@@ -201,6 +196,10 @@ pub fn distinct_list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tags(input: &[String], param: &str) -> Result<Vec<String>, DomainError> {
+        crate::value::Tags::parse(input, param).map(crate::value::Tags::into_strings)
+    }
 
     #[test]
     fn control_characters() {
